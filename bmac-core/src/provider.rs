@@ -1,0 +1,291 @@
+//! The contract between the engine and the things that build: the async [`Provider`] trait.
+//!
+//! A provider serves one or more step kinds; [`Providers`] routes each step to the provider
+//! registered for its kind (with an optional fallback that serves every other kind). The
+//! executor calls:
+//! - [`Provider::apply`] to create or update a resource to the step's desired config, given the
+//!   step's resolved inputs, returning its outputs. Apply must be idempotent: called for a
+//!   resource that already exists in the desired shape, it converges rather than duplicates;
+//! - [`Provider::observe`] to learn what really exists now — for drift detection, for steps a
+//!   crash left *in doubt* (intent journaled, result not), and to re-read secrets that state
+//!   keeps only as digests;
+//! - [`Provider::destroy`] to remove what apply made.
+//!
+//! Errors are classified: [`ErrorClass::Retryable`] (throttling, 5xx, timeouts — the executor
+//! retries them with backoff) or [`ErrorClass::Permanent`] (bad request, denied — it does not).
+//! A provider observes the run's cancellation through [`StepContext::cancel`] and may stop
+//! early; the executor gives it a grace period before dropping the call.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::step::{Inputs, Outputs, Step};
+
+/// Whether an error is worth retrying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Transient: throttling, server errors, timeouts. Retried with backoff.
+    Retryable,
+    /// Will fail again: invalid request, permission denied, quota exhausted.
+    Permanent,
+}
+
+/// An error from a provider call.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    /// Retryable or permanent.
+    pub class: ErrorClass,
+    /// What went wrong, for people. Must not contain secrets.
+    pub message: String,
+    /// A delay the remote side asked for (e.g. `Retry-After`), honoured over backoff when longer.
+    pub retry_after: Option<Duration>,
+    /// The underlying error.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ProviderError {
+    /// A transient error.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        ProviderError {
+            class: ErrorClass::Retryable,
+            message: message.into(),
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// An error that will not go away by retrying.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        ProviderError {
+            class: ErrorClass::Permanent,
+            message: message.into(),
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying error.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Records the delay the remote side asked for.
+    pub fn with_retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+
+    /// Whether the executor should retry.
+    pub fn is_retryable(&self) -> bool {
+        self.class == ErrorClass::Retryable
+    }
+}
+
+/// What a provider call knows about the run it is part of.
+#[derive(Debug, Clone)]
+pub struct StepContext {
+    /// Cancelled when the run is asked to stop; a long call may return early.
+    pub cancel: CancellationToken,
+    /// 1 for the first attempt, 2 for the first retry, …
+    pub attempt: u32,
+}
+
+impl Default for StepContext {
+    fn default() -> Self {
+        StepContext {
+            cancel: CancellationToken::new(),
+            attempt: 1,
+        }
+    }
+}
+
+/// What the last successful apply of a step left behind, as the journal recorded it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Prior {
+    /// The config that was applied.
+    pub config: Value,
+    /// The outputs it produced (secrets redacted when loaded from state).
+    pub outputs: Outputs,
+}
+
+/// A request to create or update a resource.
+#[derive(Debug)]
+pub struct ApplyRequest<'a> {
+    /// The step, with its desired config.
+    pub step: &'a Step,
+    /// Its inputs, resolved from upstream outputs.
+    pub inputs: &'a Inputs,
+    /// What a previous apply left, when there was one: `None` means create.
+    pub prior: Option<&'a Prior>,
+    /// Run context.
+    pub ctx: &'a StepContext,
+}
+
+/// A request to look at what exists.
+#[derive(Debug)]
+pub struct ObserveRequest<'a> {
+    /// The step.
+    pub step: &'a Step,
+    /// Its inputs, resolved (secrets may be missing their values when not yet re-read).
+    pub inputs: &'a Inputs,
+    /// What the journal last recorded for it, if anything.
+    pub prior: Option<&'a Prior>,
+    /// Run context.
+    pub ctx: &'a StepContext,
+}
+
+/// A request to remove a resource.
+#[derive(Debug)]
+pub struct DestroyRequest<'a> {
+    /// The step as last applied (from state when the step left the spec).
+    pub step: &'a Step,
+    /// Its inputs, resolved.
+    pub inputs: &'a Inputs,
+    /// What the last apply recorded.
+    pub prior: &'a Prior,
+    /// Run context.
+    pub ctx: &'a StepContext,
+}
+
+/// What `observe` found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// Nothing exists for this step.
+    Absent,
+    /// The resource exists.
+    Present {
+        /// Its actual configuration, in the same shape as the step's config. Fields the
+        /// provider cannot see or that other managers own are left out.
+        config: Value,
+        /// Its current outputs, secrets included.
+        outputs: Outputs,
+    },
+}
+
+/// A backend that builds steps of some kinds.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// A short name for messages (`sim`, `kube`, `aws`).
+    fn name(&self) -> &str;
+
+    /// How long applying this step usually takes, if the provider knows. The executor orders
+    /// ready steps by the longest remaining path weighted by these estimates (1 s when `None`).
+    fn expected_duration(&self, _step: &Step) -> Option<Duration> {
+        None
+    }
+
+    /// Creates or updates the resource to the desired config; returns its outputs.
+    async fn apply(&self, req: ApplyRequest<'_>) -> Result<Outputs, ProviderError>;
+
+    /// Reports what exists now.
+    async fn observe(&self, req: ObserveRequest<'_>) -> Result<Observed, ProviderError>;
+
+    /// Removes the resource. Removing something already gone is success.
+    async fn destroy(&self, req: DestroyRequest<'_>) -> Result<(), ProviderError>;
+}
+
+/// Routes steps to providers by kind.
+#[derive(Clone, Default)]
+pub struct Providers {
+    by_kind: HashMap<String, Arc<dyn Provider>>,
+    fallback: Option<Arc<dyn Provider>>,
+}
+
+impl Providers {
+    /// No providers.
+    pub fn new() -> Self {
+        Providers::default()
+    }
+
+    /// Serves the given kinds with `provider` (later routes override earlier ones).
+    pub fn route<I, S>(mut self, kinds: I, provider: Arc<dyn Provider>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        for kind in kinds {
+            self.by_kind.insert(kind.into(), Arc::clone(&provider));
+        }
+        self
+    }
+
+    /// Serves every kind not routed explicitly.
+    pub fn fallback(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.fallback = Some(provider);
+        self
+    }
+
+    /// The provider for a kind.
+    pub fn for_kind(&self, kind: &str) -> Option<&Arc<dyn Provider>> {
+        self.by_kind.get(kind).or(self.fallback.as_ref())
+    }
+}
+
+impl fmt::Debug for Providers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut kinds: Vec<_> = self
+            .by_kind
+            .iter()
+            .map(|(k, p)| format!("{k}→{}", p.name()))
+            .collect();
+        kinds.sort();
+        f.debug_struct("Providers")
+            .field("routes", &kinds)
+            .field("fallback", &self.fallback.as_ref().map(|p| p.name()))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Named(&'static str);
+
+    #[async_trait]
+    impl Provider for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        async fn apply(&self, _: ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
+            Ok(Outputs::new())
+        }
+        async fn observe(&self, _: ObserveRequest<'_>) -> Result<Observed, ProviderError> {
+            Ok(Observed::Absent)
+        }
+        async fn destroy(&self, _: DestroyRequest<'_>) -> Result<(), ProviderError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn routes_by_kind_then_fallback() {
+        let p = Providers::new()
+            .route(["cluster", "node_pool"], Arc::new(Named("cloud")))
+            .route(["namespace"], Arc::new(Named("kube")));
+        assert_eq!(p.for_kind("cluster").unwrap().name(), "cloud");
+        assert_eq!(p.for_kind("namespace").unwrap().name(), "kube");
+        assert!(p.for_kind("other").is_none());
+        let p = p.fallback(Arc::new(Named("sim")));
+        assert_eq!(p.for_kind("other").unwrap().name(), "sim");
+        assert_eq!(p.for_kind("node_pool").unwrap().name(), "cloud");
+    }
+
+    #[test]
+    fn error_classes() {
+        let e = ProviderError::retryable("throttled").with_retry_after(Duration::from_secs(2));
+        assert!(e.is_retryable());
+        assert_eq!(e.retry_after, Some(Duration::from_secs(2)));
+        assert!(!ProviderError::permanent("denied").is_retryable());
+    }
+}

@@ -1,0 +1,5 @@
+//! placeholder
+/// placeholder
+pub struct LocalStore;
+/// placeholder
+pub const COMPACT_EVERY: usize = 0;
