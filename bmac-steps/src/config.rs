@@ -1,0 +1,341 @@
+//! The typed desired configuration of each catalogue kind: the contract between the catalogue,
+//! which fills these in from the spec, and the providers, which read them back with
+//! [`bmac_core::Step::config_as`].
+//!
+//! Configs are provider-neutral: they say *what* should exist (a namespace with these labels,
+//! a node pool of this size), not how a given cloud spells it. They hold no secrets; secrets
+//! arrive as sensitive inputs at run time.
+//!
+//! In-cluster steps (namespaces, PodSecurity labels, the policy engine and its policies,
+//! service accounts, storage classes, manifests) take three inputs from the cluster step —
+//! [`INPUT_ENDPOINT`], [`INPUT_CA_DATA`] and [`INPUT_CREDENTIALS`] — from which the provider
+//! builds its Kubernetes client when the step runs (never at plan time).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Input name: the API server URL (from the cluster step's `endpoint` output).
+pub const INPUT_ENDPOINT: &str = "endpoint";
+/// Input name: base64 PEM of the cluster CA (from the cluster step's `ca_data` output).
+pub const INPUT_CA_DATA: &str = "ca_data";
+/// Input name: sensitive JSON object with `token`, or `client_certificate_data` and
+/// `client_key_data` (from the cluster step's `credentials` output).
+pub const INPUT_CREDENTIALS: &str = "credentials";
+/// Input name: the cloud role a service account is bound to (from an `iam_role` step's `arn`).
+pub const INPUT_ROLE: &str = "role";
+/// Input name: the cluster's OIDC issuer (for IAM role trust policies).
+pub const INPUT_OIDC_ISSUER: &str = "oidc_issuer";
+
+/// Cluster endpoint exposure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct EndpointAccess {
+    /// Whether the API endpoint is reachable from the internet.
+    pub public: bool,
+    /// CIDRs allowed to reach the public endpoint.
+    #[serde(default)]
+    pub public_cidrs: Vec<String>,
+    /// Whether the endpoint is reachable from inside the VPC.
+    pub private: bool,
+}
+
+/// `cluster`: the control plane (or, for provider `kube`, an existing cluster).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterConfig {
+    /// Cluster name.
+    pub name: String,
+    /// `sim`, `kube`, `eks` or `gke`.
+    pub provider: String,
+    /// Cloud region (not for `kube`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Kubernetes version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Endpoint exposure.
+    #[serde(default)]
+    pub endpoint: EndpointAccess,
+    /// Control-plane log types to enable (`api`, `audit`, `authenticator` …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_types: Vec<String>,
+    /// For `kube`: path of the kubeconfig (default `$KUBECONFIG`, then `~/.kube/config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+    /// For `kube`: the context naming the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+/// `cni`: the network plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CniConfig {
+    /// `default` (the provider's), `cilium` or `calico`.
+    pub plugin: String,
+    /// Plugin version, when pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Plugin settings, passed through.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, Value>,
+}
+
+/// A node taint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Taint {
+    /// Taint key.
+    pub key: String,
+    /// Taint value.
+    #[serde(default)]
+    pub value: String,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    pub effect: String,
+}
+
+/// Node disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disk {
+    /// Size in GiB.
+    pub size_gb: u32,
+    /// Volume type (`gp3`, `pd-balanced` …).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Whether the disk is encrypted.
+    #[serde(default = "yes")]
+    pub encrypted: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Node pool scaling bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scaling {
+    /// Minimum nodes.
+    pub min: u32,
+    /// Maximum nodes.
+    pub max: u32,
+    /// Desired nodes.
+    pub desired: u32,
+}
+
+/// `node_pool`: a group of worker nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodePoolConfig {
+    /// Pool name.
+    pub name: String,
+    /// Instance / machine types.
+    pub instance_types: Vec<String>,
+    /// Scaling bounds.
+    pub scaling: Scaling,
+    /// Node labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Node taints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<Taint>,
+    /// Node disk.
+    pub disk: Disk,
+}
+
+/// `storage_class`: a Kubernetes StorageClass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorageClassConfig {
+    /// Object name.
+    pub name: String,
+    /// CSI provisioner (`ebs.csi.aws.com`, `pd.csi.storage.gke.io`, or the sim's).
+    pub provisioner: String,
+    /// Volume type parameter.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Whether volumes are encrypted.
+    pub encrypted: bool,
+    /// Whether this is the cluster's default class.
+    pub default: bool,
+    /// `Delete` or `Retain`.
+    pub reclaim_policy: String,
+    /// `WaitForFirstConsumer` or `Immediate`.
+    pub volume_binding_mode: String,
+    /// Whether volumes can grow.
+    pub allow_volume_expansion: bool,
+    /// Extra provisioner parameters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// `object_bucket`: an object-storage bucket (the audit archive).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketConfig {
+    /// Bucket name.
+    pub name: String,
+    /// Days objects are kept.
+    pub retention_days: u32,
+    /// Versioning + object lock (WORM) on the archive.
+    pub object_lock: bool,
+    /// Refuse non-TLS access.
+    pub require_tls: bool,
+}
+
+/// `audit_logging`: control-plane audit log delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditLoggingConfig {
+    /// Log types to deliver.
+    pub log_types: Vec<String>,
+    /// Days the log group keeps records before they age out (the archive keeps longer).
+    pub retention_days: u32,
+}
+
+/// `audit_archive`: continuous export of the audit log into the bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditArchiveConfig {
+    /// Key prefix inside the bucket.
+    pub prefix: String,
+}
+
+/// `audit_alarm`: an alarm on audit events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditAlarmConfig {
+    /// What raises the alarm: `deny` (authorization denials), `anomalies`.
+    pub on: Vec<String>,
+}
+
+/// `namespace`: a namespace and its labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamespaceConfig {
+    /// Namespace name.
+    pub name: String,
+    /// Labels (PodSecurity labels are applied by a separate step).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// PodSecurity admission levels for one mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodSecurityMode {
+    /// `privileged`, `baseline` or `restricted`.
+    pub level: String,
+    /// Policy version (`latest` or `v1.29`).
+    pub version: String,
+}
+
+/// `pod_security_labels`: the PodSecurity labels of one namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodSecurityLabelsConfig {
+    /// The namespace labelled.
+    pub namespace: String,
+    /// `enforce` mode.
+    pub enforce: PodSecurityMode,
+    /// `audit` mode.
+    pub audit: PodSecurityMode,
+    /// `warn` mode.
+    pub warn: PodSecurityMode,
+}
+
+impl PodSecurityLabelsConfig {
+    /// The six `pod-security.kubernetes.io/*` labels.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (mode, m) in [
+            ("enforce", &self.enforce),
+            ("audit", &self.audit),
+            ("warn", &self.warn),
+        ] {
+            out.insert(
+                format!("pod-security.kubernetes.io/{mode}"),
+                m.level.clone(),
+            );
+            out.insert(
+                format!("pod-security.kubernetes.io/{mode}-version"),
+                m.version.clone(),
+            );
+        }
+        out
+    }
+}
+
+/// A release bundle of the policy engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bundle {
+    /// Where it is: a URL or a local path (relative paths are relative to the spec file,
+    /// resolved by the catalogue).
+    pub source: String,
+    /// Expected SHA-256 of the bundle, hex.
+    pub sha256: String,
+}
+
+/// `policy_engine`: Kyverno or Gatekeeper.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyEngineConfig {
+    /// `kyverno` or `gatekeeper`.
+    pub engine: String,
+    /// Pinned version.
+    pub version: String,
+    /// The release manifest bundle, verified before anything is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<Bundle>,
+    /// Image registry rewrites (upstream → mirror) applied to the bundle's images.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub image_mirrors: BTreeMap<String, String>,
+}
+
+/// `policy`: one policy of the engine, as the Kubernetes objects that express it
+/// (a Kyverno `ClusterPolicy`; a Gatekeeper `ConstraintTemplate` and its constraint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyConfig {
+    /// Policy name.
+    pub name: String,
+    /// `kyverno` or `gatekeeper`.
+    pub engine: String,
+    /// The objects, in apply order.
+    pub objects: Vec<Value>,
+}
+
+/// `registry_mirror`: a mirror / pull-through cache of an upstream registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistryMirrorConfig {
+    /// The upstream registry (`docker.io`).
+    pub upstream: String,
+    /// The mirror's host/prefix.
+    pub mirror: String,
+    /// Whether the mirror is a pull-through cache the build creates.
+    pub pull_through_cache: bool,
+}
+
+/// `iam_role`: a cloud role for a Kubernetes service account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IamRoleConfig {
+    /// Role name.
+    pub name: String,
+    /// An existing role to use instead of creating one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing: Option<String>,
+    /// Permissions (actions) granted when the role is created.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<String>,
+    /// The namespace of the service account allowed to assume it.
+    pub namespace: String,
+    /// The service account allowed to assume it.
+    pub service_account: String,
+}
+
+/// `service_account`: a ServiceAccount bound to a cloud role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceAccountConfig {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The annotation that carries the role (`eks.amazonaws.com/role-arn`,
+    /// `iam.gke.io/gcp-service-account`, or the sim's); its value is the `role` input.
+    pub role_annotation: String,
+}
+
+/// `manifest`: extra Kubernetes objects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestConfig {
+    /// Entry name.
+    pub name: String,
+    /// The objects, in apply order.
+    pub objects: Vec<Value>,
+}

@@ -1,0 +1,93 @@
+//! The step kinds of the catalogue: their names (what providers are routed by) and which
+//! config fields force a replacement instead of an in-place update.
+//!
+//! Replacement fields follow what the clouds allow: a cluster cannot move region or change its
+//! name; a node group's instance types and disk are fixed at creation on EKS and GKE; a
+//! StorageClass's provisioner parameters are immutable in Kubernetes; a bucket cannot be
+//! renamed. Everything else updates in place.
+
+use bmac_core::Kind;
+
+/// The managed cluster (control plane).
+pub const CLUSTER: &str = "cluster";
+/// The CNI plugin installation.
+pub const CNI: &str = "cni";
+/// A node pool / node group.
+pub const NODE_POOL: &str = "node_pool";
+/// A Kubernetes StorageClass.
+pub const STORAGE_CLASS: &str = "storage_class";
+/// An object-storage bucket (audit archive).
+pub const OBJECT_BUCKET: &str = "object_bucket";
+/// Control-plane audit log delivery (log types on the cluster).
+pub const AUDIT_LOGGING: &str = "audit_logging";
+/// Export of audit logs into the archive bucket.
+pub const AUDIT_ARCHIVE: &str = "audit_archive";
+/// An alarm on denied requests / anomalies in the audit log.
+pub const AUDIT_ALARM: &str = "audit_alarm";
+/// A namespace with its labels.
+pub const NAMESPACE: &str = "namespace";
+/// The PodSecurity admission labels of a namespace (applied after the namespace exists).
+pub const POD_SECURITY_LABELS: &str = "pod_security_labels";
+/// The policy engine install (Kyverno or Gatekeeper).
+pub const POLICY_ENGINE: &str = "policy_engine";
+/// One policy (Kyverno ClusterPolicy or Gatekeeper constraint).
+pub const POLICY: &str = "policy";
+/// A registry mirror / pull-through cache.
+pub const REGISTRY_MIRROR: &str = "registry_mirror";
+/// A cloud IAM role (or GCP service account) for workload identity.
+pub const IAM_ROLE: &str = "iam_role";
+/// A Kubernetes ServiceAccount bound to a cloud role.
+pub const SERVICE_ACCOUNT: &str = "service_account";
+/// Extra Kubernetes objects from the spec.
+pub const MANIFEST: &str = "manifest";
+
+/// Every kind the catalogue produces.
+pub const ALL: &[&str] = &[
+    CLUSTER,
+    CNI,
+    NODE_POOL,
+    STORAGE_CLASS,
+    OBJECT_BUCKET,
+    AUDIT_LOGGING,
+    AUDIT_ARCHIVE,
+    AUDIT_ALARM,
+    NAMESPACE,
+    POD_SECURITY_LABELS,
+    POLICY_ENGINE,
+    POLICY,
+    REGISTRY_MIRROR,
+    IAM_ROLE,
+    SERVICE_ACCOUNT,
+    MANIFEST,
+];
+
+/// The [`Kind`] for a catalogue kind name, with its replacement fields.
+pub fn kind(name: &str) -> Kind {
+    let replace_on: &[&str] = match name {
+        CLUSTER => &["/name", "/region", "/provider"],
+        NODE_POOL => &["/name", "/instance_types", "/disk"],
+        STORAGE_CLASS => &["/name", "/type", "/encrypted", "/provisioner"],
+        OBJECT_BUCKET => &["/name", "/object_lock"],
+        NAMESPACE => &["/name"],
+        SERVICE_ACCOUNT => &["/namespace", "/name"],
+        IAM_ROLE => &["/name"],
+        POLICY_ENGINE => &["/engine"],
+        CNI => &["/plugin"],
+        _ => &[],
+    };
+    Kind::with_replace_on(name, replace_on.iter().copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replacement_fields_follow_the_clouds() {
+        assert!(kind(CLUSTER).replace_on().any(|p| p == "/region"));
+        assert!(kind(NODE_POOL).replace_on().any(|p| p == "/instance_types"));
+        assert!(!kind(NODE_POOL).replace_on().any(|p| p == "/scaling"));
+        assert_eq!(kind(POLICY).replace_on().count(), 0);
+        assert_eq!(kind(NAMESPACE).name(), NAMESPACE);
+    }
+}
