@@ -1,2 +1,30 @@
-//! placeholder
-fn main() {}
+//! `bmac`: the command line over the bmac library. Thin by design — parsing, rendering and
+//! exit codes live here; everything else is a library call.
+
+mod args;
+mod commands;
+mod exit;
+mod project;
+mod render;
+mod report;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = args::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(exit::FAILED.0);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => std::process::ExitCode::from(code.0),
+        Err(report) => {
+            let code = exit::for_error(&report);
+            eprintln!("{report:?}");
+            std::process::ExitCode::from(code.0)
+        }
+    }
+}

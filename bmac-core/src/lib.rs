@@ -8,6 +8,7 @@
 //!
 //! See `DESIGN.md` in the repository for the decisions behind each part.
 
+pub mod drift;
 pub mod event;
 pub mod exec;
 pub mod plan;

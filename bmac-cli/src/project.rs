@@ -1,0 +1,68 @@
+//! The project a command works on: the spec file, the steps the catalogue expands it into, the
+//! state store and the providers — each loaded once, with errors that point at the spec.
+//!
+//! State lives in `--state-dir`, else `[state] path` (relative to the spec file), else `.bmac`
+//! beside the spec file, so running bmac from another directory finds the same state.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bmac_core::plan::Sources;
+use bmac_core::spec::{Spec, StateBackendKind};
+use bmac_core::{LocalStore, Providers, State, Step};
+use miette::{miette, IntoDiagnostic, Result};
+
+/// A loaded spec and where its state lives.
+pub struct Project {
+    /// The spec.
+    pub spec: Spec,
+    /// The state directory.
+    pub state_dir: PathBuf,
+}
+
+impl Project {
+    /// Loads the spec (with full diagnostics) and resolves the state directory.
+    pub fn load(spec_path: &Path, state_dir: Option<&Path>) -> Result<Project> {
+        let spec = Spec::load(spec_path)?;
+        if spec.state.backend != StateBackendKind::Local {
+            return Err(miette!(
+                code = "bmac::state::backend",
+                help = "use `backend = \"local\"` (remote state backends are not built yet)",
+                "state backend `{}` is not available in this build",
+                spec.state.backend.as_str()
+            ));
+        }
+        let base = spec_path.parent().unwrap_or(Path::new("."));
+        let state_dir = match (state_dir, &spec.state.path) {
+            (Some(dir), _) => dir.to_owned(),
+            (None, Some(path)) => base.join(path),
+            (None, None) => base.join(".bmac"),
+        };
+        Ok(Project { spec, state_dir })
+    }
+
+    /// The steps of the spec, with the spans the planner points its diagnostics at.
+    pub fn steps(&self) -> Result<(Vec<Step>, Sources)> {
+        let expansion = bmac_steps::expand(&self.spec)?;
+        Ok((expansion.steps, expansion.sources))
+    }
+
+    /// Opens the state store (creating the directory on first write).
+    pub fn store(&self) -> Result<Arc<LocalStore>> {
+        Ok(Arc::new(LocalStore::open(&self.state_dir)?))
+    }
+
+    /// Loads state, printing recovery warnings (a torn last record) to stderr.
+    pub async fn state(&self, store: &LocalStore) -> Result<State> {
+        let loaded = bmac_core::StateStore::load(store).await?;
+        for w in &loaded.warnings {
+            eprintln!("warning: {w}");
+        }
+        Ok(loaded.state)
+    }
+
+    /// The providers serving this spec's steps.
+    pub fn providers(&self) -> Result<Providers> {
+        bmac_providers::for_spec(&self.spec, &self.state_dir).into_diagnostic()
+    }
+}

@@ -1,0 +1,143 @@
+//! Text for people: plans in Terraform's shape (`+` create, `~` update, `-/+` replace,
+//! `-` destroy, a summary line), state listings and drift reports.
+//!
+//! Renderers return `String`s and never print, so they are snapshot-tested as they are. Values
+//! come from configs (which hold no secrets) and from outputs through their `Display`, which
+//! shows secrets as `(sensitive)`.
+
+use std::fmt::Write;
+
+use bmac_core::plan::{Action, Plan, PlanNode};
+use bmac_core::state::State;
+use serde_json::Value;
+
+/// The plan as Terraform users expect to read it; planned no-ops are not listed.
+pub fn plan(plan: &Plan) -> String {
+    let mut out = String::new();
+    if !plan.has_changes() {
+        out.push_str("No changes. The cluster matches the spec.\n");
+        return out;
+    }
+    out.push_str("bmac will perform the following actions:\n\n");
+    for node in plan.nodes().iter().filter(|n| n.action.is_change()) {
+        node_lines(&mut out, node);
+    }
+    let _ = writeln!(out, "\n{}", plan.summary());
+    out
+}
+
+fn node_lines(out: &mut String, node: &PlanNode) {
+    let verb = match &node.action {
+        Action::Create => "will be created",
+        Action::Update { .. } => "will be updated in place",
+        Action::Replace { .. } => "must be replaced",
+        Action::Delete => "will be destroyed",
+        Action::NoOp => "is up to date",
+    };
+    let doubt = if node.in_doubt {
+        " (in doubt after an interrupted run: will be observed first)"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "  {:>3} {} ({}) {verb}{doubt}",
+        node.action.symbol(),
+        node.step.id,
+        node.step.kind
+    );
+    match &node.action {
+        Action::Update {
+            fields,
+            inputs_may_change,
+        } => {
+            field_lines(out, node, fields, "~", "");
+            if *inputs_may_change {
+                out.push_str("          (inputs from changing steps: known after apply)\n");
+            }
+        }
+        Action::Replace { fields } => field_lines(out, node, fields, "~", " # forces replacement"),
+        _ => {}
+    }
+}
+
+fn field_lines(out: &mut String, node: &PlanNode, fields: &[String], mark: &str, note: &str) {
+    let old = node.prior.as_ref().map(|p| &p.config);
+    for field in fields {
+        let before = old.and_then(|c| c.pointer(field));
+        let after = node.step.config.pointer(field);
+        let _ = writeln!(
+            out,
+            "        {mark} {field}: {} → {}{note}",
+            show(before),
+            show(after)
+        );
+    }
+}
+
+fn show(v: Option<&Value>) -> String {
+    match v {
+        None => "(none)".to_owned(),
+        Some(Value::String(s)) => format!("{s:?}"),
+        Some(v) => {
+            let s = v.to_string();
+            if s.chars().count() > 60 {
+                format!("{}…", s.chars().take(59).collect::<String>())
+            } else {
+                s
+            }
+        }
+    }
+}
+
+/// `bmac state list`: one line per step.
+pub fn state_list(state: &State) -> String {
+    let mut out = String::new();
+    for (id, s) in &state.steps {
+        let kind = s
+            .applied
+            .as_ref()
+            .map_or("?".to_owned(), |a| a.step.kind.to_string());
+        let status = match (&s.applied, s.in_doubt) {
+            (_, true) => "in doubt",
+            (Some(_), false) => "applied",
+            (None, false) => "unknown",
+        };
+        let _ = writeln!(out, "{id}  {kind}  {status}");
+    }
+    if state.steps.is_empty() {
+        out.push_str("The state is empty.\n");
+    }
+    out
+}
+
+/// `bmac state show ID`.
+pub fn state_show(state: &State, id: &str) -> Option<String> {
+    let s = state.steps.iter().find(|(k, _)| k.as_str() == id)?.1;
+    let mut out = String::new();
+    let _ = writeln!(out, "{id}");
+    if let Some(a) = &s.applied {
+        let _ = writeln!(out, "  kind:        {}", a.step.kind);
+        let _ = writeln!(out, "  fingerprint: {}", a.fingerprint);
+        let deps: Vec<_> = a.step.dependencies().map(|d| d.as_str()).collect();
+        if !deps.is_empty() {
+            let _ = writeln!(out, "  depends on:  {}", deps.join(", "));
+        }
+        let config = serde_json::to_string_pretty(&a.step.config).unwrap_or_default();
+        let _ = writeln!(out, "  config:");
+        for line in config.lines() {
+            let _ = writeln!(out, "    {line}");
+        }
+        let _ = writeln!(out, "  outputs:");
+        for (name, value) in &a.outputs.0 {
+            let _ = writeln!(out, "    {name} = {value}");
+        }
+    }
+    if s.in_doubt {
+        out.push_str("  in doubt: a call started or failed after the last apply\n");
+    }
+    if let Some(e) = &s.last_error {
+        let _ = writeln!(out, "  last error: {e}");
+    }
+    Some(out)
+}

@@ -1,0 +1,202 @@
+//! Reporters: they consume the executor's public events and show them — a live progress view
+//! on a terminal (an overall bar plus one line per running step), plain lines otherwise, or
+//! JSON lines with `--output json`. They only read events; they never steer the run.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use bmac_core::event::{Event, Outcome, SkipReason};
+use bmac_core::plan::Action;
+use bmac_core::StepId;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::args::OutputFormat;
+
+/// Drains events until the channel closes, showing them in the chosen format.
+pub async fn consume(mut events: UnboundedReceiver<Event>, format: OutputFormat, total: usize) {
+    match format {
+        OutputFormat::Json => {
+            let mut stdout = std::io::stdout().lock();
+            while let Some(e) = events.recv().await {
+                if let Ok(line) = serde_json::to_string(&e) {
+                    let _ = writeln!(stdout, "{line}");
+                    let _ = stdout.flush();
+                }
+            }
+        }
+        OutputFormat::Human if std::io::stderr().is_terminal() => {
+            let mut live = Live::new(total);
+            while let Some(e) = events.recv().await {
+                live.event(&e);
+            }
+            live.finish();
+        }
+        OutputFormat::Human => {
+            while let Some(e) = events.recv().await {
+                if let Some(line) = plain_line(&e) {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+fn doing(action: &Action) -> &'static str {
+    match action {
+        Action::Create => "creating",
+        Action::Update { .. } => "updating",
+        Action::Replace { .. } => "replacing",
+        Action::Delete => "destroying",
+        Action::NoOp => "checking",
+    }
+}
+
+fn done(action: &Action, changed: bool) -> &'static str {
+    if !changed {
+        return "unchanged";
+    }
+    match action {
+        Action::Create => "created",
+        Action::Update { .. } => "updated",
+        Action::Replace { .. } => "replaced",
+        Action::Delete => "destroyed",
+        Action::NoOp => "unchanged",
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+/// The one-line rendering of an event (None for events that print nothing).
+pub fn plain_line(e: &Event) -> Option<String> {
+    Some(match e {
+        Event::PlanReady { .. } => return None,
+        Event::RunStarted { steps, parallelism } => {
+            format!("Running {steps} steps, at most {parallelism} at a time.")
+        }
+        Event::StepStarted { id, action, .. } => format!("{id}: {}…", doing(action)),
+        Event::StepRetrying {
+            id,
+            attempt,
+            delay,
+            error,
+        } => format!(
+            "{id}: attempt {attempt} failed ({error}); retrying in {}",
+            secs(*delay)
+        ),
+        Event::StepSucceeded {
+            id,
+            action,
+            changed,
+            duration,
+            ..
+        } => format!("{id}: {} after {}", done(action, *changed), secs(*duration)),
+        Event::StepFailed {
+            id,
+            error,
+            duration,
+        } => format!("{id}: FAILED after {}: {error}", secs(*duration)),
+        Event::StepSkipped { id, reason } => format!("{id}: skipped ({})", skip_text(reason)),
+        Event::Cancelling { reason } => format!("Stopping: {reason:?}"),
+        Event::RunFinished {
+            outcome,
+            counts,
+            duration,
+        } => {
+            let head = match outcome {
+                Outcome::Succeeded => "Apply complete!",
+                Outcome::Failed => "Apply failed.",
+                Outcome::Cancelled => "Apply cancelled; run `bmac apply` again to resume.",
+            };
+            format!(
+                "{head} {} changed, {} unchanged, {} adopted, {} failed, {} skipped in {}.",
+                counts.succeeded,
+                counts.unchanged,
+                counts.adopted,
+                counts.failed,
+                counts.skipped,
+                secs(*duration)
+            )
+        }
+    })
+}
+
+fn skip_text(reason: &SkipReason) -> String {
+    match reason {
+        SkipReason::DependencyFailed { dependency } => format!("{dependency} failed"),
+        SkipReason::FailFast => "another step failed".to_owned(),
+        SkipReason::Cancelled => "cancelled".to_owned(),
+    }
+}
+
+/// The terminal view: an overall bar plus a spinner per running step.
+struct Live {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    running: HashMap<StepId, ProgressBar>,
+}
+
+impl Live {
+    fn new(total: usize) -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let overall = multi.add(ProgressBar::new(total as u64));
+        overall.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        Live {
+            multi,
+            overall,
+            running: HashMap::new(),
+        }
+    }
+
+    fn event(&mut self, e: &Event) {
+        match e {
+            Event::StepStarted { id, action, .. } => {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_message(format!("{id}: {}", doing(action)));
+                bar.enable_steady_tick(Duration::from_millis(120));
+                self.running.insert(id.clone(), bar);
+            }
+            Event::StepRetrying { id, .. } => {
+                if let (Some(bar), Some(line)) = (self.running.get(id), plain_line(e)) {
+                    bar.set_message(line);
+                }
+            }
+            Event::StepSucceeded { id, .. }
+            | Event::StepFailed { id, .. }
+            | Event::StepSkipped { id, .. } => {
+                if let Some(bar) = self.running.remove(id) {
+                    bar.finish_and_clear();
+                    self.multi.remove(&bar);
+                }
+                if let Some(line) = plain_line(e) {
+                    let _ = self.multi.println(line);
+                }
+                self.overall.inc(1);
+            }
+            Event::RunFinished { .. } | Event::Cancelling { .. } => {
+                if let Some(line) = plain_line(e) {
+                    let _ = self.multi.println(line);
+                }
+            }
+            Event::RunStarted { .. } | Event::PlanReady { .. } => {}
+        }
+    }
+
+    fn finish(self) {
+        for bar in self.running.values() {
+            bar.finish_and_clear();
+        }
+        self.overall.finish_and_clear();
+    }
+}

@@ -1,0 +1,317 @@
+//! Drift: what really exists, compared with what bmac last applied and with the spec.
+//!
+//! [`detect`] plans the spec against state (so steps come in dependency order, each with its
+//! last applied config), then asks each applied step's provider to `observe` it — with inputs
+//! resolved from what its upstream steps *observed*, so a secret that state keeps only as a
+//! digest is re-read rather than needed. For each step it reports:
+//! - **moved fields**: leaf fields (JSON pointers) of the last applied config whose live value
+//!   differs. A provider leaves out whole subtrees it cannot see or that other managers own; a
+//!   field is compared only when its parent object is present in what was observed, so such
+//!   omissions are not drift, while a label removed by hand (its `labels` map present, the key
+//!   gone) is;
+//! - **missing**: the resource is gone;
+//! - **pending**: fields where the spec differs from the last apply (not drift: `apply` will
+//!   change them anyway), so a reader sees both at once.
+//!
+//! Steps are observed one dependency layer at a time, concurrently within a layer.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use futures::future::join_all;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::plan::{changed_fields, Action, PlanError, Planner};
+use crate::provider::{ObserveRequest, Observed, Providers, StepContext};
+use crate::state::State;
+use crate::step::{Inputs, Outputs, Step, StepId};
+
+/// One field that moved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MovedField {
+    /// JSON pointer into the step's config.
+    pub field: String,
+    /// The value bmac applied.
+    pub applied: Option<Value>,
+    /// The value that exists now.
+    pub actual: Option<Value>,
+}
+
+/// What was found for one step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum StepDrift {
+    /// Exists as applied.
+    InSync,
+    /// Exists, with fields changed outside bmac.
+    Drifted {
+        /// The fields that moved.
+        fields: Vec<MovedField>,
+    },
+    /// Was applied, no longer exists.
+    Missing,
+    /// Never applied (a plain `apply` creates it).
+    NotApplied,
+    /// The provider could not observe it.
+    Unobservable {
+        /// Why.
+        error: String,
+    },
+}
+
+/// The drift of one step, with the spec changes pending for it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepReport {
+    /// The step.
+    pub id: StepId,
+    /// Its kind.
+    pub kind: String,
+    /// What was found.
+    #[serde(flatten)]
+    pub drift: StepDrift,
+    /// Fields where the spec differs from the last apply.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
+}
+
+/// The drift of every step in the spec.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DriftReport {
+    /// Per step, in dependency order.
+    pub steps: Vec<StepReport>,
+}
+
+impl DriftReport {
+    /// Whether anything moved or went missing outside bmac.
+    pub fn has_drift(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s.drift, StepDrift::Drifted { .. } | StepDrift::Missing))
+    }
+
+    /// Text for people: one block per step that is not in sync.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for s in &self.steps {
+            match &s.drift {
+                StepDrift::InSync if s.pending.is_empty() => continue,
+                StepDrift::InSync => {}
+                StepDrift::Drifted { fields } => {
+                    let _ = writeln!(out, "~ {} ({}) changed outside bmac:", s.id, s.kind);
+                    for f in fields {
+                        let _ = writeln!(
+                            out,
+                            "    {}: applied {} → now {}",
+                            f.field,
+                            show(f.applied.as_ref()),
+                            show(f.actual.as_ref())
+                        );
+                    }
+                }
+                StepDrift::Missing => {
+                    let _ = writeln!(out, "- {} ({}) was deleted outside bmac", s.id, s.kind);
+                }
+                StepDrift::NotApplied => {
+                    let _ = writeln!(out, "+ {} ({}) is not built yet", s.id, s.kind);
+                }
+                StepDrift::Unobservable { error } => {
+                    let _ = writeln!(out, "? {} ({}) could not be observed: {error}", s.id, s.kind);
+                }
+            }
+            if !s.pending.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    spec changes not yet applied: {}",
+                    s.pending.join(", ")
+                );
+            }
+        }
+        let drifted = self
+            .steps
+            .iter()
+            .filter(|s| matches!(s.drift, StepDrift::Drifted { .. } | StepDrift::Missing))
+            .count();
+        if drifted == 0 {
+            out.push_str("No drift: everything bmac built is as it was applied.\n");
+        } else {
+            let _ = writeln!(
+                out,
+                "Drift in {drifted} step(s); `bmac apply` restores what the spec says."
+            );
+        }
+        out
+    }
+}
+
+fn show(v: Option<&Value>) -> String {
+    match v {
+        None => "(absent)".to_owned(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// Errors from drift detection.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum DriftError {
+    /// The spec's graph is invalid.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Plan(#[from] PlanError),
+    /// A step's kind has no provider.
+    #[error("no provider serves steps of kind `{kind}` (step `{id}`)")]
+    #[diagnostic(code(bmac::drift::no_provider))]
+    NoProvider {
+        /// The step.
+        id: StepId,
+        /// Its kind.
+        kind: String,
+    },
+}
+
+/// Observes every applied step of the spec and compares. See the module docs.
+pub async fn detect(
+    steps: &[Step],
+    state: &State,
+    providers: &Providers,
+) -> Result<DriftReport, DriftError> {
+    let plan = Planner::new(steps.to_vec(), state).plan()?;
+    let nodes = plan.nodes();
+    // Layer = longest distance from a root; nodes are topologically ordered, so one pass.
+    let mut layer = vec![0usize; nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        layer[i] = n.deps.iter().map(|&d| layer[d as usize] + 1).max().unwrap_or(0);
+    }
+    let mut layers: Vec<Vec<usize>> = vec![Vec::new(); layer.iter().max().map_or(0, |m| m + 1)];
+    for (i, &l) in layer.iter().enumerate() {
+        layers[l].push(i);
+    }
+    let mut outputs: HashMap<StepId, Outputs> = HashMap::new();
+    let mut reports: Vec<Option<StepReport>> = vec![None; nodes.len()];
+    let ctx = StepContext::default();
+    for members in &layers {
+        let mut calls = Vec::new();
+        for &i in members {
+            let node = &nodes[i];
+            if matches!(node.action, Action::Delete) {
+                continue;
+            }
+            let Some(prior) = node.prior.as_ref() else {
+                reports[i] = Some(report(node.step.clone(), StepDrift::NotApplied, Vec::new()));
+                continue;
+            };
+            let provider = providers.for_kind(node.step.kind.name()).ok_or_else(|| {
+                DriftError::NoProvider {
+                    id: node.step.id.clone(),
+                    kind: node.step.kind.name().to_owned(),
+                }
+            })?;
+            let inputs = resolve(&node.step, &outputs, state);
+            let ctx = &ctx;
+            calls.push(async move {
+                let observed = provider
+                    .observe(ObserveRequest {
+                        step: &node.step,
+                        inputs: &inputs,
+                        prior: Some(prior),
+                        ctx,
+                    })
+                    .await;
+                (i, observed)
+            });
+        }
+        for (i, observed) in join_all(calls).await {
+            let node = &nodes[i];
+            let prior = node.prior.as_ref().map(|p| &p.config);
+            let pending = prior
+                .map(|c| changed_fields(c, &node.step.config))
+                .unwrap_or_default();
+            let drift = match observed {
+                Err(e) => StepDrift::Unobservable {
+                    error: e.to_string(),
+                },
+                Ok(Observed::Absent) => StepDrift::Missing,
+                Ok(Observed::Present { config, outputs: o }) => {
+                    outputs.insert(node.step.id.clone(), o);
+                    let applied = prior.cloned().unwrap_or(Value::Null);
+                    let fields = moved_fields(&applied, &config);
+                    if fields.is_empty() {
+                        StepDrift::InSync
+                    } else {
+                        StepDrift::Drifted { fields }
+                    }
+                }
+            };
+            reports[i] = Some(report(node.step.clone(), drift, pending));
+        }
+    }
+    Ok(DriftReport {
+        steps: reports.into_iter().flatten().collect(),
+    })
+}
+
+fn report(step: Step, drift: StepDrift, pending: Vec<String>) -> StepReport {
+    StepReport {
+        kind: step.kind.name().to_owned(),
+        id: step.id,
+        drift,
+        pending,
+    }
+}
+
+/// Inputs from observed outputs where we have them, else from state.
+fn resolve(step: &Step, observed: &HashMap<StepId, Outputs>, state: &State) -> Inputs {
+    let mut inputs = Inputs::default();
+    for (name, r) in &step.inputs {
+        let value = observed
+            .get(&r.step)
+            .and_then(|o| o.get(&r.output))
+            .or_else(|| state.applied(&r.step).and_then(|a| a.outputs.get(&r.output)));
+        if let Some(v) = value {
+            inputs.0.insert(name.clone(), v.clone());
+        }
+    }
+    inputs
+}
+
+/// Leaf fields of `applied` whose value in `actual` differs, compared only where the parent
+/// object exists in `actual` (see the module docs).
+pub fn moved_fields(applied: &Value, actual: &Value) -> Vec<MovedField> {
+    changed_fields(applied, actual)
+        .into_iter()
+        .filter(|field| applied.pointer(field).is_some())
+        .filter(|field| {
+            let parent = field.rsplit_once('/').map_or("", |(p, _)| p);
+            actual.pointer(parent).is_some_and(Value::is_object)
+        })
+        .map(|field| MovedField {
+            applied: applied.pointer(&field).cloned(),
+            actual: actual.pointer(&field).cloned(),
+            field,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_hand_edited_label_is_drift_but_an_invisible_subtree_is_not() {
+        let applied = json!({"name": "payments", "labels": {"team": "pay", "tier": "1"}, "quota": {"cpu": 4}});
+        let actual = json!({"name": "payments", "labels": {"team": "ops"}});
+        let moved = moved_fields(&applied, &actual);
+        let fields: Vec<_> = moved.iter().map(|m| m.field.as_str()).collect();
+        assert_eq!(fields, ["/labels/team", "/labels/tier"]);
+        assert_eq!(moved[0].actual, Some(json!("ops")));
+        assert_eq!(moved[1].actual, None);
+    }
+
+    #[test]
+    fn fields_other_managers_added_are_not_drift() {
+        let applied = json!({"labels": {"team": "pay"}});
+        let actual = json!({"labels": {"team": "pay", "added-by-someone": "x"}});
+        assert!(moved_fields(&applied, &actual).is_empty());
+    }
+}
