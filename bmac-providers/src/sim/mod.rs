@@ -14,7 +14,7 @@
 //! - **Its own persisted cloud** ([`SimCloud`], an append-only op log) so resume, drift
 //!   (see [`SimCloud::tamper`]) and destroy are observable from one run to the next.
 //!
-//! Everything random derives from the seed ([`seed`](self) module docs say why not `rand`),
+//! Everything random derives from the seed (the private `seed` module's docs say why not `rand`),
 //! so two runs with the same seed and spec produce the same ids, latencies and faults.
 
 pub mod cloud;
