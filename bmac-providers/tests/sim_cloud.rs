@@ -171,6 +171,23 @@ async fn a_torn_last_line_is_dropped_and_the_log_stays_usable() {
 }
 
 #[tokio::test]
+async fn a_complete_last_op_missing_only_its_newline_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cloud.log");
+    apply(&at(&path), &cluster()).await;
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, bytes.strip_suffix(b"\n").unwrap()).unwrap();
+
+    let reopened = at(&path);
+    assert_eq!(reopened.cloud().len(), 1);
+    apply(&reopened, &step("ns", "namespace", json!({}))).await;
+    drop(reopened);
+    let again = at(&path);
+    assert_eq!(again.cloud().len(), 2);
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+}
+
+#[tokio::test]
 async fn a_corrupt_line_in_the_middle_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cloud.log");

@@ -215,10 +215,11 @@ async fn applying_again_changes_nothing_and_a_new_config_updates_in_place() {
     assert_eq!(p.cloud().get("pool").unwrap().generation, 2);
     assert_eq!(p.cloud().len(), 1);
 
-    // Same id, another kind: the old resource is replaced (a create).
-    apply(&p, &step("pool", "namespace", json!({})), 1)
-        .await
-        .unwrap();
+    // Same id, another kind: the step's resource does not exist yet, and applying it
+    // replaces the old one (a create).
+    let ns = step("pool", "namespace", json!({}));
+    assert_eq!(observe(&p, &ns).await, Observed::Absent);
+    apply(&p, &ns, 1).await.unwrap();
     assert_eq!(p.stats().kind("namespace").creates, 1);
     assert_eq!(p.cloud().get("pool").unwrap().kind, "namespace");
 }

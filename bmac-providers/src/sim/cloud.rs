@@ -11,8 +11,9 @@
 //!   being killed, which the page cache guarantees; surviving a power cut is not the point.
 //! - Memory changes only after the line is written, so memory never holds what the log lacks.
 //! - A torn or unparseable *last* line (the process died mid-append) is dropped on open and
-//!   cut off the file, so the next append starts on a fresh line; a bad line anywhere else is
-//!   corruption and a typed error.
+//!   cut off the file, so the next append starts on a fresh line (a complete last op missing
+//!   only its newline is kept and the newline added); a bad line anywhere else is corruption
+//!   and a typed error.
 //! - On open, a log that has grown past three times its live resources (plus slack) is
 //!   compacted into one `put` per resource — written to a temporary file and renamed over the
 //!   log — bounding its size without ever rewriting it per mutation.
@@ -143,15 +144,19 @@ impl SimCloud {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(e)),
         }
-        let (resources, ops, valid_len) = replay(&path, &bytes)?;
-        if ops > 3 * resources.len() + 1024 {
+        let replayed = replay(&path, &bytes)?;
+        let resources = replayed.resources;
+        if replayed.ops > 3 * resources.len() + 1024 {
             compact(&path, &resources).map_err(io)?;
-        } else if valid_len < bytes.len() {
+        } else if replayed.valid_len < bytes.len() {
             // Cut the torn tail so the next append starts on a fresh line.
             let f = OpenOptions::new().write(true).open(&path).map_err(io)?;
-            f.set_len(valid_len as u64).map_err(io)?;
+            f.set_len(replayed.valid_len as u64).map_err(io)?;
         }
-        let log = open_for_append(&path).map_err(io)?;
+        let mut log = open_for_append(&path).map_err(io)?;
+        if replayed.unterminated {
+            log.write_all(b"\n").map_err(io)?;
+        }
         Ok(SimCloud {
             path: Some(path),
             state: Mutex::new(CloudState {
@@ -289,12 +294,25 @@ impl SimCloud {
     }
 }
 
-/// Replays the log; returns the resources, how many ops were applied, and the length of the
-/// valid prefix (shorter than the input when a torn last line was dropped).
-fn replay(path: &Path, bytes: &[u8]) -> Result<(HashMap<StepId, Entry>, usize, usize), SimError> {
-    let mut resources = HashMap::new();
-    let mut ops = 0;
-    let mut offset = 0;
+/// What replaying a log found.
+struct Replayed {
+    resources: HashMap<StepId, Entry>,
+    /// Operations applied.
+    ops: usize,
+    /// Length of the valid prefix: shorter than the file when a torn last line was dropped.
+    valid_len: usize,
+    /// The last line is a complete operation missing only its newline (the write was cut
+    /// right before it): kept, and the newline is added before the next append.
+    unterminated: bool,
+}
+
+fn replay(path: &Path, bytes: &[u8]) -> Result<Replayed, SimError> {
+    let mut replayed = Replayed {
+        resources: HashMap::new(),
+        ops: 0,
+        valid_len: 0,
+        unterminated: false,
+    };
     let mut lines = bytes
         .split_inclusive(|b| *b == b'\n')
         .enumerate()
@@ -303,13 +321,12 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(HashMap<StepId, Entry>, usize, u
         let is_last = lines.peek().is_none();
         let text = raw.strip_suffix(b"\n").unwrap_or(raw);
         if text.iter().all(u8::is_ascii_whitespace) {
-            offset += raw.len();
+            replayed.valid_len += raw.len();
             continue;
         }
         let op: Op = match serde_json::from_slice(text) {
-            Ok(op) if !is_last || raw.ends_with(b"\n") => op,
+            Ok(op) => op,
             // The process died mid-append: drop the partial last line.
-            Ok(_) => break,
             Err(_) if is_last => break,
             Err(source) => {
                 return Err(SimError::CorruptLog {
@@ -319,11 +336,12 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(HashMap<StepId, Entry>, usize, u
                 })
             }
         };
-        apply_op(&mut resources, op);
-        ops += 1;
-        offset += raw.len();
+        apply_op(&mut replayed.resources, op);
+        replayed.ops += 1;
+        replayed.valid_len += raw.len();
+        replayed.unterminated = !raw.ends_with(b"\n");
     }
-    Ok((resources, ops, offset))
+    Ok(replayed)
 }
 
 fn apply_op(resources: &mut HashMap<StepId, Entry>, op: Op) {

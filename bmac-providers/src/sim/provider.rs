@@ -6,8 +6,9 @@
 //!   nothing and counts as `unchanged` (the executor adopting a step a crash left in doubt
 //!   relies on this). A resource of another kind under the same id is replaced (a create).
 //! - `observe` reports the stored config and outputs — secrets included, so a later run can
-//!   re-read what state keeps only as a digest — or `Absent`. A resource created less than a
-//!   seeded fraction of the scaled consistency window ago still reads as `Absent`.
+//!   re-read what state keeps only as a digest — or `Absent` (also when what exists under the
+//!   step id is of another kind). A resource created less than a seeded fraction of the
+//!   scaled consistency window ago still reads as `Absent`.
 //! - `destroy` removes the resource; removing something already gone is success.
 //!
 //! Timing: a mutation waits `base_latency(kind) × speed × jitter` (jitter in 0.8..1.2, seeded
@@ -77,6 +78,12 @@ impl SimProvider {
             None => SimCloud::in_memory(),
         };
         SimProvider::with_cloud(config, Arc::new(cloud))
+    }
+
+    /// A provider configured from the defaults and the `BMAC_SIM_*` environment variables
+    /// (see [`SimConfig::with_env`]).
+    pub fn from_env() -> Result<Self, SimError> {
+        SimProvider::new(SimConfig::from_env()?)
     }
 
     /// A provider over an existing cloud (`config.cloud_path` is ignored) — e.g. two
@@ -342,6 +349,8 @@ impl Provider for SimProvider {
         self.record(step.kind.name(), |c| c.observes += 1);
         Ok(match self.cloud.lookup(step.id.as_str()) {
             Some((_, Some(visible_at))) if Instant::now() < visible_at => Observed::Absent,
+            // What exists under this id is another kind of thing: the step's resource does not.
+            Some((resource, _)) if resource.kind != step.kind.name() => Observed::Absent,
             Some((resource, _)) => Observed::Present {
                 config: resource.config,
                 outputs: resource.outputs,
