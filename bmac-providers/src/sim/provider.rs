@@ -224,11 +224,56 @@ impl SimProvider {
         (!lag.is_zero()).then(|| Instant::now() + lag)
     }
 
+    /// Makes the cloud match `step` with `outputs`, deciding against the cloud as it is now
+    /// (after the call's latency), and says what that took.
+    fn commit(&self, step: &Step, outputs: Outputs) -> Result<(Change, Resource), ProviderError> {
+        let existing = self.cloud.lookup(step.id.as_str());
+        let change = classify(existing.as_ref().map(|(r, _)| r), step, &outputs);
+        let (resource, visible_at) = match (change, existing) {
+            (Change::Unchanged, Some((r, _))) => return Ok((Change::Unchanged, r)),
+            (Change::Update, Some((r, visible))) => (
+                Resource {
+                    config: step.config.clone(),
+                    outputs,
+                    generation: r.generation + 1,
+                    ..r
+                },
+                visible,
+            ),
+            _ => (
+                Resource {
+                    id: step.id.clone(),
+                    kind: step.kind.name().to_owned(),
+                    config: step.config.clone(),
+                    outputs,
+                    created_at_ms: now_ms(),
+                    generation: 1,
+                },
+                self.visible_at(step, 1),
+            ),
+        };
+        self.cloud
+            .put(resource.clone(), visible_at)
+            .map_err(Self::storage_error)?;
+        Ok((change, resource))
+    }
+
     fn storage_error(err: SimError) -> ProviderError {
         ProviderError::permanent(format!(
             "the simulated cloud could not persist a change: {err}"
         ))
         .with_source(err)
+    }
+}
+
+/// What applying `step` (with `outputs`) to `existing` amounts to. A resource of another
+/// kind under the same id is replaced: a create.
+fn classify(existing: Option<&Resource>, step: &Step, outputs: &Outputs) -> Change {
+    match existing {
+        Some(r) if r.kind != step.kind.name() => Change::Create,
+        Some(r) if r.config == step.config && r.outputs == *outputs => Change::Unchanged,
+        Some(_) => Change::Update,
+        None => Change::Create,
     }
 }
 
@@ -287,50 +332,12 @@ impl Provider for SimProvider {
             }
         };
         let existing = self.cloud.lookup(step.id.as_str());
-        let change = match &existing {
-            None => Change::Create,
-            Some((r, _)) if r.kind != kind => Change::Create,
-            Some((r, _)) if r.config == step.config && r.outputs == outputs => Change::Unchanged,
-            Some(_) => Change::Update,
-        };
-        let delay = match change {
+        let delay = match classify(existing.as_ref().map(|(r, _)| r), step, &outputs) {
             Change::Unchanged => self.jittered(READ_LATENCY, "read", step, attempt),
             Change::Create | Change::Update => self.latency(step, attempt),
         };
         self.wait(delay, req.ctx, "apply", step).await?;
-        // Re-read after the wait: the answer reflects the cloud when the change lands.
-        let existing = self.cloud.lookup(step.id.as_str());
-        let (change, resource) = match existing {
-            Some((r, _)) if r.kind == kind && r.config == step.config && r.outputs == outputs => {
-                (Change::Unchanged, r)
-            }
-            Some((r, visible)) if r.kind == kind => {
-                let updated = Resource {
-                    config: step.config.clone(),
-                    outputs: outputs.clone(),
-                    generation: r.generation + 1,
-                    ..r
-                };
-                self.cloud
-                    .put(updated.clone(), visible)
-                    .map_err(Self::storage_error)?;
-                (Change::Update, updated)
-            }
-            _ => {
-                let created = Resource {
-                    id: step.id.clone(),
-                    kind: kind.to_owned(),
-                    config: step.config.clone(),
-                    outputs: outputs.clone(),
-                    created_at_ms: now_ms(),
-                    generation: 1,
-                };
-                self.cloud
-                    .put(created.clone(), self.visible_at(step, 1))
-                    .map_err(Self::storage_error)?;
-                (Change::Create, created)
-            }
-        };
+        let (change, resource) = self.commit(step, outputs)?;
         self.record(kind, |c| match change {
             Change::Create => c.creates += 1,
             Change::Update => c.updates += 1,
