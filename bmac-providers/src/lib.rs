@@ -1,1 +1,11 @@
-//! placeholder
+//! bmac-providers: the backends that build steps.
+//!
+//! One module per backend. [`sim`] — a deterministic simulated cloud that serves every step
+//! kind — is always compiled: it is the embedded default provider, what the quickstart, the
+//! examples, the benches and most of the test suite run against. The real backends (`kube`,
+//! `aws`, `gcp`) sit behind cargo features of the same names so that the engine and the
+//! simulated path build fast without their SDKs.
+
+pub mod sim;
+
+pub use sim::{SimCloud, SimConfig, SimError, SimProvider};

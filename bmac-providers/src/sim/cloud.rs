@@ -1,0 +1,526 @@
+//! The simulated cloud itself: the resources that exist, persisted between runs so that
+//! resume, drift and destroy are observable from one `bmac` invocation to the next.
+//!
+//! A [`SimCloud`] holds one [`Resource`] per step id. With a path it persists itself as an
+//! **append-only op log** of JSON lines — `put` (create or update), `delete`, `tamper` (an edit
+//! made "by hand", outside bmac) — replayed in order on open and written through on every
+//! mutation. Invariants and why:
+//! - A mutation appends exactly one line with one `write` call and never rewrites the file, so
+//!   a run of 100k steps costs 100k small appends, not 100k rewrites (the quadratic trap
+//!   hashicorp/terraform#34296 fell into). No fsync: the log must survive the *bmac process*
+//!   being killed, which the page cache guarantees; surviving a power cut is not the point.
+//! - Memory changes only after the line is written, so memory never holds what the log lacks.
+//! - A torn or unparseable *last* line (the process died mid-append) is dropped on open and
+//!   cut off the file, so the next append starts on a fresh line (a complete last op missing
+//!   only its newline is kept and the newline added); a bad line anywhere else is corruption
+//!   and a typed error.
+//! - On open, a log that has grown past three times its live resources (plus slack) is
+//!   compacted into one `put` per resource — written to a temporary file and renamed over the
+//!   log — bounding its size without ever rewriting it per mutation.
+//! - The file is created `0600`: it holds the simulated cluster's token, like the state does.
+//!
+//! One process writes a given log at a time (a run holds the state lock); a second
+//! [`SimCloud`] opened later on the same path sees everything the first wrote.
+//!
+//! Visibility for eventual consistency is kept in memory only (a tokio instant before which a
+//! new resource reads as absent); resources replayed from the log are visible at once —
+//! between two runs the window, seconds at most, has passed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bmac_core::step::{OutputValue, Outputs, StepId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::error::SimError;
+
+/// One resource in the simulated cloud.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    /// The step that owns it.
+    pub id: StepId,
+    /// Its step kind.
+    pub kind: String,
+    /// Its actual configuration (what was applied, plus any tampering since).
+    pub config: Value,
+    /// Its outputs, secrets included.
+    pub outputs: Outputs,
+    /// When it was created, in milliseconds since the Unix epoch (wall clock).
+    pub created_at_ms: u64,
+    /// 1 when created, +1 on every update or tamper.
+    pub generation: u64,
+}
+
+/// An output as the cloud stores it: the value in clear (the cloud is where secrets live),
+/// flagged when sensitive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredOutput {
+    value: Value,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    sensitive: bool,
+}
+
+/// One line of the op log.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Op {
+    Put {
+        id: StepId,
+        kind: String,
+        config: Value,
+        outputs: BTreeMap<String, StoredOutput>,
+        created_at_ms: u64,
+        generation: u64,
+    },
+    Delete {
+        id: StepId,
+    },
+    Tamper {
+        id: StepId,
+        pointer: String,
+        value: Value,
+    },
+}
+
+struct Entry {
+    resource: Resource,
+    visible_at: Option<Instant>,
+}
+
+struct CloudState {
+    resources: HashMap<StepId, Entry>,
+    log: Option<File>,
+}
+
+/// The simulated cloud: resources keyed by step id, optionally persisted as an op log.
+pub struct SimCloud {
+    path: Option<PathBuf>,
+    state: Mutex<CloudState>,
+}
+
+impl std::fmt::Debug for SimCloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimCloud")
+            .field("path", &self.path)
+            .field("resources", &self.len())
+            .finish()
+    }
+}
+
+impl SimCloud {
+    /// An empty cloud that lives only as long as this value (tests, benches).
+    pub fn in_memory() -> Self {
+        SimCloud {
+            path: None,
+            state: Mutex::new(CloudState {
+                resources: HashMap::new(),
+                log: None,
+            }),
+        }
+    }
+
+    /// Opens (creating it and its directory if needed) the cloud persisted at `path`,
+    /// replaying its op log.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, SimError> {
+        let path = path.into();
+        let io = |source| SimError::CloudIo {
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut bytes = Vec::new();
+        match File::open(&path) {
+            Ok(mut f) => {
+                f.read_to_end(&mut bytes).map_err(io)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        let replayed = replay(&path, &bytes)?;
+        let resources = replayed.resources;
+        if replayed.ops > 3 * resources.len() + 1024 {
+            compact(&path, &resources).map_err(io)?;
+        } else if replayed.valid_len < bytes.len() {
+            // Cut the torn tail so the next append starts on a fresh line.
+            let f = OpenOptions::new().write(true).open(&path).map_err(io)?;
+            f.set_len(replayed.valid_len as u64).map_err(io)?;
+        }
+        let mut log = open_for_append(&path).map_err(io)?;
+        if replayed.unterminated {
+            log.write_all(b"\n").map_err(io)?;
+        }
+        Ok(SimCloud {
+            path: Some(path),
+            state: Mutex::new(CloudState {
+                resources,
+                log: Some(log),
+            }),
+        })
+    }
+
+    /// Where the cloud is persisted, if it is.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The resource owned by step `id`, if it exists (regardless of eventual consistency).
+    pub fn get(&self, id: &str) -> Option<Resource> {
+        self.lock().resources.get(id).map(|e| e.resource.clone())
+    }
+
+    /// Every resource, ordered by step id.
+    pub fn resources(&self) -> Vec<Resource> {
+        let mut all: Vec<Resource> = self
+            .lock()
+            .resources
+            .values()
+            .map(|e| e.resource.clone())
+            .collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    /// How many resources exist.
+    pub fn len(&self) -> usize {
+        self.lock().resources.len()
+    }
+
+    /// Whether the cloud holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Edits a resource's config "by hand", as someone with console access would: sets the
+    /// value at `pointer` (a JSON pointer into the config; `""` replaces it whole) and bumps
+    /// the generation. Persisted like any mutation, so a later run's `observe` sees the drift.
+    pub fn tamper(&self, id: &str, pointer: &str, value: Value) -> Result<(), SimError> {
+        let mut state = self.lock();
+        let entry = state
+            .resources
+            .get(id)
+            .ok_or_else(|| SimError::NoSuchResource { id: id.to_owned() })?;
+        let mut config = entry.resource.config.clone();
+        set_pointer(&mut config, pointer, value.clone()).map_err(|problem| SimError::Pointer {
+            id: id.to_owned(),
+            pointer: pointer.to_owned(),
+            problem,
+        })?;
+        let step_id = entry.resource.id.clone();
+        self.append(
+            &mut state,
+            &Op::Tamper {
+                id: step_id,
+                pointer: pointer.to_owned(),
+                value,
+            },
+        )?;
+        if let Some(entry) = state.resources.get_mut(id) {
+            entry.resource.config = config;
+            entry.resource.generation += 1;
+        }
+        Ok(())
+    }
+
+    /// The resource and the instant before which it reads as absent.
+    pub(crate) fn lookup(&self, id: &str) -> Option<(Resource, Option<Instant>)> {
+        self.lock()
+            .resources
+            .get(id)
+            .map(|e| (e.resource.clone(), e.visible_at))
+    }
+
+    /// Creates or replaces a resource (write-through).
+    pub(crate) fn put(
+        &self,
+        resource: Resource,
+        visible_at: Option<Instant>,
+    ) -> Result<(), SimError> {
+        let mut state = self.lock();
+        let op = Op::Put {
+            id: resource.id.clone(),
+            kind: resource.kind.clone(),
+            config: resource.config.clone(),
+            outputs: store_outputs(&resource.outputs),
+            created_at_ms: resource.created_at_ms,
+            generation: resource.generation,
+        };
+        self.append(&mut state, &op)?;
+        state.resources.insert(
+            resource.id.clone(),
+            Entry {
+                resource,
+                visible_at,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes a resource; `Ok(false)` when it did not exist (nothing is written then).
+    pub(crate) fn delete(&self, id: &StepId) -> Result<bool, SimError> {
+        let mut state = self.lock();
+        if !state.resources.contains_key(id) {
+            return Ok(false);
+        }
+        self.append(&mut state, &Op::Delete { id: id.clone() })?;
+        state.resources.remove(id);
+        Ok(true)
+    }
+
+    fn append(&self, state: &mut CloudState, op: &Op) -> Result<(), SimError> {
+        let (Some(log), Some(path)) = (state.log.as_mut(), self.path.as_ref()) else {
+            return Ok(());
+        };
+        let io = |source| SimError::CloudIo {
+            path: path.clone(),
+            source,
+        };
+        let mut line = serde_json::to_vec(op).map_err(|e| io(std::io::Error::other(e)))?;
+        line.push(b'\n');
+        log.write_all(&line).map_err(io)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CloudState> {
+        // A panic while holding the lock cannot leave the map half-updated (every mutation is
+        // a single insert/remove after the write), so a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What replaying a log found.
+struct Replayed {
+    resources: HashMap<StepId, Entry>,
+    /// Operations applied.
+    ops: usize,
+    /// Length of the valid prefix: shorter than the file when a torn last line was dropped.
+    valid_len: usize,
+    /// The last line is a complete operation missing only its newline (the write was cut
+    /// right before it): kept, and the newline is added before the next append.
+    unterminated: bool,
+}
+
+fn replay(path: &Path, bytes: &[u8]) -> Result<Replayed, SimError> {
+    let mut replayed = Replayed {
+        resources: HashMap::new(),
+        ops: 0,
+        valid_len: 0,
+        unterminated: false,
+    };
+    let mut lines = bytes
+        .split_inclusive(|b| *b == b'\n')
+        .enumerate()
+        .peekable();
+    while let Some((index, raw)) = lines.next() {
+        let is_last = lines.peek().is_none();
+        let text = raw.strip_suffix(b"\n").unwrap_or(raw);
+        if text.iter().all(u8::is_ascii_whitespace) {
+            replayed.valid_len += raw.len();
+            continue;
+        }
+        let op: Op = match serde_json::from_slice(text) {
+            Ok(op) => op,
+            // The process died mid-append: drop the partial last line.
+            Err(_) if is_last => break,
+            Err(source) => {
+                return Err(SimError::CorruptLog {
+                    path: path.to_owned(),
+                    line: index + 1,
+                    source,
+                })
+            }
+        };
+        apply_op(&mut replayed.resources, op);
+        replayed.ops += 1;
+        replayed.valid_len += raw.len();
+        replayed.unterminated = !raw.ends_with(b"\n");
+    }
+    Ok(replayed)
+}
+
+fn apply_op(resources: &mut HashMap<StepId, Entry>, op: Op) {
+    match op {
+        Op::Put {
+            id,
+            kind,
+            config,
+            outputs,
+            created_at_ms,
+            generation,
+        } => {
+            let resource = Resource {
+                id: id.clone(),
+                kind,
+                config,
+                outputs: load_outputs(outputs),
+                created_at_ms,
+                generation,
+            };
+            resources.insert(
+                id,
+                Entry {
+                    resource,
+                    visible_at: None,
+                },
+            );
+        }
+        Op::Delete { id } => {
+            resources.remove(&id);
+        }
+        Op::Tamper { id, pointer, value } => {
+            // Tampers were validated before they were logged, so this succeeds; if the log
+            // was edited so that it does not, the resource keeps its config.
+            if let Some(entry) = resources.get_mut(&id) {
+                if set_pointer(&mut entry.resource.config, &pointer, value).is_ok() {
+                    entry.resource.generation += 1;
+                }
+            }
+        }
+    }
+}
+
+fn compact(path: &Path, resources: &HashMap<StepId, Entry>) -> std::io::Result<()> {
+    let tmp = path.with_extension("compacting");
+    {
+        let mut f = create_private(&tmp, true)?;
+        let mut ids: Vec<&StepId> = resources.keys().collect();
+        ids.sort();
+        let mut buf = Vec::new();
+        for id in ids {
+            let r = &resources[id].resource;
+            let op = Op::Put {
+                id: r.id.clone(),
+                kind: r.kind.clone(),
+                config: r.config.clone(),
+                outputs: store_outputs(&r.outputs),
+                created_at_ms: r.created_at_ms,
+                generation: r.generation,
+            };
+            serde_json::to_writer(&mut buf, &op).map_err(std::io::Error::other)?;
+            buf.push(b'\n');
+        }
+        f.write_all(&buf)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+fn open_for_append(path: &Path) -> std::io::Result<File> {
+    create_private(path, false)
+}
+
+fn create_private(path: &Path, truncate: bool) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    if truncate {
+        options.write(true).create(true).truncate(true);
+    } else {
+        options.append(true).create(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+fn store_outputs(outputs: &Outputs) -> BTreeMap<String, StoredOutput> {
+    outputs
+        .0
+        .iter()
+        .map(|(name, v)| {
+            let stored = StoredOutput {
+                value: v.value().cloned().unwrap_or(Value::Null),
+                sensitive: v.is_sensitive(),
+            };
+            (name.clone(), stored)
+        })
+        .collect()
+}
+
+fn load_outputs(stored: BTreeMap<String, StoredOutput>) -> Outputs {
+    Outputs(
+        stored
+            .into_iter()
+            .map(|(name, s)| {
+                let value = if s.sensitive {
+                    OutputValue::sensitive(s.value)
+                } else {
+                    OutputValue::Plain(s.value)
+                };
+                (name, value)
+            })
+            .collect(),
+    )
+}
+
+/// Sets `value` at JSON `pointer` inside `target`, creating the last key if needed.
+fn set_pointer(target: &mut Value, pointer: &str, value: Value) -> Result<(), String> {
+    if pointer.is_empty() {
+        *target = value;
+        return Ok(());
+    }
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return Err("a JSON pointer starts with `/`".into());
+    };
+    if !parent.is_empty() && !parent.starts_with('/') {
+        return Err("a JSON pointer starts with `/`".into());
+    }
+    let key = last.replace("~1", "/").replace("~0", "~");
+    let parent = target
+        .pointer_mut(parent)
+        .ok_or_else(|| format!("`{parent}` does not exist in the config"))?;
+    match parent {
+        Value::Object(map) => {
+            map.insert(key, value);
+            Ok(())
+        }
+        Value::Array(items) if key == "-" => {
+            items.push(value);
+            Ok(())
+        }
+        Value::Array(items) => {
+            let slot = key
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| items.get_mut(i))
+                .ok_or_else(|| format!("`{key}` is not an index of the array"))?;
+            *slot = value;
+            Ok(())
+        }
+        _ => Err("its parent is neither an object nor an array".into()),
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pointers_set_nested_keys_and_array_items() {
+        let mut v = json!({"a": {"b": 1}, "list": [1, 2]});
+        set_pointer(&mut v, "/a/b", json!(2)).unwrap();
+        set_pointer(&mut v, "/a/c~1d", json!(3)).unwrap();
+        set_pointer(&mut v, "/list/0", json!(9)).unwrap();
+        set_pointer(&mut v, "/list/-", json!(10)).unwrap();
+        assert_eq!(v, json!({"a": {"b": 2, "c/d": 3}, "list": [9, 2, 10]}));
+        assert!(set_pointer(&mut v, "/missing/x", json!(0)).is_err());
+        assert!(set_pointer(&mut v, "/list/7", json!(0)).is_err());
+        assert!(set_pointer(&mut v, "/a/b/c", json!(0)).is_err());
+        assert!(set_pointer(&mut v, "nope", json!(0)).is_err());
+    }
+}
