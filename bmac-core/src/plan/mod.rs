@@ -15,11 +15,15 @@
 
 mod build;
 mod diag;
+mod diff;
+mod file;
 mod graph;
+mod order;
+mod select;
 
 pub use build::Planner;
-pub use diag::PlanError;
-pub use graph::GraphFormat;
+pub use diag::{PlanError, Sources};
+pub use graph::{GraphFormat, MAX_INDENT_DEPTH};
 
 use std::fmt;
 
