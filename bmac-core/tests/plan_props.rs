@@ -84,7 +84,8 @@ proptest! {
                     prop_assert!(node.deps.iter().all(|&d| (d as usize) < i));
                 }
             }
-            Err(PlanError::Cycle { cycle, cut, .. }) => {
+            Err(PlanError::Cycle(e)) => {
+                let (cycle, cut) = (&e.cycle, &e.cut);
                 prop_assert!(has_cycle(n, &edges), "reported a cycle that is not there");
                 prop_assert!(!cycle.is_empty());
                 let distinct: BTreeSet<&StepId> = cycle.iter().collect();

@@ -98,9 +98,10 @@ fn a_100k_step_cycle_is_reported_without_overflow() {
         .clone()
         .depends_on(StepId::new(format!("s{}", N - 1)).unwrap());
     let err = Planner::new(spec, &State::default()).plan().unwrap_err();
-    let bmac_core::PlanError::Cycle { cycle, .. } = err else {
+    let bmac_core::PlanError::Cycle(e) = err else {
         panic!("no cycle reported")
     };
+    let cycle = &e.cycle;
     assert_eq!(cycle.len(), N);
     assert_eq!(cycle[0].as_str(), "s0");
     assert_eq!(cycle[1].as_str(), format!("s{}", N - 1));

@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use petgraph::graph::{DiGraph, EdgeIndex, NodeIndex};
 use petgraph::Direction::Incoming;
 
-use super::diag::{self, CycleEdge, EdgeKind, PlanError, Sources, Unknown};
+use super::diag::{self, CycleEdge, DuplicateStepError, EdgeKind, PlanError, Sources, Unknown};
 use super::diff::diff;
 use super::order::{toposort, Order};
 use super::select::select;
@@ -168,11 +168,11 @@ fn add_spec<'a>(
     for step in steps {
         let v = graph.add_node(());
         if index.insert(&step.id, v).is_some() {
-            return Err(PlanError::DuplicateStep {
+            return Err(PlanError::DuplicateStep(Box::new(DuplicateStepError {
                 id: step.id.clone(),
                 src: sources.map(Sources::named),
                 span: sources.and_then(|s| s.steps.get(&step.id).copied()),
-            });
+            })));
         }
     }
     let mut unknown: Vec<Unknown<'a>> = Vec::new();

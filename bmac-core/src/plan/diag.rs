@@ -10,9 +10,10 @@
 //! did-you-mean search is O(ids × id length²)); the planner's happy path never calls into it.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Arc;
 
-use miette::{LabeledSpan, NamedSource, SourceSpan};
+use miette::{Diagnostic, LabeledSpan, NamedSource, Severity, SourceCode, SourceSpan};
 
 use super::StateRef;
 use crate::step::StepId;
@@ -57,120 +58,190 @@ impl Sources {
 }
 
 /// Why a plan could not be made (or a saved plan cannot be used).
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+///
+/// Each variant wraps a struct with the details (the bulky ones boxed, so that a `Result`
+/// carrying a `PlanError` stays small); the enum forwards `Display`, `source` and every
+/// miette [`Diagnostic`] method to it.
+#[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    /// Steps depend on each other in a circle.
-    #[error("dependency cycle: {}", arrows(cycle))]
-    #[diagnostic(code(bmac::plan::cycle), help("{help}"))]
-    Cycle {
-        /// One cycle, in order: each step depends on the next, the last on the first.
-        cycle: Vec<StepId>,
-        /// The edge to cut, `(from, to)`: `from` stops depending on `to`.
-        cut: (StepId, StepId),
-        /// How to break the cycle.
-        help: String,
-        /// The spec file, when known.
-        #[source_code]
-        src: Option<NamedSource<Arc<str>>>,
-        /// One label per edge of the cycle that has a known span.
-        #[label(collection)]
-        labels: Vec<LabeledSpan>,
-    },
-
-    /// A step names a step that does not exist.
-    #[error("step `{step}` {relation} `{missing}`, which is not defined")]
-    #[diagnostic(code(bmac::plan::unknown_dep), help("{help}"))]
-    UnknownDep {
-        /// The step with the bad dependency.
-        step: StepId,
-        /// How it names it: `depends on` or `takes input `x` from`.
-        relation: String,
-        /// The id that does not exist.
-        missing: StepId,
-        /// The closest existing id, when one is close enough.
-        suggestion: Option<StepId>,
-        /// What to do.
-        help: String,
-        /// The spec file, when known.
-        #[source_code]
-        src: Option<NamedSource<Arc<str>>>,
-        /// Where the bad name is written.
-        #[label("not defined")]
-        span: Option<SourceSpan>,
-        /// Further unknown dependencies found in the same plan.
-        #[related]
-        others: Vec<PlanError>,
-    },
-
-    /// Two steps share an id.
-    #[error("step `{id}` is defined more than once")]
-    #[diagnostic(
-        code(bmac::plan::duplicate_step),
-        help("step ids must be unique; rename or remove one of the definitions")
-    )]
-    DuplicateStep {
-        /// The repeated id.
-        id: StepId,
-        /// The spec file, when known.
-        #[source_code]
-        src: Option<NamedSource<Arc<str>>>,
-        /// Where the step is defined.
-        #[label("`{id}` defined here")]
-        span: Option<SourceSpan>,
-    },
-
-    /// `--target` or `--exclude` names a step the plan does not have.
-    #[error("cannot {flag} `{id}`: no such step {scope}")]
-    #[diagnostic(code(bmac::plan::unknown_target), help("{help}"))]
-    UnknownTarget {
-        /// `target` or `exclude`.
-        flag: &'static str,
-        /// The id given.
-        id: StepId,
-        /// Where the planner looked: `in the spec or the state`, or `in the state`.
-        scope: &'static str,
-        /// The closest existing id, when one is close enough.
-        suggestion: Option<StepId>,
-        /// What to do.
-        help: String,
-    },
-
-    /// A saved plan was made against another state than the current one.
-    #[error("{}", stale_message(planned, current))]
-    #[diagnostic(
-        code(bmac::plan::stale),
-        help("run `bmac plan` again, review it, and apply the new plan")
-    )]
-    Stale {
-        /// The state the plan was made against.
-        planned: StateRef,
-        /// The state now.
-        current: StateRef,
-    },
-
-    /// A saved plan file is damaged, edited, or from another bmac version.
-    #[error("the plan file is not a valid bmac plan: {reason}")]
-    #[diagnostic(
-        code(bmac::plan::invalid_file),
-        help("plan files are written by `bmac plan --out`; make a new one rather than editing it")
-    )]
-    InvalidFile {
-        /// What is wrong.
-        reason: String,
-        /// The parse error, if parsing failed.
-        #[source]
-        source: Option<serde_json::Error>,
-    },
+    /// Steps depend on each other in a circle (`bmac::plan::cycle`).
+    #[error(transparent)]
+    Cycle(Box<CycleError>),
+    /// A step names a step that does not exist (`bmac::plan::unknown_dep`).
+    #[error(transparent)]
+    UnknownDep(Box<UnknownDepError>),
+    /// Two steps share an id (`bmac::plan::duplicate_step`).
+    #[error(transparent)]
+    DuplicateStep(Box<DuplicateStepError>),
+    /// `--target` or `--exclude` names a step the plan does not have
+    /// (`bmac::plan::unknown_target`).
+    #[error(transparent)]
+    UnknownTarget(Box<UnknownTargetError>),
+    /// A saved plan was made against another state than the current one
+    /// (`bmac::plan::stale`).
+    #[error(transparent)]
+    Stale(StaleError),
+    /// A saved plan file is damaged, edited, or from another bmac version
+    /// (`bmac::plan::invalid_file`).
+    #[error(transparent)]
+    InvalidFile(InvalidPlanFile),
 }
 
 impl PlanError {
     /// An invalid plan file, for a reason found after parsing.
     pub(crate) fn invalid(reason: impl Into<String>) -> Self {
-        PlanError::InvalidFile {
+        PlanError::InvalidFile(InvalidPlanFile {
             reason: reason.into(),
             source: None,
+        })
+    }
+
+    fn details(&self) -> &(dyn Diagnostic + 'static) {
+        match self {
+            PlanError::Cycle(e) => &**e,
+            PlanError::UnknownDep(e) => &**e,
+            PlanError::DuplicateStep(e) => &**e,
+            PlanError::UnknownTarget(e) => &**e,
+            PlanError::Stale(e) => e,
+            PlanError::InvalidFile(e) => e,
         }
     }
+}
+
+impl Diagnostic for PlanError {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.details().code()
+    }
+    fn severity(&self) -> Option<Severity> {
+        self.details().severity()
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.details().help()
+    }
+    fn url<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.details().url()
+    }
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.details().source_code()
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        self.details().labels()
+    }
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        self.details().related()
+    }
+    fn diagnostic_source(&self) -> Option<&dyn Diagnostic> {
+        self.details().diagnostic_source()
+    }
+}
+
+/// Steps depend on each other in a circle.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("dependency cycle: {}", arrows(cycle))]
+#[diagnostic(code(bmac::plan::cycle), help("{help}"))]
+pub struct CycleError {
+    /// One cycle, in order: each step depends on the next, the last on the first.
+    pub cycle: Vec<StepId>,
+    /// The edge to cut, `(from, to)`: `from` stops depending on `to`.
+    pub cut: (StepId, StepId),
+    /// How to break the cycle.
+    pub help: String,
+    /// The spec file, when known.
+    #[source_code]
+    pub src: Option<NamedSource<Arc<str>>>,
+    /// One label per edge of the cycle that has a known span.
+    #[label(collection)]
+    pub labels: Vec<LabeledSpan>,
+}
+
+/// A step names a step that does not exist.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("step `{step}` {relation} `{missing}`, which is not defined")]
+#[diagnostic(code(bmac::plan::unknown_dep), help("{help}"))]
+pub struct UnknownDepError {
+    /// The step with the bad dependency.
+    pub step: StepId,
+    /// How it names it: `depends on` or `takes input `x` from`.
+    pub relation: String,
+    /// The id that does not exist.
+    pub missing: StepId,
+    /// The closest existing id, when one is close enough.
+    pub suggestion: Option<StepId>,
+    /// What to do.
+    pub help: String,
+    /// The spec file, when known (related errors render against their parent's).
+    #[source_code]
+    pub src: Option<NamedSource<Arc<str>>>,
+    /// Where the bad name is written.
+    #[label("not defined")]
+    pub span: Option<SourceSpan>,
+    /// Further unknown dependencies found in the same plan.
+    #[related]
+    pub others: Vec<UnknownDepError>,
+}
+
+/// Two steps share an id.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("step `{id}` is defined more than once")]
+#[diagnostic(
+    code(bmac::plan::duplicate_step),
+    help("step ids must be unique; rename or remove one of the definitions")
+)]
+pub struct DuplicateStepError {
+    /// The repeated id.
+    pub id: StepId,
+    /// The spec file, when known.
+    #[source_code]
+    pub src: Option<NamedSource<Arc<str>>>,
+    /// Where the step is defined.
+    #[label("`{id}` defined here")]
+    pub span: Option<SourceSpan>,
+}
+
+/// `--target` or `--exclude` names a step the plan does not have.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("cannot {flag} `{id}`: no such step {scope}")]
+#[diagnostic(code(bmac::plan::unknown_target), help("{help}"))]
+pub struct UnknownTargetError {
+    /// `target` or `exclude`.
+    pub flag: &'static str,
+    /// The id given.
+    pub id: StepId,
+    /// Where the planner looked: `in the spec or the state`, or `in the state`.
+    pub scope: &'static str,
+    /// The closest existing id, when one is close enough.
+    pub suggestion: Option<StepId>,
+    /// What to do.
+    pub help: String,
+}
+
+/// A saved plan was made against another state than the current one.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{}", stale_message(planned, current))]
+#[diagnostic(
+    code(bmac::plan::stale),
+    help("run `bmac plan` again, review it, and apply the new plan")
+)]
+pub struct StaleError {
+    /// The state the plan was made against.
+    pub planned: StateRef,
+    /// The state now.
+    pub current: StateRef,
+}
+
+/// A saved plan file is damaged, edited, or from another bmac version.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("the plan file is not a valid bmac plan: {reason}")]
+#[diagnostic(
+    code(bmac::plan::invalid_file),
+    help("plan files are written by `bmac plan --out`; make a new one rather than editing it")
+)]
+pub struct InvalidPlanFile {
+    /// What is wrong.
+    pub reason: String,
+    /// The parse error, if parsing failed.
+    #[source]
+    pub source: Option<serde_json::Error>,
 }
 
 /// `a → b → c → a`.
@@ -235,8 +306,8 @@ pub(crate) fn cycle_error(edges: &[CycleEdge<'_>], sources: Option<&Sources>) ->
         EdgeKind::Deps => {
             let refs = edges.iter().filter(|e| e.kind == EdgeKind::Input).count();
             let why = if refs > 0 {
-                "; the other edges are input references, which carry data, while an explicit \
-                 dependency only orders steps"
+                " (an explicit dependency only orders steps, while an input reference carries \
+                 data, so cut a `depends_on` edge)"
             } else {
                 ""
             };
@@ -276,13 +347,13 @@ pub(crate) fn cycle_error(edges: &[CycleEdge<'_>], sources: Option<&Sources>) ->
             labels.push(LabeledSpan::new_with_span(Some(text), span));
         }
     }
-    PlanError::Cycle {
+    PlanError::Cycle(Box::new(CycleError {
         cut: (cut.from.clone(), cut.to.clone()),
         cycle,
         help,
         src: sources.map(Sources::named),
         labels,
-    }
+    }))
 }
 
 /// One unknown dependency found while building the graph.
@@ -312,7 +383,7 @@ pub(crate) fn unknown_deps_error<'a>(
                 u.missing, u.step
             ),
         };
-        PlanError::UnknownDep {
+        UnknownDepError {
             step: u.step.clone(),
             relation,
             missing: u.missing.clone(),
@@ -331,10 +402,8 @@ pub(crate) fn unknown_deps_error<'a>(
     let Some(mut first) = errors.next() else {
         return PlanError::invalid("internal: no unknown dependency to report");
     };
-    if let PlanError::UnknownDep { others, .. } = &mut first {
-        others.extend(errors);
-    }
-    first
+    first.others.extend(errors);
+    PlanError::UnknownDep(Box::new(first))
 }
 
 /// The unknown-target error for `id` given to `--target` / `--exclude`.
@@ -349,7 +418,7 @@ pub(crate) fn unknown_target_error<'a>(
         Some(s) => format!("did you mean `{s}`?"),
         None => "`bmac plan` lists every step; `bmac state list` the applied ones".to_owned(),
     };
-    PlanError::UnknownTarget {
+    PlanError::UnknownTarget(Box::new(UnknownTargetError {
         flag,
         id: id.clone(),
         scope: if destroy {
@@ -359,7 +428,7 @@ pub(crate) fn unknown_target_error<'a>(
         },
         suggestion,
         help,
-    }
+    }))
 }
 
 /// The known id closest to `wanted` by edit distance, if it is close enough to be a typo
@@ -455,7 +524,7 @@ mod tests {
             lineage: l.into(),
             serial: s,
         };
-        let e = PlanError::Stale {
+        let e = StaleError {
             planned: r("L", 12),
             current: r("L", 15),
         };
@@ -463,7 +532,7 @@ mod tests {
             e.to_string(),
             "the state changed since this plan was made (serial 12 → 15); run `bmac plan` again"
         );
-        let e = PlanError::Stale {
+        let e = StaleError {
             planned: r("A", 3),
             current: r("B", 3),
         };

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use super::diag::{InvalidPlanFile, StaleError};
 use super::{Action, Plan, PlanError, PlanNode, StateRef};
 use crate::state::State;
 use crate::step::StepId;
@@ -39,9 +40,11 @@ struct PlanFile {
 impl Plan {
     /// Reads a plan written by [`Plan::to_json`], re-validating everything.
     pub fn from_json(text: &str) -> Result<Plan, PlanError> {
-        let parse_error = |e: serde_json::Error| PlanError::InvalidFile {
-            reason: e.to_string(),
-            source: Some(e),
+        let parse_error = |e: serde_json::Error| {
+            PlanError::InvalidFile(InvalidPlanFile {
+                reason: e.to_string(),
+                source: Some(e),
+            })
         };
         let header: Header = serde_json::from_str(text).map_err(parse_error)?;
         if header.version != Plan::FORMAT_VERSION {
@@ -66,13 +69,13 @@ impl Plan {
         if self.state.lineage == state.lineage && self.state.serial == state.serial {
             return Ok(());
         }
-        Err(PlanError::Stale {
+        Err(PlanError::Stale(StaleError {
             planned: self.state.clone(),
             current: StateRef {
                 lineage: state.lineage.clone(),
                 serial: state.serial,
             },
-        })
+        }))
     }
 }
 

@@ -22,7 +22,9 @@ pub enum GraphFormat {
     Dot,
     /// Mermaid `flowchart TD`, nodes classed by action.
     Mermaid,
-    /// One line per step in plan order, indented by depth, with its dependencies.
+    /// One line per step in plan order: the action marker in a fixed column, then the step
+    /// indented by its depth (longest path from a step without dependencies), its kind, and
+    /// `← deps`.
     Text,
 }
 
@@ -140,9 +142,9 @@ impl Plan {
             let indent = 2 * depth[i].min(MAX_INDENT_DEPTH);
             let _ = write!(
                 out,
-                "{:indent$}{:<3} {} ({})",
-                "",
+                "{:<3} {:indent$}{} ({})",
                 node.action.symbol(),
+                "",
                 node.step.id,
                 node.step.kind
             );

@@ -22,7 +22,10 @@ mod order;
 mod select;
 
 pub use build::Planner;
-pub use diag::{PlanError, Sources};
+pub use diag::{
+    CycleError, DuplicateStepError, InvalidPlanFile, PlanError, Sources, StaleError,
+    UnknownDepError, UnknownTargetError,
+};
 pub use graph::{GraphFormat, MAX_INDENT_DEPTH};
 
 use std::fmt;
