@@ -438,3 +438,37 @@ fn a_self_dependency_is_a_cycle() {
     .unwrap_err();
     assert_eq!(err.to_string(), "dependency cycle: a → a");
 }
+
+#[test]
+fn a_state_recording_a_cycle_is_reported_not_looped_on() {
+    // Only a hand-edited or damaged state can record this; the planner must say so.
+    let k = Kind::new("k");
+    let st = state(vec![
+        step("a", &k, json!({})).depends_on(id("b")),
+        step("b", &k, json!({})).depends_on(id("a")),
+    ]);
+    let err = Planner::new(vec![], &st).plan().unwrap_err();
+    let PlanError::Cycle(e) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(e.cycle.len(), 2);
+    assert!(e.help.contains("state"), "{}", e.help);
+    // Excluding one of them leaves nothing cyclic to plan.
+    let plan = Planner::new(vec![], &st).exclude(id("a")).plan().unwrap();
+    assert!(plan.is_empty(), "{:?}", ids(&plan));
+}
+
+#[test]
+fn a_step_never_applied_and_gone_from_the_spec_is_not_deleted() {
+    // An intent was journaled but nothing was ever applied: state has nothing to destroy with.
+    let mut st = State::default();
+    st.steps.insert(
+        id("half_made"),
+        StepState {
+            in_doubt: true,
+            ..StepState::default()
+        },
+    );
+    let plan = Planner::new(vec![], &st).plan().unwrap();
+    assert!(plan.is_empty());
+}

@@ -10,7 +10,10 @@
 //!    inputs from, so "an input source changes" is known when the step is diffed.
 //! 3. *deletions* — each step applied in state but gone from the spec (every applied step in
 //!    `destroy` mode) becomes a `Delete` node, ordered *after* every node of a step that,
-//!    per state, depended on it: dependents go first, then what they used.
+//!    per state, depended on it: dependents go first, then what they used. A step that
+//!    stays in the spec but stopped using a removed one is updated before it is deleted. A
+//!    state entry that was never applied (an intent with no result) and left the spec is not
+//!    planned: state holds no kind or config to destroy it with.
 //! 4. *selection* — `target` / `exclude` over that plan graph (see `select`).
 //! 5. *seal* — Kahn's pass over the selected nodes fixes the stored order (every dependency
 //!    before its dependent); steps are moved, not cloned, into the plan.
