@@ -15,11 +15,18 @@
 
 mod build;
 mod diag;
+mod diff;
+mod file;
 mod graph;
+mod order;
+mod select;
 
 pub use build::Planner;
-pub use diag::PlanError;
-pub use graph::GraphFormat;
+pub use diag::{
+    CycleError, DuplicateStepError, InvalidPlanFile, PlanError, Sources, StaleError,
+    UnknownDepError, UnknownTargetError,
+};
+pub use graph::{GraphFormat, MAX_INDENT_DEPTH};
 
 use std::fmt;
 
