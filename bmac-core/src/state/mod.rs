@@ -18,8 +18,8 @@
 mod local;
 mod lock;
 
-pub use local::{LocalStore, COMPACT_EVERY};
-pub use lock::{LockInfo, LockRequest};
+pub use local::{LocalStore, LocalStoreBuilder, COMPACT_EVERY};
+pub use lock::{local_host, rfc3339, LockInfo, LockRequest};
 
 use std::collections::BTreeMap;
 
@@ -178,14 +178,21 @@ pub struct Loaded {
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum StateError {
     /// Another run holds the lock.
-    #[error("the state is locked by {holder}")]
+    #[error("the state is locked by {holder}{}", if *stale { "; the lock looks stale: that process is no longer running on this host" } else { "" })]
     #[diagnostic(
         code(bmac::state::locked),
-        help("wait for that run to finish; if it died, break the lock with `bmac state unlock {}`", holder.id)
+        help("{}", if *stale {
+            format!("if no bmac run is active, break the lock with `bmac state unlock {}`", holder.id)
+        } else {
+            format!("wait for that run to finish; if it died, break the lock with `bmac state unlock {}`", holder.id)
+        })
     )]
     Locked {
         /// Who holds it.
         holder: LockInfo,
+        /// The holder ran on this host and its process is gone ([`LockInfo::looks_stale`]).
+        /// The lock still stands until someone names its id.
+        stale: bool,
     },
     /// An unlock named a lock that is not the one held.
     #[error("no lock with id `{given}` is held{}", current.as_ref().map(|c| format!(" (the lock held is `{}`)", c.id)).unwrap_or_default())]

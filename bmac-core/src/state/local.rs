@@ -1,5 +1,0 @@
-//! placeholder
-/// placeholder
-pub struct LocalStore;
-/// placeholder
-pub const COMPACT_EVERY: usize = 0;
