@@ -29,7 +29,13 @@ fn assert_lint_clean(name: &str) -> Spec {
 fn quickstart_is_the_full_baseline_and_lint_clean() {
     let spec = assert_lint_clean("quickstart.toml");
     assert_eq!(spec.node_pools.len(), 2);
-    assert_eq!(spec.storage_classes.iter().filter(|s| s.default.value).count(), 1);
+    assert_eq!(
+        spec.storage_classes
+            .iter()
+            .filter(|s| s.default.value)
+            .count(),
+        1
+    );
     assert_eq!(spec.namespaces.len(), 2);
     assert_eq!(spec.workload_identities.len(), 2);
     assert_eq!(spec.manifests.len(), 1);

@@ -44,7 +44,7 @@ pub(crate) struct Fields<'a> {
     /// How the table is named in messages, e.g. "`[[node_pool]]`".
     pub context: String,
     known: &'static [&'static str],
-    /// The table's span.
+    /// The table's head (a standard table's header line, an inline table's whole text).
     pub span: Range<usize>,
 }
 
@@ -106,7 +106,7 @@ impl Decoder {
 
     /// Records an invalid-value problem at a node.
     pub fn invalid(&mut self, node: &Node, message: impl Into<String>, help: impl Into<String>) {
-        self.invalid_at(span(&node.span), message, help);
+        self.invalid_at(span(&node.head), message, help);
     }
 
     /// Records an invalid-value problem at a span.
@@ -125,7 +125,7 @@ impl Decoder {
         self.push(
             Problem::new(
                 ProblemCode::InvalidValue,
-                span(&node.span),
+                span(&node.head),
                 format!(
                     "`{field}` must be {expected}, found {}",
                     node.kind.describe()
@@ -150,7 +150,7 @@ impl Decoder {
                 taken: vec![false; entries.len()],
                 context: context.into(),
                 known,
-                span: node.span.clone(),
+                span: node.head.clone(),
             }),
             _ => {
                 self.wrong_type(node, field, "a table");

@@ -236,12 +236,12 @@ impl InvalidSpec {
 
 impl fmt::Display for InvalidSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The file name is not repeated here: every label shows `file:line:column`.
         match self.problems.split_first() {
-            Some((first, [])) => write!(f, "{}: {}", self.src.name(), first.message),
+            Some((first, [])) => f.write_str(&first.message),
             Some((first, rest)) => write!(
                 f,
-                "{}: {} (and {} more problem{})",
-                self.src.name(),
+                "{} (and {} more problem{})",
                 first.message,
                 rest.len(),
                 if rest.len() == 1 { "" } else { "s" }
@@ -335,9 +335,15 @@ mod tests {
     #[test]
     fn suggestions_find_typos_and_skip_strangers() {
         assert_eq!(edit_distance("desird", "desired"), 1);
-        assert_eq!(closest("desird", &["min", "max", "desired"]), Some("desired"));
+        assert_eq!(
+            closest("desird", &["min", "max", "desired"]),
+            Some("desired")
+        );
         assert_eq!(closest("colour", &["min", "max", "desired"]), None);
-        assert_eq!(suggest("restriced", &["baseline", "restricted"]), "did you mean `restricted`?");
+        assert_eq!(
+            suggest("restriced", &["baseline", "restricted"]),
+            "did you mean `restricted`?"
+        );
         assert!(suggest("zzz", &["a", "b"]).contains("`a`, `b`"));
     }
 }

@@ -59,20 +59,52 @@ pub struct Rule {
 
 /// Every rule, by id.
 pub const RULES: &[Rule] = &[
-    rule("BMAC001", Severity::Error, "audit logging off or not archived"),
-    rule("BMAC002", Severity::Error, "PodSecurity weaker than `baseline` enforced on a workload namespace"),
+    rule(
+        "BMAC001",
+        Severity::Error,
+        "audit logging off or not archived",
+    ),
+    rule(
+        "BMAC002",
+        Severity::Error,
+        "PodSecurity weaker than `baseline` enforced on a workload namespace",
+    ),
     rule("BMAC003", Severity::Warning, "no registry allow-list"),
-    rule("BMAC004", Severity::Warning, "public registry allowed without a mirror"),
+    rule(
+        "BMAC004",
+        Severity::Warning,
+        "public registry allowed without a mirror",
+    ),
     rule("BMAC005", Severity::Error, "no policy engine"),
-    rule("BMAC006", Severity::Error, "cloud credentials where workload identity fits"),
+    rule(
+        "BMAC006",
+        Severity::Error,
+        "cloud credentials where workload identity fits",
+    ),
     rule("BMAC007", Severity::Error, "API endpoint open to 0.0.0.0/0"),
-    rule("BMAC008", Severity::Warning, "policy engine version unpinned or bundle unverified"),
-    rule("BMAC009", Severity::Warning, "storage not encrypted at rest"),
-    rule("BMAC010", Severity::Warning, "workload identity with wildcard or admin permissions"),
+    rule(
+        "BMAC008",
+        Severity::Warning,
+        "policy engine version unpinned or bundle unverified",
+    ),
+    rule(
+        "BMAC009",
+        Severity::Warning,
+        "storage not encrypted at rest",
+    ),
+    rule(
+        "BMAC010",
+        Severity::Warning,
+        "workload identity with wildcard or admin permissions",
+    ),
 ];
 
 const fn rule(id: &'static str, severity: Severity, summary: &'static str) -> Rule {
-    Rule { id, severity, summary }
+    Rule {
+        id,
+        severity,
+        summary,
+    }
 }
 
 /// The rule with this id.
@@ -144,10 +176,9 @@ impl Diagnostic for Finding {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        Some(Box::new(std::iter::once(LabeledSpan::new_primary_with_span(
-            Some(self.label.clone()),
-            self.span,
-        ))))
+        Some(Box::new(std::iter::once(
+            LabeledSpan::new_primary_with_span(Some(self.label.clone()), self.span),
+        )))
     }
 }
 
@@ -175,7 +206,14 @@ struct Linter<'s> {
 }
 
 impl Linter<'_> {
-    fn push(&mut self, id: &'static str, span: SourceSpan, message: String, label: &str, help: &str) {
+    fn push(
+        &mut self,
+        id: &'static str,
+        span: SourceSpan,
+        message: String,
+        label: &str,
+        help: &str,
+    ) {
         let severity = rule_by_id(id).map_or(Severity::Error, |r| r.severity);
         self.out.push(Finding {
             rule: id,
@@ -209,15 +247,21 @@ pub fn lint(spec: &Spec) -> Vec<Finding> {
     endpoint(&mut l);
     encryption(&mut l);
     permissions(&mut l);
-    l.out.sort_by(|a, b| (a.span.offset(), a.rule).cmp(&(b.span.offset(), b.rule)));
+    l.out
+        .sort_by(|a, b| (a.span.offset(), a.rule).cmp(&(b.span.offset(), b.rule)));
     l.out
 }
 
 fn audit(l: &mut Linter<'_>) {
     let Some(a) = &l.spec.audit else {
         let at = l.cluster_span();
-        l.push("BMAC001", at, "control-plane audit logging is off: the spec has no `[audit]`".into(), "no `[audit]` for this cluster",
-            "add `[audit]` with `archive = \"s3://…\"` (or `gs://…`) and `retention_days`");
+        l.push(
+            "BMAC001",
+            at,
+            "control-plane audit logging is off: the spec has no `[audit]`".into(),
+            "no `[audit]` for this cluster",
+            "add `[audit]` with `archive = \"s3://…\"` (or `gs://…`) and `retention_days`",
+        );
         return;
     };
     if !a.enabled.value {
@@ -227,8 +271,13 @@ fn audit(l: &mut Linter<'_>) {
     }
     if !a.log_types.iter().any(|t| t.value == LogType::Audit) {
         let at = a.log_types.first().map_or(a.meta.span, |t| t.span);
-        l.push("BMAC001", at, "the Kubernetes `audit` log is not collected".into(), "no `audit` in `log_types`",
-            "add `\"audit\"` to `log_types`");
+        l.push(
+            "BMAC001",
+            at,
+            "the Kubernetes `audit` log is not collected".into(),
+            "no `audit` in `log_types`",
+            "add `\"audit\"` to `log_types`",
+        );
     }
     if a.archive.is_none() {
         l.push("BMAC001", a.meta.span, "audit logs are not archived".into(), "no `archive`",
@@ -238,11 +287,20 @@ fn audit(l: &mut Linter<'_>) {
 
 fn pod_security(l: &mut Linter<'_>) {
     let spec = l.spec;
-    let weak = |s: &Option<PsaSetting>| s.as_ref().filter(|s| s.level.value == PsaLevel::Privileged).map(|s| s.level.span);
+    let weak = |s: &Option<PsaSetting>| {
+        s.as_ref()
+            .filter(|s| s.level.value == PsaLevel::Privileged)
+            .map(|s| s.level.span)
+    };
     let Some(ps) = &spec.pod_security else {
         let at = l.cluster_span();
-        l.push("BMAC002", at, "no `[pod_security]`: every namespace admits privileged pods".into(), "no Pod Security defaults",
-            "add `[pod_security]` with `enforce = \"baseline\"` (or `\"restricted\"`)");
+        l.push(
+            "BMAC002",
+            at,
+            "no `[pod_security]`: every namespace admits privileged pods".into(),
+            "no Pod Security defaults",
+            "add `[pod_security]` with `enforce = \"baseline\"` (or `\"restricted\"`)",
+        );
         return;
     };
     if ps.enforce.level.value == PsaLevel::Privileged {
@@ -256,18 +314,46 @@ fn pod_security(l: &mut Linter<'_>) {
                 "enforce at least `baseline` in workload namespaces; run privileged agents in a dedicated system namespace");
         }
     }
-    for e in ps.exempt.iter().filter(|e| workload(&e.value) && spec.namespaces.iter().any(|n| n.name.value == e.value)) {
-        l.push("BMAC002", e.span, format!("workload namespace `{}` is exempt from Pod Security", e.value), "exempt: anything is admitted",
-            "remove the exemption; override the level instead if the namespace needs it");
+    for e in ps
+        .exempt
+        .iter()
+        .filter(|e| workload(&e.value) && spec.namespaces.iter().any(|n| n.name.value == e.value))
+    {
+        l.push(
+            "BMAC002",
+            e.span,
+            format!(
+                "workload namespace `{}` is exempt from Pod Security",
+                e.value
+            ),
+            "exempt: anything is admitted",
+            "remove the exemption; override the level instead if the namespace needs it",
+        );
     }
     for n in spec.namespaces.iter().filter(|n| workload(&n.name.value)) {
         if let Some(at) = n.pod_security.as_ref().and_then(|p| weak(&p.enforce)) {
-            l.push("BMAC002", at, format!("namespace `{}` enforces Pod Security `privileged`", n.name.value), "weaker than baseline",
-                "enforce at least `baseline` in workload namespaces");
+            l.push(
+                "BMAC002",
+                at,
+                format!(
+                    "namespace `{}` enforces Pod Security `privileged`",
+                    n.name.value
+                ),
+                "weaker than baseline",
+                "enforce at least `baseline` in workload namespaces",
+            );
         }
         if n.exempt.value {
-            l.push("BMAC002", n.exempt.span, format!("workload namespace `{}` is exempt from Pod Security", n.name.value), "exempt: anything is admitted",
-                "remove `exempt = true`");
+            l.push(
+                "BMAC002",
+                n.exempt.span,
+                format!(
+                    "workload namespace `{}` is exempt from Pod Security",
+                    n.name.value
+                ),
+                "exempt: anything is admitted",
+                "remove `exempt = true`",
+            );
         }
     }
 }
@@ -275,24 +361,44 @@ fn pod_security(l: &mut Linter<'_>) {
 fn registries(l: &mut Linter<'_>) {
     let Some(r) = &l.spec.registries else {
         let at = l.cluster_span();
-        l.push("BMAC003", at, "no registry allow-list: images may come from anywhere".into(), "no `[registries]`",
-            "add `[registries]` with `allowed = [\"<your registry>\", …]`");
+        l.push(
+            "BMAC003",
+            at,
+            "no registry allow-list: images may come from anywhere".into(),
+            "no `[registries]`",
+            "add `[registries]` with `allowed = [\"<your registry>\", …]`",
+        );
         return;
     };
     if let Some(star) = r.allowed.iter().find(|a| a.value == "*") {
-        l.push("BMAC003", star.span, "the registry allow-list allows every registry".into(), "allows everything",
-            "list the registries you trust instead of `*`");
+        l.push(
+            "BMAC003",
+            star.span,
+            "the registry allow-list allows every registry".into(),
+            "allows everything",
+            "list the registries you trust instead of `*`",
+        );
         return;
     }
     if r.allowed.is_empty() {
-        l.push("BMAC003", r.meta.span, "the registry allow-list is empty".into(), "no `allowed`",
-            "add `allowed = [\"<your registry>\", …]`");
+        l.push(
+            "BMAC003",
+            r.meta.span,
+            "the registry allow-list is empty".into(),
+            "no `allowed`",
+            "add `allowed = [\"<your registry>\", …]`",
+        );
         return;
     }
     for a in &r.allowed {
         let host = registry_host(&a.value);
         let public = PUBLIC_REGISTRIES.contains(&host) || host.ends_with(".gcr.io");
-        if public && !r.mirrors.iter().any(|m| registry_host(&m.upstream.value) == host) {
+        if public
+            && !r
+                .mirrors
+                .iter()
+                .any(|m| registry_host(&m.upstream.value) == host)
+        {
             l.push("BMAC004", a.span, format!("public registry `{}` is allowed without a mirror", a.value), "pulled straight from the internet",
                 "add a mirror under `[registries.mirrors]` (and `pull_through_cache = true`) so images are cached and rate limits cannot stop a rollout");
         }
@@ -307,17 +413,32 @@ fn policy(l: &mut Linter<'_>) {
         return;
     };
     if p.baseline.is_empty() && p.extra.is_empty() {
-        l.push("BMAC005", p.meta.span, format!("the {} policy engine has no policies", p.engine.value), "no policies",
-            "keep the default `baseline` set, or list the policies to enforce");
+        l.push(
+            "BMAC005",
+            p.meta.span,
+            format!("the {} policy engine has no policies", p.engine.value),
+            "no policies",
+            "keep the default `baseline` set, or list the policies to enforce",
+        );
     }
     match &p.version {
-        None => l.push("BMAC008", p.engine.span, format!("the {} version is not pinned", p.engine.value), "unpinned",
-            "set `version = \"…\"` so every apply installs the same engine"),
+        None => l.push(
+            "BMAC008",
+            p.engine.span,
+            format!("the {} version is not pinned", p.engine.value),
+            "unpinned",
+            "set `version = \"…\"` so every apply installs the same engine",
+        ),
         Some(_) => {}
     }
     if let Some(b) = p.bundle.as_ref().filter(|b| b.sha256.is_none()) {
-        l.push("BMAC008", b.span, "the policy bundle has no `sha256`".into(), "not verified",
-            "add `sha256 = \"<64 hex>\"` so a tampered or changed bundle is refused");
+        l.push(
+            "BMAC008",
+            b.span,
+            "the policy bundle has no `sha256`".into(),
+            "not verified",
+            "add `sha256 = \"<64 hex>\"` so a tampered or changed bundle is refused",
+        );
     }
 }
 
@@ -335,13 +456,17 @@ const CREDENTIAL_MARKERS: &[(&str, &str)] = &[
 fn credentials(l: &mut Linter<'_>) {
     let spec = l.spec;
     for m in &spec.manifests {
-        let TextSource::Inline(text) = &m.source else { continue };
+        let TextSource::Inline(text) = &m.source else {
+            continue;
+        };
         let marker = CREDENTIAL_MARKERS
             .iter()
             .find(|(needle, _)| text.contains(needle))
             .map(|(needle, what)| (*needle, *what))
             .or_else(|| find_access_key(text).map(|k| (k, "an AWS access key id")));
-        let Some((needle, what)) = marker else { continue };
+        let Some((needle, what)) = marker else {
+            continue;
+        };
         let at = locate(&spec.text, m.source_span, needle);
         l.push("BMAC006", at, format!("manifest `{}` contains {what}", m.name), "cloud credential",
             "use a `[[workload_identity]]` for the pod's service account instead of long-lived keys");
@@ -354,7 +479,9 @@ fn find_access_key(text: &str) -> Option<&str> {
     (0..b.len().saturating_sub(19)).find_map(|i| {
         let w = &b[i..i + 20];
         let key = (w.starts_with(b"AKIA") || w.starts_with(b"ASIA"))
-            && w[4..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+            && w[4..]
+                .iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
         key.then(|| text.get(i..i + 20)).flatten()
     })
 }
@@ -369,7 +496,9 @@ fn locate(text: &str, value: SourceSpan, needle: &str) -> SourceSpan {
 }
 
 fn endpoint(l: &mut Linter<'_>) {
-    let Some(e) = &l.spec.cluster.endpoint else { return };
+    let Some(e) = &l.spec.cluster.endpoint else {
+        return;
+    };
     if !e.public.value {
         return;
     }
@@ -379,34 +508,58 @@ fn endpoint(l: &mut Linter<'_>) {
             "list your office/VPN ranges in `public_cidrs`, or set `public = false` and reach it privately");
     }
     for c in e.public_cidrs.iter().filter(|c| open(&c.value)) {
-        l.push("BMAC007", c.span, "the API endpoint is open to the whole internet".into(), "everyone",
-            "replace it with your office/VPN ranges, or set `public = false`");
+        l.push(
+            "BMAC007",
+            c.span,
+            "the API endpoint is open to the whole internet".into(),
+            "everyone",
+            "replace it with your office/VPN ranges, or set `public = false`",
+        );
     }
 }
 
 fn encryption(l: &mut Linter<'_>) {
     let spec = l.spec;
     for s in spec.storage_classes.iter().filter(|s| !s.encrypted.value) {
-        l.push("BMAC009", s.encrypted.span, format!("storage class `{}` is not encrypted", s.name), "unencrypted",
-            "set `encrypted = true` (the default)");
+        l.push(
+            "BMAC009",
+            s.encrypted.span,
+            format!("storage class `{}` is not encrypted", s.name),
+            "unencrypted",
+            "set `encrypted = true` (the default)",
+        );
     }
     for p in spec.node_pools.iter().filter(|p| !p.disk.encrypted.value) {
-        l.push("BMAC009", p.disk.encrypted.span, format!("node pool `{}` disks are not encrypted", p.name), "unencrypted",
-            "set `encrypted = true` (the default)");
+        l.push(
+            "BMAC009",
+            p.disk.encrypted.span,
+            format!("node pool `{}` disks are not encrypted", p.name),
+            "unencrypted",
+            "set `encrypted = true` (the default)",
+        );
     }
 }
 
 fn permissions(l: &mut Linter<'_>) {
     let broad = |p: &str| {
-        p == "*" || p.ends_with(":*") || matches!(p, "roles/owner" | "roles/editor")
+        p == "*"
+            || p.ends_with(":*")
+            || matches!(p, "roles/owner" | "roles/editor")
             || p.ends_with("policy/AdministratorAccess")
     };
     let spec = l.spec;
     for w in &spec.workload_identities {
-        let Access::Permissions(perms) = &w.access else { continue };
+        let Access::Permissions(perms) = &w.access else {
+            continue;
+        };
         for p in perms.iter().filter(|p| broad(&p.value)) {
-            l.push("BMAC010", p.span, format!("workload identity `{}` grants `{}`", w.meta.id, p.value), "too broad",
-                "grant only the actions the workload needs (least privilege)");
+            l.push(
+                "BMAC010",
+                p.span,
+                format!("workload identity `{}` grants `{}`", w.meta.id, p.value),
+                "too broad",
+                "grant only the actions the workload needs (least privilege)",
+            );
         }
     }
 }

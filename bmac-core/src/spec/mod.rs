@@ -102,7 +102,11 @@ impl Spec {
         let root = match tree::parse(text) {
             Ok(root) => root,
             Err(e) => {
-                let message = if e.message.is_empty() { "invalid TOML".to_owned() } else { e.message };
+                let message = if e.message.is_empty() {
+                    "invalid TOML".to_owned()
+                } else {
+                    e.message
+                };
                 let p = Problem::new(ProblemCode::Syntax, span(&e.span), format!("invalid TOML: {message}"), "here")
                     .with_help("fix the TOML syntax (quotes, brackets, `key = value` pairs) at the marked spot");
                 return Err(fail(vec![p]));
@@ -115,7 +119,12 @@ impl Spec {
         }
         let Some(spec) = spec else {
             // Decoding returns no spec only after recording why.
-            return Err(fail(vec![Problem::new(ProblemCode::MissingField, (0, 0).into(), "spec has no `[cluster]`", "here")]));
+            return Err(fail(vec![Problem::new(
+                ProblemCode::MissingField,
+                (0, 0).into(),
+                "spec has no `[cluster]`",
+                "here",
+            )]));
         };
         let problems = validate::validate(&spec);
         if problems.is_empty() {
@@ -164,16 +173,44 @@ impl Spec {
             }
         }
         std::iter::once(view("cluster", &self.cluster.meta))
-            .chain(self.node_pools.iter().map(move |p| view("node_pool", &p.meta)))
+            .chain(
+                self.node_pools
+                    .iter()
+                    .map(move |p| view("node_pool", &p.meta)),
+            )
             .chain(self.cni.iter().map(move |c| view("cni", &c.meta)))
-            .chain(self.storage_classes.iter().map(move |s| view("storage_class", &s.meta)))
+            .chain(
+                self.storage_classes
+                    .iter()
+                    .map(move |s| view("storage_class", &s.meta)),
+            )
             .chain(self.audit.iter().map(move |a| view("audit", &a.meta)))
-            .chain(self.pod_security.iter().map(move |p| view("pod_security", &p.meta)))
+            .chain(
+                self.pod_security
+                    .iter()
+                    .map(move |p| view("pod_security", &p.meta)),
+            )
             .chain(self.policy.iter().map(move |p| view("policy", &p.meta)))
-            .chain(self.registries.iter().map(move |r| view("registries", &r.meta)))
-            .chain(self.workload_identities.iter().map(move |w| view("workload_identity", &w.meta)))
-            .chain(self.namespaces.iter().map(move |n| view("namespace", &n.meta)))
-            .chain(self.manifests.iter().map(move |m| view("manifest", &m.meta)))
+            .chain(
+                self.registries
+                    .iter()
+                    .map(move |r| view("registries", &r.meta)),
+            )
+            .chain(
+                self.workload_identities
+                    .iter()
+                    .map(move |w| view("workload_identity", &w.meta)),
+            )
+            .chain(
+                self.namespaces
+                    .iter()
+                    .map(move |n| view("namespace", &n.meta)),
+            )
+            .chain(
+                self.manifests
+                    .iter()
+                    .map(move |m| view("manifest", &m.meta)),
+            )
     }
 
     /// The entry with this id.
@@ -197,7 +234,9 @@ fn sorted(mut problems: Vec<Problem>) -> Vec<Problem> {
 
 /// Decodes every section; `None` when `[cluster]` is unusable (a problem is recorded).
 fn decode_root(d: &mut Decoder, root: &Node, name: &str, text: &str) -> Option<Spec> {
-    let NodeKind::Table(entries) = &root.kind else { return None };
+    let NodeKind::Table(entries) = &root.kind else {
+        return None;
+    };
     let mut sections: Vec<(&str, &Node)> = Vec::new();
     for (key, node) in entries {
         if parse::SECTIONS.contains(&key.name.as_str()) {
@@ -208,8 +247,13 @@ fn decode_root(d: &mut Decoder, root: &Node, name: &str, text: &str) -> Option<S
                 None => format!("valid sections: {}", diag::quoted_list(parse::SECTIONS)),
             };
             d.push(
-                Problem::new(ProblemCode::UnknownField, span(&key.span), format!("unknown section `{}`", key.name), "unknown section")
-                    .with_help(help),
+                Problem::new(
+                    ProblemCode::UnknownField,
+                    span(&key.span),
+                    format!("unknown section `{}`", key.name),
+                    "unknown section",
+                )
+                .with_help(help),
             );
         }
     }
@@ -225,21 +269,40 @@ fn decode_root(d: &mut Decoder, root: &Node, name: &str, text: &str) -> Option<S
         }
     };
     let state = get("state").map(|n| parse::state(d, n)).unwrap_or_default();
-    let sim_span = get("sim").map(parse::node_span);
-    let sim = get("sim").and_then(|n| parse::sim(d, n)).unwrap_or_default();
+    let sim_span = get("sim").map(|n| span(&n.head));
+    let sim = get("sim")
+        .and_then(|n| parse::sim(d, n))
+        .unwrap_or_default();
     let many = |d: &mut Decoder, section: &str| -> Vec<&Node> {
-        get(section).map(|n| parse::each_table(d, n, section)).unwrap_or_default()
+        get(section)
+            .map(|n| parse::each_table(d, n, section))
+            .unwrap_or_default()
     };
-    let node_pools = many(d, "node_pool").into_iter().filter_map(|n| parse::node_pool(d, n)).collect();
+    let node_pools = many(d, "node_pool")
+        .into_iter()
+        .filter_map(|n| parse::node_pool(d, n))
+        .collect();
     let cni = get("cni").and_then(|n| parse::cni(d, n));
-    let storage_classes = many(d, "storage_class").into_iter().filter_map(|n| parse::storage_class(d, n)).collect();
+    let storage_classes = many(d, "storage_class")
+        .into_iter()
+        .filter_map(|n| parse::storage_class(d, n))
+        .collect();
     let audit = get("audit").and_then(|n| security::audit(d, n));
     let pod_security = get("pod_security").and_then(|n| security::pod_security(d, n));
     let policy = get("policy").and_then(|n| security::policy(d, n));
     let registries = get("registries").and_then(|n| security::registries(d, n));
-    let workload_identities = many(d, "workload_identity").into_iter().filter_map(|n| workloads::workload_identity(d, n)).collect();
-    let namespaces = many(d, "namespace").into_iter().filter_map(|n| workloads::namespace(d, n)).collect();
-    let manifests = many(d, "manifest").into_iter().filter_map(|n| workloads::manifest(d, n)).collect();
+    let workload_identities = many(d, "workload_identity")
+        .into_iter()
+        .filter_map(|n| workloads::workload_identity(d, n))
+        .collect();
+    let namespaces = many(d, "namespace")
+        .into_iter()
+        .filter_map(|n| workloads::namespace(d, n))
+        .collect();
+    let manifests = many(d, "manifest")
+        .into_iter()
+        .filter_map(|n| workloads::manifest(d, n))
+        .collect();
     Some(Spec {
         name: name.to_owned(),
         text: Arc::from(text),

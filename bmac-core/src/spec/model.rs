@@ -135,8 +135,7 @@ impl Cluster {
             return Some(p.clone());
         }
         if let Some(env) = std::env::var_os("KUBECONFIG") {
-            if let Some(first) = std::env::split_paths(&env).find(|p| !p.as_os_str().is_empty())
-            {
+            if let Some(first) = std::env::split_paths(&env).find(|p| !p.as_os_str().is_empty()) {
                 return Some(first);
             }
         }
@@ -675,7 +674,8 @@ pub struct Manifest {
 }
 
 /// Namespaces Kubernetes creates itself; overrides and identities may name them undeclared.
-pub const SYSTEM_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease", "default"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["kube-system", "kube-public", "kube-node-lease", "default"];
 
 /// Whether `ns` is a namespace Kubernetes (not the user) owns. `default` counts for
 /// declaration checks but not for lint: workloads run there.

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use super::decode::{meta, span, Decoder, Fields};
+use super::decode::{meta, Decoder, Fields};
 use super::diag::{Problem, ProblemCode};
 use super::model::*;
 use super::tree::{Node, NodeKind};
@@ -168,10 +168,15 @@ pub(crate) fn cluster(d: &mut Decoder, node: &Node) -> Option<Cluster> {
         }
     }
     let endpoint = f.get("endpoint").and_then(|n| endpoint(d, n));
-    let kubeconfig = d.nonempty_str(&mut f, "kubeconfig").map(|s| PathBuf::from(s.value));
+    let kubeconfig = d
+        .nonempty_str(&mut f, "kubeconfig")
+        .map(|s| PathBuf::from(s.value));
     let context = d.nonempty_str(&mut f, "context").map(|s| s.value);
     let account = d.nonempty_str(&mut f, "account").map(|s| s.value);
     let project = d.nonempty_str(&mut f, "project").map(|s| s.value);
+    if let Some(p) = &provider {
+        provider_fields(d, &f, p, region.is_some());
+    }
     let deps = d.depends_on(&mut f);
     f.finish(d);
     Some(Cluster {
@@ -186,6 +191,48 @@ pub(crate) fn cluster(d: &mut Decoder, node: &Node) -> Option<Cluster> {
         account,
         project,
     })
+}
+
+/// Fields that only some providers take, and the region that clouds require.
+fn provider_fields(
+    d: &mut Decoder,
+    f: &Fields<'_>,
+    provider: &Spanned<Provider>,
+    has_region: bool,
+) {
+    let p = provider.value;
+    if matches!(p, Provider::Eks | Provider::Gke) && !has_region && f.key_span("region").is_none() {
+        d.missing(
+            f,
+            "region",
+            if p == Provider::Eks {
+                "\"eu-west-1\""
+            } else {
+                "\"europe-west1\""
+            },
+        );
+    }
+    let stray = [
+        ("kubeconfig", p != Provider::Kube),
+        ("context", p != Provider::Kube),
+        ("account", p != Provider::Eks),
+        ("project", p != Provider::Gke),
+        ("endpoint", p == Provider::Kube),
+    ];
+    for (field, wrong) in stray {
+        if let (true, Some(at)) = (wrong, f.key_span(field)) {
+            d.push(
+                Problem::new(
+                    ProblemCode::Contradiction,
+                    at,
+                    format!("`{field}` does not apply to `provider = \"{p}\"`"),
+                    "not used by this provider",
+                )
+                .with_secondary(provider.span, "provider chosen here")
+                .with_help(format!("remove `{field}` or change `provider`")),
+            );
+        }
+    }
 }
 
 fn endpoint(d: &mut Decoder, node: &Node) -> Option<Endpoint> {
@@ -271,7 +318,9 @@ const FAULT_FIELDS: &[&str] = &["kind", "step", "error", "rate", "times"];
 
 pub(crate) fn sim(d: &mut Decoder, node: &Node) -> Option<SimConfig> {
     let mut f = d.table(node, "sim", "`[sim]`", SIM_FIELDS)?;
-    let seed = d.int(&mut f, "seed", 0, i64::MAX).map_or(0, |s| s.value as u64);
+    let seed = d
+        .int(&mut f, "seed", 0, i64::MAX)
+        .map_or(0, |s| s.value as u64);
     let speed = match d.number(&mut f, "speed") {
         Some(s) if s.value > 0.0 => s.value,
         Some(s) => {
@@ -299,13 +348,19 @@ fn fault(d: &mut Decoder, node: &Node) -> Option<Fault> {
     if let Some(k) = &kind {
         d.entry_id(None, k, "fault kind");
     }
-    let step = d.str(&mut f, "step").and_then(|s| match StepId::new(&s.value) {
-        Ok(id) => Some(id),
-        Err(e) => {
-            d.invalid_at(s.span, format!("`{}`: {}", s.value, e.reason), "name a step id, e.g. `node_pool.system`");
-            None
-        }
-    });
+    let step = d
+        .str(&mut f, "step")
+        .and_then(|s| match StepId::new(&s.value) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                d.invalid_at(
+                    s.span,
+                    format!("`{}`: {}", s.value, e.reason),
+                    "name a step id, e.g. `node_pool.system`",
+                );
+                None
+            }
+        });
     if f.key_span("error").is_none() {
         d.missing(&f, "error", "\"throttle\"");
     }
@@ -313,7 +368,11 @@ fn fault(d: &mut Decoder, node: &Node) -> Option<Fault> {
     let rate = match d.number(&mut f, "rate") {
         Some(r) if (0.0..=1.0).contains(&r.value) => r.value,
         Some(r) => {
-            d.invalid_at(r.span, "`rate` must be between 0 and 1", "a probability, e.g. `rate = 0.2`");
+            d.invalid_at(
+                r.span,
+                "`rate` must be between 0 and 1",
+                "a probability, e.g. `rate = 0.2`",
+            );
             0.0
         }
         None => 1.0,
@@ -349,10 +408,15 @@ pub(crate) fn node_pool(d: &mut Decoder, node: &Node) -> Option<NodePool> {
     if f.key_span("instance_types").is_none() {
         d.missing(&f, "instance_types", "[\"m6i.large\"]");
     }
-    let instance_types = d.str_list(&mut f, "instance_types").unwrap_or_default();
-    if let (true, Some(at)) = (instance_types.is_empty(), f.key_span("instance_types")) {
-        d.invalid_at(at, "`instance_types` must not be empty", "list at least one type");
+    let instance_types = d.str_list(&mut f, "instance_types");
+    if let (Some([]), Some(at)) = (instance_types.as_deref(), f.key_span("instance_types")) {
+        d.invalid_at(
+            at,
+            "`instance_types` must not be empty",
+            "list at least one type",
+        );
     }
+    let instance_types = instance_types.unwrap_or_default();
     for (field, example) in [("min", "1"), ("max", "3")] {
         if f.key_span(field).is_none() {
             d.missing(&f, field, example);
@@ -361,7 +425,11 @@ pub(crate) fn node_pool(d: &mut Decoder, node: &Node) -> Option<NodePool> {
     let min = d.u32(&mut f, "min");
     let max = d.u32(&mut f, "max");
     if let Some(m) = max.as_ref().filter(|m| m.value == 0) {
-        d.invalid_at(m.span, "`max` must be at least 1", "a pool that can never have a node is not a pool; remove it instead");
+        d.invalid_at(
+            m.span,
+            "`max` must be at least 1",
+            "a pool that can never have a node is not a pool; remove it instead",
+        );
     }
     let desired = d.u32(&mut f, "desired");
     let labels = d.str_map(&mut f, "labels");
@@ -411,7 +479,11 @@ fn disk(d: &mut Decoder, node: &Node) -> Option<Disk> {
     let size_gb = match d.u32(&mut f, "size_gb") {
         Some(s) if s.value >= 1 => s.value,
         Some(s) => {
-            d.invalid_at(s.span, "`size_gb` must be at least 1", "e.g. `size_gb = 50`");
+            d.invalid_at(
+                s.span,
+                "`size_gb` must be at least 1",
+                "e.g. `size_gb = 50`",
+            );
             50
         }
         None => 50,
@@ -440,7 +512,11 @@ pub(crate) fn cni(d: &mut Decoder, node: &Node) -> Option<Cni> {
         Some(n) => match to_json(n) {
             serde_json::Value::Object(m) => m,
             _ => {
-                d.invalid(n, "`settings` must be a table", "write `[cni.settings]` with the plugin's values");
+                d.invalid(
+                    n,
+                    "`settings` must be a table",
+                    "write `[cni.settings]` with the plugin's values",
+                );
                 serde_json::Map::new()
             }
         },
@@ -514,9 +590,4 @@ pub(crate) fn storage_class(d: &mut Decoder, node: &Node) -> Option<StorageClass
         reclaim_policy,
         parameters,
     })
-}
-
-/// The span of a node, for callers outside this module.
-pub(crate) fn node_span(node: &Node) -> miette::SourceSpan {
-    span(&node.span)
 }

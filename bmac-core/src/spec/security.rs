@@ -178,7 +178,12 @@ pub(crate) fn psa_override(d: &mut Decoder, node: &Node, context: String) -> Opt
 }
 
 pub(crate) fn pod_security(d: &mut Decoder, node: &Node) -> Option<PodSecurity> {
-    let mut f = d.table(node, "pod_security", "`[pod_security]`", POD_SECURITY_FIELDS)?;
+    let mut f = d.table(
+        node,
+        "pod_security",
+        "`[pod_security]`",
+        POD_SECURITY_FIELDS,
+    )?;
     let table_span = f.table_span();
     let default = |level| PsaSetting {
         level: Spanned::new(level, table_span),
@@ -235,7 +240,12 @@ pub(crate) fn policy(d: &mut Decoder, node: &Node) -> Option<Policy> {
     if f.key_span("engine").is_none() {
         d.missing(&f, "engine", "\"kyverno\"");
     }
-    let engine = d.choice(&mut f, "engine", PolicyEngine::NAMES, PolicyEngine::from_name);
+    let engine = d.choice(
+        &mut f,
+        "engine",
+        PolicyEngine::NAMES,
+        PolicyEngine::from_name,
+    );
     let version = d.nonempty_str(&mut f, "version");
     let bundle = f.get("bundle").and_then(|n| bundle(d, n));
     let baseline = match d.str_list(&mut f, "baseline") {
@@ -299,7 +309,11 @@ fn bundle(d: &mut Decoder, node: &Node) -> Option<Spanned<Bundle>> {
     let source = match (url, path) {
         (Some(u), None) => {
             if !(u.value.starts_with("https://") || u.value.starts_with("http://")) {
-                d.invalid_at(u.span, "`url` must be an http(s) URL", "e.g. `url = \"https://…/install.yaml\"`");
+                d.invalid_at(
+                    u.span,
+                    "`url` must be an http(s) URL",
+                    "e.g. `url = \"https://…/install.yaml\"`",
+                );
             }
             Some(BundleSource::Url(u.value))
         }

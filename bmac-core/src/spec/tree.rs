@@ -15,6 +15,9 @@ use toml_edit::{ImDocument, Item, Value};
 pub(crate) struct Node {
     pub kind: NodeKind,
     pub span: Range<usize>,
+    /// What diagnostics about the node as a whole point at: a standard table's header line
+    /// (`[[node_pool]]`), otherwise the whole node.
+    pub head: Range<usize>,
 }
 
 /// What a node holds.
@@ -66,11 +69,11 @@ pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
             span: clamp(span, text.len()),
         }
     })?;
-    let len = text.len();
-    let root = table(doc.as_table(), 0..0, len);
+    let root = table(doc.as_table(), 0..0, text);
     Ok(Node {
         kind: root,
-        span: 0..len,
+        span: 0..text.len(),
+        head: 0..0,
     })
 }
 
@@ -80,77 +83,94 @@ fn clamp(span: Range<usize>, len: usize) -> Range<usize> {
     start..span.end.clamp(start, len)
 }
 
-fn key_of(key: Option<&toml_edit::Key>, name: &str, fallback: &Range<usize>, len: usize) -> Key {
+/// The header of a standard table whose span starts with `[`: up to the last `]` of its
+/// first line. Other nodes are their own head.
+fn head_of(text: &str, span: &Range<usize>) -> Range<usize> {
+    let Some(body) = text.get(span.clone()) else {
+        return span.clone();
+    };
+    if !body.starts_with('[') {
+        return span.clone();
+    }
+    let first_line = body.split('\n').next().unwrap_or(body);
+    match first_line.rfind(']') {
+        Some(i) => span.start..span.start + i + 1,
+        None => span.clone(),
+    }
+}
+
+fn key_of(key: Option<&toml_edit::Key>, name: &str, fallback: &Range<usize>, text: &str) -> Key {
     Key {
         name: name.to_owned(),
         span: clamp(
             key.and_then(toml_edit::Key::span)
                 .unwrap_or_else(|| fallback.clone()),
-            len,
+            text.len(),
         ),
     }
 }
 
-fn table(t: &toml_edit::Table, fallback: Range<usize>, len: usize) -> NodeKind {
+fn table(t: &toml_edit::Table, fallback: Range<usize>, text: &str) -> NodeKind {
     let entries = t
         .iter()
         .filter_map(|(name, item)| {
-            let key = key_of(t.key(name), name, &fallback, len);
-            item_node(item, &key.span, len).map(|n| (key, n))
+            let key = key_of(t.key(name), name, &fallback, text);
+            item_node(item, &key.span, text).map(|n| (key, n))
         })
         .collect();
     NodeKind::Table(entries)
 }
 
-fn item_node(item: &Item, key_span: &Range<usize>, len: usize) -> Option<Node> {
+/// A standard table (header or implicit) as a node.
+fn table_node(t: &toml_edit::Table, fallback: &Range<usize>, text: &str) -> Node {
+    // Implicit and dotted tables have no span of their own: they take their key's.
+    let span = clamp(t.span().unwrap_or_else(|| fallback.clone()), text.len());
+    Node {
+        kind: table(t, span.clone(), text),
+        head: head_of(text, &span),
+        span,
+    }
+}
+
+fn item_node(item: &Item, key_span: &Range<usize>, text: &str) -> Option<Node> {
     match item {
         Item::None => None,
-        Item::Value(v) => Some(value_node(v, key_span, len)),
-        Item::Table(t) => {
-            let span = clamp(t.span().unwrap_or_else(|| key_span.clone()), len);
-            Some(Node {
-                kind: table(t, span.clone(), len),
-                span,
-            })
-        }
+        Item::Value(v) => Some(value_node(v, key_span, text)),
+        Item::Table(t) => Some(table_node(t, key_span, text)),
         Item::ArrayOfTables(a) => {
-            let span = clamp(a.span().unwrap_or_else(|| key_span.clone()), len);
-            let items = a
-                .iter()
-                .map(|t| {
-                    let s = clamp(t.span().unwrap_or_else(|| span.clone()), len);
-                    Node {
-                        kind: table(t, s.clone(), len),
-                        span: s,
-                    }
-                })
-                .collect();
+            let span = clamp(a.span().unwrap_or_else(|| key_span.clone()), text.len());
+            let items = a.iter().map(|t| table_node(t, &span, text)).collect();
             Some(Node {
                 kind: NodeKind::Array(items),
+                head: head_of(text, &span),
                 span,
             })
         }
     }
 }
 
-fn value_node(v: &Value, fallback: &Range<usize>, len: usize) -> Node {
-    let span = clamp(v.span().unwrap_or_else(|| fallback.clone()), len);
+fn value_node(v: &Value, fallback: &Range<usize>, text: &str) -> Node {
+    let span = clamp(v.span().unwrap_or_else(|| fallback.clone()), text.len());
     let kind = match v {
         Value::String(s) => NodeKind::Str(s.value().clone()),
         Value::Integer(i) => NodeKind::Int(*i.value()),
         Value::Float(f) => NodeKind::Float(*f.value()),
         Value::Boolean(b) => NodeKind::Bool(*b.value()),
         Value::Datetime(_) => NodeKind::Datetime,
-        Value::Array(a) => NodeKind::Array(a.iter().map(|v| value_node(v, &span, len)).collect()),
+        Value::Array(a) => NodeKind::Array(a.iter().map(|v| value_node(v, &span, text)).collect()),
         Value::InlineTable(t) => NodeKind::Table(
             t.iter()
                 .map(|(name, v)| {
-                    let key = key_of(t.key(name), name, &span, len);
-                    let node = value_node(v, &key.span, len);
+                    let key = key_of(t.key(name), name, &span, text);
+                    let node = value_node(v, &key.span, text);
                     (key, node)
                 })
                 .collect(),
         ),
     };
-    Node { kind, span }
+    Node {
+        kind,
+        head: span.clone(),
+        span,
+    }
 }

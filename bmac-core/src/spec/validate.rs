@@ -85,9 +85,6 @@ fn duplicates(spec: &Spec, out: &mut Vec<Problem>) {
 fn cluster(spec: &Spec, out: &mut Vec<Problem>) {
     let c = &spec.cluster;
     let provider = c.provider.value;
-    let on_provider = |field: &str| {
-        format!("`{field}` does not apply to `provider = \"{provider}\"`")
-    };
     if provider == Provider::Kube && c.context.is_none() {
         out.push(
             contradiction(
@@ -95,39 +92,10 @@ fn cluster(spec: &Spec, out: &mut Vec<Problem>) {
                 "`provider = \"kube\"` needs a kubeconfig `context`",
                 "an existing cluster, but which one?",
             )
-            .with_help("add `context = \"<name>\"` to `[cluster]` (see `kubectl config get-contexts`)"),
+            .with_help(
+                "add `context = \"<name>\"` to `[cluster]` (see `kubectl config get-contexts`)",
+            ),
         );
-    }
-    if matches!(provider, Provider::Eks | Provider::Gke) && c.region.is_none() {
-        out.push(
-            Problem::new(
-                ProblemCode::MissingField,
-                c.meta.span,
-                format!("`provider = \"{provider}\"` needs a `region`"),
-                "`region` is required here",
-            )
-            .with_help(if provider == Provider::Eks {
-                "add `region = \"eu-west-1\"`"
-            } else {
-                "add `region = \"europe-west1\"`"
-            }),
-        );
-    }
-    let stray = [
-        ("kubeconfig", c.kubeconfig.is_some() && provider != Provider::Kube),
-        ("context", c.context.is_some() && provider != Provider::Kube),
-        ("account", c.account.is_some() && provider != Provider::Eks),
-        ("project", c.project.is_some() && provider != Provider::Gke),
-        ("endpoint", c.endpoint.is_some() && provider == Provider::Kube),
-    ];
-    for (field, wrong) in stray {
-        if wrong {
-            out.push(
-                contradiction(c.meta.span, on_provider(field), format!("`{field}` set in this table"))
-                    .with_secondary(c.provider.span, "provider chosen here")
-                    .with_help(format!("remove `{field}` or change `provider`")),
-            );
-        }
     }
     if let Some(e) = &c.endpoint {
         if !e.public.value && !e.private {
@@ -138,17 +106,25 @@ fn cluster(spec: &Spec, out: &mut Vec<Problem>) {
         }
         if let (false, Some(first)) = (e.public.value, e.public_cidrs.first()) {
             out.push(
-                contradiction(first.span, "`public_cidrs` is set but the endpoint is not public", "unused")
-                    .with_secondary(e.public.span, "public access is off")
-                    .with_help("set `public = true`, or remove `public_cidrs`"),
+                contradiction(
+                    first.span,
+                    "`public_cidrs` is set but the endpoint is not public",
+                    "unused",
+                )
+                .with_secondary(e.public.span, "public access is off")
+                .with_help("set `public = true`, or remove `public_cidrs`"),
             );
         }
     }
     if let (Some(sim), true) = (&spec.sim_span, provider != Provider::Sim) {
         out.push(
-            contradiction(*sim, format!("`[sim]` has no effect with `provider = \"{provider}\"`"), "simulator settings")
-                .with_secondary(c.provider.span, "provider chosen here")
-                .with_help("remove `[sim]`, or set `provider = \"sim\"`"),
+            contradiction(
+                *sim,
+                format!("`[sim]` has no effect with `provider = \"{provider}\"`"),
+                "simulator settings",
+            )
+            .with_secondary(c.provider.span, "provider chosen here")
+            .with_help("remove `[sim]`, or set `provider = \"sim\"`"),
         );
     }
 }
@@ -157,16 +133,35 @@ fn node_pools(spec: &Spec, out: &mut Vec<Problem>) {
     for p in &spec.node_pools {
         if spec.cluster.provider.value == Provider::Kube {
             out.push(
-                contradiction(p.meta.span, format!("node pool `{}` cannot be created on an existing cluster", p.name), "needs a cloud provider")
-                    .with_secondary(spec.cluster.provider.span, "`kube` manages an existing cluster")
-                    .with_help("remove `[[node_pool]]`, or use `provider = \"eks\"`/`\"gke\"`/`\"sim\"`"),
+                contradiction(
+                    p.meta.span,
+                    format!(
+                        "node pool `{}` cannot be created on an existing cluster",
+                        p.name
+                    ),
+                    "needs a cloud provider",
+                )
+                .with_secondary(
+                    spec.cluster.provider.span,
+                    "`kube` manages an existing cluster",
+                )
+                .with_help(
+                    "remove `[[node_pool]]`, or use `provider = \"eks\"`/`\"gke\"`/`\"sim\"`",
+                ),
             );
         }
         if p.min.value > p.max.value {
             out.push(
-                contradiction(p.min.span, format!("node pool `{}`: `min` ({}) is greater than `max` ({})", p.name, p.min.value, p.max.value), "min")
-                    .with_secondary(p.max.span, "max")
-                    .with_help("make `min` ≤ `max`"),
+                contradiction(
+                    p.min.span,
+                    format!(
+                        "node pool `{}`: `min` ({}) is greater than `max` ({})",
+                        p.name, p.min.value, p.max.value
+                    ),
+                    "min",
+                )
+                .with_secondary(p.max.span, "max")
+                .with_help("make `min` ≤ `max`"),
             );
         } else if let Some(d) = &p.desired {
             if d.value < p.min.value || d.value > p.max.value {
@@ -196,9 +191,16 @@ fn storage(spec: &Spec, out: &mut Vec<Problem>) {
         }
         if let (false, Some(k)) = (s.encrypted.value, &s.kms_key) {
             out.push(
-                contradiction(k.span, format!("storage class `{}` names a `kms_key` but is not encrypted", s.name), "key for encryption")
-                    .with_secondary(s.encrypted.span, "encryption off")
-                    .with_help("set `encrypted = true`, or remove `kms_key`"),
+                contradiction(
+                    k.span,
+                    format!(
+                        "storage class `{}` names a `kms_key` but is not encrypted",
+                        s.name
+                    ),
+                    "key for encryption",
+                )
+                .with_secondary(s.encrypted.span, "encryption off")
+                .with_help("set `encrypted = true`, or remove `kms_key`"),
             );
         }
     }
@@ -208,9 +210,15 @@ fn cni(spec: &Spec, out: &mut Vec<Problem>) {
     if let Some(c) = &spec.cni {
         if c.plugin.value == CniPlugin::Default && (!c.settings.is_empty() || c.version.is_some()) {
             out.push(
-                contradiction(c.meta.span, "`[cni]` settings or version given for the provider's default CNI", "bmac does not install the default CNI")
-                    .with_secondary(c.plugin.span, "plugin is `default`")
-                    .with_help("choose `plugin = \"cilium\"` or `\"calico\"`, or remove `settings`/`version`"),
+                contradiction(
+                    c.meta.span,
+                    "`[cni]` settings or version given for the provider's default CNI",
+                    "bmac does not install the default CNI",
+                )
+                .with_secondary(c.plugin.span, "plugin is `default`")
+                .with_help(
+                    "choose `plugin = \"cilium\"` or `\"calico\"`, or remove `settings`/`version`",
+                ),
             );
         }
     }
@@ -220,9 +228,13 @@ fn audit(spec: &Spec, out: &mut Vec<Problem>) {
     let Some(a) = &spec.audit else { return };
     if !a.enabled.value {
         let disabled = |what: &str, at: SourceSpan| {
-            contradiction(at, format!("audit {what} is set but audit logging is disabled"), "has no logs to act on")
-                .with_secondary(a.enabled.span, "disabled here")
-                .with_help("set `enabled = true` (recommended), or remove it")
+            contradiction(
+                at,
+                format!("audit {what} is set but audit logging is disabled"),
+                "has no logs to act on",
+            )
+            .with_secondary(a.enabled.span, "disabled here")
+            .with_help("set `enabled = true` (recommended), or remove it")
         };
         if let Some(ar) = &a.archive {
             out.push(disabled("`archive`", ar.span));
@@ -232,8 +244,12 @@ fn audit(spec: &Spec, out: &mut Vec<Problem>) {
         }
     } else if a.log_types.is_empty() {
         out.push(
-            contradiction(a.meta.span, "audit logging is enabled with no `log_types`", "nothing to log")
-                .with_help("list at least `log_types = [\"audit\"]`, or set `enabled = false`"),
+            contradiction(
+                a.meta.span,
+                "audit logging is enabled with no `log_types`",
+                "nothing to log",
+            )
+            .with_help("list at least `log_types = [\"audit\"]`, or set `enabled = false`"),
         );
     }
     if let Some(r) = a.retention_days.as_ref().filter(|r| r.value == 0) {
@@ -245,7 +261,8 @@ fn audit(spec: &Spec, out: &mut Vec<Problem>) {
 }
 
 fn pod_security(spec: &Spec, out: &mut Vec<Problem>) {
-    let declared = |ns: &str| spec.namespaces.iter().any(|n| n.name.value == ns) || is_system_namespace(ns);
+    let declared =
+        |ns: &str| spec.namespaces.iter().any(|n| n.name.value == ns) || is_system_namespace(ns);
     let Some(ps) = &spec.pod_security else {
         namespace_overrides(spec, &[], &[], out);
         return;
@@ -253,15 +270,32 @@ fn pod_security(spec: &Spec, out: &mut Vec<Problem>) {
     for o in &ps.overrides {
         if !declared(&o.namespace.value) {
             out.push(
-                contradiction(o.namespace.span, format!("Pod Security override for namespace `{}`, which is not declared", o.namespace.value), "unknown namespace")
-                    .with_help(format!("declare it with `[[namespace]] name = \"{}\"`, or fix the name", o.namespace.value)),
+                contradiction(
+                    o.namespace.span,
+                    format!(
+                        "Pod Security override for namespace `{}`, which is not declared",
+                        o.namespace.value
+                    ),
+                    "unknown namespace",
+                )
+                .with_help(format!(
+                    "declare it with `[[namespace]] name = \"{}\"`, or fix the name",
+                    o.namespace.value
+                )),
             );
         }
         if let Some(ex) = ps.exempt.iter().find(|e| e.value == o.namespace.value) {
             out.push(
-                contradiction(o.namespace.span, format!("namespace `{}` is both exempt and overridden", o.namespace.value), "overridden here")
-                    .with_secondary(ex.span, "exempt here")
-                    .with_help("an exempt namespace ignores Pod Security: remove one of the two"),
+                contradiction(
+                    o.namespace.span,
+                    format!(
+                        "namespace `{}` is both exempt and overridden",
+                        o.namespace.value
+                    ),
+                    "overridden here",
+                )
+                .with_secondary(ex.span, "exempt here")
+                .with_help("an exempt namespace ignores Pod Security: remove one of the two"),
             );
         }
     }
@@ -269,22 +303,41 @@ fn pod_security(spec: &Spec, out: &mut Vec<Problem>) {
 }
 
 /// A namespace's own `pod_security`/`exempt` against `[pod_security]`'s lists.
-fn namespace_overrides(spec: &Spec, overrides: &[NamespaceOverride], exempt: &[Spanned<String>], out: &mut Vec<Problem>) {
+fn namespace_overrides(
+    spec: &Spec,
+    overrides: &[NamespaceOverride],
+    exempt: &[Spanned<String>],
+    out: &mut Vec<Problem>,
+) {
     for n in &spec.namespaces {
         let Some(own) = &n.pod_security else { continue };
         if let Some(o) = overrides.iter().find(|o| o.namespace.value == n.name.value) {
             out.push(
-                contradiction(own.span, format!("namespace `{}` has two Pod Security overrides", n.name.value), "here")
-                    .with_secondary(o.namespace.span, "and in `[pod_security.overrides]`")
-                    .with_help("keep one of them"),
+                contradiction(
+                    own.span,
+                    format!(
+                        "namespace `{}` has two Pod Security overrides",
+                        n.name.value
+                    ),
+                    "here",
+                )
+                .with_secondary(o.namespace.span, "and in `[pod_security.overrides]`")
+                .with_help("keep one of them"),
             );
         }
-        let exempt_at = exempt.iter().find(|e| e.value == n.name.value).map(|e| e.span);
+        let exempt_at = exempt
+            .iter()
+            .find(|e| e.value == n.name.value)
+            .map(|e| e.span);
         if let Some(at) = exempt_at.or(n.exempt.value.then_some(n.exempt.span)) {
             out.push(
-                contradiction(own.span, format!("namespace `{}` is both exempt and overridden", n.name.value), "overridden here")
-                    .with_secondary(at, "exempt here")
-                    .with_help("an exempt namespace ignores Pod Security: remove one of the two"),
+                contradiction(
+                    own.span,
+                    format!("namespace `{}` is both exempt and overridden", n.name.value),
+                    "overridden here",
+                )
+                .with_secondary(at, "exempt here")
+                .with_help("an exempt namespace ignores Pod Security: remove one of the two"),
             );
         }
     }
@@ -295,9 +348,13 @@ fn policy(spec: &Spec, out: &mut Vec<Problem>) {
     let engine = p.engine.value;
     let mut wrong_engine = |field: &str, at: SourceSpan, owner: PolicyEngine| {
         out.push(
-            contradiction(at, format!("`{field}` is a {owner} setting, but the engine is {engine}"), format!("{owner} only"))
-                .with_secondary(p.engine.span, "engine chosen here")
-                .with_help(format!("remove `{field}`, or set `engine = \"{owner}\"`")),
+            contradiction(
+                at,
+                format!("`{field}` is a {owner} setting, but the engine is {engine}"),
+                format!("{owner} only"),
+            )
+            .with_secondary(p.engine.span, "engine chosen here")
+            .with_help(format!("remove `{field}`, or set `engine = \"{owner}\"`")),
         );
     };
     if engine == PolicyEngine::Gatekeeper {
@@ -313,8 +370,14 @@ fn policy(spec: &Spec, out: &mut Vec<Problem>) {
             wrong_engine("audit_interval_seconds", t.span, PolicyEngine::Gatekeeper);
         }
     }
-    let restricts = p.baseline.iter().find(|b| b.value == BaselinePolicy::RestrictRegistries);
-    let has_list = spec.registries.as_ref().is_some_and(|r| !r.allowed.is_empty());
+    let restricts = p
+        .baseline
+        .iter()
+        .find(|b| b.value == BaselinePolicy::RestrictRegistries);
+    let has_list = spec
+        .registries
+        .as_ref()
+        .is_some_and(|r| !r.allowed.is_empty());
     if let (Some(r), false) = (restricts, has_list) {
         out.push(
             contradiction(r.span, "baseline policy `restrict-registries` has no registries to allow", "needs `[registries].allowed`")
@@ -341,8 +404,18 @@ fn registries(spec: &Spec, out: &mut Vec<Problem>) {
         let host = registry_host(&m.upstream.value);
         if !r.allowed.iter().any(|a| registry_host(&a.value) == host) {
             out.push(
-                contradiction(m.upstream.span, format!("mirror for `{}`, which is not an allowed registry", m.upstream.value), "not in `allowed`")
-                    .with_help(format!("add `{}` to `allowed`, or remove this mirror", m.upstream.value)),
+                contradiction(
+                    m.upstream.span,
+                    format!(
+                        "mirror for `{}`, which is not an allowed registry",
+                        m.upstream.value
+                    ),
+                    "not in `allowed`",
+                )
+                .with_help(format!(
+                    "add `{}` to `allowed`, or remove this mirror",
+                    m.upstream.value
+                )),
             );
         }
     }
@@ -354,19 +427,43 @@ fn identities(spec: &Spec, out: &mut Vec<Problem>) {
         let ns = &w.namespace.value;
         if !spec.namespaces.iter().any(|n| &n.name.value == ns) && !is_system_namespace(ns) {
             out.push(
-                contradiction(w.namespace.span, format!("workload identity for namespace `{ns}`, which is not declared"), "unknown namespace")
-                    .with_help(format!("declare it with `[[namespace]] name = \"{ns}\"`, or fix the name")),
+                contradiction(
+                    w.namespace.span,
+                    format!("workload identity for namespace `{ns}`, which is not declared"),
+                    "unknown namespace",
+                )
+                .with_help(format!(
+                    "declare it with `[[namespace]] name = \"{ns}\"`, or fix the name"
+                )),
             );
         }
         match (&w.access, provider) {
-            (Access::Role(r), Provider::Eks) if !r.value.starts_with("arn:aws") || !r.value.contains(":role/") => out.push(
-                Problem::new(ProblemCode::InvalidValue, r.span, format!("`{}` is not an IAM role ARN", r.value), "not a role ARN")
+            (Access::Role(r), Provider::Eks)
+                if !r.value.starts_with("arn:aws") || !r.value.contains(":role/") =>
+            {
+                out.push(
+                    Problem::new(
+                        ProblemCode::InvalidValue,
+                        r.span,
+                        format!("`{}` is not an IAM role ARN", r.value),
+                        "not a role ARN",
+                    )
                     .with_help("use `arn:aws:iam::<account>:role/<name>`"),
-            ),
-            (Access::Role(r), Provider::Gke) if !r.value.ends_with(".gserviceaccount.com") || !r.value.contains('@') => out.push(
-                Problem::new(ProblemCode::InvalidValue, r.span, format!("`{}` is not a GCP service account", r.value), "not a service-account e-mail")
+                )
+            }
+            (Access::Role(r), Provider::Gke)
+                if !r.value.ends_with(".gserviceaccount.com") || !r.value.contains('@') =>
+            {
+                out.push(
+                    Problem::new(
+                        ProblemCode::InvalidValue,
+                        r.span,
+                        format!("`{}` is not a GCP service account", r.value),
+                        "not a service-account e-mail",
+                    )
                     .with_help("use `<name>@<project>.iam.gserviceaccount.com`"),
-            ),
+                )
+            }
             (Access::Permissions(p), Provider::Kube) => {
                 let at = p.first().map_or(w.meta.span, |x| x.span);
                 out.push(

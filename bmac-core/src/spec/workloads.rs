@@ -56,13 +56,19 @@ pub(crate) fn workload_identity(d: &mut Decoder, node: &Node) -> Option<Workload
                     "bmac would create a role here",
                 )
                 .with_secondary(r.span, "but an existing role is named here")
-                .with_help("keep `role` to bind an existing role, or `permissions` to let bmac create one"),
+                .with_help(
+                    "keep `role` to bind an existing role, or `permissions` to let bmac create one",
+                ),
             );
             None
         }
         (None, None) => {
             if f.key_span("role").is_none() {
-                d.missing(&f, "role", "\"arn:aws:iam::123456789012:role/app\"` or `permissions = [\"…\"]");
+                d.missing(
+                    &f,
+                    "role",
+                    "\"arn:aws:iam::123456789012:role/app\"` or `permissions = [\"…\"]",
+                );
             }
             None
         }
