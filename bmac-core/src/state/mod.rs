@@ -17,9 +17,11 @@
 
 mod local;
 mod lock;
+mod memory;
 
 pub use local::{LocalStore, COMPACT_EVERY};
 pub use lock::{LockInfo, LockRequest};
+pub use memory::MemoryStore;
 
 use std::collections::BTreeMap;
 
