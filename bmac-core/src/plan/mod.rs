@@ -22,6 +22,7 @@ mod order;
 mod select;
 
 pub use build::Planner;
+pub(crate) use diff::changed_fields;
 pub use diag::{
     CycleError, DuplicateStepError, InvalidPlanFile, PlanError, Sources, StaleError,
     UnknownDepError, UnknownTargetError,

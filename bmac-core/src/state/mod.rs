@@ -17,9 +17,11 @@
 
 mod local;
 mod lock;
+mod memory;
 
 pub use local::{LocalStore, LocalStoreBuilder, COMPACT_EVERY};
 pub use lock::{local_host, rfc3339, LockInfo, LockRequest};
+pub use memory::MemoryStore;
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,501 @@
+//! The coordinator: the one loop that owns a run's state.
+//!
+//! It owns the dependency counters, the ready queue, the running count, the status of every
+//! node and the report; nothing else mutates them. Step tasks, spawned one per *started* step
+//! (never per node up front), only send it [`Message`]s. Each turn of the loop it
+//!
+//! 1. starts ready nodes, highest priority first, until the parallelism cap is reached —
+//!    planned no-ops complete right here (no task, no journal record, no event) unless a
+//!    changing dependent needs one of their redacted secrets, in which case they are observed;
+//! 2. waits, `biased` so that control comes first, for cancellation, the end of the grace
+//!    period, or a task's message (then drains every queued message before looping).
+//!
+//! Finishing a node decrements its dependents' counters; a counter reaching zero makes the
+//! dependent ready. Nothing is rescanned, so scheduling costs O(1) amortised per edge plus a
+//! heap operation per node.
+//!
+//! Failures: under fail-fast the first failure stops new starts (`Cancelling{StepFailed}`),
+//! running steps finish, the rest are skipped. Under keep-going only the transitive
+//! dependents of the failed node are skipped. A journal failure always stops new starts.
+//!
+//! Cancellation: no new starts; unstarted nodes are skipped; running steps see their
+//! `StepContext::cancel` fire and get the grace period. When it runs out they are aborted, and
+//! each gets a `Failed` journal record ("abandoned: run cancelled") so the next run treats it
+//! as in doubt and observes before acting.
+
+use std::future::pending;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{CancelReason, Counts, Event, EventSender, Outcome, SkipReason};
+use crate::plan::Action;
+use crate::state::{Record, RecordKind};
+use crate::step::Outputs;
+
+use super::journal::JournalDown;
+use super::report::{RunReport, StepFailure, StepSkip};
+use super::step_task::{prior_outputs, step_task, Message, Shared, StepResult, TaskMode};
+use super::topology::{Dependents, ReadyQueue, Topology};
+use super::{FailurePolicy, SchedulingOrder};
+
+/// The journal message of a step abandoned after the grace period.
+const ABANDONED: &str = "abandoned: run cancelled";
+
+/// Where a node is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    /// Some dependency has not finished.
+    Waiting,
+    /// In the ready queue.
+    Ready,
+    /// A task is working on it.
+    Running,
+    /// Finished successfully; its outputs are in the shared slot.
+    Done,
+    /// Failed.
+    Failed,
+    /// Will never run.
+    Skipped,
+}
+
+/// The run's settings the coordinator needs.
+pub(crate) struct Settings<'a> {
+    pub(crate) parallelism: usize,
+    pub(crate) failure_policy: FailurePolicy,
+    pub(crate) order: SchedulingOrder,
+    pub(crate) grace: Duration,
+    pub(crate) cancel: &'a CancellationToken,
+    pub(crate) events: Option<&'a EventSender>,
+}
+
+/// The owner of a run's state. See the module docs.
+pub(crate) struct Coordinator<'a> {
+    shared: Arc<Shared>,
+    settings: Settings<'a>,
+    dependents: Dependents,
+    pending: Vec<u32>,
+    priority: Vec<u64>,
+    status: Vec<Status>,
+    ready: ReadyQueue,
+    tasks: Vec<Option<(JoinHandle<()>, Instant)>>,
+    running: usize,
+    /// No new steps start (fail-fast, journal failure or cancellation).
+    stopped: bool,
+    /// Cancellation was requested.
+    cancelling: bool,
+    /// The grace period ran out; running tasks were aborted.
+    abandoning: bool,
+    counts: Counts,
+    failures: Vec<StepFailure>,
+    skipped: Vec<StepSkip>,
+    /// Records the coordinator itself journaled, acknowledged before the run returns.
+    acks: Vec<oneshot::Receiver<Result<(), JournalDown>>>,
+    /// Scratch stack for walking dependents.
+    stack: Vec<u32>,
+    started: Instant,
+}
+
+impl<'a> Coordinator<'a> {
+    /// A coordinator for the plan in `shared`.
+    pub(crate) fn new(shared: Arc<Shared>, topology: Topology, settings: Settings<'a>) -> Self {
+        let n = shared.plan.len();
+        Coordinator {
+            ready: ReadyQueue::new(settings.order, n.min(1024)),
+            shared,
+            settings,
+            dependents: topology.dependents,
+            pending: topology.pending,
+            priority: topology.priority,
+            status: vec![Status::Waiting; n],
+            tasks: (0..n).map(|_| None).collect(),
+            running: 0,
+            stopped: false,
+            cancelling: false,
+            abandoning: false,
+            counts: Counts::default(),
+            failures: Vec::new(),
+            skipped: Vec::new(),
+            acks: Vec::new(),
+            stack: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
+    fn emit(&self, event: impl FnOnce() -> Event) {
+        if let Some(events) = self.settings.events {
+            let _ = events.send(event());
+        }
+    }
+
+    /// Runs the plan to the end and reports.
+    pub(crate) async fn run(mut self, mut messages: mpsc::UnboundedReceiver<Message>) -> RunReport {
+        let n = self.shared.plan.len();
+        let parallelism = self.settings.parallelism;
+        self.emit(|| Event::RunStarted {
+            steps: n,
+            parallelism,
+        });
+        for i in 0..n as u32 {
+            if self.pending[i as usize] == 0 {
+                self.make_ready(i);
+            }
+        }
+        let token = self.settings.cancel;
+        let cancelled = token.cancelled();
+        tokio::pin!(cancelled);
+        let mut grace: Option<Pin<Box<Sleep>>> = None;
+        loop {
+            if !self.cancelling && token.is_cancelled() {
+                self.begin_cancel();
+            }
+            if self.cancelling && grace.is_none() && !self.abandoning {
+                grace = Some(Box::pin(tokio::time::sleep(self.settings.grace)));
+            }
+            self.start_ready();
+            if self.running == 0 {
+                break;
+            }
+            tokio::select! {
+                biased;
+                _ = &mut cancelled, if !self.cancelling => self.begin_cancel(),
+                _ = expire(&mut grace), if !self.abandoning => self.abandon(),
+                message = messages.recv() => {
+                    // The coordinator's `Shared` holds a sender, so the channel never closes.
+                    let Some(message) = message else { break };
+                    self.handle(message);
+                    while let Ok(message) = messages.try_recv() {
+                        self.handle(message);
+                    }
+                }
+            }
+        }
+        self.finish().await
+    }
+
+    /// Starts ready nodes until the cap is reached or the queue is empty.
+    fn start_ready(&mut self) {
+        if self.stopped {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let nodes = shared.plan.nodes();
+        while let Some(i) = self.ready.pop() {
+            if self.status[i as usize] != Status::Ready {
+                continue;
+            }
+            let node = &nodes[i as usize];
+            let reread = self.must_reread(i);
+            if node.action == Action::NoOp && !reread {
+                self.counts.unchanged += 1;
+                self.complete(i, prior_outputs(node));
+                continue;
+            }
+            if self.running >= self.settings.parallelism {
+                self.ready.unpop(i, self.priority[i as usize]);
+                break;
+            }
+            let mode = if node.action == Action::NoOp {
+                TaskMode::Reread
+            } else {
+                self.emit(|| Event::StepStarted {
+                    id: node.step.id.clone(),
+                    kind: node.step.kind.name().to_owned(),
+                    action: node.action.clone(),
+                });
+                TaskMode::Change {
+                    reread_secrets: reread,
+                }
+            };
+            self.status[i as usize] = Status::Running;
+            self.running += 1;
+            let task = tokio::spawn(step_task(Arc::clone(&shared), i, mode));
+            self.tasks[i as usize] = Some((task, Instant::now()));
+        }
+    }
+
+    /// Whether a changing dependent consumes a secret of node `i` that its recorded outputs
+    /// hold only as a digest (so `i` must be observed to learn it again).
+    fn must_reread(&self, i: u32) -> bool {
+        let nodes = self.shared.plan.nodes();
+        let node = &nodes[i as usize];
+        let Some(prior) = node
+            .prior
+            .as_ref()
+            .filter(|p| p.outputs.has_redacted_secret())
+        else {
+            return false;
+        };
+        self.dependents.of(i).iter().any(|&d| {
+            let dependent = &nodes[d as usize];
+            dependent.action.is_change()
+                && dependent.step.inputs.values().any(|r| {
+                    r.step == node.step.id
+                        && prior
+                            .outputs
+                            .get(&r.output)
+                            .is_some_and(|v| v.value().is_none())
+                })
+        })
+    }
+
+    fn make_ready(&mut self, i: u32) {
+        self.status[i as usize] = Status::Ready;
+        self.ready.push(i, self.priority[i as usize]);
+    }
+
+    /// Records a node's success and releases its dependents.
+    fn complete(&mut self, i: u32, outputs: Outputs) {
+        // A slot is written once: a node completes once.
+        let _ = self.shared.outputs[i as usize].set(outputs);
+        self.status[i as usize] = Status::Done;
+        for &d in self.dependents.of(i) {
+            let left = &mut self.pending[d as usize];
+            *left -= 1;
+            if *left == 0 && self.status[d as usize] == Status::Waiting {
+                self.status[d as usize] = Status::Ready;
+                self.ready.push(d, self.priority[d as usize]);
+            }
+        }
+    }
+
+    fn handle(&mut self, message: Message) {
+        match message {
+            Message::Retrying {
+                node,
+                attempt,
+                delay,
+                error,
+            } => self.emit(|| Event::StepRetrying {
+                id: self.shared.plan.nodes()[node as usize].step.id.clone(),
+                attempt,
+                delay,
+                error,
+            }),
+            Message::Finished {
+                node,
+                result,
+                duration,
+            } => {
+                self.tasks[node as usize] = None;
+                self.running -= 1;
+                self.finished(node, result, duration);
+            }
+            Message::Vanished { node } => {
+                let duration = self.tasks[node as usize]
+                    .take()
+                    .map(|(_, started)| started.elapsed())
+                    .unwrap_or_default();
+                self.running -= 1;
+                let error = if self.abandoning {
+                    ABANDONED.to_owned()
+                } else {
+                    "the step's task ended without a result (its provider panicked)".to_owned()
+                };
+                let record = Record {
+                    id: self.shared.plan.nodes()[node as usize].step.id.clone(),
+                    kind: RecordKind::Failed {
+                        error: error.clone(),
+                    },
+                };
+                self.acks.push(self.shared.journal.submit(record));
+                self.fail(node, error, duration);
+            }
+        }
+    }
+
+    fn finished(&mut self, i: u32, result: StepResult, duration: Duration) {
+        let shared = Arc::clone(&self.shared);
+        let node = &shared.plan.nodes()[i as usize];
+        let succeeded = |outputs: &Outputs, changed: bool| Event::StepSucceeded {
+            id: node.step.id.clone(),
+            action: node.action.clone(),
+            changed,
+            duration,
+            outputs: outputs.redacted(),
+        };
+        match result {
+            StepResult::Changed(outputs) => {
+                self.counts.succeeded += 1;
+                self.emit(|| succeeded(&outputs, true));
+                self.complete(i, outputs);
+            }
+            StepResult::Destroyed => {
+                self.counts.succeeded += 1;
+                let outputs = Outputs::default();
+                self.emit(|| succeeded(&outputs, true));
+                self.complete(i, outputs);
+            }
+            StepResult::Unchanged(outputs) => {
+                self.counts.unchanged += 1;
+                if node.action.is_change() {
+                    self.emit(|| succeeded(&outputs, false));
+                }
+                self.complete(i, outputs);
+            }
+            StepResult::Adopted(outputs) => {
+                self.counts.adopted += 1;
+                self.emit(|| succeeded(&outputs, false));
+                self.complete(i, outputs);
+            }
+            StepResult::Failed(error) => self.fail(i, error, duration),
+            StepResult::JournalDown => {
+                self.fail(
+                    i,
+                    "the state journal could not be written".to_owned(),
+                    duration,
+                );
+                self.stop_starting();
+            }
+        }
+    }
+
+    /// Records a node's failure and applies the failure policy.
+    fn fail(&mut self, i: u32, error: String, duration: Duration) {
+        self.status[i as usize] = Status::Failed;
+        self.counts.failed += 1;
+        let id = self.shared.plan.nodes()[i as usize].step.id.clone();
+        self.emit(|| Event::StepFailed {
+            id: id.clone(),
+            error: error.clone(),
+            duration,
+        });
+        self.failures.push(StepFailure {
+            id: id.clone(),
+            error,
+        });
+        if self.stopped {
+            return;
+        }
+        match self.settings.failure_policy {
+            FailurePolicy::FailFast => self.stop_starting(),
+            FailurePolicy::KeepGoing => self.skip_dependents_of(i),
+        }
+    }
+
+    /// Fail-fast: no new starts; everything unstarted is skipped.
+    fn stop_starting(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        self.emit(|| Event::Cancelling {
+            reason: CancelReason::StepFailed,
+        });
+        self.skip_unstarted(SkipReason::FailFast);
+    }
+
+    /// Keep-going: the transitive dependents of a failed node will never run.
+    fn skip_dependents_of(&mut self, failed: u32) {
+        let dependency = self.shared.plan.nodes()[failed as usize].step.id.clone();
+        let mut stack = std::mem::take(&mut self.stack);
+        stack.push(failed);
+        while let Some(i) = stack.pop() {
+            for k in 0..self.dependents.of(i).len() {
+                let d = self.dependents.of(i)[k];
+                if matches!(self.status[d as usize], Status::Waiting | Status::Ready) {
+                    self.skip(
+                        d,
+                        SkipReason::DependencyFailed {
+                            dependency: dependency.clone(),
+                        },
+                    );
+                    stack.push(d);
+                }
+            }
+        }
+        self.stack = stack;
+    }
+
+    fn skip_unstarted(&mut self, reason: SkipReason) {
+        self.ready.drain();
+        for i in 0..self.status.len() as u32 {
+            if matches!(self.status[i as usize], Status::Waiting | Status::Ready) {
+                self.skip(i, reason.clone());
+            }
+        }
+    }
+
+    fn skip(&mut self, i: u32, reason: SkipReason) {
+        self.status[i as usize] = Status::Skipped;
+        self.counts.skipped += 1;
+        let id = self.shared.plan.nodes()[i as usize].step.id.clone();
+        self.emit(|| Event::StepSkipped {
+            id: id.clone(),
+            reason: reason.clone(),
+        });
+        self.skipped.push(StepSkip { id, reason });
+    }
+
+    /// Cancellation requested: stop starting, tell running steps, skip the rest.
+    fn begin_cancel(&mut self) {
+        self.cancelling = true;
+        self.stopped = true;
+        self.emit(|| Event::Cancelling {
+            reason: CancelReason::Requested,
+        });
+        self.shared.cancel.cancel();
+        self.skip_unstarted(SkipReason::Cancelled);
+    }
+
+    /// The grace period ran out: abort what still runs. Each aborted task reports `Vanished`
+    /// from its guard, which journals it as failed.
+    fn abandon(&mut self) {
+        self.abandoning = true;
+        self.emit(|| Event::Cancelling {
+            reason: CancelReason::GraceExpired,
+        });
+        for (task, _) in self.tasks.iter().flatten() {
+            task.abort();
+        }
+    }
+
+    async fn finish(mut self) -> RunReport {
+        // Defensive: with a valid plan every node has settled by now.
+        if self.status.contains(&Status::Waiting) {
+            debug_assert!(
+                self.stopped,
+                "nodes left waiting in a run that did not stop"
+            );
+            self.skip_unstarted(SkipReason::FailFast);
+        }
+        for ack in self.acks.drain(..) {
+            // A refused record is reported by the journal writer itself.
+            let _ = ack.await;
+        }
+        let outcome = if self.cancelling {
+            Outcome::Cancelled
+        } else if self.counts.failed > 0 {
+            Outcome::Failed
+        } else {
+            Outcome::Succeeded
+        };
+        let duration = self.started.elapsed();
+        let counts = self.counts;
+        self.emit(|| Event::RunFinished {
+            outcome,
+            counts,
+            duration,
+        });
+        RunReport {
+            outcome,
+            counts,
+            duration,
+            failures: self.failures,
+            skipped: self.skipped,
+        }
+    }
+}
+
+/// Completes when the grace timer fires; never when there is none.
+async fn expire(grace: &mut Option<Pin<Box<Sleep>>>) {
+    match grace {
+        Some(sleep) => sleep.as_mut().await,
+        None => pending().await,
+    }
+}

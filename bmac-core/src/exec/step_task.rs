@@ -1,0 +1,528 @@
+//! One started step: the task the coordinator spawns, and everything it does between
+//! "started" and the single [`Message::Finished`] it sends back.
+//!
+//! A task never touches run state. It reads the plan and the finished upstream outputs from
+//! [`Shared`] (outputs are write-once slots the coordinator fills before it starts any
+//! dependent), talks to its provider, appends to the journal, and reports. Its order of work
+//! is fixed by the durability rule: an `Intent` record is durable before a provider call, the
+//! result (`Applied`, `Destroyed`, `Failed`) is appended after it.
+//!
+//! - Create / Update / Replace: resolve inputs; if the step is *in doubt* (a crash or failure
+//!   left an intent without a result), `observe` first: present as desired → adopt it
+//!   (journal `Applied` with what exists, no apply); absent → create; present but different →
+//!   apply over what was observed. An Update whose fingerprint (config + resolved inputs) equals
+//!   the last applied one makes no call at all. Replace destroys the old resource first.
+//! - Delete: `Intent{Destroy}` → destroy → `Destroyed`.
+//! - Re-read: a step with nothing to do whose redacted secret a changing dependent needs is
+//!   observed, only to learn the secret again; nothing is journaled.
+//!
+//! If the task dies without reporting (a provider panicked, or the coordinator aborted it
+//! after the cancellation grace period), its [`TaskGuard`] reports [`Message::Vanished`] from
+//! `Drop`, so the coordinator never waits for a message that cannot come.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::plan::{Action, Plan, PlanNode};
+use crate::provider::{
+    ApplyRequest, DestroyRequest, ObserveRequest, Observed, Prior, Provider, ProviderError,
+    Providers,
+};
+use crate::state::{Operation, Record, RecordKind};
+use crate::step::{Fingerprint, Inputs, Outputs, Step, StepId};
+
+use super::journal::Journal;
+use super::retry::{step_seed, Attempts, RetryPolicy};
+
+/// What the coordinator shares with its tasks for the length of one run.
+pub(crate) struct Shared {
+    /// The plan being run.
+    pub(crate) plan: Plan,
+    /// Provider routing.
+    pub(crate) providers: Providers,
+    /// Outputs of finished nodes, unredacted; each slot is written once, before any dependent
+    /// of the node starts.
+    pub(crate) outputs: Box<[OnceLock<Outputs>]>,
+    /// To the coordinator.
+    pub(crate) messages: mpsc::UnboundedSender<Message>,
+    /// To the journal writer.
+    pub(crate) journal: Journal,
+    /// Retry policy.
+    pub(crate) retry: RetryPolicy,
+    /// Per-attempt timeout.
+    pub(crate) step_timeout: Duration,
+    /// Jitter seed.
+    pub(crate) seed: u64,
+    /// Cancelled when the run is asked to stop; handed to providers.
+    pub(crate) cancel: CancellationToken,
+    /// Step id → node index, built only if an input references a step that is not a direct
+    /// dependency (deletions, whose edges are reversed).
+    index: OnceLock<HashMap<StepId, u32>>,
+}
+
+impl Shared {
+    /// Run-scoped data for `plan`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        plan: Plan,
+        providers: Providers,
+        messages: mpsc::UnboundedSender<Message>,
+        journal: Journal,
+        retry: RetryPolicy,
+        step_timeout: Duration,
+        seed: u64,
+        cancel: CancellationToken,
+    ) -> Self {
+        let outputs = (0..plan.len()).map(|_| OnceLock::new()).collect();
+        Shared {
+            plan,
+            providers,
+            outputs,
+            messages,
+            journal,
+            retry,
+            step_timeout,
+            seed,
+            cancel,
+            index: OnceLock::new(),
+        }
+    }
+
+    fn index_of(&self, id: &StepId) -> Option<u32> {
+        self.index
+            .get_or_init(|| {
+                self.plan
+                    .nodes()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.step.id.clone(), i as u32))
+                    .collect()
+            })
+            .get(id)
+            .copied()
+    }
+}
+
+/// What a task tells the coordinator.
+#[derive(Debug)]
+pub(crate) enum Message {
+    /// A retryable error; the next attempt follows after `delay`.
+    Retrying {
+        node: u32,
+        attempt: u32,
+        delay: Duration,
+        error: String,
+    },
+    /// The task is done.
+    Finished {
+        node: u32,
+        result: StepResult,
+        duration: Duration,
+    },
+    /// The task ended without reporting (panic or abort).
+    Vanished { node: u32 },
+}
+
+/// How a step ended.
+#[derive(Debug)]
+pub(crate) enum StepResult {
+    /// A provider call changed something; the outputs are unredacted.
+    Changed(Outputs),
+    /// Destroyed.
+    Destroyed,
+    /// Nothing to do; outputs as recorded (or re-read).
+    Unchanged(Outputs),
+    /// In doubt, found existing as desired, adopted.
+    Adopted(Outputs),
+    /// Failed for good.
+    Failed(String),
+    /// The journal refused a record; the run must stop.
+    JournalDown,
+}
+
+/// What the coordinator asks of a task.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TaskMode {
+    /// Bring the step to its planned action. `reread_secrets`: a changing dependent needs a
+    /// secret this step's recorded outputs hold only as a digest.
+    Change { reread_secrets: bool },
+    /// A planned no-op observed only to re-read its secrets.
+    Reread,
+}
+
+/// Reports `Vanished` if the task is dropped before it reported.
+struct TaskGuard {
+    shared: Arc<Shared>,
+    node: u32,
+    reported: bool,
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if !self.reported {
+            let _ = self
+                .shared
+                .messages
+                .send(Message::Vanished { node: self.node });
+        }
+    }
+}
+
+/// The body of a spawned step task.
+pub(crate) async fn step_task(shared: Arc<Shared>, node: u32, mode: TaskMode) {
+    let mut guard = TaskGuard {
+        shared,
+        node,
+        reported: false,
+    };
+    let started = Instant::now();
+    let result = execute(&guard.shared, node, mode).await;
+    let _ = guard.shared.messages.send(Message::Finished {
+        node,
+        result,
+        duration: started.elapsed(),
+    });
+    guard.reported = true;
+}
+
+async fn execute(shared: &Shared, node: u32, mode: TaskMode) -> StepResult {
+    let plan_node = &shared.plan.nodes()[node as usize];
+    let step = &plan_node.step;
+    let Some(provider) = shared.providers.for_kind(step.kind.name()) else {
+        return StepResult::Failed(format!(
+            "no provider serves kind `{}` (step `{}`)",
+            step.kind, step.id
+        ));
+    };
+    let inputs = match resolve_inputs(shared, node) {
+        Ok(inputs) => inputs,
+        Err(message) => return StepResult::Failed(message),
+    };
+    let call = Call {
+        shared,
+        node,
+        step,
+        provider: &**provider,
+        inputs: &inputs,
+        attempts: Attempts {
+            policy: &shared.retry,
+            timeout: shared.step_timeout,
+            cancel: &shared.cancel,
+            seed: step_seed(shared.seed, node),
+        },
+    };
+    match (mode, &plan_node.action) {
+        (TaskMode::Reread, _) => call.reread(plan_node.prior.as_ref()).await,
+        (TaskMode::Change { .. }, Action::NoOp) => StepResult::Unchanged(prior_outputs(plan_node)),
+        (TaskMode::Change { .. }, Action::Delete) => call.delete(plan_node.prior.as_ref()).await,
+        (TaskMode::Change { reread_secrets }, _) => call.converge(plan_node, reread_secrets).await,
+    }
+}
+
+/// The outputs a node's last apply recorded (empty when it has none).
+pub(crate) fn prior_outputs(node: &PlanNode) -> Outputs {
+    node.prior
+        .as_ref()
+        .map(|p| p.outputs.clone())
+        .unwrap_or_default()
+}
+
+/// Resolves a node's inputs from finished upstream outputs. A deletion resolves from what the
+/// referenced steps last recorded, since its edges run the other way.
+fn resolve_inputs(shared: &Shared, node: u32) -> Result<Inputs, String> {
+    let nodes = shared.plan.nodes();
+    let this = &nodes[node as usize];
+    let mut inputs = Inputs::default();
+    for (name, reference) in &this.step.inputs {
+        let direct = this
+            .deps
+            .iter()
+            .copied()
+            .find(|&d| nodes[d as usize].step.id == reference.step);
+        let source = match direct.or_else(|| shared.index_of(&reference.step)) {
+            Some(source) => source as usize,
+            None => {
+                return Err(format!(
+                    "step `{}`: input `{name}` references `{reference}`, but step `{}` is not in the plan",
+                    this.step.id, reference.step
+                ))
+            }
+        };
+        let outputs = if this.action == Action::Delete {
+            nodes[source].prior.as_ref().map(|p| &p.outputs)
+        } else {
+            shared.outputs[source].get()
+        };
+        let Some(outputs) = outputs else {
+            return Err(format!(
+                "step `{}`: input `{name}` references `{reference}`, but step `{}` has not run before it",
+                this.step.id, reference.step
+            ));
+        };
+        let Some(value) = outputs.get(&reference.output) else {
+            return Err(format!(
+                "step `{}`: input `{name}` references output `{}` of step `{}`, which has no such output",
+                this.step.id, reference.output, reference.step
+            ));
+        };
+        inputs.0.insert(name.clone(), value.clone());
+    }
+    Ok(inputs)
+}
+
+/// Whether what exists matches what is desired: every field of the desired config (recursively
+/// for objects) equals the observed one. Observed fields the config does not set are ignored.
+pub(crate) fn config_matches(desired: &Value, observed: &Value) -> bool {
+    match (desired, observed) {
+        (Value::Object(want), Value::Object(have)) => want
+            .iter()
+            .all(|(k, v)| have.get(k).is_some_and(|h| config_matches(v, h))),
+        _ => desired == observed,
+    }
+}
+
+/// An error with its chain of causes, for people.
+pub(crate) fn describe(error: &ProviderError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// One step's provider calls.
+struct Call<'a> {
+    shared: &'a Shared,
+    node: u32,
+    step: &'a Step,
+    provider: &'a dyn Provider,
+    inputs: &'a Inputs,
+    attempts: Attempts<'a>,
+}
+
+impl Call<'_> {
+    fn on_retry(&self) -> impl FnMut(u32, Duration, &ProviderError) + '_ {
+        move |attempt, delay, error| {
+            let _ = self.shared.messages.send(Message::Retrying {
+                node: self.node,
+                attempt,
+                delay,
+                error: describe(error),
+            });
+        }
+    }
+
+    async fn journal(&self, kind: RecordKind) -> Result<(), StepResult> {
+        let record = Record {
+            id: self.step.id.clone(),
+            kind,
+        };
+        self.shared
+            .journal
+            .append(record)
+            .await
+            .map_err(|_| StepResult::JournalDown)
+    }
+
+    async fn observe(&self, prior: Option<&Prior>) -> Result<Observed, ProviderError> {
+        let (provider, step, inputs) = (self.provider, self.step, self.inputs);
+        self.attempts
+            .run(
+                |ctx| async move {
+                    provider
+                        .observe(ObserveRequest {
+                            step,
+                            inputs,
+                            prior,
+                            ctx: &ctx,
+                        })
+                        .await
+                },
+                self.on_retry(),
+            )
+            .await
+    }
+
+    /// Create, update or replace, observing first when in doubt.
+    async fn converge(&self, node: &PlanNode, reread_secrets: bool) -> StepResult {
+        let fingerprint = self.step.fingerprint(self.inputs);
+        let mut prior: Option<Cow<'_, Prior>> = node.prior.as_ref().map(Cow::Borrowed);
+        if node.in_doubt {
+            match self.observe(node.prior.as_ref()).await {
+                Err(e) => return StepResult::Failed(describe(&e)),
+                Ok(Observed::Present { config, outputs })
+                    if config_matches(&self.step.config, &config) =>
+                {
+                    return self.adopt(fingerprint, outputs).await;
+                }
+                Ok(Observed::Present { config, outputs }) => {
+                    prior = Some(Cow::Owned(Prior { config, outputs }));
+                }
+                Ok(Observed::Absent) => prior = None,
+            }
+        } else if matches!(node.action, Action::Update { .. })
+            && node.prior_fingerprint == Some(fingerprint)
+        {
+            let recorded = prior_outputs(node);
+            if !(reread_secrets && recorded.has_redacted_secret()) {
+                return StepResult::Unchanged(recorded);
+            }
+            match self.observe(node.prior.as_ref()).await {
+                Err(e) => return StepResult::Failed(describe(&e)),
+                Ok(Observed::Present { outputs, .. }) => return self.reread_result(outputs),
+                // Gone behind our back: create it again.
+                Ok(Observed::Absent) => prior = None,
+            }
+        }
+        if matches!(node.action, Action::Replace { .. }) {
+            if let Some(old) = prior.take() {
+                if let Err(result) = self.destroy(&old).await {
+                    return result;
+                }
+            }
+        }
+        self.apply(prior.as_deref(), fingerprint).await
+    }
+
+    /// Journals an in-doubt step found existing as desired.
+    async fn adopt(&self, fingerprint: Fingerprint, outputs: Outputs) -> StepResult {
+        let applied = RecordKind::Applied {
+            step: self.step.clone(),
+            fingerprint,
+            outputs: outputs.redacted(),
+        };
+        match self.journal(applied).await {
+            Ok(()) => StepResult::Adopted(outputs),
+            Err(result) => result,
+        }
+    }
+
+    async fn apply(&self, prior: Option<&Prior>, fingerprint: Fingerprint) -> StepResult {
+        let intent = RecordKind::Intent {
+            op: Operation::Apply,
+            fingerprint: Some(fingerprint),
+        };
+        if let Err(result) = self.journal(intent).await {
+            return result;
+        }
+        let (provider, step, inputs) = (self.provider, self.step, self.inputs);
+        let outcome = self
+            .attempts
+            .run(
+                |ctx| async move {
+                    provider
+                        .apply(ApplyRequest {
+                            step,
+                            inputs,
+                            prior,
+                            ctx: &ctx,
+                        })
+                        .await
+                },
+                self.on_retry(),
+            )
+            .await;
+        match outcome {
+            Ok(outputs) => {
+                let applied = RecordKind::Applied {
+                    step: step.clone(),
+                    fingerprint,
+                    outputs: outputs.redacted(),
+                };
+                match self.journal(applied).await {
+                    Ok(()) => StepResult::Changed(outputs),
+                    Err(result) => result,
+                }
+            }
+            Err(e) => self.failed(describe(&e)).await,
+        }
+    }
+
+    /// Destroys what `prior` describes; `Err` carries the step's result on failure.
+    async fn destroy(&self, prior: &Prior) -> Result<(), StepResult> {
+        let intent = RecordKind::Intent {
+            op: Operation::Destroy,
+            fingerprint: None,
+        };
+        self.journal(intent).await?;
+        let (provider, step, inputs) = (self.provider, self.step, self.inputs);
+        let outcome = self
+            .attempts
+            .run(
+                |ctx| async move {
+                    provider
+                        .destroy(DestroyRequest {
+                            step,
+                            inputs,
+                            prior,
+                            ctx: &ctx,
+                        })
+                        .await
+                },
+                self.on_retry(),
+            )
+            .await;
+        match outcome {
+            Ok(()) => self.journal(RecordKind::Destroyed).await,
+            Err(e) => Err(self.failed(describe(&e)).await),
+        }
+    }
+
+    async fn delete(&self, prior: Option<&Prior>) -> StepResult {
+        let Some(prior) = prior else {
+            return StepResult::Failed(format!(
+                "step `{}` is planned for deletion but state has no record of what was applied",
+                self.step.id
+            ));
+        };
+        match self.destroy(prior).await {
+            Ok(()) => StepResult::Destroyed,
+            Err(result) => result,
+        }
+    }
+
+    /// A planned no-op observed to learn its secrets again.
+    async fn reread(&self, prior: Option<&Prior>) -> StepResult {
+        match self.observe(prior).await {
+            Err(e) => StepResult::Failed(describe(&e)),
+            Ok(Observed::Present { outputs, .. }) => self.reread_result(outputs),
+            Ok(Observed::Absent) => StepResult::Failed(format!(
+                "step `{}` no longer exists, but a dependent needs its sensitive outputs; \
+                 plan again to re-create it",
+                self.step.id
+            )),
+        }
+    }
+
+    fn reread_result(&self, outputs: Outputs) -> StepResult {
+        if outputs.has_redacted_secret() {
+            return StepResult::Failed(format!(
+                "observing step `{}` did not return the value of its sensitive outputs",
+                self.step.id
+            ));
+        }
+        StepResult::Unchanged(outputs)
+    }
+
+    async fn failed(&self, error: String) -> StepResult {
+        match self
+            .journal(RecordKind::Failed {
+                error: error.clone(),
+            })
+            .await
+        {
+            Ok(()) => StepResult::Failed(error),
+            Err(result) => result,
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Secrets reach dependents but never the journal nor events; after a restart they are
+//! re-read by observing the step that produced them.
+
+use serde_json::json;
+
+use super::support::*;
+use crate::event::Event;
+use crate::plan::Action;
+use crate::provider::Observed;
+use crate::state::{MemoryStore, RecordKind};
+use crate::step::Outputs;
+
+const SECRET: &str = "hunter2-very-secret";
+
+fn cluster_outputs() -> Outputs {
+    Outputs::new()
+        .with("endpoint", "https://k8s")
+        .with_sensitive("token", SECRET)
+}
+
+fn assert_no_secret(events: &[Event], store: &MemoryStore) {
+    for e in events {
+        let text = format!("{} {e:?}", serde_json::to_string(e).unwrap());
+        assert!(!text.contains(SECRET), "event leaks the secret: {text}");
+    }
+    for r in store.records() {
+        let text = format!("{} {r:?}", serde_json::to_string(&r).unwrap());
+        assert!(!text.contains(SECRET), "journal leaks the secret: {text}");
+        if let RecordKind::Applied { outputs, .. } = &r.kind {
+            assert!(outputs
+                .0
+                .values()
+                .all(|v| !v.is_sensitive() || v.value().is_none()));
+        }
+    }
+}
+
+#[tokio::test]
+async fn secrets_reach_dependents_but_never_the_journal_or_events() {
+    let provider = TestProvider::new();
+    provider.edit("cluster", |s| s.outputs = Some(cluster_outputs()));
+    let mut plan = PlanBuilder::new();
+    plan.create("cluster", &[])
+        .create("app", &[])
+        .input("app", "token", "cluster", "token");
+    let store = MemoryStore::new();
+    let (report, events) = run_ok(executor(&provider), plan.build(), &store).await;
+    assert_eq!(report.counts.succeeded, 2);
+    assert_eq!(
+        provider.last(Op::Apply, "app").inputs.str("token"),
+        Some(SECRET)
+    );
+    assert_no_secret(&events, &store);
+    let recorded = store
+        .state()
+        .applied(&id("cluster"))
+        .unwrap()
+        .outputs
+        .clone();
+    assert!(recorded.has_redacted_secret());
+}
+
+#[tokio::test]
+async fn after_a_restart_an_unchanged_upstream_is_observed_to_reread_its_secret() {
+    let provider = TestProvider::new();
+    provider.edit("cluster", |s| {
+        s.outputs = Some(cluster_outputs());
+        s.observe = Some(Observed::Present {
+            config: config("cluster"),
+            outputs: cluster_outputs(),
+        });
+    });
+    let store = MemoryStore::new();
+    let mut first = PlanBuilder::new();
+    first
+        .create("cluster", &[])
+        .create("app", &[])
+        .input("app", "token", "cluster", "token")
+        .create("dashboard", &[])
+        .input("dashboard", "url", "cluster", "endpoint");
+    run_ok(executor(&provider), first.build(), &store).await;
+    let journaled = store.records().len();
+
+    // A new process: only state is left, the token is a digest there. `app` changes.
+    let state = store.state();
+    let mut again = PlanBuilder::against(&state);
+    again
+        .add("cluster", Action::NoOp, &[])
+        .add("app", update(), &[])
+        .input("app", "token", "cluster", "token")
+        .add("dashboard", update(), &[])
+        .input("dashboard", "url", "cluster", "endpoint");
+    for step in ["cluster", "app", "dashboard"] {
+        again.recorded(step, &state);
+    }
+    again.node("app").step.config = json!({"name": "app", "replicas": 3});
+    let (report, events) = run_ok(executor(&provider), again.build(), &store).await;
+
+    assert_eq!(provider.count(Op::Observe, "cluster"), 1, "re-read once");
+    assert_eq!(
+        provider.count(Op::Apply, "cluster"),
+        1,
+        "only the first run applied it"
+    );
+    assert_eq!(
+        provider.last(Op::Apply, "app").inputs.str("token"),
+        Some(SECRET)
+    );
+    assert_eq!(
+        provider.count(Op::Apply, "dashboard"),
+        1,
+        "unchanged, no second call"
+    );
+    assert!(
+        journal_of(&store, "cluster").len() == 2,
+        "the re-read is not journaled"
+    );
+    assert_eq!(
+        store.records().len(),
+        journaled + 2,
+        "only app's intent and result"
+    );
+    assert_eq!(report.counts.unchanged, 2);
+    assert_eq!(report.counts.succeeded, 1);
+    assert_no_secret(&events, &store);
+}
+
+#[tokio::test]
+async fn an_unchanged_dependent_does_not_trigger_a_reread() {
+    let provider = TestProvider::new();
+    provider.edit("cluster", |s| s.outputs = Some(cluster_outputs()));
+    let store = MemoryStore::new();
+    let mut first = PlanBuilder::new();
+    first
+        .create("cluster", &[])
+        .create("app", &[])
+        .input("app", "token", "cluster", "token");
+    run_ok(executor(&provider), first.build(), &store).await;
+
+    let state = store.state();
+    let mut again = PlanBuilder::against(&state);
+    again
+        .add("cluster", Action::NoOp, &[])
+        .add("app", Action::NoOp, &[])
+        .input("app", "token", "cluster", "token");
+    again.recorded("cluster", &state).recorded("app", &state);
+    let (report, _) = run_ok(executor(&provider), again.build(), &store).await;
+    assert!(provider.calls_of(Op::Observe).is_empty());
+    assert_eq!(report.counts.unchanged, 2);
+}
