@@ -28,7 +28,16 @@ pub async fn run(cli: Cli) -> Result<Exit> {
             out,
             detailed_exitcode,
             select,
-        } => plan_cmd(&project()?, out.as_deref(), *detailed_exitcode, select, cli.output).await,
+        } => {
+            plan_cmd(
+                &project()?,
+                out.as_deref(),
+                *detailed_exitcode,
+                select,
+                cli.output,
+            )
+            .await
+        }
         Command::Apply {
             planfile,
             auto_approve,
@@ -96,7 +105,9 @@ pub async fn run(cli: Cli) -> Result<Exit> {
 fn validate(p: &Project) -> Result<Exit> {
     let (steps, sources) = p.steps()?;
     let n = steps.len();
-    Planner::new(steps, &State::default()).sources(sources).plan()?;
+    Planner::new(steps, &State::default())
+        .sources(sources)
+        .plan()?;
     println!("The spec is valid: {n} steps.");
     Ok(exit::OK)
 }
@@ -186,7 +197,11 @@ async fn plan_cmd(
     if let Some(out) = out {
         write_private(out, plan.to_json().as_bytes())?;
         if output == OutputFormat::Human {
-            println!("Saved the plan to {}; apply it with `bmac apply {}`.", out.display(), out.display());
+            println!(
+                "Saved the plan to {}; apply it with `bmac apply {}`.",
+                out.display(),
+                out.display()
+            );
         }
     }
     Ok(if detailed && plan.has_changes() {
@@ -312,7 +327,9 @@ async fn state_cmd(p: &Project, cmd: &StateCommand, output: OutputFormat) -> Res
             }
             match output {
                 OutputFormat::Human => print!("{}", render::state_list(&state)),
-                OutputFormat::Json => println!("{}", serde_json::to_string(&state).into_diagnostic()?),
+                OutputFormat::Json => {
+                    println!("{}", serde_json::to_string(&state).into_diagnostic()?)
+                }
             }
             Ok(exit::OK)
         }

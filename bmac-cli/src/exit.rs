@@ -35,7 +35,9 @@ pub const INTERRUPTED: Exit = Exit(130);
 pub fn for_error(report: &miette::Report) -> Exit {
     if report.downcast_ref::<SpecError>().is_some()
         || report.downcast_ref::<PlanError>().is_some()
-        || report.downcast_ref::<bmac_steps::CatalogueError>().is_some()
+        || report
+            .downcast_ref::<bmac_steps::CatalogueError>()
+            .is_some()
     {
         return INVALID;
     }

@@ -5,10 +5,10 @@
 //! resolved from what its upstream steps *observed*, so a secret that state keeps only as a
 //! digest is re-read rather than needed. For each step it reports:
 //! - **moved fields**: leaf fields (JSON pointers) of the last applied config whose live value
-//!   differs. A provider leaves out whole subtrees it cannot see or that other managers own; a
-//!   field is compared only when its parent object is present in what was observed, so such
-//!   omissions are not drift, while a label removed by hand (its `labels` map present, the key
-//!   gone) is;
+//!   differs. A provider leaves out whole subtrees it cannot see or that other managers own, so
+//!   an applied object missing from what was observed is not drift, while a value removed from
+//!   an object that is observed (a label deleted by hand: `labels` present, the key gone) is;
+//!   fields that exist only live (added by other managers) are not bmac's and are ignored;
 //! - **missing**: the resource is gone;
 //! - **pending**: fields where the spec differs from the last apply (not drift: `apply` will
 //!   change them anyway), so a reader sees both at once.
@@ -116,7 +116,11 @@ impl DriftReport {
                     let _ = writeln!(out, "+ {} ({}) is not built yet", s.id, s.kind);
                 }
                 StepDrift::Unobservable { error } => {
-                    let _ = writeln!(out, "? {} ({}) could not be observed: {error}", s.id, s.kind);
+                    let _ = writeln!(
+                        out,
+                        "? {} ({}) could not be observed: {error}",
+                        s.id, s.kind
+                    );
                 }
             }
             if !s.pending.is_empty() {
@@ -180,7 +184,12 @@ pub async fn detect(
     // Layer = longest distance from a root; nodes are topologically ordered, so one pass.
     let mut layer = vec![0usize; nodes.len()];
     for (i, n) in nodes.iter().enumerate() {
-        layer[i] = n.deps.iter().map(|&d| layer[d as usize] + 1).max().unwrap_or(0);
+        layer[i] = n
+            .deps
+            .iter()
+            .map(|&d| layer[d as usize] + 1)
+            .max()
+            .unwrap_or(0);
     }
     let mut layers: Vec<Vec<usize>> = vec![Vec::new(); layer.iter().max().map_or(0, |m| m + 1)];
     for (i, &l) in layer.iter().enumerate() {
@@ -266,7 +275,11 @@ fn resolve(step: &Step, observed: &HashMap<StepId, Outputs>, state: &State) -> I
         let value = observed
             .get(&r.step)
             .and_then(|o| o.get(&r.output))
-            .or_else(|| state.applied(&r.step).and_then(|a| a.outputs.get(&r.output)));
+            .or_else(|| {
+                state
+                    .applied(&r.step)
+                    .and_then(|a| a.outputs.get(&r.output))
+            });
         if let Some(v) = value {
             inputs.0.insert(name.clone(), v.clone());
         }
@@ -279,11 +292,18 @@ fn resolve(step: &Step, observed: &HashMap<StepId, Outputs>, state: &State) -> I
 pub fn moved_fields(applied: &Value, actual: &Value) -> Vec<MovedField> {
     changed_fields(applied, actual)
         .into_iter()
-        .filter(|field| applied.pointer(field).is_some())
-        .filter(|field| {
-            let parent = field.rsplit_once('/').map_or("", |(p, _)| p);
-            actual.pointer(parent).is_some_and(Value::is_object)
-        })
+        .filter(
+            |field| match (applied.pointer(field), actual.pointer(field)) {
+                (None, _) => false,
+                (Some(_), Some(_)) => true,
+                // Gone: drift when a value was removed from an object the provider does show, not
+                // when a whole subtree is left out.
+                (Some(was), None) => {
+                    let parent = field.rsplit_once('/').map_or("", |(p, _)| p);
+                    !was.is_object() && actual.pointer(parent).is_some_and(Value::is_object)
+                }
+            },
+        )
         .map(|field| MovedField {
             applied: applied.pointer(&field).cloned(),
             actual: actual.pointer(&field).cloned(),

@@ -22,11 +22,11 @@ mod order;
 mod select;
 
 pub use build::Planner;
-pub(crate) use diff::changed_fields;
 pub use diag::{
     CycleError, DuplicateStepError, InvalidPlanFile, PlanError, Sources, StaleError,
     UnknownDepError, UnknownTargetError,
 };
+pub(crate) use diff::changed_fields;
 pub use graph::{GraphFormat, MAX_INDENT_DEPTH};
 
 use std::fmt;

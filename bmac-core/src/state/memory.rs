@@ -68,7 +68,9 @@ impl MemoryStore {
     /// The guarded data. A panic while holding the mutex cannot leave `Inner` half-updated
     /// (every mutation is a single push or fold), so a poisoned mutex is still usable.
     fn inner(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -141,10 +143,7 @@ fn unique_suffix() -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!(
-        "{nanos:x}-{}",
-        SEQUENCE.fetch_add(1, Ordering::Relaxed) + 1
-    )
+    format!("{nanos:x}-{}", SEQUENCE.fetch_add(1, Ordering::Relaxed) + 1)
 }
 
 /// Now as RFC 3339 UTC (`2024-05-01T12:00:00Z`), without a date-time dependency.
@@ -195,7 +194,13 @@ mod tests {
     async fn append_folds_records_and_sets_lineage_once() {
         let store = MemoryStore::new();
         assert_eq!(store.load().await.unwrap().state.serial, 0);
-        assert_eq!(store.append(&[destroyed("a"), destroyed("b")]).await.unwrap(), 2);
+        assert_eq!(
+            store
+                .append(&[destroyed("a"), destroyed("b")])
+                .await
+                .unwrap(),
+            2
+        );
         let lineage = store.state().lineage;
         assert!(!lineage.is_empty());
         assert_eq!(store.append(&[destroyed("c")]).await.unwrap(), 3);
