@@ -603,6 +603,11 @@ fn load_reads_files_and_reports_missing_ones() {
     std::fs::write(&path, BASE).unwrap();
     let spec = Spec::load(&path).unwrap();
     assert_eq!(spec.source().0, path.display().to_string());
+    assert_eq!(spec.base_dir(), dir.path());
+    assert_eq!(
+        spec.resolve_path(std::path::Path::new("bundles/kyverno.yaml")),
+        dir.path().join("bundles/kyverno.yaml")
+    );
     let err = Spec::load(&dir.path().join("nope.toml")).unwrap_err();
     assert!(matches!(err, SpecError::Read { .. }));
     let code = miette::Diagnostic::code(&err).map(|c| c.to_string());

@@ -30,19 +30,21 @@ mod decode;
 mod diag;
 pub mod lint;
 mod model;
+mod model_security;
 mod parse;
 mod security;
 mod tree;
 mod validate;
 mod workloads;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use miette::SourceSpan;
 
 pub use diag::{InvalidSpec, Problem, ProblemCode, SpecError};
 pub use model::*;
+pub use model_security::*;
 
 use crate::step::StepId;
 use decode::{span, Decoder};
@@ -53,6 +55,8 @@ use tree::{Node, NodeKind};
 pub struct Spec {
     name: String,
     text: Arc<str>,
+    /// The directory relative paths in the spec are resolved against.
+    base_dir: PathBuf,
     sim_span: Option<SourceSpan>,
     /// `[cluster]`.
     pub cluster: Cluster,
@@ -140,7 +144,21 @@ impl Spec {
             path: path.to_owned(),
             source,
         })?;
-        Spec::parse(&path.display().to_string(), &text)
+        let mut spec = Spec::parse(&path.display().to_string(), &text)?;
+        spec.base_dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
+        Ok(spec)
+    }
+
+    /// The directory relative paths in the spec (`policy.bundle.path`, `manifest.file`,
+    /// `state.path`, `cluster.kubeconfig`) are relative to: the spec file's directory, or
+    /// the current directory (empty path) for a spec parsed from text.
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    /// A path from the spec, resolved against [`Spec::base_dir`] (absolute paths unchanged).
+    pub fn resolve_path(&self, path: &Path) -> PathBuf {
+        self.base_dir.join(path)
     }
 
     /// The source name and text (for diagnostics that point into the spec).
@@ -306,6 +324,7 @@ fn decode_root(d: &mut Decoder, root: &Node, name: &str, text: &str) -> Option<S
     Some(Spec {
         name: name.to_owned(),
         text: Arc::from(text),
+        base_dir: PathBuf::new(),
         sim_span,
         cluster: cluster?,
         state,

@@ -7,6 +7,7 @@
 
 use super::decode::{meta, Decoder, Fields};
 use super::model::*;
+use super::model_security::*;
 use super::tree::Node;
 use crate::step::StepId;
 
