@@ -501,6 +501,11 @@ fn pod_security_contradictions() {
         &format!("{BASE}[pod_security]\nexempt = [\"kube-system\"]\n[pod_security.overrides.kube-system]\nenforce = \"privileged\"\n"),
         "kube-system",
     );
+    one_problem(
+        &format!("{BASE}[pod_security]\nexempt = [\"Kube System\"]\n"),
+        ProblemCode::InvalidValue,
+        "\"Kube System\"",
+    );
     contradiction(
         &format!("{BASE}[[namespace]]\nname = \"a\"\nexempt = true\npod_security = {{ enforce = \"baseline\" }}\n"),
         "{ enforce = \"baseline\" }",

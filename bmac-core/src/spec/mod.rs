@@ -126,9 +126,10 @@ impl Spec {
             return Err(fail(vec![Problem::new(
                 ProblemCode::MissingField,
                 (0, 0).into(),
-                "spec has no `[cluster]`",
+                "spec has no usable `[cluster]`",
                 "here",
-            )]));
+            )
+            .with_help("add `[cluster]` with `name` and `provider`")]));
         };
         let problems = validate::validate(&spec);
         if problems.is_empty() {
