@@ -1,12 +1,12 @@
 //! The spec: `bmac.toml` read into a typed model that remembers where everything was written.
 //!
 //! Reading happens in three phases, each collecting *every* problem before giving up:
-//! 1. **syntax** — `toml_edit` parses the text into a spanned tree ([`tree`]);
-//! 2. **decode** — each section is read into its model type ([`parse`], [`security`],
-//!    [`workloads`]): unknown fields (with "did you mean"), wrong types, values outside their
+//! 1. **syntax** — `toml_edit` parses the text into a spanned tree (`tree.rs`);
+//! 2. **decode** — each section is read into its model type (`parse.rs`, `security.rs`,
+//!    `workloads.rs`): unknown fields (with "did you mean"), wrong types, values outside their
 //!    set, names that cannot be step ids, missing required fields;
 //! 3. **validate** — only if decoding was clean: contradictions between fields and entries
-//!    ([`validate`]), e.g. `min > max`, two default storage classes, a workload identity in an
+//!    (`validate.rs`), e.g. `min > max`, two default storage classes, a workload identity in an
 //!    undeclared namespace.
 //!
 //! Any problem makes [`Spec::parse`] return a [`SpecError`] carrying the named source and all
