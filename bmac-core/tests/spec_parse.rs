@@ -501,6 +501,11 @@ fn pod_security_contradictions() {
         &format!("{BASE}[pod_security]\nexempt = [\"kube-system\"]\n[pod_security.overrides.kube-system]\nenforce = \"privileged\"\n"),
         "kube-system",
     );
+    one_problem(
+        &format!("{BASE}[pod_security]\nexempt = [\"Kube System\"]\n"),
+        ProblemCode::InvalidValue,
+        "\"Kube System\"",
+    );
     contradiction(
         &format!("{BASE}[[namespace]]\nname = \"a\"\nexempt = true\npod_security = {{ enforce = \"baseline\" }}\n"),
         "{ enforce = \"baseline\" }",
@@ -603,6 +608,11 @@ fn load_reads_files_and_reports_missing_ones() {
     std::fs::write(&path, BASE).unwrap();
     let spec = Spec::load(&path).unwrap();
     assert_eq!(spec.source().0, path.display().to_string());
+    assert_eq!(spec.base_dir(), dir.path());
+    assert_eq!(
+        spec.resolve_path(std::path::Path::new("bundles/kyverno.yaml")),
+        dir.path().join("bundles/kyverno.yaml")
+    );
     let err = Spec::load(&dir.path().join("nope.toml")).unwrap_err();
     assert!(matches!(err, SpecError::Read { .. }));
     let code = miette::Diagnostic::code(&err).map(|c| c.to_string());

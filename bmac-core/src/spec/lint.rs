@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
 
-use super::model::*;
+use super::model_security::*;
 use super::validate::registry_host;
 use super::Spec;
 
@@ -421,15 +421,14 @@ fn policy(l: &mut Linter<'_>) {
             "keep the default `baseline` set, or list the policies to enforce",
         );
     }
-    match &p.version {
-        None => l.push(
+    if p.version.is_none() {
+        l.push(
             "BMAC008",
             p.engine.span,
             format!("the {} version is not pinned", p.engine.value),
             "unpinned",
             "set `version = \"…\"` so every apply installs the same engine",
-        ),
-        Some(_) => {}
+        );
     }
     if let Some(b) = p.bundle.as_ref().filter(|b| b.sha256.is_none()) {
         l.push(

@@ -1,12 +1,12 @@
 //! The spec: `bmac.toml` read into a typed model that remembers where everything was written.
 //!
 //! Reading happens in three phases, each collecting *every* problem before giving up:
-//! 1. **syntax** — `toml_edit` parses the text into a spanned tree ([`tree`]);
-//! 2. **decode** — each section is read into its model type ([`parse`], [`security`],
-//!    [`workloads`]): unknown fields (with "did you mean"), wrong types, values outside their
+//! 1. **syntax** — `toml_edit` parses the text into a spanned tree (`tree.rs`);
+//! 2. **decode** — each section is read into its model type (`parse.rs`, `security.rs`,
+//!    `workloads.rs`): unknown fields (with "did you mean"), wrong types, values outside their
 //!    set, names that cannot be step ids, missing required fields;
 //! 3. **validate** — only if decoding was clean: contradictions between fields and entries
-//!    ([`validate`]), e.g. `min > max`, two default storage classes, a workload identity in an
+//!    (`validate.rs`), e.g. `min > max`, two default storage classes, a workload identity in an
 //!    undeclared namespace.
 //!
 //! Any problem makes [`Spec::parse`] return a [`SpecError`] carrying the named source and all
@@ -30,19 +30,21 @@ mod decode;
 mod diag;
 pub mod lint;
 mod model;
+mod model_security;
 mod parse;
 mod security;
 mod tree;
 mod validate;
 mod workloads;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use miette::SourceSpan;
 
 pub use diag::{InvalidSpec, Problem, ProblemCode, SpecError};
 pub use model::*;
+pub use model_security::*;
 
 use crate::step::StepId;
 use decode::{span, Decoder};
@@ -53,6 +55,8 @@ use tree::{Node, NodeKind};
 pub struct Spec {
     name: String,
     text: Arc<str>,
+    /// The directory relative paths in the spec are resolved against.
+    base_dir: PathBuf,
     sim_span: Option<SourceSpan>,
     /// `[cluster]`.
     pub cluster: Cluster,
@@ -122,9 +126,10 @@ impl Spec {
             return Err(fail(vec![Problem::new(
                 ProblemCode::MissingField,
                 (0, 0).into(),
-                "spec has no `[cluster]`",
+                "spec has no usable `[cluster]`",
                 "here",
-            )]));
+            )
+            .with_help("add `[cluster]` with `name` and `provider`")]));
         };
         let problems = validate::validate(&spec);
         if problems.is_empty() {
@@ -140,7 +145,21 @@ impl Spec {
             path: path.to_owned(),
             source,
         })?;
-        Spec::parse(&path.display().to_string(), &text)
+        let mut spec = Spec::parse(&path.display().to_string(), &text)?;
+        spec.base_dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
+        Ok(spec)
+    }
+
+    /// The directory relative paths in the spec (`policy.bundle.path`, `manifest.file`,
+    /// `state.path`, `cluster.kubeconfig`) are relative to: the spec file's directory, or
+    /// the current directory (empty path) for a spec parsed from text.
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    /// A path from the spec, resolved against [`Spec::base_dir`] (absolute paths unchanged).
+    pub fn resolve_path(&self, path: &Path) -> PathBuf {
+        self.base_dir.join(path)
     }
 
     /// The source name and text (for diagnostics that point into the spec).
@@ -306,6 +325,7 @@ fn decode_root(d: &mut Decoder, root: &Node, name: &str, text: &str) -> Option<S
     Some(Spec {
         name: name.to_owned(),
         text: Arc::from(text),
+        base_dir: PathBuf::new(),
         sim_span,
         cluster: cluster?,
         state,

@@ -7,6 +7,7 @@
 
 use super::decode::{meta, Decoder, Fields};
 use super::model::*;
+use super::model_security::*;
 use super::tree::Node;
 use crate::step::StepId;
 
@@ -207,7 +208,22 @@ pub(crate) fn pod_security(d: &mut Decoder, node: &Node) -> Option<PodSecurity> 
             }
         }
     }
-    let exempt = d.str_list(&mut f, "exempt").unwrap_or_default();
+    let exempt: Vec<_> = d
+        .str_list(&mut f, "exempt")
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|ns| {
+            let ok = super::parse::is_dns_label(&ns.value);
+            if !ok {
+                d.invalid_at(
+                    ns.span,
+                    format!("`{}` is not a namespace name", ns.value),
+                    "namespace names are lowercase letters, digits and `-`, e.g. `kube-system`",
+                );
+            }
+            ok
+        })
+        .collect();
     let deps = d.depends_on(&mut f);
     f.finish(d);
     Some(PodSecurity {

@@ -22,6 +22,7 @@ use miette::SourceSpan;
 
 use super::diag::{Problem, ProblemCode};
 use super::model::*;
+use super::model_security::*;
 use super::Spec;
 
 /// Every contradiction in `spec`, in section order.
@@ -158,9 +159,9 @@ fn node_pools(spec: &Spec, out: &mut Vec<Problem>) {
                         "node pool `{}`: `min` ({}) is greater than `max` ({})",
                         p.name, p.min.value, p.max.value
                     ),
-                    "min",
+                    "greater than `max`",
                 )
-                .with_secondary(p.max.span, "max")
+                .with_secondary(p.max.span, "`max` set here")
                 .with_help("make `min` ≤ `max`"),
             );
         } else if let Some(d) = &p.desired {

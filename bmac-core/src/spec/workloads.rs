@@ -9,6 +9,7 @@
 use super::decode::{meta, Decoder};
 use super::diag::{Problem, ProblemCode};
 use super::model::*;
+use super::model_security::*;
 use super::parse::{dns_name, named_entry};
 use super::security::{psa_override, text_source};
 use super::tree::Node;
