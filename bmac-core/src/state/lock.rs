@@ -1,8 +1,14 @@
 //! Who holds a state lock: [`LockInfo`] (id, holder, pid, host, start time) and the
-//! [`LockRequest`] a run makes to take one.
+//! [`LockRequest`] a run makes to take one — shared by every backend.
 //!
 //! The lock is advisory between bmac processes; the id is what a user names to break a stale
 //! lock (`bmac state unlock ID`), so a mistyped command cannot break someone else's.
+//!
+//! Staleness is only ever *reported* ([`LockInfo::looks_stale`]): a holder on this host whose
+//! process is gone. Judging a lock by its age or breaking it automatically would let two
+//! applies run at once after a long pause (a suspended laptop, a slow CI runner), so bmac
+//! leaves that decision to a person. Times are formatted here ([`rfc3339`]) rather than
+//! through a date crate: the lock only ever needs "now, in UTC, to the second".
 
 use std::fmt;
 use std::path::Path;

@@ -9,6 +9,11 @@
 //! The lock lives on disk, not in the process: a run that crashes leaves it behind, and only
 //! `unlock` with the lock's id removes it. A lock whose holder is gone from this host is
 //! reported as stale, still refused.
+//!
+//! `unlock` reads the lock, compares ids, then removes the file. Two people breaking the same
+//! lock at the same moment is harmless; a lock *taken* between the read and the removal would
+//! be lost, which needs someone to unlock a lock they just saw named and a new run to start
+//! within microseconds of it; that window is accepted.
 
 use std::fs;
 use std::io::{self, Write};

@@ -74,6 +74,12 @@ pub struct LocalStore {
     flushes: Arc<AtomicU64>,
 }
 
+// The store is shared by all of a run's tasks.
+const _: fn() = || {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<LocalStore>();
+};
+
 /// Options for opening a [`LocalStore`].
 #[derive(Debug, Clone)]
 pub struct LocalStoreBuilder {

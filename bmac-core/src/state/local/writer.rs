@@ -322,3 +322,79 @@ fn duplicate(e: &StateError) -> StateError {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Record, RecordKind};
+    use crate::step::StepId;
+
+    fn payload(id: &str) -> Vec<u8> {
+        serde_json::to_vec(&Record {
+            id: StepId::new(id).unwrap(),
+            kind: RecordKind::Destroyed,
+        })
+        .unwrap()
+    }
+
+    /// Commits one group of single-record appends; returns each caller's answer.
+    fn commit(writer: &mut Writer, ids: &[&str]) -> Vec<Result<u64, StateError>> {
+        let (group, answers): (Vec<_>, Vec<_>) = ids
+            .iter()
+            .map(|id| {
+                let (reply, answer) = oneshot::channel();
+                ((vec![payload(id)], reply), answer)
+            })
+            .unzip();
+        writer.commit(group);
+        answers
+            .into_iter()
+            .map(|mut a| a.try_recv().expect("every caller is answered"))
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_to_every_caller_and_never_acknowledged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = Paths::new(tmp.path().to_owned());
+        let flushes = Arc::new(AtomicU64::new(0));
+        let mut writer = Writer {
+            paths: paths.clone(),
+            compact_every: 0,
+            flushes: Arc::clone(&flushes),
+            open: None,
+        };
+        let first: Vec<u64> = commit(&mut writer, &["a", "b"])
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(first, [1, 2], "one group, two callers, ordered serials");
+        assert_eq!(flushes.load(Ordering::Relaxed), 1);
+
+        // Swap the journal handle for a read-only one: the next write fails.
+        if let Some(open) = writer.open.as_mut() {
+            open.file = File::open(&paths.journal).unwrap();
+        }
+        let failed = commit(&mut writer, &["c", "d"]);
+        assert!(failed.iter().all(
+            |r| matches!(r, Err(StateError::Io { path, .. }) if path.ends_with("journal.log"))
+        ));
+        assert_eq!(flushes.load(Ordering::Relaxed), 1, "no sync was counted");
+
+        // The writer re-reads the journal and carries on after the last durable record.
+        let next = commit(&mut writer, &["e"]);
+        assert_eq!(next[0].as_ref().unwrap(), &3);
+        let (loaded, _) = load_state(&paths).unwrap();
+        assert_eq!(loaded.state.serial, 3);
+        let ids: Vec<_> = super::super::replay::read_records(&paths)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id.as_str().to_owned())
+            .collect();
+        assert_eq!(
+            ids,
+            ["a", "b", "e"],
+            "failed records never reach the journal"
+        );
+    }
+}
