@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bmac_core::plan::Sources;
 use bmac_core::spec::{Spec, StateBackendKind};
 use bmac_core::{LocalStore, Providers, State, Step};
-use miette::{miette, IntoDiagnostic, Result};
+use miette::{miette, Result};
 
 /// A loaded spec and where its state lives.
 pub struct Project {
@@ -63,6 +63,6 @@ impl Project {
 
     /// The providers serving this spec's steps.
     pub fn providers(&self) -> Result<Providers> {
-        bmac_providers::for_spec(&self.spec, &self.state_dir).into_diagnostic()
+        Ok(bmac_providers::for_spec(&self.spec, &self.state_dir)?)
     }
 }

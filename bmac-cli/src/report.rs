@@ -18,9 +18,9 @@ use crate::args::OutputFormat;
 pub async fn consume(mut events: UnboundedReceiver<Event>, format: OutputFormat, total: usize) {
     match format {
         OutputFormat::Json => {
-            let mut stdout = std::io::stdout().lock();
             while let Some(e) = events.recv().await {
                 if let Ok(line) = serde_json::to_string(&e) {
+                    let mut stdout = std::io::stdout().lock();
                     let _ = writeln!(stdout, "{line}");
                     let _ = stdout.flush();
                 }
