@@ -6,6 +6,8 @@
 //! `aws`, `gcp`) sit behind cargo features of the same names so that the engine and the
 //! simulated path build fast without their SDKs.
 
+#[cfg(feature = "kube")]
+pub mod kube;
 pub mod sim;
 
 pub use sim::{SimCloud, SimConfig, SimError, SimProvider};

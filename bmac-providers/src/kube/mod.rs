@@ -1,0 +1,237 @@
+//! The `kube` provider: applies the in-cluster half of the baseline through kube-rs, and
+//! takes an *existing* cluster from a kubeconfig context (`provider = "kube"`), so a user can
+//! harden a cluster bmac did not build with the same steps a managed-cloud build runs once its
+//! cluster step is done.
+//!
+//! # Kinds served ([`KubeProvider::KINDS`])
+//! - `cluster` with `provider = "kube"`: apply and observe resolve the kubeconfig (the path in
+//!   the config, else `$KUBECONFIG`, else `~/.kube/config`) and its context, call `/version`
+//!   to check the cluster answers, and output `endpoint`, `ca_data`, `credentials`
+//!   (sensitive) and `server_version`. **Destroying it deletes nothing**: the cluster is not
+//!   bmac's, so removing the step only forgets it.
+//! - `namespace`, `pod_security_labels`, `policy_engine`, `policy`, `service_account`,
+//!   `storage_class`, `manifest`: Kubernetes objects applied by server-side apply (see
+//!   `objects.rs` for the write, force and removal rules, and each kind's module for its shape).
+//!
+//! # Where the client comes from
+//! Every in-cluster step has the inputs `endpoint`, `ca_data` and `credentials`, wired to the
+//! cluster step's outputs. The client is built from them when the step runs and cached per
+//! endpoint + credential digest (`access.rs`) — so the same steps work whether the cluster
+//! step is an EKS/GKE build that finished a minute ago or a kubeconfig context.
+//!
+//! # What this provider does not do
+//! - It does not wait for workloads (the policy engine's Deployments) to become ready unless
+//!   [`KubeProvider::wait_for_workloads`] is set: readiness needs nodes, and applying the
+//!   objects is what bmac owns. On an API server without a scheduler or kubelet (the test
+//!   environment) pods never run.
+//! - It does not download release bundles: a bundle is a local file verified by its SHA-256
+//!   (`bundle.rs`).
+//! - Deleting a namespace waits until the namespace is gone; that needs the cluster's namespace
+//!   controller (kube-controller-manager) to finalize it, otherwise the wait times out with a
+//!   retryable error naming the remaining finalizers.
+
+mod access;
+mod bundle;
+mod cluster;
+mod engine;
+mod error;
+mod fields;
+mod namespace;
+mod object_set;
+mod objects;
+mod pod_security;
+mod service_account;
+mod storage_class;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bmac_core::provider::{ApplyRequest, DestroyRequest, ObserveRequest, Observed, Provider};
+use bmac_core::{Inputs, Outputs, ProviderError, Step};
+use bmac_steps::kinds;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use access::{ClientCache, ClusterAccess};
+use objects::Session;
+pub use objects::{WaitPolicy, CREATED_BY, FIELD_MANAGER};
+pub use pod_security::POD_SECURITY_FIELD_MANAGER;
+
+/// The provider serving clusters taken from kubeconfig contexts and every in-cluster kind.
+pub struct KubeProvider {
+    clients: ClientCache,
+    wait: WaitPolicy,
+    wait_for_workloads: bool,
+}
+
+impl Default for KubeProvider {
+    fn default() -> Self {
+        KubeProvider::new()
+    }
+}
+
+impl std::fmt::Debug for KubeProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeProvider")
+            .field("wait", &self.wait)
+            .field("wait_for_workloads", &self.wait_for_workloads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeProvider {
+    /// The step kinds this provider serves (route them to it with
+    /// [`bmac_core::Providers::route`]).
+    pub const KINDS: &'static [&'static str] = &[
+        kinds::CLUSTER,
+        kinds::NAMESPACE,
+        kinds::POD_SECURITY_LABELS,
+        kinds::POLICY_ENGINE,
+        kinds::POLICY,
+        kinds::SERVICE_ACCOUNT,
+        kinds::STORAGE_CLASS,
+        kinds::MANIFEST,
+    ];
+
+    /// A provider with the default waits (120 s timeout, 200 ms polls).
+    pub fn new() -> Self {
+        KubeProvider {
+            clients: ClientCache::default(),
+            wait: WaitPolicy::default(),
+            wait_for_workloads: false,
+        }
+    }
+
+    /// How long to wait for CRDs to be established, objects to be deleted and workloads to
+    /// become ready.
+    pub fn with_wait_policy(mut self, wait: WaitPolicy) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Whether applying the policy engine waits for its Deployments, DaemonSets and
+    /// StatefulSets to report ready (off by default; see the module docs).
+    pub fn wait_for_workloads(mut self, wait: bool) -> Self {
+        self.wait_for_workloads = wait;
+        self
+    }
+
+    async fn session<'a>(
+        &self,
+        step: &'a Step,
+        inputs: &Inputs,
+        cancel: &'a CancellationToken,
+    ) -> Result<Session<'a>, ProviderError> {
+        let access = ClusterAccess::from_inputs(inputs).map_err(|e| prefixed(step, e))?;
+        Ok(Session {
+            conn: self.clients.connect(&access).await?,
+            wait: self.wait,
+            cancel,
+            step: &step.id,
+        })
+    }
+}
+
+/// The step's typed config, or a permanent error naming the step and kind.
+pub(crate) fn config<C: DeserializeOwned>(step: &Step) -> Result<C, ProviderError> {
+    step.config_as().map_err(|e| {
+        ProviderError::permanent(format!(
+            "step {}: invalid config for kind `{}`: {e}",
+            step.id, step.kind
+        ))
+    })
+}
+
+fn prefixed(step: &Step, mut e: ProviderError) -> ProviderError {
+    e.message = format!("step {}: {}", step.id, e.message);
+    e
+}
+
+fn unsupported(step: &Step) -> ProviderError {
+    ProviderError::permanent(format!(
+        "step {}: the kube provider does not serve kind `{}` (it serves {})",
+        step.id,
+        step.kind,
+        KubeProvider::KINDS.join(", ")
+    ))
+}
+
+#[async_trait]
+impl Provider for KubeProvider {
+    fn name(&self) -> &str {
+        "kube"
+    }
+
+    fn expected_duration(&self, step: &Step) -> Option<Duration> {
+        Some(match step.kind.name() {
+            kinds::POLICY_ENGINE => Duration::from_secs(30),
+            kinds::CLUSTER => Duration::from_secs(2),
+            _ => Duration::from_secs(1),
+        })
+    }
+
+    async fn apply(&self, req: ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
+        let step = req.step;
+        if step.kind.name() == kinds::CLUSTER {
+            return cluster::apply(step).await.map_err(|e| prefixed(step, e));
+        }
+        if !KubeProvider::KINDS.contains(&step.kind.name()) {
+            return Err(unsupported(step));
+        }
+        let s = self.session(step, req.inputs, &req.ctx.cancel).await?;
+        let result = match step.kind.name() {
+            kinds::NAMESPACE => namespace::apply(&s, step).await,
+            kinds::POD_SECURITY_LABELS => pod_security::apply(&s, step).await,
+            kinds::POLICY_ENGINE => engine::apply(&s, step, self.wait_for_workloads).await,
+            kinds::POLICY | kinds::MANIFEST => object_set::apply(&s, step).await,
+            kinds::SERVICE_ACCOUNT => service_account::apply(&s, step, req.inputs).await,
+            kinds::STORAGE_CLASS => storage_class::apply(&s, step).await,
+            _ => Err(unsupported(step)),
+        };
+        result.map_err(|e| prefixed(step, e))
+    }
+
+    async fn observe(&self, req: ObserveRequest<'_>) -> Result<Observed, ProviderError> {
+        let step = req.step;
+        if step.kind.name() == kinds::CLUSTER {
+            return cluster::observe(step).await.map_err(|e| prefixed(step, e));
+        }
+        if !KubeProvider::KINDS.contains(&step.kind.name()) {
+            return Err(unsupported(step));
+        }
+        let s = self.session(step, req.inputs, &req.ctx.cancel).await?;
+        let result = match step.kind.name() {
+            kinds::NAMESPACE => namespace::observe(&s, step).await,
+            kinds::POD_SECURITY_LABELS => pod_security::observe(&s, step).await,
+            kinds::POLICY_ENGINE => engine::observe(&s, step).await,
+            kinds::POLICY | kinds::MANIFEST => object_set::observe(&s, step).await,
+            kinds::SERVICE_ACCOUNT => service_account::observe(&s, step).await,
+            kinds::STORAGE_CLASS => storage_class::observe(&s, step).await,
+            _ => Err(unsupported(step)),
+        };
+        result.map_err(|e| prefixed(step, e))
+    }
+
+    async fn destroy(&self, req: DestroyRequest<'_>) -> Result<(), ProviderError> {
+        let step = req.step;
+        if step.kind.name() == kinds::CLUSTER {
+            // The cluster came from a kubeconfig context: it is not bmac's to delete.
+            return cluster::check_kube(step).map_err(|e| prefixed(step, e));
+        }
+        if !KubeProvider::KINDS.contains(&step.kind.name()) {
+            return Err(unsupported(step));
+        }
+        let s = self.session(step, req.inputs, &req.ctx.cancel).await?;
+        let result = match step.kind.name() {
+            kinds::NAMESPACE => namespace::destroy(&s, step).await,
+            kinds::POD_SECURITY_LABELS => pod_security::destroy(&s, step).await,
+            kinds::POLICY_ENGINE | kinds::POLICY | kinds::MANIFEST => {
+                object_set::destroy(&s, step, &req.prior.outputs).await
+            }
+            kinds::SERVICE_ACCOUNT => service_account::destroy(&s, step).await,
+            kinds::STORAGE_CLASS => storage_class::destroy(&s, step).await,
+            _ => Err(unsupported(step)),
+        };
+        result.map_err(|e| prefixed(step, e))
+    }
+}
