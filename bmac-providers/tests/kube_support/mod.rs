@@ -1,0 +1,324 @@
+//! Harness for the kube provider's end-to-end tests against a real kube-apiserver
+//! (`scripts/kube-env.sh start DIR; . DIR/env`).
+//!
+//! - [`connect`] finds the server through `$KUBECONFIG` (context `bmac-admin`). With
+//!   `BMAC_E2E=1` an unreachable server FAILS the test; without it the test prints a notice and
+//!   returns early.
+//! - Tests hold a process-wide lock while they run: they count the API server's own write
+//!   counter (`apiserver_request_total`), which parallel tests would disturb.
+//! - [`Run`] drives the provider the way the executor does: the cluster step first, its outputs
+//!   become the in-cluster steps' inputs, each apply's outputs become the step's `Prior`.
+//! - The test API server has no kube-controller-manager, so nothing finalizes a deleted
+//!   namespace; [`NamespaceFinalizer`] plays the namespace controller's last part (it clears
+//!   `spec.finalizers` through the `finalize` subresource, as the controller does).
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bmac_core::provider::{
+    ApplyRequest, DestroyRequest, ObserveRequest, Observed, Prior, Provider, StepContext,
+};
+use bmac_core::{Inputs, OutputValue, Outputs, ProviderError, Ref, Step, StepId};
+use bmac_providers::kube::{KubeProvider, WaitPolicy};
+use bmac_steps::config::{
+    ClusterConfig, EndpointAccess, INPUT_CA_DATA, INPUT_CREDENTIALS, INPUT_ENDPOINT,
+};
+use bmac_steps::kinds;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+use serde::Serialize;
+use tokio::sync::{Mutex, MutexGuard};
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+/// A reachable test cluster, held exclusively by one test.
+pub struct TestCluster {
+    /// An admin client (context `bmac-admin`) for checking what the provider did.
+    pub admin: Client,
+    /// The kubeconfig path.
+    pub kubeconfig: String,
+    _serial: MutexGuard<'static, ()>,
+}
+
+/// The test cluster, or `None` (with a printed notice) when there is none and `BMAC_E2E` is
+/// not set. Panics when `BMAC_E2E=1` and no server answers.
+pub async fn connect(test: &str) -> Option<TestCluster> {
+    let serial = SERIAL.lock().await;
+    let required = std::env::var("BMAC_E2E").is_ok_and(|v| v == "1");
+    match try_connect().await {
+        Ok((admin, kubeconfig)) => Some(TestCluster {
+            admin,
+            kubeconfig,
+            _serial: serial,
+        }),
+        Err(why) if required => {
+            panic!("BMAC_E2E=1 but no Kubernetes API server is reachable ({why}); start one with `scripts/kube-env.sh start DIR` and `. DIR/env`")
+        }
+        Err(why) => {
+            eprintln!("NOTICE: {test} did not run: no Kubernetes API server ({why}); set BMAC_E2E=1 to make this a failure");
+            None
+        }
+    }
+}
+
+async fn try_connect() -> Result<(Client, String), String> {
+    let path = std::env::var("KUBECONFIG").map_err(|_| "KUBECONFIG is not set".to_owned())?;
+    let admin = client_for(&path, "bmac-admin").await?;
+    tokio::time::timeout(Duration::from_secs(10), admin.apiserver_version())
+        .await
+        .map_err(|_| "GET /version timed out".to_owned())?
+        .map_err(|e| format!("GET /version failed: {e}"))?;
+    Ok((admin, path))
+}
+
+/// A client for one context of a kubeconfig.
+pub async fn client_for(path: &str, context: &str) -> Result<Client, String> {
+    let kubeconfig = Kubeconfig::read_from(path).map_err(|e| format!("{path}: {e}"))?;
+    let options = KubeConfigOptions {
+        context: Some(context.to_owned()),
+        ..KubeConfigOptions::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    Client::try_from(config).map_err(|e| e.to_string())
+}
+
+/// A short suffix that differs between runs, so tests on a long-lived server do not collide.
+pub fn suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}", (nanos / 1000) % 0xff_ffff)
+}
+
+/// A step id.
+pub fn id(s: &str) -> StepId {
+    StepId::new(s).expect("valid step id in a test")
+}
+
+/// The cluster step for a kubeconfig context.
+pub fn cluster_step(kubeconfig: &str, context: &str) -> Step {
+    let cfg = ClusterConfig {
+        name: "existing".into(),
+        provider: "kube".into(),
+        region: None,
+        version: None,
+        endpoint: EndpointAccess::default(),
+        log_types: Vec::new(),
+        kubeconfig: Some(kubeconfig.to_owned()),
+        context: Some(context.to_owned()),
+    };
+    Step::new(id("cluster"), kinds::kind(kinds::CLUSTER), &cfg).expect("serialisable config")
+}
+
+/// An in-cluster step wired to the cluster step's outputs.
+pub fn in_cluster<C: Serialize>(step_id: &str, kind: &str, cfg: &C) -> Step {
+    let cluster = id("cluster");
+    Step::new(id(step_id), kinds::kind(kind), cfg)
+        .expect("serialisable config")
+        .input(INPUT_ENDPOINT, Ref::new(cluster.clone(), "endpoint"))
+        .input(INPUT_CA_DATA, Ref::new(cluster.clone(), "ca_data"))
+        .input(INPUT_CREDENTIALS, Ref::new(cluster, "credentials"))
+}
+
+/// The provider driven like the executor drives it.
+pub struct Run {
+    pub provider: KubeProvider,
+    /// The in-cluster inputs (from the cluster step's outputs).
+    pub inputs: Inputs,
+    /// Extra inputs per step (e.g. a service account's `role`).
+    pub extra: HashMap<StepId, Inputs>,
+    priors: HashMap<StepId, Prior>,
+    ctx: StepContext,
+}
+
+impl Run {
+    /// Applies the cluster step for `context` and keeps its outputs as inputs.
+    pub async fn new(kubeconfig: &str, context: &str) -> Result<(Run, Outputs), ProviderError> {
+        let provider = KubeProvider::new().with_wait_policy(WaitPolicy {
+            timeout: Duration::from_secs(30),
+            interval: Duration::from_millis(100),
+        });
+        let ctx = StepContext::default();
+        let step = cluster_step(kubeconfig, context);
+        let outputs = provider
+            .apply(ApplyRequest {
+                step: &step,
+                inputs: &Inputs::default(),
+                prior: None,
+                ctx: &ctx,
+            })
+            .await?;
+        let mut inputs = Inputs::default();
+        for name in [INPUT_ENDPOINT, INPUT_CA_DATA, INPUT_CREDENTIALS] {
+            if let Some(v) = outputs.get(name) {
+                inputs.0.insert(name.to_owned(), v.clone());
+            }
+        }
+        let run = Run {
+            provider,
+            inputs,
+            extra: HashMap::new(),
+            priors: HashMap::new(),
+            ctx,
+        };
+        Ok((run, outputs))
+    }
+
+    fn inputs_for(&self, step: &Step) -> Inputs {
+        let mut inputs = self.inputs.clone();
+        if let Some(extra) = self.extra.get(&step.id) {
+            inputs.0.extend(extra.0.clone());
+        }
+        inputs
+    }
+
+    /// Sets a plain extra input of one step.
+    pub fn set_input(&mut self, step: &str, name: &str, value: &str) {
+        self.extra
+            .entry(id(step))
+            .or_default()
+            .0
+            .insert(name.to_owned(), OutputValue::Plain(value.into()));
+    }
+
+    /// Applies a step (with its prior, if it was applied before) and records the new prior.
+    pub async fn apply(&mut self, step: &Step) -> Result<Outputs, ProviderError> {
+        let inputs = self.inputs_for(step);
+        let outputs = self
+            .provider
+            .apply(ApplyRequest {
+                step,
+                inputs: &inputs,
+                prior: self.priors.get(&step.id),
+                ctx: &self.ctx,
+            })
+            .await?;
+        self.priors.insert(
+            step.id.clone(),
+            Prior {
+                config: step.config.clone(),
+                outputs: outputs.redacted(),
+            },
+        );
+        Ok(outputs)
+    }
+
+    /// Observes a step.
+    pub async fn observe(&self, step: &Step) -> Result<Observed, ProviderError> {
+        let inputs = self.inputs_for(step);
+        self.provider
+            .observe(ObserveRequest {
+                step,
+                inputs: &inputs,
+                prior: self.priors.get(&step.id),
+                ctx: &self.ctx,
+            })
+            .await
+    }
+
+    /// Destroys a step applied earlier.
+    pub async fn destroy(&mut self, step: &Step) -> Result<(), ProviderError> {
+        let inputs = self.inputs_for(step);
+        let prior = self
+            .priors
+            .remove(&step.id)
+            .unwrap_or_else(|| panic!("{} was never applied", step.id));
+        self.provider
+            .destroy(DestroyRequest {
+                step,
+                inputs: &inputs,
+                prior: &prior,
+                ctx: &self.ctx,
+            })
+            .await
+    }
+}
+
+/// The observed config of a step that must be present.
+pub fn present(observed: Observed) -> (serde_json::Value, Outputs) {
+    match observed {
+        Observed::Present { config, outputs } => (config, outputs),
+        Observed::Absent => panic!("expected the step's objects to be present"),
+    }
+}
+
+/// The API server's count of write requests (POST, PUT, PATCH, APPLY, DELETE), read from its
+/// own `/metrics`.
+pub async fn writes(admin: &Client) -> u64 {
+    let req = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("static request");
+    let text = admin.request_text(req).await.expect("GET /metrics");
+    let mut total = 0.0;
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let write = [
+            "POST",
+            "PUT",
+            "PATCH",
+            "APPLY",
+            "DELETE",
+            "DELETECOLLECTION",
+        ]
+        .iter()
+        .any(|v| line.contains(&format!("verb=\"{v}\"")));
+        if write {
+            let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+            total += value.expect("a metric sample value");
+        }
+    }
+    total as u64
+}
+
+/// Plays the namespace controller's finalization while alive (see the module docs).
+pub struct NamespaceFinalizer(tokio::task::JoinHandle<()>);
+
+impl NamespaceFinalizer {
+    /// Starts finalizing terminating namespaces.
+    pub fn start(admin: &Client) -> Self {
+        let api: Api<Namespace> = Api::all(admin.clone());
+        NamespaceFinalizer(tokio::spawn(async move {
+            loop {
+                if let Ok(list) = api.list(&ListParams::default()).await {
+                    for mut ns in list.items {
+                        let terminating = ns.metadata.deletion_timestamp.is_some();
+                        let name = ns.metadata.name.clone().unwrap_or_default();
+                        if terminating {
+                            if let Some(spec) = ns.spec.as_mut() {
+                                spec.finalizers = Some(Vec::new());
+                            }
+                            let _ = api
+                                .replace_subresource("finalize", &name, &PostParams::default(), &ns)
+                                .await;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }))
+    }
+}
+
+impl Drop for NamespaceFinalizer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A namespace's labels, or `None` when it does not exist.
+pub async fn namespace_labels(admin: &Client, name: &str) -> Option<BTreeMap<String, String>> {
+    let api: Api<Namespace> = Api::all(admin.clone());
+    api.get_opt(name)
+        .await
+        .expect("GET namespace")
+        .map(|ns| ns.metadata.labels.unwrap_or_default())
+}
