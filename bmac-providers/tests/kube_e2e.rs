@@ -97,29 +97,6 @@ async fn crd_exists(admin: &Client, name: &str) -> bool {
     api.get_opt(name).await.expect("GET crd").is_some()
 }
 
-/// Removes a Kyverno install a failed earlier run left behind, so each test starts clean.
-async fn ensure_no_kyverno(admin: &Client) {
-    let _finalizer = NamespaceFinalizer::start(admin);
-    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
-    let nss: Api<Namespace> = Api::all(admin.clone());
-    let _ = crds
-        .delete("clusterpolicies.kyverno.io", &Default::default())
-        .await;
-    let _ = nss.delete("kyverno", &Default::default()).await;
-    for _ in 0..300 {
-        let crd = crds
-            .get_opt("clusterpolicies.kyverno.io")
-            .await
-            .expect("GET crd");
-        let ns = nss.get_opt("kyverno").await.expect("GET ns");
-        if crd.is_none() && ns.is_none() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("a Kyverno install left by an earlier run could not be removed");
-}
-
 fn cluster_policy_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("kyverno.io", "v1", "ClusterPolicy"),
@@ -216,6 +193,7 @@ async fn baseline_applies_converges_without_writes_and_destroys_cleanly() {
         return;
     };
     ensure_no_kyverno(&c.admin).await;
+    release_default_pod_security(&c.admin).await;
     let sfx = suffix();
     let app = format!("payments-{sfx}");
     let legacy = format!("legacy-{sfx}");

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use bmac_core::step::Fingerprint;
 use bmac_core::{Inputs, ProviderError};
 use bmac_steps::config::{INPUT_CA_DATA, INPUT_CREDENTIALS, INPUT_ENDPOINT};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -88,8 +89,13 @@ pub(crate) struct ClusterAccess {
 }
 
 impl ClusterAccess {
-    /// Reads the three cluster inputs of an in-cluster step.
-    pub(crate) fn from_inputs(inputs: &Inputs) -> Result<Self, ProviderError> {
+    /// Reads the three cluster inputs of an in-cluster step. Credentials that arrive as a bare
+    /// digest (state never keeps secrets) are recalled from `memory` when this process has
+    /// seen them.
+    pub(crate) fn from_inputs(
+        inputs: &Inputs,
+        memory: &CredentialMemory,
+    ) -> Result<Self, ProviderError> {
         let endpoint = inputs
             .str(INPUT_ENDPOINT)
             .filter(|e| !e.is_empty())
@@ -98,20 +104,26 @@ impl ClusterAccess {
             None => return Err(missing(INPUT_CA_DATA)),
             Some(v) => v.value().and_then(Value::as_str).unwrap_or("").to_owned(),
         };
-        let credentials = inputs
+        let input = inputs
             .get(INPUT_CREDENTIALS)
-            .ok_or_else(|| missing(INPUT_CREDENTIALS))?
-            .value()
-            .ok_or_else(|| {
+            .ok_or_else(|| missing(INPUT_CREDENTIALS))?;
+        let credentials = match input.value() {
+            Some(value) => {
+                memory.remember(value);
+                value.clone()
+            }
+            None => memory.recall(&input.digest()).ok_or_else(|| {
                 ProviderError::permanent(
-                    "input `credentials` has no value: state keeps only its digest; the \
-                     cluster step must be observed again to re-read it",
+                    "input `credentials` has no value: state keeps only its digest, and this \
+                     process has not seen the credentials; observe (or apply) the cluster step \
+                     first so they are read again",
                 )
-            })?;
+            })?,
+        };
         Ok(ClusterAccess {
             endpoint: endpoint.to_owned(),
             ca_data,
-            credentials: Credentials::from_json(credentials)?,
+            credentials: Credentials::from_json(&credentials)?,
         })
     }
 
@@ -168,6 +180,34 @@ fn missing(name: &str) -> ProviderError {
     ))
 }
 
+/// Credentials this provider has produced or been given, by digest, for this process only.
+///
+/// The executor hands a step the *recorded* outputs of its upstream steps when it deletes it,
+/// and the journal keeps a secret only as its digest. A provider that read the credentials
+/// earlier in the same process (applying or observing the cluster step, or any in-cluster
+/// step) can recall them by that digest; a fresh process cannot, and gets a clear error.
+/// Nothing is written anywhere.
+#[derive(Default)]
+pub(crate) struct CredentialMemory {
+    by_digest: Mutex<HashMap<Fingerprint, Value>>,
+}
+
+impl CredentialMemory {
+    /// Remembers a credentials value.
+    pub(crate) fn remember(&self, value: &Value) {
+        self.lock()
+            .insert(Fingerprint::of_value(value), value.clone());
+    }
+
+    fn recall(&self, digest: &Fingerprint) -> Option<Value> {
+        self.lock().get(digest).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Fingerprint, Value>> {
+        self.by_digest.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// A client and the discovery results learnt through it.
 #[derive(Clone)]
 pub(crate) struct Connection {
@@ -201,5 +241,61 @@ impl ClientCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, [u8; 32]), Connection>> {
         // A poisoned lock only means another call panicked mid-insert; the map is still valid.
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bmac_core::OutputValue;
+
+    fn inputs(credentials: OutputValue) -> Inputs {
+        let mut i = Inputs::default();
+        i.0.insert(
+            INPUT_ENDPOINT.into(),
+            OutputValue::Plain(json!("https://127.0.0.1:6443")),
+        );
+        i.0.insert(INPUT_CA_DATA.into(), OutputValue::Plain(json!("")));
+        i.0.insert(INPUT_CREDENTIALS.into(), credentials);
+        i
+    }
+
+    #[test]
+    fn redacted_credentials_are_recalled_only_when_seen_in_this_process() {
+        let secret = OutputValue::sensitive(json!({"token": "t0k"}));
+        let redacted = inputs(secret.redacted());
+        let memory = CredentialMemory::default();
+        let err = ClusterAccess::from_inputs(&redacted, &memory)
+            .err()
+            .expect("unknown secret");
+        assert!(
+            err.message.contains("observe (or apply) the cluster step"),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains("t0k"));
+        let seen = ClusterAccess::from_inputs(&inputs(secret), &memory).expect("with value");
+        assert!(seen.credentials == Credentials::Token("t0k".into()));
+        let recalled = ClusterAccess::from_inputs(&redacted, &memory).expect("recalled");
+        assert!(recalled.credentials == Credentials::Token("t0k".into()));
+    }
+
+    #[test]
+    fn credentials_need_a_token_or_a_certificate_pair() {
+        let memory = CredentialMemory::default();
+        let only_cert = OutputValue::sensitive(json!({"client_certificate_data": "Y2VydA=="}));
+        let err = ClusterAccess::from_inputs(&inputs(only_cert), &memory)
+            .err()
+            .expect("error");
+        assert!(err.message.contains("client_key_data"), "{}", err.message);
+        let as_string = OutputValue::sensitive(json!("{\"token\":\"abc\"}"));
+        let access = ClusterAccess::from_inputs(&inputs(as_string), &memory).expect("JSON string");
+        assert!(access.credentials == Credentials::Token("abc".into()));
+        let mut none = inputs(OutputValue::Plain(json!({})));
+        none.0.remove(INPUT_ENDPOINT);
+        let err = ClusterAccess::from_inputs(&none, &memory)
+            .err()
+            .expect("missing endpoint");
+        assert!(err.message.contains("`endpoint`"), "{}", err.message);
     }
 }

@@ -14,9 +14,11 @@
 //!    needs nodes, and on an API server without a scheduler (the test environment) it never
 //!    happens.
 //!
-//! Observe rebuilds the config from the identity annotations on the live objects and adds
-//! `drifted_objects`, the objects of the bundle that are missing or no longer as bmac applied
-//! them — a key the desired config never has, so any such object shows as drift. Destroy
+//! Observe rebuilds the config from the identity annotations on the live objects. When some
+//! object of the bundle is missing or no longer as bmac applied it (an image edited by hand, a
+//! CRD deleted), what is installed is not the verified bundle any more: the observed
+//! `bundle.sha256` then reads "<digest> with N object(s) changed outside bmac: <objects>", so
+//! drift shows the field as moved and names the objects; apply puts them back. Destroy
 //! removes the recorded objects last-first (see `object_set.rs`); deleting the CRDs removes the
 //! policies they hold.
 
@@ -211,7 +213,15 @@ pub(crate) async fn observe(s: &Session<'_>, step: &Step) -> Result<Observed, Pr
         config["image_mirrors"] = mirrors;
     }
     if !drifted.is_empty() {
-        config["drifted_objects"] = json!(drifted);
+        // What is installed is no longer the verified bundle: say so in the digest field, which
+        // drift compares, and name the objects.
+        let recorded = annotation(SHA256);
+        config["bundle"]["sha256"] = json!(format!(
+            "{} with {} object(s) changed outside bmac: {}",
+            recorded.as_str().unwrap_or("unknown bundle"),
+            drifted.len(),
+            drifted.join(", ")
+        ));
     }
     Ok(Observed::Present {
         config,

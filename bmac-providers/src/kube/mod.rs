@@ -19,6 +19,11 @@
 //! endpoint + credential digest (`access.rs`) — so the same steps work whether the cluster
 //! step is an EKS/GKE build that finished a minute ago or a kubeconfig context.
 //!
+//! Credentials that reach a call only as a digest (the executor gives a deleted step the
+//! *recorded* outputs of its cluster step, and state never keeps secrets) are recalled from
+//! what this provider instance read earlier in the process; a fresh process gets a clear error
+//! asking for the cluster step to be observed first.
+//!
 //! # What this provider does not do
 //! - It does not wait for workloads (the policy engine's Deployments) to become ready unless
 //!   [`KubeProvider::wait_for_workloads`] is set: readiness needs nodes, and applying the
@@ -52,7 +57,7 @@ use bmac_steps::kinds;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use access::{ClientCache, ClusterAccess};
+use access::{ClientCache, ClusterAccess, CredentialMemory};
 use objects::Session;
 pub use objects::{WaitPolicy, CREATED_BY, FIELD_MANAGER};
 pub use pod_security::POD_SECURITY_FIELD_MANAGER;
@@ -60,6 +65,7 @@ pub use pod_security::POD_SECURITY_FIELD_MANAGER;
 /// The provider serving clusters taken from kubeconfig contexts and every in-cluster kind.
 pub struct KubeProvider {
     clients: ClientCache,
+    credentials: CredentialMemory,
     wait: WaitPolicy,
     wait_for_workloads: bool,
 }
@@ -97,6 +103,7 @@ impl KubeProvider {
     pub fn new() -> Self {
         KubeProvider {
             clients: ClientCache::default(),
+            credentials: CredentialMemory::default(),
             wait: WaitPolicy::default(),
             wait_for_workloads: false,
         }
@@ -116,13 +123,20 @@ impl KubeProvider {
         self
     }
 
+    fn remember_credentials(&self, outputs: &Outputs) {
+        if let Some(value) = outputs.get("credentials").and_then(|c| c.value()) {
+            self.credentials.remember(value);
+        }
+    }
+
     async fn session<'a>(
         &self,
         step: &'a Step,
         inputs: &Inputs,
         cancel: &'a CancellationToken,
     ) -> Result<Session<'a>, ProviderError> {
-        let access = ClusterAccess::from_inputs(inputs).map_err(|e| prefixed(step, e))?;
+        let access =
+            ClusterAccess::from_inputs(inputs, &self.credentials).map_err(|e| prefixed(step, e))?;
         Ok(Session {
             conn: self.clients.connect(&access).await?,
             wait: self.wait,
@@ -173,7 +187,9 @@ impl Provider for KubeProvider {
     async fn apply(&self, req: ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
         let step = req.step;
         if step.kind.name() == kinds::CLUSTER {
-            return cluster::apply(step).await.map_err(|e| prefixed(step, e));
+            let outputs = cluster::apply(step).await.map_err(|e| prefixed(step, e))?;
+            self.remember_credentials(&outputs);
+            return Ok(outputs);
         }
         if !KubeProvider::KINDS.contains(&step.kind.name()) {
             return Err(unsupported(step));
@@ -194,7 +210,13 @@ impl Provider for KubeProvider {
     async fn observe(&self, req: ObserveRequest<'_>) -> Result<Observed, ProviderError> {
         let step = req.step;
         if step.kind.name() == kinds::CLUSTER {
-            return cluster::observe(step).await.map_err(|e| prefixed(step, e));
+            let observed = cluster::observe(step)
+                .await
+                .map_err(|e| prefixed(step, e))?;
+            if let Observed::Present { outputs, .. } = &observed {
+                self.remember_credentials(outputs);
+            }
+            return Ok(observed);
         }
         if !KubeProvider::KINDS.contains(&step.kind.name()) {
             return Err(unsupported(step));

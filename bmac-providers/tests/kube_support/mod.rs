@@ -27,6 +27,7 @@ use bmac_steps::config::{
 };
 use bmac_steps::kinds;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
@@ -321,4 +322,41 @@ pub async fn namespace_labels(admin: &Client, name: &str) -> Option<BTreeMap<Str
         .await
         .expect("GET namespace")
         .map(|ns| ns.metadata.labels.unwrap_or_default())
+}
+
+/// Removes a Kyverno install a failed earlier run left behind, so each test starts clean.
+pub async fn ensure_no_kyverno(admin: &Client) {
+    let _finalizer = NamespaceFinalizer::start(admin);
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    let nss: Api<Namespace> = Api::all(admin.clone());
+    let _ = crds
+        .delete("clusterpolicies.kyverno.io", &Default::default())
+        .await;
+    let _ = nss.delete("kyverno", &Default::default()).await;
+    for _ in 0..300 {
+        let crd = crds
+            .get_opt("clusterpolicies.kyverno.io")
+            .await
+            .expect("GET crd");
+        let ns = nss.get_opt("kyverno").await.expect("GET ns");
+        if crd.is_none() && ns.is_none() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("a Kyverno install left by an earlier run could not be removed");
+}
+
+/// Drops the PodSecurity labels a failed earlier run left on `default` (fields of bmac's
+/// PodSecurity field manager), so "left as found" compares against a clean namespace.
+pub async fn release_default_pod_security(admin: &Client) {
+    let api: Api<Namespace> = Api::all(admin.clone());
+    let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+    api.patch(
+        "default",
+        &kube::api::PatchParams::apply(bmac_providers::kube::POD_SECURITY_FIELD_MANAGER),
+        &kube::api::Patch::Apply(body),
+    )
+    .await
+    .expect("release leftover PodSecurity labels of default");
 }
