@@ -14,6 +14,8 @@
 
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
