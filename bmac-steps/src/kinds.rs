@@ -3,7 +3,8 @@
 //!
 //! Replacement fields follow what the clouds allow: a cluster cannot move region or change its
 //! name; a node group's instance types and disk are fixed at creation on EKS and GKE; a
-//! StorageClass's provisioner parameters are immutable in Kubernetes; a bucket cannot be
+//! StorageClass's provisioner, parameters, reclaim policy and binding mode are immutable in
+//! Kubernetes (the API server answers 422); a bucket cannot be
 //! renamed. Everything else updates in place.
 
 use bmac_core::Kind;
@@ -66,7 +67,15 @@ pub fn kind(name: &str) -> Kind {
     let replace_on: &[&str] = match name {
         CLUSTER => &["/name", "/region", "/provider"],
         NODE_POOL => &["/name", "/instance_types", "/disk"],
-        STORAGE_CLASS => &["/name", "/type", "/encrypted", "/provisioner"],
+        STORAGE_CLASS => &[
+            "/name",
+            "/type",
+            "/encrypted",
+            "/provisioner",
+            "/parameters",
+            "/reclaim_policy",
+            "/volume_binding_mode",
+        ],
         OBJECT_BUCKET => &["/name", "/object_lock"],
         NAMESPACE => &["/name"],
         SERVICE_ACCOUNT => &["/namespace", "/name"],
