@@ -167,3 +167,37 @@ async fn the_quickstart_builds_converges_updates_and_destroys_on_the_sim() {
         .applied(&"cluster".parse().unwrap())
         .is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_cluster_change_runs_alone_while_the_cluster_is_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("state")).unwrap();
+    let spec = quickstart(None);
+    let plan = plan_for(&spec, &state(&store).await);
+    assert!(run(&spec, dir.path(), &store, plan).await.is_success());
+
+    // The namespace step takes the cluster's outputs as inputs (state keeps the credentials
+    // only as a digest) while the cluster itself has nothing to do.
+    let text = std::fs::read_to_string(quickstart_path()).unwrap();
+    let relabelled = text.replacen(
+        "labels = { team = \"web\" }",
+        "labels = { team = \"web\", tier = \"frontend\" }",
+        1,
+    );
+    assert_ne!(relabelled, text, "the quickstart's web namespace moved");
+    let spec = quickstart(Some(relabelled));
+    let plan = plan_for(&spec, &state(&store).await);
+    let changed: Vec<&str> = plan
+        .nodes()
+        .iter()
+        .filter(|n| n.action.is_change())
+        .map(|n| n.step.id.as_str())
+        .collect();
+    assert_eq!(changed, ["namespace.web"]);
+    let before = log_len(dir.path());
+    let report = run(&spec, dir.path(), &store, plan).await;
+    assert!(report.is_success(), "{report:?}");
+    let ops = ops_since(dir.path(), before);
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert_eq!(ops[0]["config"]["labels"]["tier"], "frontend");
+}

@@ -14,7 +14,8 @@
 //! step made from an entry depends on every step made from the named entry, or on the named
 //! step itself. A name that is neither is passed through unchanged, so the planner reports it
 //! with its did-you-mean and the span of the `depends_on` item; a known entry that made no
-//! steps (registries without mirrors) adds no edge.
+//! steps (registries without mirrors) adds no edge. The `depends_on` of an entry that made no
+//! steps (a disabled `[audit]`) has nothing to attach to and is not wired.
 //!
 //! [`Expansion::sources`] carries the spec text and spans for the planner's diagnostics: the
 //! entry each step came from, the `depends_on` item behind each spec-made edge and the
