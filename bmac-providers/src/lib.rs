@@ -4,10 +4,13 @@
 //! kind — is always compiled: it is the embedded default provider, what the quickstart, the
 //! examples, the benches and most of the test suite run against. The real backends (`kube`,
 //! `aws`, `gcp`) sit behind cargo features of the same names so that the engine and the
-//! simulated path build fast without their SDKs.
+//! simulated path build fast without their SDKs. [`for_spec`] picks the providers a spec
+//! asks for.
 
 #[cfg(feature = "kube")]
 pub mod kube;
+pub mod setup;
 pub mod sim;
 
+pub use setup::{for_spec, SetupError};
 pub use sim::{SimCloud, SimConfig, SimError, SimProvider};

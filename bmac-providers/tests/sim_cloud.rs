@@ -90,8 +90,8 @@ async fn a_second_run_sees_what_the_first_built_and_can_destroy_it() {
             assert_eq!(config, c.config);
             // The secret survives in the cloud (state keeps only its digest).
             assert_eq!(outputs, created);
-            assert!(outputs.get("token").unwrap().value().is_some());
-            assert!(outputs.get("token").unwrap().is_sensitive());
+            assert!(outputs.get("credentials").unwrap().value().is_some());
+            assert!(outputs.get("credentials").unwrap().is_sensitive());
         }
         Observed::Absent => panic!("the cluster vanished between runs"),
     }
@@ -124,7 +124,7 @@ async fn the_op_log_only_ever_grows() {
         let s = step(
             &format!("pool{}", i % 10),
             "node_pool",
-            json!({"desired": i / 20}),
+            json!({"scaling": {"desired": i / 20}}),
         );
         apply(&p, &s).await;
         let now = std::fs::read(&path).unwrap();
@@ -275,7 +275,11 @@ async fn a_long_log_is_compacted_on_open_without_losing_anything() {
     {
         let p = at(&path);
         for i in 0..1500 {
-            apply(&p, &step("pool", "node_pool", json!({"desired": i}))).await;
+            apply(
+                &p,
+                &step("pool", "node_pool", json!({"scaling": {"desired": i}})),
+            )
+            .await;
         }
         apply(&p, &cluster()).await;
         p.cloud()
@@ -287,11 +291,11 @@ async fn a_long_log_is_compacted_on_open_without_losing_anything() {
     let after = std::fs::metadata(&path).unwrap().len();
     assert!(after * 100 < before, "{before} → {after}");
     let pool = reopened.cloud().get("pool").unwrap();
-    assert_eq!(pool.config, json!({"desired": 1499}));
+    assert_eq!(pool.config, json!({"scaling": {"desired": 1499}}));
     assert_eq!(pool.generation, 1500);
     let c = reopened.cloud().get("cluster").unwrap();
     assert_eq!(c.config["version"], json!("1.30"));
-    assert!(c.outputs.get("token").unwrap().value().is_some());
+    assert!(c.outputs.get("credentials").unwrap().value().is_some());
     drop(reopened);
     assert_eq!(at(&path).cloud().len(), 2);
 }

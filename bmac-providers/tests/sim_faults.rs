@@ -59,7 +59,7 @@ async fn destroy(p: &SimProvider, s: &Step, attempt: u32) -> Result<(), Provider
 #[tokio::test(start_paused = true)]
 async fn a_rule_limited_to_two_times_fails_twice_then_lets_the_step_through() {
     let p = faulty("node_pool:throttle:1.0:2", 1.0);
-    let pool = step("pool", "node_pool", json!({"desired": 2}));
+    let pool = step("pool", "node_pool", json!({"scaling": {"desired": 2}}));
     for attempt in 1..=2 {
         let start = Instant::now();
         let err = apply(&p, &pool, attempt).await.unwrap_err();

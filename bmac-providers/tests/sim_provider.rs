@@ -190,7 +190,7 @@ async fn applying_again_changes_nothing_and_a_new_config_updates_in_place() {
     let pool = step(
         "pool",
         "node_pool",
-        json!({"desired": 3, "min": 1, "max": 5}),
+        json!({"scaling": {"desired": 3, "min": 1, "max": 5}}),
     );
     let first = apply(&p, &pool, 1).await.unwrap();
     let again = apply(&p, &pool, 1).await.unwrap();
@@ -202,7 +202,7 @@ async fn applying_again_changes_nothing_and_a_new_config_updates_in_place() {
     let bigger = step(
         "pool",
         "node_pool",
-        json!({"desired": 5, "min": 1, "max": 5}),
+        json!({"scaling": {"desired": 5, "min": 1, "max": 5}}),
     );
     let updated = apply(&p, &bigger, 1).await.unwrap();
     assert_eq!(updated.get("nodes").unwrap().value(), Some(&json!(5)));
@@ -303,13 +303,18 @@ async fn new_resources_become_visible_within_the_consistency_window() {
 }
 
 #[tokio::test]
-async fn the_cluster_token_is_sensitive_everywhere() {
+async fn the_cluster_credentials_are_sensitive_everywhere() {
     let p = provider(5, 0.0);
     let c = cluster();
     let outputs = apply(&p, &c, 1).await.unwrap();
-    let token = outputs.get("token").unwrap();
-    assert!(token.is_sensitive());
-    let secret = token.value().and_then(Value::as_str).unwrap().to_owned();
+    let credentials = outputs.get("credentials").unwrap();
+    assert!(credentials.is_sensitive());
+    let secret = credentials
+        .value()
+        .and_then(|v| v.get("token"))
+        .and_then(Value::as_str)
+        .unwrap()
+        .to_owned();
     assert!(secret.starts_with("simtok."), "{secret}");
     assert!(!format!("{outputs:?}").contains(&secret));
     assert!(!serde_json::to_string(&outputs).unwrap().contains(&secret));
@@ -320,9 +325,13 @@ async fn the_cluster_token_is_sensitive_everywhere() {
     let Observed::Present { outputs: seen, .. } = observe(&p, &c).await else {
         panic!("absent");
     };
-    assert!(seen.get("token").unwrap().is_sensitive());
+    assert!(seen.get("credentials").unwrap().is_sensitive());
     assert_eq!(
-        seen.get("token").unwrap().value().and_then(Value::as_str),
+        seen.get("credentials")
+            .unwrap()
+            .value()
+            .and_then(|v| v.get("token"))
+            .and_then(Value::as_str),
         Some(secret.as_str())
     );
 }
@@ -379,12 +388,18 @@ async fn every_kind_returns_its_outputs() {
         (
             "cluster",
             json!({"name": "prod", "region": "eu-west-1", "version": "1.31"}),
-            &["endpoint", "ca_data", "oidc_issuer", "cluster_id", "token"],
+            &[
+                "endpoint",
+                "ca_data",
+                "oidc_issuer",
+                "cluster_id",
+                "credentials",
+            ],
         ),
         ("cni", json!({"plugin": "cilium"}), &["plugin", "version"]),
         (
             "node_pool",
-            json!({"desired": 2}),
+            json!({"scaling": {"min": 1, "max": 3, "desired": 2}}),
             &["node_group_id", "nodes"],
         ),
         ("storage_class", json!({"name": "gp3"}), &["name"]),
@@ -393,7 +408,11 @@ async fn every_kind_returns_its_outputs() {
             json!({"name": "audit_logs"}),
             &["bucket", "url"],
         ),
-        ("audit_logging", json!({}), &["log_group"]),
+        (
+            "audit_logging",
+            json!({"cluster": "prod", "log_types": ["audit"], "retention_days": 30}),
+            &["log_group"],
+        ),
         ("audit_archive", json!({}), &["export_id"]),
         ("audit_alarm", json!({}), &["alarm_id"]),
         ("namespace", json!({"name": "payments"}), &["name", "uid"]),
@@ -403,12 +422,26 @@ async fn every_kind_returns_its_outputs() {
             &["engine", "version"],
         ),
         ("policy", json!({"name": "disallow-privileged"}), &["name"]),
-        ("registry_mirror", json!({}), &["mirror_url"]),
+        (
+            "registry_mirror",
+            json!({"upstream": "docker.io", "mirror": "registry.example.com/hub", "pull_through_cache": true}),
+            &["mirror_url"],
+        ),
+        (
+            "pod_security_labels",
+            json!({
+                "namespace": "web",
+                "enforce": {"level": "restricted", "version": "latest"},
+                "audit": {"level": "restricted", "version": "latest"},
+                "warn": {"level": "baseline", "version": "v1.30"},
+            }),
+            &["namespace", "labels"],
+        ),
         ("iam_role", json!({"name": "reader"}), &["arn"]),
         (
             "service_account",
-            json!({"annotations": {"a": "b"}}),
-            &["name", "annotations"],
+            json!({"namespace": "payments", "name": "api", "role_annotation": "sim.bmac.invalid/role"}),
+            &["name", "namespace", "annotations"],
         ),
         ("manifest", json!({"objects": [{}, {}, {}]}), &["objects"]),
         ("custom_thing", json!({}), &["id"]),
@@ -440,7 +473,25 @@ async fn every_kind_returns_its_outputs() {
     assert_eq!(get("manifest", "objects"), json!(3));
     assert_eq!(get("policy_engine", "engine"), json!("gatekeeper"));
     assert_eq!(get("namespace", "name"), json!("payments"));
-    assert_eq!(get("service_account", "name"), json!("service_account"));
+    assert_eq!(get("service_account", "name"), json!("api"));
+    // No `role` input: nothing to annotate with.
+    assert_eq!(get("service_account", "annotations"), json!({}));
+    assert_eq!(get("audit_logging", "log_group"), json!("/sim/audit/prod"));
+    assert_eq!(
+        get("registry_mirror", "mirror_url"),
+        json!("https://registry.example.com/hub")
+    );
+    assert_eq!(
+        get("pod_security_labels", "labels"),
+        json!({
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+            "pod-security.kubernetes.io/audit": "restricted",
+            "pod-security.kubernetes.io/audit-version": "latest",
+            "pod-security.kubernetes.io/warn": "baseline",
+            "pod-security.kubernetes.io/warn-version": "v1.30",
+        })
+    );
     let arn = get("iam_role", "arn");
     let arn = arn.as_str().unwrap();
     assert!(
@@ -461,11 +512,17 @@ async fn every_kind_returns_its_outputs() {
 async fn invalid_configs_are_permanent_400s() {
     let p = provider(0, 0.0);
     for (kind, config) in [
-        ("node_pool", json!({"desired": "three"})),
-        ("node_pool", json!({"desired": 9, "max": 5})),
-        ("node_pool", json!({"min": 4, "max": 2})),
+        ("node_pool", json!({"scaling": {"desired": "three"}})),
+        ("node_pool", json!({"scaling": {"desired": 9, "max": 5}})),
+        ("node_pool", json!({"scaling": {"min": 4, "max": 2}})),
+        ("node_pool", json!({"scaling": 3})),
         ("cluster", json!({"region": 7})),
-        ("service_account", json!({"annotations": ["a"]})),
+        ("service_account", json!({"role_annotation": ["a"]})),
+        (
+            "pod_security_labels",
+            json!({"enforce": {"level": "root", "version": "latest"}}),
+        ),
+        ("pod_security_labels", json!({"audit": "restricted"})),
         ("namespace", json!(["not", "an", "object"])),
     ] {
         let err = apply(&p, &step("bad", kind, config.clone()), 1)
@@ -479,4 +536,51 @@ async fn invalid_configs_are_permanent_400s() {
         );
     }
     assert!(p.cloud().is_empty());
+}
+
+#[tokio::test]
+async fn a_service_account_is_annotated_with_its_role_input() {
+    let p = provider(2, 0.0);
+    let sa = step(
+        "wi.sa",
+        "service_account",
+        json!({"namespace": "payments", "name": "api", "role_annotation": "sim.bmac.invalid/role"}),
+    );
+    let mut inputs = Inputs::default();
+    inputs.0.insert(
+        "role".into(),
+        bmac_core::OutputValue::Plain(json!("arn:sim:iam::1:role/api")),
+    );
+    let out = p
+        .apply(ApplyRequest {
+            step: &sa,
+            inputs: &inputs,
+            prior: None,
+            ctx: &ctx(1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        out.get("annotations").unwrap().value(),
+        Some(&json!({"sim.bmac.invalid/role": "arn:sim:iam::1:role/api"}))
+    );
+    assert_eq!(
+        out.get("namespace").unwrap().value(),
+        Some(&json!("payments"))
+    );
+}
+
+#[tokio::test]
+async fn an_existing_role_keeps_its_arn() {
+    let p = provider(2, 0.0);
+    let role = step(
+        "wi.role",
+        "iam_role",
+        json!({"name": "x", "existing": "arn:aws:iam::123456789012:role/app", "namespace": "a", "service_account": "b"}),
+    );
+    let out = apply(&p, &role, 1).await.unwrap();
+    assert_eq!(
+        out.get("arn").unwrap().value(),
+        Some(&json!("arn:aws:iam::123456789012:role/app"))
+    );
 }

@@ -28,6 +28,30 @@ pub const INPUT_ROLE: &str = "role";
 /// Input name: the cluster's OIDC issuer (for IAM role trust policies).
 pub const INPUT_OIDC_ISSUER: &str = "oidc_issuer";
 
+/// Input name: the audit log group an archive or alarm reads (from `audit_logging`'s
+/// [`OUTPUT_LOG_GROUP`]).
+pub const INPUT_LOG_GROUP: &str = "log_group";
+/// Input name: the bucket an audit archive writes to (from `object_bucket`'s
+/// [`OUTPUT_BUCKET`]).
+pub const INPUT_BUCKET: &str = "bucket";
+
+/// Output of `cluster`: the API server URL.
+pub const OUTPUT_ENDPOINT: &str = "endpoint";
+/// Output of `cluster`: base64 PEM of the cluster CA.
+pub const OUTPUT_CA_DATA: &str = "ca_data";
+/// Output of `cluster` (sensitive): a JSON object with `token`, or `client_certificate_data`
+/// and `client_key_data`.
+pub const OUTPUT_CREDENTIALS: &str = "credentials";
+/// Output of `cluster`: the OIDC issuer URL workload identity trusts.
+pub const OUTPUT_OIDC_ISSUER: &str = "oidc_issuer";
+/// Output of `iam_role`: the role's identifier (an AWS role ARN, a GCP service-account
+/// e-mail, the sim's `arn:sim:` ARN) — what a service account's role annotation carries.
+pub const OUTPUT_ARN: &str = "arn";
+/// Output of `audit_logging`: the log group (stream) the audit log is delivered to.
+pub const OUTPUT_LOG_GROUP: &str = "log_group";
+/// Output of `object_bucket`: the bucket's name as the cloud knows it.
+pub const OUTPUT_BUCKET: &str = "bucket";
+
 /// Cluster endpoint exposure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct EndpointAccess {
@@ -180,6 +204,8 @@ pub struct BucketConfig {
 /// `audit_logging`: control-plane audit log delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditLoggingConfig {
+    /// The cluster whose control plane logs (its name; the log group is named after it).
+    pub cluster: String,
     /// Log types to deliver.
     pub log_types: Vec<String>,
     /// Days the log group keeps records before they age out (the archive keeps longer).
@@ -198,6 +224,9 @@ pub struct AuditArchiveConfig {
 pub struct AuditAlarmConfig {
     /// What raises the alarm: `deny` (authorization denials), `anomalies`.
     pub on: Vec<String>,
+    /// Where alerts go (an SNS topic ARN, a Pub/Sub topic, an e-mail address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
 }
 
 /// `namespace`: a namespace and its labels.

@@ -2,8 +2,35 @@
 //! audit sink, PodSecurity, policy engine, registry mirror / allow-list, workload identity —
 //! and how each expands into [`bmac_core::Step`]s with the dependencies the real world has.
 //!
+//! [`expand`] turns a [`bmac_core::spec::Spec`] into an [`Expansion`]: the steps, and the
+//! [`bmac_core::plan::Sources`] the planner needs to point its diagnostics into the spec.
 //! [`kinds`] names the step kinds and their replacement fields; [`config`] holds the typed,
-//! provider-neutral desired state of each kind, which providers read back.
+//! provider-neutral desired state of each kind, which providers read back; [`policies`]
+//! renders the baseline policies as Kyverno or Gatekeeper objects.
+//!
+//! Step ids (what `--target`, `depends_on` and the plan show): `cluster`, `cni`,
+//! `node_pool.<name>`, `storage_class.<name>`, `audit.{logging,bucket,archive,alarm}`,
+//! `namespace.<name>`, `pod_security.<namespace>`, `policy.engine`, `policy.<name>`,
+//! `registries.mirror.<upstream>`, `workload_identity.<name>.{role,service_account}`,
+//! `manifest.<name>`.
 
 pub mod config;
+mod error;
+mod expand;
 pub mod kinds;
+mod objects;
+pub mod policies;
+
+pub use error::{
+    BundleError, CatalogueError, InvalidIdError, InvalidObjectError, ParseObjectsError,
+    ReadObjectsError,
+};
+pub use expand::{expand, expand_in, Expansion};
+
+/// Provider-specific spellings the catalogue chooses (storage provisioner, role annotation,
+/// default node disk) and the registry-mirror step id.
+pub mod spelling {
+    pub use crate::expand::infra::{
+        default_disk_type, mirror_step_id, provisioner, role_annotation,
+    };
+}

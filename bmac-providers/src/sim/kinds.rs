@@ -6,7 +6,16 @@
 //! configured speed. Unknown kinds are served generically (1 s, one `id` output) so a custom
 //! step in an embedder's catalogue runs against the simulator unchanged.
 //!
-//! Invariant: outputs are a pure function of `(seed, step id, config)`. Identifiers
+//! Configs are read by the field names of the catalogue's typed configs
+//! (`bmac_steps::config`): a cluster's `name`/`region`/`version`/`endpoint`, a node pool's
+//! `scaling.{min,max,desired}`, an audit log's `cluster`, a mirror's `mirror`, a role's
+//! `existing`, a service account's `namespace`/`name`/`role_annotation`, a policy's `name`,
+//! a manifest's `objects`, the Pod Security modes `enforce`/`audit`/`warn`. Output names are
+//! the ones the catalogue references: the cluster's `endpoint`, `ca_data`, `oidc_issuer` and
+//! sensitive `credentials` (`{"token": …}`, the shape in-cluster steps build a client from),
+//! a role's `arn`, an audit log's `log_group`, a bucket's `bucket`.
+//!
+//! Invariant: outputs are a pure function of `(seed, step id, config, inputs)`. Identifiers
 //! (`cluster_id`, `uid`, `node_group_id`, …) depend on the seed and step id only, so they stay
 //! stable when the config is updated in place, exactly as a real resource keeps its id; values
 //! that mirror the config (`nodes`, `version`, `endpoint`) follow it. Ids look like the real
@@ -15,7 +24,7 @@
 
 use std::time::Duration;
 
-use bmac_core::step::{Outputs, Step};
+use bmac_core::step::{Inputs, Outputs, Step};
 use serde_json::{json, Map, Value};
 
 use super::seed;
@@ -31,6 +40,7 @@ pub const KNOWN_KINDS: &[(&str, Duration)] = &[
     ("audit_archive", Duration::from_secs(10)),
     ("audit_alarm", Duration::from_secs(5)),
     ("namespace", Duration::from_millis(100)),
+    ("pod_security_labels", Duration::from_millis(100)),
     ("policy_engine", Duration::from_secs(90)),
     ("policy", Duration::from_secs(1)),
     ("registry_mirror", Duration::from_secs(20)),
@@ -47,9 +57,9 @@ pub fn base_latency(kind: &str) -> Duration {
         .map_or(Duration::from_secs(1), |(_, d)| *d)
 }
 
-/// The outputs the cloud returns for `step`, or the reason (a `400 invalid request` message
-/// body) it rejects the step's config.
-pub(crate) fn outputs(seed: u64, step: &Step) -> Result<Outputs, String> {
+/// The outputs the cloud returns for `step` (given its resolved inputs), or the reason (a
+/// `400 invalid request` message body) it rejects the step's config.
+pub(crate) fn outputs(seed: u64, step: &Step, inputs: &Inputs) -> Result<Outputs, String> {
     let empty = Map::new();
     let config = match &step.config {
         Value::Object(map) => map,
@@ -83,45 +93,38 @@ pub(crate) fn outputs(seed: u64, step: &Step) -> Result<Outputs, String> {
                 .with("bucket", bucket)
         }
         "audit_logging" => {
-            let group = match view.string("log_group")? {
-                Some(g) => g.to_owned(),
-                None => format!("/sim/audit/{}", view.name()?),
+            let cluster = match view.string("cluster")? {
+                Some(c) => dns_label(c),
+                None => dns_label(view.name()?),
             };
-            out.with("log_group", group)
+            out.with("log_group", format!("/sim/audit/{cluster}"))
         }
         "audit_archive" => out.with("export_id", view.sim_id("export")),
         "audit_alarm" => out.with("alarm_id", view.sim_id("alarm")),
-        "namespace" => out.with("name", view.name()?).with("uid", view.uid()),
         "policy_engine" => out
             .with("engine", view.string("engine")?.unwrap_or("kyverno"))
             .with("version", view.string("version")?.unwrap_or("1.12.5")),
-        "registry_mirror" => out.with(
-            "mirror_url",
-            format!(
-                "https://{}.mirror.{}.sim.bmac.invalid",
-                dns_label(view.name()?),
-                view.region()?
-            ),
-        ),
-        "iam_role" => out.with(
-            "arn",
-            format!("arn:sim:iam::{}:role/{}", account(seed), view.name()?),
-        ),
-        "service_account" => {
-            let annotations = match config.get("annotations") {
-                None | Some(Value::Null) => json!({}),
-                Some(a @ Value::Object(_)) => a.clone(),
-                Some(other) => {
-                    return Err(format!(
-                        "`annotations` of `{}` must be an object, found {}",
-                        step.id,
-                        type_name(other)
-                    ))
-                }
+        "namespace" => out.with("name", view.name()?).with("uid", view.uid()),
+        "pod_security_labels" => pod_security_labels(&view)?,
+        "registry_mirror" => {
+            let url = match view.string("mirror")? {
+                Some(mirror) => format!("https://{mirror}"),
+                None => format!(
+                    "https://{}.mirror.{}.sim.bmac.invalid",
+                    dns_label(view.name()?),
+                    view.region()?
+                ),
             };
-            out.with("name", view.name()?)
-                .with("annotations", annotations)
+            out.with("mirror_url", url)
         }
+        "iam_role" => {
+            let arn = match view.string("existing")? {
+                Some(existing) => existing.to_owned(),
+                None => format!("arn:sim:iam::{}:role/{}", account(seed), view.name()?),
+            };
+            out.with("arn", arn)
+        }
+        "service_account" => service_account(&view, inputs)?,
         "manifest" => out.with("objects", manifest_objects(&view)?),
         _ => out.with("id", view.sim_id("generic")),
     })
@@ -163,15 +166,97 @@ fn cluster(view: &ConfigView<'_>) -> Result<Outputs, String> {
         )
         .with("cluster_id", view.sim_id("cluster"))
         .with_sensitive(
-            "token",
-            format!("simtok.{}", seed::hex(view.seed, "token", view.id, 48)),
+            "credentials",
+            json!({"token": format!("simtok.{}", seed::hex(view.seed, "token", view.id, 48))}),
         ))
 }
 
+/// A service account's outputs: its name and namespace, and the role annotation carrying the
+/// `role` input (absent when the step has no role input).
+fn service_account(view: &ConfigView<'_>, inputs: &Inputs) -> Result<Outputs, String> {
+    let mut annotations = Map::new();
+    if let Some(key) = view.string("role_annotation")? {
+        match inputs.get("role").map(|v| v.value()) {
+            None => {}
+            Some(Some(Value::String(role))) => {
+                annotations.insert(key.to_owned(), Value::String(role.clone()));
+            }
+            Some(_) => {
+                return Err(format!(
+                    "the `role` input of `{}` must be a known string",
+                    view.id
+                ))
+            }
+        }
+    }
+    Ok(Outputs::new()
+        .with("name", view.name()?)
+        .with("namespace", view.string("namespace")?.unwrap_or("default"))
+        .with("annotations", Value::Object(annotations)))
+}
+
+/// The `pod-security.kubernetes.io/*` labels of a namespace, from the `enforce`, `audit` and
+/// `warn` modes (each `{level, version}`).
+fn pod_security_labels(view: &ConfigView<'_>) -> Result<Outputs, String> {
+    let mut labels = Map::new();
+    for mode in ["enforce", "audit", "warn"] {
+        let Some(setting) = view.config.get(mode) else {
+            continue;
+        };
+        let level = setting.get("level").and_then(Value::as_str);
+        let version = setting.get("version").and_then(Value::as_str);
+        let (Some(level), Some(version)) = (level, version) else {
+            return Err(format!(
+                "`{mode}` of `{}` must be a table with string `level` and `version`",
+                view.id
+            ));
+        };
+        if !["privileged", "baseline", "restricted"].contains(&level) {
+            return Err(format!(
+                "`{mode}.level` of `{}` is `{level}`, not privileged, baseline or restricted",
+                view.id
+            ));
+        }
+        labels.insert(format!("pod-security.kubernetes.io/{mode}"), json!(level));
+        labels.insert(
+            format!("pod-security.kubernetes.io/{mode}-version"),
+            json!(version),
+        );
+    }
+    let namespace = view.string("namespace")?.unwrap_or("default");
+    Ok(Outputs::new()
+        .with("namespace", namespace)
+        .with("labels", Value::Object(labels)))
+}
+
+/// The node count of a pool: `scaling.desired` (else `scaling.min`, else 1), checked against
+/// `scaling.min..=scaling.max`.
 fn node_count(view: &ConfigView<'_>) -> Result<u64, String> {
-    let min = view.count("min")?;
-    let max = view.count("max")?;
-    let desired = view.count("desired")?.or(min).unwrap_or(1);
+    let scaling = match view.config.get("scaling") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => Some(map),
+        Some(other) => {
+            return Err(format!(
+                "`scaling` of `{}` must be a table, found {}",
+                view.id,
+                type_name(other)
+            ))
+        }
+    };
+    let count = |field: &str| -> Result<Option<u64>, String> {
+        match scaling.and_then(|s| s.get(field)) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                format!(
+                    "`scaling.{field}` of `{}` must be a whole number ≥ 0, found {v}",
+                    view.id
+                )
+            }),
+        }
+    };
+    let min = count("min")?;
+    let max = count("max")?;
+    let desired = count("desired")?.or(min).unwrap_or(1);
     if let (Some(min), Some(max)) = (min, max) {
         if min > max {
             return Err(format!("node pool `{}` has min {min} > max {max}", view.id));

@@ -316,7 +316,7 @@ impl Provider for SimProvider {
             .await?;
             return Err(self.rejection(f, "apply", step));
         }
-        let outputs = match kinds::outputs(self.config.seed, step) {
+        let outputs = match kinds::outputs(self.config.seed, step, req.inputs) {
             Ok(outputs) => outputs,
             Err(problem) => {
                 self.wait(

@@ -1,0 +1,136 @@
+//! Choosing the providers for a spec: [`for_spec`].
+//!
+//! The spec's `[cluster] provider` decides the backend:
+//! - `sim` — one [`SimProvider`] serving every kind (as the fallback), configured from the
+//!   spec's `[sim]` table ([`sim_config`]) layered with the `BMAC_SIM_*` environment (set
+//!   variables win, so CI can inject faults without editing the spec), its cloud persisted at
+//!   `<state_dir>/sim-cloud.log` next to the state it belongs with;
+//! - `kube` — the kube-rs provider for an existing cluster and every in-cluster kind (cargo
+//!   feature `kube`);
+//! - `eks`, `gke` — the AWS and GCP providers (features `aws`, `gcp`), not part of this build
+//!   yet: asking for them is a [`SetupError::FeatureMissing`] that says how to get them,
+//!   never a panic or a silent fallback to the simulator.
+//!
+//! The spec's fault rules map onto the simulator's [`FaultRule`]s one to one, with two
+//! differences the simulator imposes: a rule applies to a whole kind (a rule naming one
+//! `step` is refused rather than widened to every step of its kind), and `times` counts per
+//! step.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bmac_core::spec::{FaultError, Provider, Spec};
+use bmac_core::Providers;
+
+use crate::sim::{FaultKind, FaultRule, SimConfig, SimError, SimProvider};
+
+/// The file, inside the state directory, where the simulated cloud persists itself.
+pub const SIM_CLOUD_FILE: &str = "sim-cloud.log";
+
+/// Why the providers for a spec could not be set up.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum SetupError {
+    /// The spec's provider is not compiled into this build.
+    #[error("the spec asks for provider `{provider}`, which this build of bmac does not include")]
+    #[diagnostic(
+        code(bmac::setup::feature_missing),
+        help(
+            "this build of bmac has no `{feature}` provider; rebuild with `--features {feature}`"
+        )
+    )]
+    FeatureMissing {
+        /// The spec's provider (`eks`, `gke`, `kube`).
+        provider: &'static str,
+        /// The cargo feature that provides it.
+        feature: &'static str,
+    },
+    /// A `[sim]` fault names one step; the simulator injects faults per kind.
+    #[error("the simulated-cloud fault for kind `{kind}` is limited to step `{step}`, which the simulator cannot do")]
+    #[diagnostic(
+        code(bmac::setup::step_fault),
+        help("the simulator injects faults for every step of a kind: remove `step` from the fault, or set BMAC_SIM_FAULTS instead")
+    )]
+    StepFault {
+        /// The fault's kind.
+        kind: String,
+        /// The step it names.
+        step: String,
+    },
+    /// The simulated cloud could not be configured or opened.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Sim(#[from] SimError),
+}
+
+/// The providers that build `spec`, with any local provider state (the simulated cloud) kept
+/// in `state_dir`.
+pub fn for_spec(spec: &Spec, state_dir: &Path) -> Result<Providers, SetupError> {
+    match spec.cluster.provider.value {
+        Provider::Sim => {
+            let sim = SimProvider::new(sim_config(spec, state_dir)?)?;
+            Ok(Providers::new().fallback(Arc::new(sim)))
+        }
+        Provider::Kube => kube(),
+        Provider::Eks => Err(SetupError::FeatureMissing {
+            provider: "eks",
+            feature: "aws",
+        }),
+        Provider::Gke => Err(SetupError::FeatureMissing {
+            provider: "gke",
+            feature: "gcp",
+        }),
+    }
+}
+
+#[cfg(feature = "kube")]
+fn kube() -> Result<Providers, SetupError> {
+    use crate::kube::KubeProvider;
+    let provider = Arc::new(KubeProvider::new());
+    Ok(Providers::new().route(KubeProvider::KINDS.iter().copied(), provider))
+}
+
+#[cfg(not(feature = "kube"))]
+fn kube() -> Result<Providers, SetupError> {
+    Err(SetupError::FeatureMissing {
+        provider: "kube",
+        feature: "kube",
+    })
+}
+
+/// The simulator's configuration for `spec`: `[sim]` seed, speed and faults, the cloud at
+/// `<state_dir>/sim-cloud.log`, then the `BMAC_SIM_*` environment on top.
+pub fn sim_config(spec: &Spec, state_dir: &Path) -> Result<SimConfig, SetupError> {
+    let faults = spec
+        .sim
+        .faults
+        .iter()
+        .map(|f| {
+            if let Some(step) = &f.step {
+                return Err(SetupError::StepFault {
+                    kind: f.kind.clone(),
+                    step: step.to_string(),
+                });
+            }
+            let error = match f.error {
+                FaultError::Throttle => FaultKind::Throttle,
+                FaultError::Server => FaultKind::ServerError,
+                FaultError::Timeout => FaultKind::Timeout,
+                FaultError::Permanent => FaultKind::Permanent,
+            };
+            let kind = (f.kind != "*").then_some(f.kind.as_str());
+            let rule = FaultRule::new(kind, error, f.rate);
+            Ok(match f.times {
+                Some(times) => rule.times(times),
+                None => rule,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = SimConfig {
+        seed: spec.sim.seed,
+        speed: spec.sim.speed,
+        faults,
+        cloud_path: Some(state_dir.join(SIM_CLOUD_FILE)),
+        ..SimConfig::default()
+    };
+    Ok(config.with_env()?)
+}

@@ -1,0 +1,221 @@
+//! The infrastructure concerns: the cluster, its CNI, node pools, storage classes and
+//! registry mirrors — and the few places where the provider decides a spelling
+//! ([`provisioner`], [`role_annotation`], [`default_disk_type`]).
+//!
+//! Dependencies: the CNI is installed into the cluster; node pools join the cluster and need
+//! the CNI before their nodes turn `Ready`; storage classes are in-cluster objects; a registry
+//! mirror is wired to the cluster it serves. The cluster's `log_types` stay empty: control-plane
+//! logging belongs to the `audit.logging` step, so toggling audit never touches the cluster.
+
+use bmac_core::spec::{Provider, Spanned};
+
+use super::Catalogue;
+use crate::config::{
+    ClusterConfig, CniConfig, Disk, EndpointAccess, NodePoolConfig, RegistryMirrorConfig, Scaling,
+    StorageClassConfig, Taint,
+};
+use crate::error::CatalogueError;
+use crate::kinds;
+
+/// The CSI provisioner of storage classes on `provider`. An existing cluster (`kube`) has no
+/// known CSI driver, so its classes are `kubernetes.io/no-provisioner` (local volumes) unless
+/// the spec names one in the class's `parameters.provisioner`.
+pub fn provisioner(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Sim => "sim.csi.bmac.invalid",
+        Provider::Eks => "ebs.csi.aws.com",
+        Provider::Gke => "pd.csi.storage.gke.io",
+        Provider::Kube => "kubernetes.io/no-provisioner",
+    }
+}
+
+/// The service-account annotation that binds a cloud role on `provider`. An existing cluster
+/// (`kube`) is most often EKS, so it gets the EKS annotation.
+pub fn role_annotation(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Sim => "sim.bmac.invalid/role",
+        Provider::Eks | Provider::Kube => "eks.amazonaws.com/role-arn",
+        Provider::Gke => "iam.gke.io/gcp-service-account",
+    }
+}
+
+/// The node disk type used when the spec names none.
+pub fn default_disk_type(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Sim => "sim-ssd",
+        Provider::Eks => "gp3",
+        Provider::Gke => "pd-balanced",
+        Provider::Kube => "default",
+    }
+}
+
+/// The StorageClass parameter naming a customer-managed encryption key.
+fn kms_parameter(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Eks => "kmsKeyId",
+        Provider::Gke => "disk-encryption-kms-key",
+        Provider::Sim | Provider::Kube => "kmsKey",
+    }
+}
+
+pub(super) fn cluster(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
+    let spec = c.spec;
+    let cl = &spec.cluster;
+    let endpoint = cl.endpoint.as_ref().map_or(
+        EndpointAccess {
+            public: false,
+            public_cidrs: Vec::new(),
+            private: true,
+        },
+        |e| EndpointAccess {
+            public: e.public.value,
+            public_cidrs: e.public_cidrs.iter().map(|c| c.value.clone()).collect(),
+            private: e.private,
+        },
+    );
+    let config = ClusterConfig {
+        name: cl.name.value.clone(),
+        provider: cl.provider.value.as_str().to_owned(),
+        region: cl.region.as_ref().map(|r| r.value.clone()),
+        version: cl.version.as_ref().map(|v| v.value.clone()),
+        endpoint,
+        log_types: Vec::new(),
+        kubeconfig: cl.kubeconfig.as_ref().map(|p| p.display().to_string()),
+        context: cl.context.clone(),
+    };
+    let step = c.step(c.cluster(), kinds::CLUSTER, &config)?;
+    c.add(&cl.meta.id, cl.meta.span, step);
+    Ok(())
+}
+
+pub(super) fn cni(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
+    let Some(cni) = &c.spec.cni else {
+        return Ok(());
+    };
+    let config = CniConfig {
+        plugin: cni.plugin.value.as_str().to_owned(),
+        version: cni.version.clone(),
+        settings: cni
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    // The CNI is installed through the API server, like every in-cluster step.
+    let step = c.step(cni.meta.id.clone(), kinds::CNI, &config)?;
+    let step = c.in_cluster(step);
+    c.add(&cni.meta.id, cni.meta.span, step);
+    Ok(())
+}
+
+pub(super) fn node_pools(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
+    let provider = c.spec.cluster.provider.value;
+    let cni = c.spec.cni.as_ref().map(|n| n.meta.id.clone());
+    for pool in &c.spec.node_pools {
+        let config = NodePoolConfig {
+            name: pool.name.clone(),
+            instance_types: pool.instance_types.clone(),
+            scaling: Scaling {
+                min: pool.min.value,
+                max: pool.max.value,
+                desired: pool.desired_size(),
+            },
+            labels: pool.labels.clone(),
+            taints: pool
+                .taints
+                .iter()
+                .map(|t| Taint {
+                    key: t.key.clone(),
+                    value: t.value.clone().unwrap_or_default(),
+                    effect: t.effect.as_str().to_owned(),
+                })
+                .collect(),
+            disk: Disk {
+                size_gb: pool.disk.size_gb,
+                kind: pool
+                    .disk
+                    .volume_type
+                    .clone()
+                    .unwrap_or_else(|| default_disk_type(provider).to_owned()),
+                encrypted: pool.disk.encrypted.value,
+            },
+        };
+        let mut step = c
+            .step(pool.meta.id.clone(), kinds::NODE_POOL, &config)?
+            .depends_on(c.cluster());
+        if let Some(cni) = &cni {
+            step = step.depends_on(cni.clone());
+        }
+        c.add(&pool.meta.id, pool.meta.span, step);
+    }
+    Ok(())
+}
+
+pub(super) fn storage_classes(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
+    let provider = c.spec.cluster.provider.value;
+    for class in &c.spec.storage_classes {
+        let mut parameters = class.parameters.clone();
+        let provisioner = match provider {
+            Provider::Kube => parameters
+                .remove("provisioner")
+                .unwrap_or_else(|| provisioner(provider).to_owned()),
+            _ => provisioner(provider).to_owned(),
+        };
+        if let Some(Spanned { value: key, .. }) = &class.kms_key {
+            parameters.insert(kms_parameter(provider).to_owned(), key.clone());
+        }
+        let config = StorageClassConfig {
+            name: class.name.clone(),
+            provisioner,
+            kind: class.volume_type.clone(),
+            encrypted: class.encrypted.value,
+            default: class.default.value,
+            reclaim_policy: class.reclaim_policy.as_str().to_owned(),
+            volume_binding_mode: "WaitForFirstConsumer".to_owned(),
+            allow_volume_expansion: true,
+            parameters,
+        };
+        let step = c.step(class.meta.id.clone(), kinds::STORAGE_CLASS, &config)?;
+        let step = c.in_cluster(step);
+        c.add(&class.meta.id, class.meta.span, step);
+    }
+    Ok(())
+}
+
+/// `registries.mirror.<upstream>`: the upstream host with every character that cannot be in
+/// a step id (dots, colons, slashes) turned into `-`.
+pub fn mirror_step_id(upstream: &str) -> String {
+    let segment: String = upstream
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' {
+                ch
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("registries.mirror.{segment}")
+}
+
+pub(super) fn registry_mirrors(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
+    let Some(registries) = &c.spec.registries else {
+        return Ok(());
+    };
+    for mirror in &registries.mirrors {
+        let id = c.id(
+            &mirror_step_id(&mirror.upstream.value),
+            mirror.upstream.span,
+        )?;
+        let config = RegistryMirrorConfig {
+            upstream: mirror.upstream.value.clone(),
+            mirror: mirror.mirror.value.clone(),
+            pull_through_cache: registries.pull_through_cache,
+        };
+        let step = c
+            .step(id, kinds::REGISTRY_MIRROR, &config)?
+            .depends_on(c.cluster());
+        c.add(&registries.meta.id, mirror.upstream.span, step);
+    }
+    Ok(())
+}

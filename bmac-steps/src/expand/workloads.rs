@@ -1,0 +1,263 @@
+//! The workload concerns: namespaces, their Pod Security labels, workload identity and extra
+//! manifests.
+//!
+//! - `namespace.<name>`: an in-cluster namespace with its labels.
+//! - `pod_security.<ns>`: the six `pod-security.kubernetes.io/*` labels of a namespace, after
+//!   the namespace step when bmac creates the namespace. Made for every declared namespace
+//!   when `[pod_security]` is present (its defaults, with the namespace's own override or
+//!   `[pod_security.overrides.<ns>]` on top), for a declared namespace with its own
+//!   `pod_security` or `exempt` even without `[pod_security]`, and for system namespaces the
+//!   spec overrides or exempts. An exempt namespace "ignores Pod Security": all three modes
+//!   are `privileged`.
+//! - `workload_identity.<name>.role` (an `iam_role` trusting the cluster's OIDC issuer) and
+//!   `workload_identity.<name>.service_account`, annotated with the role's `arn` — so the
+//!   account is written only once the role exists, and after its namespace.
+//! - `manifest.<name>`: the objects, after the namespaces they live in and those namespaces'
+//!   Pod Security labels, and after every policy — so the workloads a spec ships are admitted
+//!   under the baseline, never before it is in force.
+
+use bmac_core::spec::{PsaLevel, PsaOverride, PsaSetting, Spec};
+use bmac_core::step::{Ref, StepId};
+
+use super::infra::role_annotation;
+use super::Catalogue;
+use crate::config::{
+    IamRoleConfig, ManifestConfig, NamespaceConfig, PodSecurityLabelsConfig, PodSecurityMode,
+    ServiceAccountConfig, INPUT_OIDC_ISSUER, INPUT_ROLE, OUTPUT_ARN, OUTPUT_OIDC_ISSUER,
+};
+use crate::error::CatalogueError;
+use crate::{kinds, objects};
+
+pub(super) fn namespaces(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
+    for ns in &c.spec.namespaces {
+        let config = NamespaceConfig {
+            name: ns.name.value.clone(),
+            labels: ns.labels.clone(),
+        };
+        let step = c.step(ns.meta.id.clone(), kinds::NAMESPACE, &config)?;
+        let step = c.in_cluster(step);
+        c.add(&ns.meta.id, ns.meta.span, step);
+    }
+    Ok(())
+}
+
+fn mode(setting: &PsaSetting) -> PodSecurityMode {
+    PodSecurityMode {
+        level: setting.level.value.as_str().to_owned(),
+        version: setting.version.clone(),
+    }
+}
+
+/// The cluster-wide Pod Security defaults (`namespace` left empty): `[pod_security]`'s, or
+/// enforce `baseline`, audit and warn `restricted` when the section is absent.
+pub(crate) fn default_labels(spec: &Spec) -> PodSecurityLabelsConfig {
+    let fixed = |level: PsaLevel| PodSecurityMode {
+        level: level.as_str().to_owned(),
+        version: "latest".to_owned(),
+    };
+    match &spec.pod_security {
+        Some(ps) => PodSecurityLabelsConfig {
+            namespace: String::new(),
+            enforce: mode(&ps.enforce),
+            audit: mode(&ps.audit),
+            warn: mode(&ps.warn),
+        },
+        None => PodSecurityLabelsConfig {
+            namespace: String::new(),
+            enforce: fixed(PsaLevel::Baseline),
+            audit: fixed(PsaLevel::Restricted),
+            warn: fixed(PsaLevel::Restricted),
+        },
+    }
+}
+
+/// Every namespace the spec exempts from Pod Security, each once.
+pub(crate) fn exempt_namespaces(spec: &Spec) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let listed = spec
+        .pod_security
+        .iter()
+        .flat_map(|ps| ps.exempt.iter().map(|e| e.value.clone()));
+    let flagged = spec
+        .namespaces
+        .iter()
+        .filter(|n| n.exempt.value)
+        .map(|n| n.name.value.clone());
+    for ns in listed.chain(flagged) {
+        if !out.contains(&ns) {
+            out.push(ns);
+        }
+    }
+    out
+}
+
+fn labels_for(
+    defaults: &PodSecurityLabelsConfig,
+    namespace: &str,
+    over: Option<&PsaOverride>,
+    exempt: bool,
+) -> PodSecurityLabelsConfig {
+    if exempt {
+        let privileged = PodSecurityMode {
+            level: PsaLevel::Privileged.as_str().to_owned(),
+            version: "latest".to_owned(),
+        };
+        return PodSecurityLabelsConfig {
+            namespace: namespace.to_owned(),
+            enforce: privileged.clone(),
+            audit: privileged.clone(),
+            warn: privileged,
+        };
+    }
+    let pick = |o: Option<&PsaSetting>, d: &PodSecurityMode| o.map_or_else(|| d.clone(), mode);
+    PodSecurityLabelsConfig {
+        namespace: namespace.to_owned(),
+        enforce: pick(over.and_then(|o| o.enforce.as_ref()), &defaults.enforce),
+        audit: pick(over.and_then(|o| o.audit.as_ref()), &defaults.audit),
+        warn: pick(over.and_then(|o| o.warn.as_ref()), &defaults.warn),
+    }
+}
+
+pub(super) fn pod_security(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
+    let spec = c.spec;
+    let ps = spec.pod_security.as_ref();
+    let defaults = default_labels(spec);
+    let exempt = exempt_namespaces(spec);
+    let section_override = |ns: &str| {
+        ps.and_then(|p| p.overrides.iter().find(|o| o.namespace.value == ns))
+            .map(|o| &o.settings)
+    };
+    let exempt_span = |ns: &str| {
+        ps.and_then(|p| p.exempt.iter().find(|e| e.value == ns))
+            .map(|e| e.span)
+    };
+    let mut labelled: Vec<String> = Vec::new();
+    for ns in &spec.namespaces {
+        let name = ns.name.value.as_str();
+        let over = ns.pod_security.as_ref().or_else(|| section_override(name));
+        let is_exempt = exempt.iter().any(|e| e == name);
+        if ps.is_none() && over.is_none() && !is_exempt {
+            continue;
+        }
+        let span = over
+            .map(|o| o.span)
+            .or_else(|| exempt_span(name))
+            .or(ns.exempt.value.then_some(ns.exempt.span))
+            .or(ps.map(|p| p.meta.span))
+            .unwrap_or(ns.meta.span);
+        let entry = ps.map_or(&ns.meta.id, |p| &p.meta.id);
+        let config = labels_for(&defaults, name, over, is_exempt);
+        let step = c
+            .step(
+                c.id(&format!("pod_security.{name}"), span)?,
+                kinds::POD_SECURITY_LABELS,
+                &config,
+            )?
+            .depends_on(ns.meta.id.clone());
+        let step = c.in_cluster(step);
+        c.add(entry, span, step);
+        labelled.push(name.to_owned());
+    }
+    let Some(ps) = ps else {
+        return Ok(());
+    };
+    // Namespaces the spec does not create (system ones) but overrides or exempts.
+    let undeclared = ps
+        .overrides
+        .iter()
+        .map(|o| (&o.namespace.value, o.namespace.span, Some(&o.settings)))
+        .chain(ps.exempt.iter().map(|e| (&e.value, e.span, None)));
+    for (name, span, over) in undeclared {
+        if labelled.contains(name) {
+            continue;
+        }
+        let is_exempt = exempt.contains(name);
+        let config = labels_for(&defaults, name, over, is_exempt);
+        let id = c.id(&format!("pod_security.{name}"), span)?;
+        let step = c.step(id, kinds::POD_SECURITY_LABELS, &config)?;
+        let step = c.in_cluster(step);
+        c.add(&ps.meta.id, span, step);
+        labelled.push(name.clone());
+    }
+    Ok(())
+}
+
+pub(super) fn workload_identities(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
+    let spec = c.spec;
+    let annotation = role_annotation(spec.cluster.provider.value);
+    for wi in &spec.workload_identities {
+        let entry = &wi.meta.id;
+        let span = wi.meta.span;
+        let child = |c: &Catalogue<'_>, segment: &str| -> Result<StepId, CatalogueError> {
+            c.id(&format!("{entry}.{segment}"), span)
+        };
+        let short = entry.segments().last().unwrap_or(entry.as_str());
+        let (existing, permissions) = match &wi.access {
+            bmac_core::spec::Access::Role(r) => (Some(r.value.clone()), Vec::new()),
+            bmac_core::spec::Access::Permissions(p) => {
+                (None, p.iter().map(|p| p.value.clone()).collect())
+            }
+        };
+        let role = IamRoleConfig {
+            name: format!("{}-{short}", spec.cluster.name.value),
+            existing,
+            permissions,
+            namespace: wi.namespace.value.clone(),
+            service_account: wi.service_account.clone(),
+        };
+        let role_id = child(c, "role")?;
+        let step = c
+            .step(role_id.clone(), kinds::IAM_ROLE, &role)?
+            .input(INPUT_OIDC_ISSUER, Ref::new(c.cluster(), OUTPUT_OIDC_ISSUER));
+        c.add(entry, span, step);
+
+        let account = ServiceAccountConfig {
+            namespace: wi.namespace.value.clone(),
+            name: wi.service_account.clone(),
+            role_annotation: annotation.to_owned(),
+        };
+        let mut step = c
+            .step(
+                child(c, "service_account")?,
+                kinds::SERVICE_ACCOUNT,
+                &account,
+            )?
+            .input(INPUT_ROLE, Ref::new(role_id, OUTPUT_ARN));
+        let namespace = format!("namespace.{}", wi.namespace.value);
+        if c.has(&namespace) {
+            step = step.depends_on(c.id(&namespace, wi.namespace.span)?);
+        }
+        let step = c.in_cluster(step);
+        c.add(entry, span, step);
+    }
+    Ok(())
+}
+
+pub(super) fn manifests(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
+    let spec = c.spec;
+    let policies = c.of_kind(kinds::POLICY);
+    for m in &spec.manifests {
+        let what = format!("manifest `{}`", m.name);
+        let objects = objects::load(spec, &c.base, &m.source, &what, m.source_span)?;
+        let mut deps: Vec<StepId> = Vec::new();
+        for ns in objects::namespaces(&objects) {
+            for dep in [format!("namespace.{ns}"), format!("pod_security.{ns}")] {
+                if c.has(&dep) {
+                    deps.push(c.id(&dep, m.source_span)?);
+                }
+            }
+        }
+        deps.extend(policies.iter().cloned());
+        let config = ManifestConfig {
+            name: m.name.clone(),
+            objects,
+        };
+        let mut step = c.step(m.meta.id.clone(), kinds::MANIFEST, &config)?;
+        for dep in deps {
+            step = step.depends_on(dep);
+        }
+        let step = c.in_cluster(step);
+        c.add(&m.meta.id, m.meta.span, step);
+    }
+    Ok(())
+}

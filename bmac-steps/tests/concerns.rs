@@ -1,0 +1,306 @@
+//! Each concern on its own: provider spellings (EKS, GKE, existing cluster), Pod Security
+//! merging and exemptions, Gatekeeper policies, manifests and extra policies from files, and
+//! the catalogue's own diagnostics.
+
+use std::path::Path;
+
+use bmac_core::spec::Spec;
+use bmac_core::step::Step;
+use bmac_steps::config::{
+    IamRoleConfig, ManifestConfig, PodSecurityLabelsConfig, PolicyConfig, ServiceAccountConfig,
+    StorageClassConfig,
+};
+use bmac_steps::{expand, expand_in, CatalogueError, Expansion};
+use miette::Diagnostic;
+
+fn example(name: &str) -> Expansion {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name);
+    let spec = Spec::load(&path).unwrap_or_else(|e| panic!("{e:?}"));
+    expand(&spec).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn parse(text: &str) -> Spec {
+    Spec::parse("bmac.toml", text).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn step<'a>(e: &'a Expansion, id: &str) -> &'a Step {
+    e.steps
+        .iter()
+        .find(|s| s.id.as_str() == id)
+        .unwrap_or_else(|| {
+            let ids: Vec<_> = e.steps.iter().map(|s| s.id.as_str()).collect();
+            panic!("no step `{id}` in {ids:?}")
+        })
+}
+
+fn has_dep(e: &Expansion, id: &str, dep: &str) -> bool {
+    step(e, id).dependencies().any(|d| d.as_str() == dep)
+}
+
+const SIM: &str = "[cluster]\nname = \"t\"\nprovider = \"sim\"\n";
+
+#[test]
+fn eks_spells_things_the_aws_way() {
+    let e = example("eks-baseline.toml");
+    let gp3: StorageClassConfig = step(&e, "storage_class.gp3").config_as().unwrap();
+    assert_eq!(gp3.provisioner, "ebs.csi.aws.com");
+    assert!(gp3.parameters["kmsKeyId"].starts_with("arn:aws:kms:"));
+    let sa: ServiceAccountConfig = step(&e, "workload_identity.payments-api.service_account")
+        .config_as()
+        .unwrap();
+    assert_eq!(sa.role_annotation, "eks.amazonaws.com/role-arn");
+    let role: IamRoleConfig = step(&e, "workload_identity.payments-api.role")
+        .config_as()
+        .unwrap();
+    assert_eq!(
+        role.existing.as_deref(),
+        Some("arn:aws:iam::123456789012:role/payments-api")
+    );
+    // A service account in a system namespace waits for no namespace step.
+    let csi = "workload_identity.kube-system-ebs-csi-controller-sa.service_account";
+    assert!(!step(&e, csi)
+        .dependencies()
+        .any(|d| d.as_str().starts_with("namespace.")));
+    let created: IamRoleConfig = step(
+        &e,
+        "workload_identity.kube-system-ebs-csi-controller-sa.role",
+    )
+    .config_as()
+    .unwrap();
+    assert_eq!(created.existing, None);
+    assert_eq!(created.permissions.len(), 4);
+    assert_eq!(created.name, "prod-kube-system-ebs-csi-controller-sa");
+    assert!(has_dep(
+        &e,
+        "policy.engine",
+        "registries.mirror.registry-k8s-io"
+    ));
+    assert!(has_dep(
+        &e,
+        "policy.engine",
+        "registries.mirror.public-ecr-aws"
+    ));
+}
+
+#[test]
+fn gke_gets_gatekeeper_templates_and_gke_spellings() {
+    let e = example("gke-baseline.toml");
+    let ssd: StorageClassConfig = step(&e, "storage_class.ssd").config_as().unwrap();
+    assert_eq!(ssd.provisioner, "pd.csi.storage.gke.io");
+    assert!(ssd.parameters.contains_key("disk-encryption-kms-key"));
+    let sa: ServiceAccountConfig = step(&e, "workload_identity.shop-checkout.service_account")
+        .config_as()
+        .unwrap();
+    assert_eq!(sa.role_annotation, "iam.gke.io/gcp-service-account");
+    let privileged: PolicyConfig = step(&e, "policy.disallow-privileged").config_as().unwrap();
+    assert_eq!(privileged.engine, "gatekeeper");
+    let kinds: Vec<&str> = privileged
+        .objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["ConstraintTemplate", "BmacDisallowPrivileged"]);
+    let excluded = &privileged.objects[1]["spec"]["match"]["excludedNamespaces"];
+    assert!(excluded
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n == "gatekeeper-system"));
+    let registries: PolicyConfig = step(&e, "policy.restrict-registries").config_as().unwrap();
+    let allowed = registries.objects[1]["spec"]["parameters"]["registries"]
+        .as_array()
+        .unwrap();
+    assert!(allowed
+        .iter()
+        .any(|r| r == "europe-docker.pkg.dev/acme-prod/docker-hub"));
+}
+
+#[test]
+fn an_existing_cluster_has_no_node_pools_to_wait_for() {
+    let e = example("existing-cluster.toml");
+    assert!(e.steps.iter().all(|s| s.kind.name() != "node_pool"));
+    // With no nodes to wait for, the engine waits only for the cluster.
+    let engine = step(&e, "policy.engine");
+    let deps: Vec<&str> = engine.dependencies().map(|d| d.as_str()).collect();
+    assert_eq!(deps, ["cluster"]);
+}
+
+#[test]
+fn pod_security_merges_defaults_overrides_and_exemptions() {
+    let text = format!(
+        "{SIM}\n[pod_security]\nenforce = \"baseline\"\naudit = \"restricted\"\nwarn = \"restricted\"\n\
+         exempt = [\"kube-system\"]\n\n[pod_security.overrides.payments]\nenforce = \"restricted\"\n\n\
+         [pod_security.overrides.kube-public]\nwarn = \"baseline\"\n\n\
+         [[namespace]]\nname = \"payments\"\n\n[[namespace]]\nname = \"legacy\"\nexempt = true\n\n\
+         [[namespace]]\nname = \"web\"\npod_security = {{ audit = \"baseline\", audit_version = \"v1.30\" }}\n"
+    );
+    let e = expand(&parse(&text)).unwrap();
+    let labels = |id: &str| -> PodSecurityLabelsConfig { step(&e, id).config_as().unwrap() };
+    let payments = labels("pod_security.payments");
+    assert_eq!(payments.enforce.level, "restricted");
+    assert_eq!(payments.audit.level, "restricted");
+    let web = labels("pod_security.web");
+    assert_eq!(web.enforce.level, "baseline");
+    assert_eq!(
+        (web.audit.level.as_str(), web.audit.version.as_str()),
+        ("baseline", "v1.30")
+    );
+    for exempt in ["pod_security.legacy", "pod_security.kube-system"] {
+        let l = labels(exempt);
+        assert_eq!(
+            [l.enforce.level, l.audit.level, l.warn.level],
+            ["privileged", "privileged", "privileged"],
+            "{exempt}"
+        );
+    }
+    assert_eq!(labels("pod_security.kube-public").warn.level, "baseline");
+    assert!(has_dep(&e, "pod_security.payments", "namespace.payments"));
+    assert!(!step(&e, "pod_security.kube-system")
+        .dependencies()
+        .any(|d| d.as_str().starts_with("namespace.")));
+    assert_eq!(
+        labels("pod_security.payments").labels()["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+}
+
+#[test]
+fn without_pod_security_only_namespaces_that_ask_get_labels() {
+    let text = format!(
+        "{SIM}\n[[namespace]]\nname = \"plain\"\n\n[[namespace]]\nname = \"strict\"\n\
+         pod_security = {{ enforce = \"restricted\" }}\n"
+    );
+    let e = expand(&parse(&text)).unwrap();
+    assert!(e
+        .steps
+        .iter()
+        .all(|s| s.id.as_str() != "pod_security.plain"));
+    let strict: PodSecurityLabelsConfig = step(&e, "pod_security.strict").config_as().unwrap();
+    assert_eq!(strict.enforce.level, "restricted");
+    // The rest are the documented defaults.
+    assert_eq!(strict.warn.level, "restricted");
+}
+
+#[test]
+fn manifests_and_extra_policies_come_from_files_next_to_the_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("k8s")).unwrap();
+    std::fs::write(
+        dir.path().join("k8s/app.yaml"),
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: app, namespace: shop}\n---\n\
+         apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app, namespace: shop}\nspec: {}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("k8s/policy.json"),
+        r#"{"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "require-labels"}, "spec": {"rules": []}}"#,
+    )
+    .unwrap();
+    let text = format!(
+        "{SIM}\n[policy]\nengine = \"kyverno\"\nbaseline = [\"require-non-root\"]\n\
+         extra = [{{ name = \"require-labels\", file = \"k8s/policy.json\" }}, \
+         {{ name = \"inline-one\", inline = \"apiVersion: kyverno.io/v1\\nkind: ClusterPolicy\\nmetadata: {{name: inline-one}}\\n\" }}]\n\n\
+         [[namespace]]\nname = \"shop\"\n\n[[manifest]]\nname = \"app\"\nfile = \"k8s/app.yaml\"\n"
+    );
+    let spec_path = dir.path().join("bmac.toml");
+    std::fs::write(&spec_path, &text).unwrap();
+    let e = expand(&Spec::load(&spec_path).unwrap()).unwrap();
+    let app: ManifestConfig = step(&e, "manifest.app").config_as().unwrap();
+    let kinds: Vec<&str> = app
+        .objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["ServiceAccount", "Deployment"]);
+    assert!(has_dep(&e, "manifest.app", "namespace.shop"));
+    for policy in [
+        "policy.require-non-root",
+        "policy.require-labels",
+        "policy.inline-one",
+    ] {
+        assert!(has_dep(&e, "manifest.app", policy), "{policy}");
+        assert!(has_dep(&e, policy, "policy.engine"));
+    }
+    let extra: PolicyConfig = step(&e, "policy.require-labels").config_as().unwrap();
+    assert_eq!(extra.objects[0]["metadata"]["name"], "require-labels");
+    // Without a [registries] section the engine has no mirrors to wait for.
+    assert!(!step(&e, "policy.engine")
+        .dependencies()
+        .any(|d| d.as_str().starts_with("registries.")));
+}
+
+fn expand_err(text: &str) -> CatalogueError {
+    let spec = parse(text);
+    let dir = tempfile::tempdir().unwrap();
+    expand_in(&spec, dir.path()).expect_err("the expansion fails")
+}
+
+fn labelled<'a>(err: &CatalogueError, text: &'a str) -> &'a str {
+    let label = err.labels().and_then(|mut l| l.next()).expect("a label");
+    &text[label.offset()..label.offset() + label.len()]
+}
+
+#[test]
+fn a_missing_manifest_file_points_at_its_name() {
+    let text = format!("{SIM}\n[[manifest]]\nname = \"app\"\nfile = \"nowhere/app.yaml\"\n");
+    let err = expand_err(&text);
+    assert!(matches!(err, CatalogueError::ReadObjects(_)), "{err:?}");
+    assert_eq!(
+        err.code().map(|c| c.to_string()).as_deref(),
+        Some("bmac::catalogue::read_objects")
+    );
+    assert_eq!(labelled(&err, &text), "\"nowhere/app.yaml\"");
+    assert!(err.to_string().contains("nowhere/app.yaml"));
+    assert!(err.help().is_some());
+}
+
+#[test]
+fn text_that_is_not_yaml_or_not_objects_is_refused() {
+    let text = format!("{SIM}\n[[manifest]]\nname = \"bad\"\ninline = \"a: [unclosed\"\n");
+    let err = expand_err(&text);
+    assert!(matches!(err, CatalogueError::ParseObjects(_)), "{err:?}");
+    assert_eq!(
+        err.code().map(|c| c.to_string()).as_deref(),
+        Some("bmac::catalogue::parse_objects")
+    );
+    assert_eq!(labelled(&err, &text), "\"a: [unclosed\"");
+
+    let text = format!(
+        "{SIM}\n[[manifest]]\nname = \"nameless\"\ninline = \"apiVersion: v1\\nkind: ConfigMap\\n\"\n"
+    );
+    let err = expand_err(&text);
+    assert!(matches!(err, CatalogueError::InvalidObject(_)), "{err:?}");
+    assert!(err.to_string().contains("has no `metadata.name`"), "{err}");
+}
+
+#[test]
+fn an_unpinned_bundle_is_refused() {
+    let text = format!(
+        "{SIM}\n[policy]\nengine = \"kyverno\"\nbaseline = [\"require-non-root\"]\n\
+         bundle = {{ path = \"kyverno.yaml\" }}\n"
+    );
+    let err = expand_err(&text);
+    assert!(matches!(err, CatalogueError::Bundle(_)), "{err:?}");
+    assert_eq!(
+        err.code().map(|c| c.to_string()).as_deref(),
+        Some("bmac::catalogue::bundle")
+    );
+    assert!(err.help().unwrap().to_string().contains("sha256"));
+}
+
+#[test]
+fn audit_without_an_archive_or_alarm_is_just_logging() {
+    let text = format!("{SIM}\n[audit]\nlog_types = [\"audit\"]\nretention_days = 14\n");
+    let e = expand(&parse(&text)).unwrap();
+    let audit: Vec<&str> = e
+        .steps
+        .iter()
+        .map(|s| s.id.as_str())
+        .filter(|id| id.starts_with("audit."))
+        .collect();
+    assert_eq!(audit, ["audit.logging"]);
+    assert_eq!(step(&e, "audit.logging").config["retention_days"], 14);
+    assert_eq!(step(&e, "audit.logging").config["cluster"], "t");
+}
