@@ -108,7 +108,8 @@ async fn main() -> Result<()> {
 
     let dns = Arc::new(Dns::default());
     let state_dir = tempfile::tempdir().into_diagnostic()?;
-    let providers = bmac_providers::for_spec(&spec, state_dir.path())?.route(["dns_record"], dns.clone());
+    let providers =
+        bmac_providers::for_spec(&spec, state_dir.path())?.route(["dns_record"], dns.clone());
 
     let plan = Planner::new(steps, &State::default()).plan()?;
     println!("{}", plan.summary());
@@ -116,7 +117,12 @@ async fn main() -> Result<()> {
         .run(plan, &MemoryStore::new())
         .await?;
     println!("run {:?}", report.outcome);
-    for (name, target) in dns.zone.lock().map_err(|_| miette::miette!("poisoned"))?.iter() {
+    for (name, target) in dns
+        .zone
+        .lock()
+        .map_err(|_| miette::miette!("poisoned"))?
+        .iter()
+    {
         println!("{name} CNAME {target}");
     }
     Ok(())

@@ -20,7 +20,9 @@ fn on_event(event: &Event) {
             println!("  built {id} in {} ms", duration.as_millis())
         }
         Event::StepFailed { id, error, .. } => println!("  {id} failed: {error}"),
-        Event::RunFinished { outcome, counts, .. } => {
+        Event::RunFinished {
+            outcome, counts, ..
+        } => {
             println!("run {outcome:?}: {} steps changed", counts.succeeded)
         }
         _ => {}
@@ -57,7 +59,10 @@ async fn main() -> Result<()> {
         .await?;
     watcher.await.into_diagnostic()?;
     if !report.is_success() {
-        return Err(miette::miette!("the build did not succeed: {:?}", report.outcome));
+        return Err(miette::miette!(
+            "the build did not succeed: {:?}",
+            report.outcome
+        ));
     }
     Ok(())
 }

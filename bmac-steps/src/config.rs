@@ -358,6 +358,10 @@ pub struct ServiceAccountConfig {
     /// The annotation that carries the role (`eks.amazonaws.com/role-arn`,
     /// `iam.gke.io/gcp-service-account`, or the sim's); its value is the `role` input.
     pub role_annotation: String,
+    /// The role itself, when the spec names an existing one and no `iam_role` step makes it
+    /// (an existing cluster, `provider = "kube"`); otherwise the `role` input carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// `manifest`: extra Kubernetes objects.

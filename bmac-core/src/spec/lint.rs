@@ -25,7 +25,8 @@
 //! `--deny warnings` ([`deny_warnings`]) makes them errors too.
 //!
 //! System namespaces (`kube-system`, `kube-public`, `kube-node-lease`) are exempt from
-//! BMAC002; `default` is not — workloads run there. BMAC006 reads inline manifests only: a
+//! BMAC002; `default` is not — workloads run there. BMAC001 does not apply to an existing
+//! cluster (`provider = "kube"`): its audit policy is set by API server flags bmac cannot reach. BMAC006 reads inline manifests only: a
 //! `file` manifest is not read at lint time.
 
 use std::fmt;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
 
+use super::model::Provider;
 use super::model_security::*;
 use super::validate::registry_host;
 use super::Spec;
@@ -253,6 +255,11 @@ pub fn lint(spec: &Spec) -> Vec<Finding> {
 }
 
 fn audit(l: &mut Linter<'_>) {
+    // An existing cluster's audit policy lives in its API server flags, out of bmac's reach
+    // (validation rejects `[audit]` there), so there is nothing in the spec to judge.
+    if l.spec.cluster.provider.value == Provider::Kube {
+        return;
+    }
     let Some(a) = &l.spec.audit else {
         let at = l.cluster_span();
         l.push(

@@ -31,6 +31,7 @@ pub(crate) fn validate(spec: &Spec) -> Vec<Problem> {
     duplicates(spec, &mut out);
     cluster(spec, &mut out);
     node_pools(spec, &mut out);
+    existing_cluster(spec, &mut out);
     storage(spec, &mut out);
     cni(spec, &mut out);
     audit(spec, &mut out);
@@ -126,6 +127,40 @@ fn cluster(spec: &Spec, out: &mut Vec<Problem>) {
             )
             .with_secondary(c.provider.span, "provider chosen here")
             .with_help("remove `[sim]`, or set `provider = \"sim\"`"),
+        );
+    }
+}
+
+/// An existing cluster (`provider = "kube"`) already has its CNI and its control-plane audit
+/// policy; neither can be set through the Kubernetes API, so asking for them is a
+/// contradiction rather than something bmac would silently skip.
+fn existing_cluster(spec: &Spec, out: &mut Vec<Problem>) {
+    if spec.cluster.provider.value != Provider::Kube {
+        return;
+    }
+    let sections = [
+        spec.audit.as_ref().map(|a| {
+            (
+                a.meta.span,
+                "[audit]",
+                "control-plane audit logging is set by the API server's flags",
+            )
+        }),
+        spec.cni.as_ref().map(|c| {
+            (
+                c.meta.span,
+                "[cni]",
+                "the cluster's network plugin is already installed",
+            )
+        }),
+    ];
+    for (span, section, why) in sections.into_iter().flatten() {
+        out.push(
+            contradiction(span, format!("`{section}` cannot be applied to an existing cluster"), why)
+                .with_secondary(spec.cluster.provider.span, "`kube` manages an existing cluster")
+                .with_help(format!(
+                    "remove `{section}` and configure it where the cluster was created, or use `provider = \"eks\"`/`\"gke\"`/`\"sim\"`"
+                )),
         );
     }
 }

@@ -40,8 +40,10 @@ pub(crate) async fn apply(
     inputs: &Inputs,
 ) -> Result<Outputs, ProviderError> {
     let cfg: ServiceAccountConfig = super::config(step)?;
-    let role = inputs
-        .str(INPUT_ROLE)
+    let role = cfg
+        .role
+        .as_deref()
+        .or_else(|| inputs.str(INPUT_ROLE))
         .filter(|r| !r.is_empty())
         .ok_or_else(|| {
             ProviderError::permanent(format!(

@@ -176,6 +176,9 @@ fn cluster(view: &ConfigView<'_>) -> Result<Outputs, String> {
 fn service_account(view: &ConfigView<'_>, inputs: &Inputs) -> Result<Outputs, String> {
     let mut annotations = Map::new();
     if let Some(key) = view.string("role_annotation")? {
+        if let Some(role) = view.string("role")? {
+            annotations.insert(key.to_owned(), Value::String(role.to_owned()));
+        }
         match inputs.get("role").map(|v| v.value()) {
             None => {}
             Some(Some(Value::String(role))) => {

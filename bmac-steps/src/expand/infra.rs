@@ -202,6 +202,11 @@ pub(super) fn registry_mirrors(c: &mut Catalogue<'_>) -> Result<(), CatalogueErr
     let Some(registries) = &c.spec.registries else {
         return Ok(());
     };
+    // An existing cluster's mirrors already exist: they are used for the allow-list and for
+    // rewriting images, not built.
+    if c.spec.cluster.provider.value == Provider::Kube {
+        return Ok(());
+    }
     for mirror in &registries.mirrors {
         let id = c.id(
             &mirror_step_id(&mirror.upstream.value),

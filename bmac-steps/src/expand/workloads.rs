@@ -11,12 +11,14 @@
 //!   are `privileged`.
 //! - `workload_identity.<name>.role` (an `iam_role` trusting the cluster's OIDC issuer) and
 //!   `workload_identity.<name>.service_account`, annotated with the role's `arn` — so the
-//!   account is written only once the role exists, and after its namespace.
+//!   account is written only once the role exists, and after its namespace. On an existing
+//!   cluster (`provider = "kube"`) there is no role step: the spec names an existing role and
+//!   the account carries it in its config.
 //! - `manifest.<name>`: the objects, after the namespaces they live in and those namespaces'
 //!   Pod Security labels, and after every policy — so the workloads a spec ships are admitted
 //!   under the baseline, never before it is in force.
 
-use bmac_core::spec::{PsaLevel, PsaOverride, PsaSetting, Spec};
+use bmac_core::spec::{Provider, PsaLevel, PsaOverride, PsaSetting, Spec};
 use bmac_core::step::{Ref, StepId};
 
 use super::infra::role_annotation;
@@ -198,31 +200,35 @@ pub(super) fn workload_identities(c: &mut Catalogue<'_>) -> Result<(), Catalogue
                 (None, p.iter().map(|p| p.value.clone()).collect())
             }
         };
-        let role = IamRoleConfig {
-            name: format!("{}-{short}", spec.cluster.name.value),
-            existing,
-            permissions,
-            namespace: wi.namespace.value.clone(),
-            service_account: wi.service_account.clone(),
-        };
-        let role_id = child(c, "role")?;
-        let step = c
-            .step(role_id.clone(), kinds::IAM_ROLE, &role)?
-            .input(INPUT_OIDC_ISSUER, Ref::new(c.cluster(), OUTPUT_OIDC_ISSUER));
-        c.add(entry, span, step);
-
+        // An existing cluster has no cloud provider in bmac to create roles with: the spec
+        // names an existing role (validation requires it) and the account carries it as is.
+        let existing_cluster = spec.cluster.provider.value == Provider::Kube;
         let account = ServiceAccountConfig {
             namespace: wi.namespace.value.clone(),
             name: wi.service_account.clone(),
             role_annotation: annotation.to_owned(),
+            role: existing.clone().filter(|_| existing_cluster),
         };
-        let mut step = c
-            .step(
-                child(c, "service_account")?,
-                kinds::SERVICE_ACCOUNT,
-                &account,
-            )?
-            .input(INPUT_ROLE, Ref::new(role_id, OUTPUT_ARN));
+        let mut step = c.step(
+            child(c, "service_account")?,
+            kinds::SERVICE_ACCOUNT,
+            &account,
+        )?;
+        if !existing_cluster {
+            let role = IamRoleConfig {
+                name: format!("{}-{short}", spec.cluster.name.value),
+                existing,
+                permissions,
+                namespace: wi.namespace.value.clone(),
+                service_account: wi.service_account.clone(),
+            };
+            let role_id = child(c, "role")?;
+            let role_step = c
+                .step(role_id.clone(), kinds::IAM_ROLE, &role)?
+                .input(INPUT_OIDC_ISSUER, Ref::new(c.cluster(), OUTPUT_OIDC_ISSUER));
+            c.add(entry, span, role_step);
+            step = step.input(INPUT_ROLE, Ref::new(role_id, OUTPUT_ARN));
+        }
         let namespace = format!("namespace.{}", wi.namespace.value);
         if c.has(&namespace) {
             step = step.depends_on(c.id(&namespace, wi.namespace.span)?);
