@@ -104,9 +104,13 @@ pub enum Command {
     Drift,
 }
 
-/// Which part of the graph a command works on.
+/// Which part of the graph a command works on, and how state is read.
 #[derive(Debug, Args, Default)]
 pub struct Selection {
+    /// Observe what exists before planning, so changes made by hand are put right (as
+    /// Terraform's refresh); `--refresh=false` plans against recorded state alone.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub refresh: bool,
     /// Only these steps and what they depend on.
     #[arg(long = "target", value_name = "ID")]
     pub targets: Vec<String>,

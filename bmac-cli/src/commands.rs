@@ -54,7 +54,10 @@ pub async fn run(cli: Cli) -> Result<Exit> {
             let state = p.state(&store).await?;
             let plan = match planfile {
                 Some(file) => read_plan(file, &state)?,
-                None => planner(&p, &state, select)?.plan()?,
+                None => {
+                    let state = refreshed(&p, state, select.refresh).await?;
+                    planner(&p, &state, select)?.plan()?
+                }
             };
             let run = RunOptions {
                 parallelism: *parallelism,
@@ -75,7 +78,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
             let state = p.state(&store).await?;
             let select = Selection {
                 targets: targets.clone(),
-                excludes: Vec::new(),
+                ..Selection::default()
             };
             let plan = planner(&p, &state, &select)?.destroy().plan()?;
             let run = RunOptions {
@@ -170,6 +173,16 @@ fn planner<'s>(p: &Project, state: &'s State, select: &Selection) -> Result<Plan
     Ok(planner)
 }
 
+/// State refreshed from what exists (drift folded in), or as recorded when `refresh` is off.
+async fn refreshed(p: &Project, state: State, refresh: bool) -> Result<State> {
+    if !refresh || state.steps.is_empty() {
+        return Ok(state);
+    }
+    let (steps, _) = p.steps()?;
+    let refreshed = bmac_core::drift::refresh(&steps, &state, &p.providers()?).await?;
+    Ok(refreshed.state)
+}
+
 fn step_id(text: &str) -> Result<StepId> {
     StepId::new(text).map_err(|e| miette!(code = "bmac::cli::step_id", "{e}"))
 }
@@ -183,6 +196,7 @@ async fn plan_cmd(
 ) -> Result<Exit> {
     let store = p.store()?;
     let state = p.state(&store).await?;
+    let state = refreshed(p, state, select.refresh).await?;
     let plan = planner(p, &state, select)?.plan()?;
     match output {
         OutputFormat::Human => print!("{}", render::plan(&plan)),

@@ -5,15 +5,20 @@
 //! resolved from what its upstream steps *observed*, so a secret that state keeps only as a
 //! digest is re-read rather than needed. For each step it reports:
 //! - **moved fields**: leaf fields (JSON pointers) of the last applied config whose live value
-//!   differs. A provider leaves out whole subtrees it cannot see or that other managers own, so
-//!   an applied object missing from what was observed is not drift, while a value removed from
-//!   an object that is observed (a label deleted by hand: `labels` present, the key gone) is;
-//!   fields that exist only live (added by other managers) are not bmac's and are ignored;
+//!   differs. By the provider contract ([`Observed::Present`]) a field left out of what was
+//!   observed is one the provider cannot see or does not manage, so only fields present on both
+//!   sides are compared; a managed value removed by hand (a deleted label) is reported by the
+//!   provider as an explicit `null`, which is drift. Fields that exist only live (added by other
+//!   managers) are not bmac's and are ignored;
 //! - **missing**: the resource is gone;
 //! - **pending**: fields where the spec differs from the last apply (not drift: `apply` will
 //!   change them anyway), so a reader sees both at once.
 //!
 //! Steps are observed one dependency layer at a time, concurrently within a layer.
+//!
+//! [`refresh`] folds the drift into a copy of the state, which is what `plan` and `apply`
+//! plan against by default: a field moved by hand becomes an update back to the spec, a
+//! resource deleted by hand is created again.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -25,7 +30,7 @@ use serde_json::Value;
 use crate::plan::{changed_fields, Action, PlanError, Planner};
 use crate::provider::{ObserveRequest, Observed, Providers, StepContext};
 use crate::state::State;
-use crate::step::{Inputs, Outputs, Step, StepId};
+use crate::step::{Fingerprint, Inputs, Outputs, Step, StepId};
 
 /// One field that moved.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -179,6 +184,65 @@ pub async fn detect(
     state: &State,
     providers: &Providers,
 ) -> Result<DriftReport, DriftError> {
+    Ok(refresh(steps, state, providers).await?.report)
+}
+
+/// A state brought up to date with what exists, and the drift that took.
+#[derive(Debug, Clone)]
+pub struct Refreshed {
+    /// The state as plans should see it: a drifted step's applied config carries the live
+    /// values and its fingerprint no longer matches anything, so the plan updates it and the
+    /// executor calls the provider; a missing step is no longer applied, so it is created.
+    pub state: State,
+    /// What moved.
+    pub report: DriftReport,
+}
+
+/// Refreshes state from what exists, as Terraform does before planning: observes every applied
+/// step of the spec (see [`detect`]) and folds the drift into a copy of the state, so that
+/// `apply` restores what moved by hand. The journal is not touched.
+pub async fn refresh(
+    steps: &[Step],
+    state: &State,
+    providers: &Providers,
+) -> Result<Refreshed, DriftError> {
+    let report = observe_all(steps, state, providers).await?;
+    let mut refreshed = state.clone();
+    for s in &report.steps {
+        let Some(entry) = refreshed.steps.get_mut(&s.id) else {
+            continue;
+        };
+        match &s.drift {
+            StepDrift::Missing => entry.applied = None,
+            StepDrift::Drifted { fields } => {
+                if let Some(applied) = entry.applied.as_mut() {
+                    for f in fields {
+                        if let (Some(slot), Some(actual)) =
+                            (applied.step.config.pointer_mut(&f.field), &f.actual)
+                        {
+                            *slot = actual.clone();
+                        }
+                    }
+                    // What was applied no longer exists as recorded: no fingerprint may match.
+                    applied.fingerprint = Fingerprint::of_value(
+                        &serde_json::json!({ "drifted": applied.step.config }),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(Refreshed {
+        state: refreshed,
+        report,
+    })
+}
+
+async fn observe_all(
+    steps: &[Step],
+    state: &State,
+    providers: &Providers,
+) -> Result<DriftReport, DriftError> {
     let plan = Planner::new(steps.to_vec(), state).plan()?;
     let nodes = plan.nodes();
     // Layer = longest distance from a root; nodes are topologically ordered, so one pass.
@@ -287,23 +351,12 @@ fn resolve(step: &Step, observed: &HashMap<StepId, Outputs>, state: &State) -> I
     inputs
 }
 
-/// Leaf fields of `applied` whose value in `actual` differs, compared only where the parent
-/// object exists in `actual` (see the module docs).
+/// Leaf fields of `applied` whose value in `actual` differs, compared only where `actual` has
+/// the field (see the module docs).
 pub fn moved_fields(applied: &Value, actual: &Value) -> Vec<MovedField> {
     changed_fields(applied, actual)
         .into_iter()
-        .filter(
-            |field| match (applied.pointer(field), actual.pointer(field)) {
-                (None, _) => false,
-                (Some(_), Some(_)) => true,
-                // Gone: drift when a value was removed from an object the provider does show, not
-                // when a whole subtree is left out.
-                (Some(was), None) => {
-                    let parent = field.rsplit_once('/').map_or("", |(p, _)| p);
-                    !was.is_object() && actual.pointer(parent).is_some_and(Value::is_object)
-                }
-            },
-        )
+        .filter(|field| applied.pointer(field).is_some() && actual.pointer(field).is_some())
         .map(|field| MovedField {
             applied: applied.pointer(&field).cloned(),
             actual: actual.pointer(&field).cloned(),
@@ -318,14 +371,15 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_hand_edited_label_is_drift_but_an_invisible_subtree_is_not() {
+    fn a_hand_edited_label_is_drift_but_an_invisible_field_is_not() {
         let applied = json!({"name": "payments", "labels": {"team": "pay", "tier": "1"}, "quota": {"cpu": 4}});
-        let actual = json!({"name": "payments", "labels": {"team": "ops"}});
+        // `quota` and `name` are not visible to the provider; `tier` was deleted by hand.
+        let actual = json!({"labels": {"team": "ops", "tier": null}});
         let moved = moved_fields(&applied, &actual);
         let fields: Vec<_> = moved.iter().map(|m| m.field.as_str()).collect();
         assert_eq!(fields, ["/labels/team", "/labels/tier"]);
         assert_eq!(moved[0].actual, Some(json!("ops")));
-        assert_eq!(moved[1].actual, None);
+        assert_eq!(moved[1].actual, Some(Value::Null));
     }
 
     #[test]
@@ -333,5 +387,95 @@ mod tests {
         let applied = json!({"labels": {"team": "pay"}});
         let actual = json!({"labels": {"team": "pay", "added-by-someone": "x"}});
         assert!(moved_fields(&applied, &actual).is_empty());
+    }
+
+    mod refresh {
+        use super::*;
+        use crate::plan::Action;
+        use crate::provider::{ApplyRequest, DestroyRequest, Provider, ProviderError};
+        use crate::state::{Record, RecordKind};
+        use crate::step::Kind;
+        use async_trait::async_trait;
+        use std::sync::Arc;
+
+        /// Reports `ns.a` with a hand-edited label and `ns.b` as deleted.
+        struct Live;
+
+        #[async_trait]
+        impl Provider for Live {
+            fn name(&self) -> &str {
+                "live"
+            }
+            async fn apply(&self, _: ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
+                Err(ProviderError::permanent("refresh never applies"))
+            }
+            async fn observe(&self, req: ObserveRequest<'_>) -> Result<Observed, ProviderError> {
+                Ok(match req.step.id.as_str() {
+                    "ns.a" => Observed::Present {
+                        config: json!({"labels": {"level": "privileged"}}),
+                        outputs: Outputs::new(),
+                    },
+                    "ns.b" => Observed::Absent,
+                    _ => Observed::Present {
+                        config: req.step.config.clone(),
+                        outputs: Outputs::new(),
+                    },
+                })
+            }
+            async fn destroy(&self, _: DestroyRequest<'_>) -> Result<(), ProviderError> {
+                Ok(())
+            }
+        }
+
+        fn ns(id: &str) -> Step {
+            Step::new(
+                StepId::new(id).unwrap(),
+                Kind::new("namespace"),
+                &json!({"name": id, "labels": {"level": "baseline"}}),
+            )
+            .unwrap()
+        }
+
+        #[tokio::test]
+        async fn drift_becomes_an_update_and_a_deletion_a_create() {
+            let steps = vec![ns("ns.a"), ns("ns.b"), ns("ns.c")];
+            let mut state = State::default();
+            for s in &steps {
+                state.apply(&Record {
+                    id: s.id.clone(),
+                    kind: RecordKind::Applied {
+                        step: s.clone(),
+                        fingerprint: s.fingerprint(&Inputs::default()),
+                        outputs: Outputs::new(),
+                    },
+                });
+            }
+            let providers = Providers::new().fallback(Arc::new(Live));
+            let refreshed = refresh(&steps, &state, &providers).await.unwrap();
+            assert!(refreshed.report.has_drift());
+            let plan = Planner::new(steps, &refreshed.state).plan().unwrap();
+            let action = |id: &str| plan.node(&StepId::new(id).unwrap()).unwrap().action.clone();
+            assert_eq!(
+                action("ns.a"),
+                Action::Update {
+                    fields: vec!["/labels/level".into()],
+                    inputs_may_change: false
+                }
+            );
+            assert_eq!(action("ns.b"), Action::Create);
+            assert_eq!(action("ns.c"), Action::NoOp);
+            let a = plan.node(&StepId::new("ns.a").unwrap()).unwrap();
+            assert_eq!(
+                a.prior.as_ref().unwrap().config["labels"]["level"],
+                "privileged"
+            );
+            assert_ne!(
+                a.prior_fingerprint,
+                Some(a.step.fingerprint(&Inputs::default())),
+                "the executor must not skip the call"
+            );
+            // The original state is untouched: refresh never writes the journal.
+            assert!(state.applied(&StepId::new("ns.b").unwrap()).is_some());
+        }
     }
 }

@@ -165,7 +165,8 @@ pub enum Observed {
     /// The resource exists.
     Present {
         /// Its actual configuration, in the same shape as the step's config. Fields the
-        /// provider cannot see or that other managers own are left out.
+        /// provider cannot see or that other managers own are left out; a managed value that
+        /// was removed (a label deleted by hand) is an explicit `null`.
         config: Value,
         /// Its current outputs, secrets included.
         outputs: Outputs,
