@@ -8,7 +8,7 @@
 //!    planned no-ops complete right here (no task, no journal record, no event) unless a
 //!    changing dependent needs one of their redacted secrets, in which case they are observed;
 //! 2. waits, `biased` so that control comes first, for cancellation, the end of the grace
-//!    period, or a task's message (then drains every queued message before looping).
+//!    period, or tasks' messages (taking every queued message at once before looping).
 //!
 //! Finishing a node decrements its dependents' counters; a counter reaching zero makes the
 //! dependent ready. Nothing is rescanned, so scheduling costs O(1) amortised per edge plus a
@@ -43,6 +43,9 @@ use super::report::{RunReport, StepFailure, StepSkip};
 use super::step_task::{prior_outputs, step_task, Message, Shared, StepResult, TaskMode};
 use super::topology::{Dependents, ReadyQueue, Topology};
 use super::{FailurePolicy, SchedulingOrder};
+
+/// Most messages handled per turn of the loop.
+const INBOX_BATCH: usize = 256;
 
 /// The journal message of a step abandoned after the grace period.
 const ABANDONED: &str = "abandoned: run cancelled";
@@ -150,6 +153,9 @@ impl<'a> Coordinator<'a> {
         let cancelled = token.cancelled();
         tokio::pin!(cancelled);
         let mut grace: Option<Pin<Box<Sleep>>> = None;
+        // `recv_many`, not `try_recv`: tokio's `try_recv` may park the thread while a send is
+        // in flight, which on a `block_on` thread can swallow the wake-up of this very future.
+        let mut inbox = Vec::with_capacity(INBOX_BATCH);
         loop {
             if !self.cancelling && token.is_cancelled() {
                 self.begin_cancel();
@@ -165,11 +171,12 @@ impl<'a> Coordinator<'a> {
                 biased;
                 _ = &mut cancelled, if !self.cancelling => self.begin_cancel(),
                 _ = expire(&mut grace), if !self.abandoning => self.abandon(),
-                message = messages.recv() => {
+                received = messages.recv_many(&mut inbox, INBOX_BATCH) => {
                     // The coordinator's `Shared` holds a sender, so the channel never closes.
-                    let Some(message) = message else { break };
-                    self.handle(message);
-                    while let Ok(message) = messages.try_recv() {
+                    if received == 0 {
+                        break;
+                    }
+                    for message in inbox.drain(..) {
                         self.handle(message);
                     }
                 }

@@ -61,19 +61,15 @@ impl Journal {
 /// error, if there was one.
 pub(crate) async fn write(store: &dyn StateStore, mut queue: JournalQueue) -> Option<StateError> {
     let mut failure: Option<StateError> = None;
-    let mut records: Vec<Record> = Vec::new();
-    let mut acks: Vec<oneshot::Sender<Result<(), JournalDown>>> = Vec::new();
-    while let Some(first) = queue.recv().await {
-        records.push(first.record);
-        acks.push(first.ack);
-        while records.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => {
-                    records.push(next.record);
-                    acks.push(next.ack);
-                }
-                Err(_) => break,
-            }
+    let mut requests: Vec<JournalRequest> = Vec::with_capacity(MAX_BATCH);
+    let mut records: Vec<Record> = Vec::with_capacity(MAX_BATCH);
+    let mut acks: Vec<oneshot::Sender<Result<(), JournalDown>>> = Vec::with_capacity(MAX_BATCH);
+    // `recv_many` takes everything queued (up to a batch) without `try_recv`, which may park
+    // the thread and, on a `block_on` thread, swallow the wake-up of the run itself.
+    while queue.recv_many(&mut requests, MAX_BATCH).await > 0 {
+        for request in requests.drain(..) {
+            records.push(request.record);
+            acks.push(request.ack);
         }
         let outcome = if failure.is_some() {
             Err(JournalDown)

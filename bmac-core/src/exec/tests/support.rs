@@ -266,6 +266,7 @@ pub fn step(name: &str) -> Step {
 }
 
 /// Builds sealed plans by hand.
+#[derive(Clone)]
 pub struct PlanBuilder {
     state: StateRef,
     nodes: Vec<PlanNode>,
