@@ -5,7 +5,8 @@
 //! [`Shared`] (outputs are write-once slots the coordinator fills before it starts any
 //! dependent), talks to its provider, appends to the journal, and reports. Its order of work
 //! is fixed by the durability rule: an `Intent` record is durable before a provider call, the
-//! result (`Applied`, `Destroyed`, `Failed`) is appended after it.
+//! result (`Applied`, `Destroyed`, `Failed`) is queued after it (see [`Call::record`] for why
+//! the task need not wait for that one).
 //!
 //! - Create / Update / Replace: resolve inputs; if the step is *in doubt* (a crash or failure
 //!   left an intent without a result), `observe` first: present as desired → adopt it
@@ -322,6 +323,8 @@ impl Call<'_> {
         }
     }
 
+    /// Appends a record that a provider call depends on (an intent) and waits until it is
+    /// durable.
     async fn journal(&self, kind: RecordKind) -> Result<(), StepResult> {
         let record = Record {
             id: self.step.id.clone(),
@@ -332,6 +335,19 @@ impl Call<'_> {
             .append(record)
             .await
             .map_err(|_| StepResult::JournalDown)
+    }
+
+    /// Queues a record of a call's result without waiting for it. Safe because the writer
+    /// is first-in first-out: anything a later provider call depends on — this step's next
+    /// intent, or a dependent's intent, which can only be queued after this step reports —
+    /// is acknowledged only after this record is durable, and a failed write refuses all
+    /// that follows. The run itself returns only once the writer has flushed everything.
+    fn record(&self, kind: RecordKind) {
+        let record = Record {
+            id: self.step.id.clone(),
+            kind,
+        };
+        drop(self.shared.journal.submit(record));
     }
 
     async fn observe(&self, prior: Option<&Prior>) -> Result<Observed, ProviderError> {
@@ -401,10 +417,8 @@ impl Call<'_> {
             fingerprint,
             outputs: outputs.redacted(),
         };
-        match self.journal(applied).await {
-            Ok(()) => StepResult::Adopted(outputs),
-            Err(result) => result,
-        }
+        self.record(applied);
+        StepResult::Adopted(outputs)
     }
 
     async fn apply(&self, prior: Option<&Prior>, fingerprint: Fingerprint) -> StepResult {
@@ -439,12 +453,10 @@ impl Call<'_> {
                     fingerprint,
                     outputs: outputs.redacted(),
                 };
-                match self.journal(applied).await {
-                    Ok(()) => StepResult::Changed(outputs),
-                    Err(result) => result,
-                }
+                self.record(applied);
+                StepResult::Changed(outputs)
             }
-            Err(e) => self.failed(describe(&e)).await,
+            Err(e) => self.failed(describe(&e)),
         }
     }
 
@@ -473,8 +485,11 @@ impl Call<'_> {
             )
             .await;
         match outcome {
-            Ok(()) => self.journal(RecordKind::Destroyed).await,
-            Err(e) => Err(self.failed(describe(&e)).await),
+            Ok(()) => {
+                self.record(RecordKind::Destroyed);
+                Ok(())
+            }
+            Err(e) => Err(self.failed(describe(&e))),
         }
     }
 
@@ -514,15 +529,10 @@ impl Call<'_> {
         StepResult::Unchanged(outputs)
     }
 
-    async fn failed(&self, error: String) -> StepResult {
-        match self
-            .journal(RecordKind::Failed {
-                error: error.clone(),
-            })
-            .await
-        {
-            Ok(()) => StepResult::Failed(error),
-            Err(result) => result,
-        }
+    fn failed(&self, error: String) -> StepResult {
+        self.record(RecordKind::Failed {
+            error: error.clone(),
+        });
+        StepResult::Failed(error)
     }
 }

@@ -33,6 +33,31 @@ impl Provider for Instant0 {
     }
 }
 
+/// Forgets everything: isolates the executor's own cost from the store's.
+struct NullStore(MemoryStore);
+
+#[async_trait]
+impl crate::state::StateStore for NullStore {
+    async fn load(&self) -> Result<crate::state::Loaded, crate::state::StateError> {
+        self.0.load().await
+    }
+    async fn append(&self, _: &[crate::state::Record]) -> Result<u64, crate::state::StateError> {
+        Ok(0)
+    }
+    async fn lock(
+        &self,
+        r: crate::state::LockRequest,
+    ) -> Result<crate::state::LockInfo, crate::state::StateError> {
+        self.0.lock(r).await
+    }
+    async fn unlock(&self, id: &str) -> Result<(), crate::state::StateError> {
+        self.0.unlock(id).await
+    }
+    async fn lock_info(&self) -> Result<Option<crate::state::LockInfo>, crate::state::StateError> {
+        self.0.lock_info().await
+    }
+}
+
 fn measure(name: &str, plan: PlanBuilder, n: usize, multi: bool) {
     let runtime = if multi {
         tokio::runtime::Builder::new_multi_thread()
@@ -45,9 +70,14 @@ fn measure(name: &str, plan: PlanBuilder, n: usize, multi: bool) {
     let provider: Arc<dyn Provider> = Arc::new(Instant0);
     let exec = Executor::new(Providers::new().fallback(provider));
     let plan = plan.build();
-    let store = MemoryStore::new();
+    let null = std::env::var("BMAC_PERF_NULL").is_ok();
+    let store: Box<dyn crate::state::StateStore> = if null {
+        Box::new(NullStore(MemoryStore::new()))
+    } else {
+        Box::new(MemoryStore::new())
+    };
     let start = Instant::now();
-    let report = runtime.block_on(exec.run(plan, &store)).unwrap();
+    let report = runtime.block_on(exec.run(plan, &*store)).unwrap();
     let elapsed = start.elapsed();
     assert_eq!(report.counts.succeeded, n);
     println!(
@@ -71,7 +101,12 @@ fn scheduling_overhead() {
             chain.create(&names[i], &[&names[i - 1]]);
         }
     }
-    for multi in [false, true] {
+    let modes: &[bool] = match std::env::var("BMAC_PERF_MODE").as_deref() {
+        Ok("current") => &[false],
+        Ok("multi") => &[true],
+        _ => &[false, true],
+    };
+    for &multi in modes {
         measure("fan-out", wide.clone(), n, multi);
         measure("chain", chain.clone(), n, multi);
     }
@@ -109,4 +144,27 @@ fn stress_multi_thread() {
             ),
         }
     }
+}
+
+#[test]
+#[ignore = "timing"]
+fn future_sizes() {
+    use crate::exec::journal::Journal;
+    use crate::exec::step_task::{step_task, Shared, TaskMode};
+    let mut plan = PlanBuilder::new();
+    plan.create("a", &[]);
+    let (journal, _queue) = Journal::channel();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let shared = Arc::new(Shared::new(
+        plan.build(),
+        Providers::new(),
+        tx,
+        journal,
+        crate::exec::RetryPolicy::default(),
+        std::time::Duration::from_secs(1),
+        0,
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    let fut = step_task(shared, 0, TaskMode::Change { reread_secrets: false });
+    println!("step_task future: {} bytes", std::mem::size_of_val(&fut));
 }

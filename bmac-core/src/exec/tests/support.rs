@@ -270,6 +270,7 @@ pub fn step(name: &str) -> Step {
 pub struct PlanBuilder {
     state: StateRef,
     nodes: Vec<PlanNode>,
+    index: HashMap<String, u32>,
 }
 
 impl PlanBuilder {
@@ -281,6 +282,7 @@ impl PlanBuilder {
                 serial: 0,
             },
             nodes: Vec::new(),
+            index: HashMap::new(),
         }
     }
 
@@ -292,14 +294,15 @@ impl PlanBuilder {
                 serial: state.serial,
             },
             nodes: Vec::new(),
+            index: HashMap::new(),
         }
     }
 
     fn index(&self, name: &str) -> u32 {
-        self.nodes
-            .iter()
-            .position(|n| n.step.id.as_str() == name)
-            .unwrap_or_else(|| panic!("{name} not added yet")) as u32
+        *self
+            .index
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} not added yet"))
     }
 
     /// Adds a node with `action`, depending on earlier nodes `deps`.
@@ -309,6 +312,7 @@ impl PlanBuilder {
             s = s.depends_on(id(d));
         }
         let deps = deps.iter().map(|d| self.index(d)).collect();
+        self.index.insert(name.to_owned(), self.nodes.len() as u32);
         self.nodes.push(PlanNode {
             step: s,
             action,
