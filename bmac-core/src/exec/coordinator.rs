@@ -23,12 +23,13 @@
 //! each gets a `Failed` journal record ("abandoned: run cancelled") so the next run treats it
 //! as in doubt and observes before acting.
 
+use std::collections::VecDeque;
 use std::future::pending;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
@@ -38,8 +39,8 @@ use crate::plan::Action;
 use crate::state::{Record, RecordKind};
 use crate::step::Outputs;
 
-use super::journal::JournalDown;
 use super::report::{RunReport, StepFailure, StepSkip};
+use super::start::{self, Start};
 use super::step_task::{prior_outputs, step_task, Message, Shared, StepResult, TaskMode};
 use super::topology::{Dependents, ReadyQueue, Topology};
 use super::{FailurePolicy, SchedulingOrder};
@@ -57,6 +58,8 @@ enum Status {
     Waiting,
     /// In the ready queue.
     Ready,
+    /// Its intent is queued in the journal; its task starts once that is durable.
+    Journaling,
     /// A task is working on it.
     Running,
     /// Finished successfully; its outputs are in the shared slot.
@@ -87,6 +90,9 @@ pub(crate) struct Coordinator<'a> {
     status: Vec<Status>,
     ready: ReadyQueue,
     tasks: Vec<Option<(JoinHandle<()>, Instant)>>,
+    /// Nodes whose intent the coordinator queued, in queueing order, with their task's work.
+    journaling: VecDeque<(u32, TaskMode)>,
+    /// Nodes journaling or running: what the parallelism cap limits.
     running: usize,
     /// No new steps start (fail-fast, journal failure or cancellation).
     stopped: bool,
@@ -97,8 +103,6 @@ pub(crate) struct Coordinator<'a> {
     counts: Counts,
     failures: Vec<StepFailure>,
     skipped: Vec<StepSkip>,
-    /// Records the coordinator itself journaled, acknowledged before the run returns.
-    acks: Vec<oneshot::Receiver<Result<(), JournalDown>>>,
     /// Scratch stack for walking dependents.
     stack: Vec<u32>,
     started: Instant,
@@ -117,6 +121,7 @@ impl<'a> Coordinator<'a> {
             priority: topology.priority,
             status: vec![Status::Waiting; n],
             tasks: (0..n).map(|_| None).collect(),
+            journaling: VecDeque::new(),
             running: 0,
             stopped: false,
             cancelling: false,
@@ -124,7 +129,6 @@ impl<'a> Coordinator<'a> {
             counts: Counts::default(),
             failures: Vec::new(),
             skipped: Vec::new(),
-            acks: Vec::new(),
             stack: Vec::new(),
             started: Instant::now(),
         }
@@ -182,17 +186,17 @@ impl<'a> Coordinator<'a> {
                 }
             }
         }
-        self.finish().await
+        self.finish()
     }
 
     /// Starts ready nodes until the cap is reached or the queue is empty.
     fn start_ready(&mut self) {
-        if self.stopped {
-            return;
-        }
         let shared = Arc::clone(&self.shared);
         let nodes = shared.plan.nodes();
         while let Some(i) = self.ready.pop() {
+            if self.stopped {
+                break;
+            }
             if self.status[i as usize] != Status::Ready {
                 continue;
             }
@@ -207,23 +211,89 @@ impl<'a> Coordinator<'a> {
                 self.ready.unpop(i, self.priority[i as usize]);
                 break;
             }
-            let mode = if node.action == Action::NoOp {
-                TaskMode::Reread
-            } else {
-                self.emit(|| Event::StepStarted {
-                    id: node.step.id.clone(),
-                    kind: node.step.kind.name().to_owned(),
-                    action: node.action.clone(),
-                });
-                TaskMode::Change {
-                    reread_secrets: reread,
+            match start::decide(&shared, i, reread) {
+                Start::Complete(outputs) => {
+                    self.counts.unchanged += 1;
+                    self.complete(i, outputs);
                 }
-            };
-            self.status[i as usize] = Status::Running;
-            self.running += 1;
-            let task = tokio::spawn(step_task(Arc::clone(&shared), i, mode));
-            self.tasks[i as usize] = Some((task, Instant::now()));
+                Start::Unchanged(outputs) => {
+                    self.emit_started(i);
+                    self.counts.unchanged += 1;
+                    self.emit(|| Event::StepSucceeded {
+                        id: node.step.id.clone(),
+                        action: node.action.clone(),
+                        changed: false,
+                        duration: Duration::ZERO,
+                        outputs: outputs.redacted(),
+                    });
+                    self.complete(i, outputs);
+                }
+                Start::Fail(error) => {
+                    self.emit_started(i);
+                    self.fail(i, error, Duration::ZERO);
+                }
+                Start::Journal(intent, mode) => {
+                    self.status[i as usize] = Status::Journaling;
+                    self.running += 1;
+                    shared.journal.queue_for_coordinator(Record {
+                        id: node.step.id.clone(),
+                        kind: intent,
+                    });
+                    self.journaling.push_back((i, mode));
+                }
+                Start::Spawn(mode) => {
+                    self.running += 1;
+                    self.spawn(i, mode);
+                }
+            }
         }
+    }
+
+    /// Spawns node `i`'s task (already counted in `running`).
+    fn spawn(&mut self, i: u32, mode: TaskMode) {
+        if !matches!(mode, TaskMode::Reread) {
+            self.emit_started(i);
+        }
+        self.status[i as usize] = Status::Running;
+        let task = tokio::spawn(step_task(Arc::clone(&self.shared), i, mode));
+        self.tasks[i as usize] = Some((task, Instant::now()));
+    }
+
+    fn emit_started(&self, i: u32) {
+        self.emit(|| {
+            let node = &self.shared.plan.nodes()[i as usize];
+            Event::StepStarted {
+                id: node.step.id.clone(),
+                kind: node.step.kind.name().to_owned(),
+                action: node.action.clone(),
+            }
+        });
+    }
+
+    /// The writer's word on the next `count` intents the coordinator queued.
+    fn intents(&mut self, count: usize, durable: bool) {
+        for _ in 0..count {
+            let Some((i, mode)) = self.journaling.pop_front() else {
+                break;
+            };
+            // A node skipped meanwhile (cancellation, fail-fast) is no longer counted.
+            if self.status[i as usize] != Status::Journaling {
+                continue;
+            }
+            if durable {
+                self.spawn(i, mode);
+            } else {
+                self.running -= 1;
+                self.emit_started(i);
+                self.journal_down(i, Duration::ZERO);
+            }
+        }
+    }
+
+    fn journal_down(&mut self, i: u32, duration: Duration) {
+        let error = "the state journal could not be written".to_owned();
+        self.fail(i, error, duration);
+        self.stop_starting();
     }
 
     /// Whether a changing dependent consumes a secret of node `i` that its recorded outputs
@@ -293,6 +363,7 @@ impl<'a> Coordinator<'a> {
                 self.running -= 1;
                 self.finished(node, result, duration);
             }
+            Message::Intents { count, durable } => self.intents(count, durable),
             Message::Vanished { node } => {
                 let duration = self.tasks[node as usize]
                     .take()
@@ -310,7 +381,7 @@ impl<'a> Coordinator<'a> {
                         error: error.clone(),
                     },
                 };
-                self.acks.push(self.shared.journal.submit(record));
+                self.shared.journal.queue(record);
                 self.fail(node, error, duration);
             }
         }
@@ -351,14 +422,7 @@ impl<'a> Coordinator<'a> {
                 self.complete(i, outputs);
             }
             StepResult::Failed(error) => self.fail(i, error, duration),
-            StepResult::JournalDown => {
-                self.fail(
-                    i,
-                    "the state journal could not be written".to_owned(),
-                    duration,
-                );
-                self.stop_starting();
-            }
+            StepResult::JournalDown => self.journal_down(i, duration),
         }
     }
 
@@ -419,11 +483,18 @@ impl<'a> Coordinator<'a> {
         self.stack = stack;
     }
 
+    /// Skips every node whose provider call has not started. A node whose intent is queued
+    /// stays an intent without a result: the next run observes it before acting.
     fn skip_unstarted(&mut self, reason: SkipReason) {
         self.ready.drain();
         for i in 0..self.status.len() as u32 {
-            if matches!(self.status[i as usize], Status::Waiting | Status::Ready) {
-                self.skip(i, reason.clone());
+            match self.status[i as usize] {
+                Status::Waiting | Status::Ready => self.skip(i, reason.clone()),
+                Status::Journaling => {
+                    self.running -= 1;
+                    self.skip(i, reason.clone());
+                }
+                _ => {}
             }
         }
     }
@@ -462,7 +533,7 @@ impl<'a> Coordinator<'a> {
         }
     }
 
-    async fn finish(mut self) -> RunReport {
+    fn finish(mut self) -> RunReport {
         // Defensive: with a valid plan every node has settled by now.
         if self.status.contains(&Status::Waiting) {
             debug_assert!(
@@ -470,10 +541,6 @@ impl<'a> Coordinator<'a> {
                 "nodes left waiting in a run that did not stop"
             );
             self.skip_unstarted(SkipReason::FailFast);
-        }
-        for ack in self.acks.drain(..) {
-            // A refused record is reported by the journal writer itself.
-            let _ = ack.await;
         }
         let outcome = if self.cancelling {
             Outcome::Cancelled

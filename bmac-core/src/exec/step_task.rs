@@ -129,6 +129,9 @@ pub(crate) enum Message {
     },
     /// The task ended without reporting (panic or abort).
     Vanished { node: u32 },
+    /// From the journal writer: the next `count` intents the coordinator queued are durable
+    /// (or, if not `durable`, were refused).
+    Intents { count: usize, durable: bool },
 }
 
 /// How a step ended.
@@ -149,13 +152,27 @@ pub(crate) enum StepResult {
 }
 
 /// What the coordinator asks of a task.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) enum TaskMode {
-    /// Bring the step to its planned action. `reread_secrets`: a changing dependent needs a
-    /// secret this step's recorded outputs hold only as a digest.
-    Change { reread_secrets: bool },
+    /// The coordinator resolved the inputs and journaled the intent of `call`: make the call.
+    Journaled { inputs: Inputs, call: Planned },
+    /// Resolve inputs, observe first if the step is in doubt, journal its own intents.
+    /// `reread_secrets`: a changing dependent needs a secret this step's recorded outputs hold
+    /// only as a digest.
+    Converge { reread_secrets: bool },
     /// A planned no-op observed only to re-read its secrets.
     Reread,
+}
+
+/// The provider call whose intent the coordinator journaled.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Planned {
+    /// Apply, aiming for this fingerprint (`Intent{Apply}` journaled).
+    Apply(Fingerprint),
+    /// Destroy the prior resource, then create (`Intent{Destroy}` journaled).
+    Replace(Fingerprint),
+    /// Destroy (`Intent{Destroy}` journaled).
+    Delete,
 }
 
 /// Reports `Vanished` if the task is dropped before it reported.
@@ -202,9 +219,16 @@ async fn execute(shared: &Shared, node: u32, mode: TaskMode) -> StepResult {
             step.kind, step.id
         ));
     };
-    let inputs = match resolve_inputs(shared, node) {
-        Ok(inputs) => inputs,
-        Err(message) => return StepResult::Failed(message),
+    let (inputs, journaled) = match mode {
+        TaskMode::Journaled { inputs, call } => (inputs, Ok(call)),
+        TaskMode::Converge { reread_secrets } => match resolve_inputs(shared, node) {
+            Ok(inputs) => (inputs, Err(Some(reread_secrets))),
+            Err(message) => return StepResult::Failed(message),
+        },
+        TaskMode::Reread => match resolve_inputs(shared, node) {
+            Ok(inputs) => (inputs, Err(None)),
+            Err(message) => return StepResult::Failed(message),
+        },
     };
     let call = Call {
         shared,
@@ -219,11 +243,24 @@ async fn execute(shared: &Shared, node: u32, mode: TaskMode) -> StepResult {
             seed: step_seed(shared.seed, node),
         },
     };
-    match (mode, &plan_node.action) {
-        (TaskMode::Reread, _) => call.reread(plan_node.prior.as_ref()).await,
-        (TaskMode::Change { .. }, Action::NoOp) => StepResult::Unchanged(prior_outputs(plan_node)),
-        (TaskMode::Change { .. }, Action::Delete) => call.delete(plan_node.prior.as_ref()).await,
-        (TaskMode::Change { reread_secrets }, _) => call.converge(plan_node, reread_secrets).await,
+    let prior = plan_node.prior.as_ref();
+    match journaled {
+        Ok(Planned::Apply(fingerprint)) => call.call_apply(prior, fingerprint).await,
+        Ok(Planned::Replace(fingerprint)) => {
+            if let Some(old) = prior {
+                if let Err(result) = call.call_destroy(old).await {
+                    return result;
+                }
+            }
+            call.apply(None, fingerprint).await
+        }
+        Ok(Planned::Delete) => call.delete(prior, true).await,
+        Err(None) => call.reread(prior).await,
+        Err(Some(reread_secrets)) => match &plan_node.action {
+            Action::NoOp => StepResult::Unchanged(prior_outputs(plan_node)),
+            Action::Delete => call.delete(prior, false).await,
+            _ => call.converge(plan_node, reread_secrets).await,
+        },
     }
 }
 
@@ -237,7 +274,7 @@ pub(crate) fn prior_outputs(node: &PlanNode) -> Outputs {
 
 /// Resolves a node's inputs from finished upstream outputs. A deletion resolves from what the
 /// referenced steps last recorded, since its edges run the other way.
-fn resolve_inputs(shared: &Shared, node: u32) -> Result<Inputs, String> {
+pub(crate) fn resolve_inputs(shared: &Shared, node: u32) -> Result<Inputs, String> {
     let nodes = shared.plan.nodes();
     let this = &nodes[node as usize];
     let mut inputs = Inputs::default();
@@ -347,7 +384,7 @@ impl Call<'_> {
             id: self.step.id.clone(),
             kind,
         };
-        drop(self.shared.journal.submit(record));
+        self.shared.journal.queue(record);
     }
 
     async fn observe(&self, prior: Option<&Prior>) -> Result<Observed, ProviderError> {
@@ -421,6 +458,7 @@ impl Call<'_> {
         StepResult::Adopted(outputs)
     }
 
+    /// Journals the intent, then applies.
     async fn apply(&self, prior: Option<&Prior>, fingerprint: Fingerprint) -> StepResult {
         let intent = RecordKind::Intent {
             op: Operation::Apply,
@@ -429,6 +467,11 @@ impl Call<'_> {
         if let Err(result) = self.journal(intent).await {
             return result;
         }
+        self.call_apply(prior, fingerprint).await
+    }
+
+    /// Applies (its intent is durable) and queues the result.
+    async fn call_apply(&self, prior: Option<&Prior>, fingerprint: Fingerprint) -> StepResult {
         let (provider, step, inputs) = (self.provider, self.step, self.inputs);
         let outcome = self
             .attempts
@@ -448,25 +491,30 @@ impl Call<'_> {
             .await;
         match outcome {
             Ok(outputs) => {
-                let applied = RecordKind::Applied {
+                self.record(RecordKind::Applied {
                     step: step.clone(),
                     fingerprint,
                     outputs: outputs.redacted(),
-                };
-                self.record(applied);
+                });
                 StepResult::Changed(outputs)
             }
             Err(e) => self.failed(describe(&e)),
         }
     }
 
-    /// Destroys what `prior` describes; `Err` carries the step's result on failure.
+    /// Journals the intent, then destroys what `prior` describes; `Err` carries the step's
+    /// result on failure.
     async fn destroy(&self, prior: &Prior) -> Result<(), StepResult> {
         let intent = RecordKind::Intent {
             op: Operation::Destroy,
             fingerprint: None,
         };
         self.journal(intent).await?;
+        self.call_destroy(prior).await
+    }
+
+    /// Destroys (its intent is durable) and queues the result.
+    async fn call_destroy(&self, prior: &Prior) -> Result<(), StepResult> {
         let (provider, step, inputs) = (self.provider, self.step, self.inputs);
         let outcome = self
             .attempts
@@ -493,14 +541,20 @@ impl Call<'_> {
         }
     }
 
-    async fn delete(&self, prior: Option<&Prior>) -> StepResult {
+    /// Destroys a step planned for deletion (`journaled`: its intent is already durable).
+    async fn delete(&self, prior: Option<&Prior>, journaled: bool) -> StepResult {
         let Some(prior) = prior else {
             return StepResult::Failed(format!(
                 "step `{}` is planned for deletion but state has no record of what was applied",
                 self.step.id
             ));
         };
-        match self.destroy(prior).await {
+        let destroyed = if journaled {
+            self.call_destroy(prior).await
+        } else {
+            self.destroy(prior).await
+        };
+        match destroyed {
             Ok(()) => StepResult::Destroyed,
             Err(result) => result,
         }

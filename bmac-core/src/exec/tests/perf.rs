@@ -145,26 +145,3 @@ fn stress_multi_thread() {
         }
     }
 }
-
-#[test]
-#[ignore = "timing"]
-fn future_sizes() {
-    use crate::exec::journal::Journal;
-    use crate::exec::step_task::{step_task, Shared, TaskMode};
-    let mut plan = PlanBuilder::new();
-    plan.create("a", &[]);
-    let (journal, _queue) = Journal::channel();
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let shared = Arc::new(Shared::new(
-        plan.build(),
-        Providers::new(),
-        tx,
-        journal,
-        crate::exec::RetryPolicy::default(),
-        std::time::Duration::from_secs(1),
-        0,
-        tokio_util::sync::CancellationToken::new(),
-    ));
-    let fut = step_task(shared, 0, TaskMode::Change { reread_secrets: false });
-    println!("step_task future: {} bytes", std::mem::size_of_val(&fut));
-}
