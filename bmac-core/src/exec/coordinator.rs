@@ -40,8 +40,9 @@ use crate::state::{Record, RecordKind};
 use crate::step::Outputs;
 
 use super::report::{RunReport, StepFailure, StepSkip};
+use super::shared::{prior_outputs, Message, Shared, StepResult, TaskMode};
 use super::start::{self, Start};
-use super::step_task::{prior_outputs, step_task, Message, Shared, StepResult, TaskMode};
+use super::step_task::step_task;
 use super::topology::{Dependents, ReadyQueue, Topology};
 use super::{FailurePolicy, SchedulingOrder};
 

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::state::{Record, StateError, StateStore};
 
-use super::step_task::Message;
+use super::shared::Message;
 
 /// Most records appended in one call.
 const MAX_BATCH: usize = 1024;

@@ -38,6 +38,7 @@ mod error;
 mod journal;
 mod report;
 mod retry;
+mod shared;
 mod start;
 mod step_task;
 mod topology;
@@ -62,7 +63,7 @@ use crate::state::{LockRequest, StateStore};
 
 use coordinator::{Coordinator, Settings};
 use journal::Journal;
-use step_task::Shared;
+use shared::Shared;
 use topology::Topology;
 
 /// What happens to the rest of the run when a step fails.

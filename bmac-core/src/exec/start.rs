@@ -11,7 +11,7 @@ use crate::plan::Action;
 use crate::state::{Operation, RecordKind};
 use crate::step::Outputs;
 
-use super::step_task::{prior_outputs, resolve_inputs, Planned, Shared, TaskMode};
+use super::shared::{prior_outputs, resolve_inputs, Planned, Shared, TaskMode};
 
 /// What to do with a ready node.
 #[derive(Debug)]

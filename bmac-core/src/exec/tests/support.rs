@@ -39,6 +39,8 @@ pub struct Script {
     pub observe: Option<Observed>,
     /// The provider's duration estimate.
     pub expected: Option<Duration>,
+    /// Apply panics (a provider bug).
+    pub panic: bool,
 }
 
 /// Which provider method.
@@ -208,6 +210,9 @@ impl Provider for TestProvider {
             *n += 1;
             *n
         };
+        if script.panic {
+            panic!("provider bug in {id}");
+        }
         if script.fail_permanent {
             return Err(ProviderError::permanent("permission denied"));
         }
