@@ -14,6 +14,11 @@
 //! dependent ready. Nothing is rescanned, so scheduling costs O(1) amortised per edge plus a
 //! heap operation per node.
 //!
+//! Starting a changing node usually means journaling its intent first (see `start.rs`): the
+//! coordinator queues the intent, marks the node `Journaling` (it counts against the cap from
+//! then on) and spawns its task when the journal writer reports the intent durable. Intents of
+//! everything started in one turn share one append.
+//!
 //! Failures: under fail-fast the first failure stops new starts (`Cancelling{StepFailed}`),
 //! running steps finish, the rest are skipped. Under keep-going only the transitive
 //! dependents of the failed node are skipped. A journal failure always stops new starts.
