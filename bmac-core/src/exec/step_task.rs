@@ -121,14 +121,15 @@ async fn execute(shared: &Shared, node: u32, mode: TaskMode) -> StepResult {
                     return result;
                 }
             }
-            call.apply(None, fingerprint).await
+            Box::pin(call.apply(None, fingerprint)).await
         }
         Ok(Planned::Delete) => call.delete(prior, true).await,
-        Err(None) => call.reread(prior).await,
+        // The rarer paths are boxed so that the common one keeps the task small.
+        Err(None) => Box::pin(call.reread(prior)).await,
         Err(Some(reread_secrets)) => match &plan_node.action {
             Action::NoOp => StepResult::Unchanged(prior_outputs(plan_node)),
-            Action::Delete => call.delete(prior, false).await,
-            _ => call.converge(plan_node, reread_secrets).await,
+            Action::Delete => Box::pin(call.delete(prior, false)).await,
+            _ => Box::pin(call.converge(plan_node, reread_secrets)).await,
         },
     }
 }

@@ -68,8 +68,9 @@ fn measure(name: &str, plan: PlanBuilder, n: usize, multi: bool) {
     .build()
     .unwrap();
     let provider: Arc<dyn Provider> = Arc::new(Instant0);
-    let exec = Executor::new(Providers::new().fallback(provider));
+    let exec = Executor::new(Providers::new().fallback(provider)).parallelism(64);
     let plan = plan.build();
+    let report_plan = plan.clone();
     let null = std::env::var("BMAC_PERF_NULL").is_ok();
     let store: Box<dyn crate::state::StateStore> = if null {
         Box::new(NullStore(MemoryStore::new()))
@@ -80,6 +81,28 @@ fn measure(name: &str, plan: PlanBuilder, n: usize, multi: bool) {
     let report = runtime.block_on(exec.run(plan, &*store)).unwrap();
     let elapsed = start.elapsed();
     assert_eq!(report.counts.succeeded, n);
+    let children = {
+        let mut children = vec![Vec::new(); n];
+        for (i, node) in report_plan.nodes().iter().enumerate() {
+            for &d in &node.deps {
+                children[d as usize].push(i as u32);
+            }
+        }
+        children
+    };
+    let parents: Vec<u32> = report_plan
+        .nodes()
+        .iter()
+        .map(|n| n.deps.len() as u32)
+        .collect();
+    let start = Instant::now();
+    let ran = runtime.block_on(baseline(&parents, &children, 64));
+    let baseline_elapsed = start.elapsed();
+    assert_eq!(ran, n);
+    println!(
+        "{name} baseline (multi-thread: {multi}): {:.2} µs/step",
+        baseline_elapsed.as_secs_f64() * 1e6 / n as f64
+    );
     println!(
         "{name} (multi-thread: {multi}): {n} steps in {elapsed:?} = {:.2} µs/step",
         elapsed.as_secs_f64() * 1e6 / n as f64
@@ -144,4 +167,67 @@ fn stress_multi_thread() {
             ),
         }
     }
+}
+
+/// The least a scheduler can do: counters, a FIFO queue, a semaphore, spawned tasks.
+async fn baseline(parents: &[u32], children: &[Vec<u32>], cap: usize) -> usize {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let mut pending = parents.to_vec();
+    let mut ready: std::collections::VecDeque<u32> = (0..parents.len() as u32)
+        .filter(|&i| pending[i as usize] == 0)
+        .collect();
+    let permits = Arc::new(tokio::sync::Semaphore::new(cap));
+    let mut running = FuturesUnordered::new();
+    let mut done = 0;
+    loop {
+        while let Some(&i) = ready.front() {
+            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                break;
+            };
+            ready.pop_front();
+            running.push(tokio::spawn(async move {
+                let _permit = permit;
+                std::hint::black_box(i)
+            }));
+        }
+        let Some(Ok(i)) = running.next().await else {
+            break;
+        };
+        done += 1;
+        for &c in &children[i as usize] {
+            pending[c as usize] -= 1;
+            if pending[c as usize] == 0 {
+                ready.push_back(c);
+            }
+        }
+    }
+    done
+}
+
+#[test]
+#[ignore = "timing"]
+fn step_task_future_size() {
+    use crate::exec::journal::Journal;
+    use crate::exec::shared::{Planned, Shared, TaskMode};
+    use crate::exec::step_task::step_task;
+    let mut plan = PlanBuilder::new();
+    plan.create("a", &[]);
+    let (journal, _queue) = Journal::channel();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let shared = Arc::new(Shared::new(
+        plan.build(),
+        Providers::new(),
+        tx,
+        journal,
+        crate::exec::RetryPolicy::default(),
+        std::time::Duration::from_secs(1),
+        0,
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    let mode = TaskMode::Journaled {
+        inputs: Default::default(),
+        call: Planned::Apply(crate::step::Fingerprint([0; 32])),
+    };
+    let task = step_task(shared, 0, mode);
+    println!("step task future: {} bytes", std::mem::size_of_val(&task));
 }
