@@ -199,10 +199,8 @@ impl<'a> Coordinator<'a> {
     fn start_ready(&mut self) {
         let shared = Arc::clone(&self.shared);
         let nodes = shared.plan.nodes();
-        while let Some(i) = self.ready.pop() {
-            if self.stopped {
-                break;
-            }
+        while !self.stopped {
+            let Some(i) = self.ready.pop() else { break };
             if self.status[i as usize] != Status::Ready {
                 continue;
             }
