@@ -8,11 +8,16 @@
 //!    planned no-ops complete right here (no task, no journal record, no event) unless a
 //!    changing dependent needs one of their redacted secrets, in which case they are observed;
 //! 2. waits, `biased` so that control comes first, for cancellation, the end of the grace
-//!    period, or a task's message (then drains every queued message before looping).
+//!    period, or tasks' messages (taking every queued message at once before looping).
 //!
 //! Finishing a node decrements its dependents' counters; a counter reaching zero makes the
 //! dependent ready. Nothing is rescanned, so scheduling costs O(1) amortised per edge plus a
 //! heap operation per node.
+//!
+//! Starting a changing node usually means journaling its intent first (see `start.rs`): the
+//! coordinator queues the intent, marks the node `Journaling` (it counts against the cap from
+//! then on) and spawns its task when the journal writer reports the intent durable. Intents of
+//! everything started in one turn share one append.
 //!
 //! Failures: under fail-fast the first failure stops new starts (`Cancelling{StepFailed}`),
 //! running steps finish, the rest are skipped. Under keep-going only the transitive
@@ -23,12 +28,13 @@
 //! each gets a `Failed` journal record ("abandoned: run cancelled") so the next run treats it
 //! as in doubt and observes before acting.
 
+use std::collections::VecDeque;
 use std::future::pending;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
@@ -38,11 +44,15 @@ use crate::plan::Action;
 use crate::state::{Record, RecordKind};
 use crate::step::Outputs;
 
-use super::journal::JournalDown;
 use super::report::{RunReport, StepFailure, StepSkip};
-use super::step_task::{prior_outputs, step_task, Message, Shared, StepResult, TaskMode};
+use super::shared::{prior_outputs, Message, Shared, StepResult, TaskMode};
+use super::start::{self, Start};
+use super::step_task::step_task;
 use super::topology::{Dependents, ReadyQueue, Topology};
 use super::{FailurePolicy, SchedulingOrder};
+
+/// Most messages handled per turn of the loop.
+const INBOX_BATCH: usize = 256;
 
 /// The journal message of a step abandoned after the grace period.
 const ABANDONED: &str = "abandoned: run cancelled";
@@ -54,6 +64,8 @@ enum Status {
     Waiting,
     /// In the ready queue.
     Ready,
+    /// Its intent is queued in the journal; its task starts once that is durable.
+    Journaling,
     /// A task is working on it.
     Running,
     /// Finished successfully; its outputs are in the shared slot.
@@ -84,6 +96,9 @@ pub(crate) struct Coordinator<'a> {
     status: Vec<Status>,
     ready: ReadyQueue,
     tasks: Vec<Option<(JoinHandle<()>, Instant)>>,
+    /// Nodes whose intent the coordinator queued, in queueing order, with their task's work.
+    journaling: VecDeque<(u32, TaskMode)>,
+    /// Nodes journaling or running: what the parallelism cap limits.
     running: usize,
     /// No new steps start (fail-fast, journal failure or cancellation).
     stopped: bool,
@@ -94,8 +109,6 @@ pub(crate) struct Coordinator<'a> {
     counts: Counts,
     failures: Vec<StepFailure>,
     skipped: Vec<StepSkip>,
-    /// Records the coordinator itself journaled, acknowledged before the run returns.
-    acks: Vec<oneshot::Receiver<Result<(), JournalDown>>>,
     /// Scratch stack for walking dependents.
     stack: Vec<u32>,
     started: Instant,
@@ -114,6 +127,7 @@ impl<'a> Coordinator<'a> {
             priority: topology.priority,
             status: vec![Status::Waiting; n],
             tasks: (0..n).map(|_| None).collect(),
+            journaling: VecDeque::new(),
             running: 0,
             stopped: false,
             cancelling: false,
@@ -121,7 +135,6 @@ impl<'a> Coordinator<'a> {
             counts: Counts::default(),
             failures: Vec::new(),
             skipped: Vec::new(),
-            acks: Vec::new(),
             stack: Vec::new(),
             started: Instant::now(),
         }
@@ -150,6 +163,9 @@ impl<'a> Coordinator<'a> {
         let cancelled = token.cancelled();
         tokio::pin!(cancelled);
         let mut grace: Option<Pin<Box<Sleep>>> = None;
+        // `recv_many`, not `try_recv`: tokio's `try_recv` may park the thread while a send is
+        // in flight, which on a `block_on` thread can swallow the wake-up of this very future.
+        let mut inbox = Vec::with_capacity(INBOX_BATCH);
         loop {
             if !self.cancelling && token.is_cancelled() {
                 self.begin_cancel();
@@ -165,27 +181,26 @@ impl<'a> Coordinator<'a> {
                 biased;
                 _ = &mut cancelled, if !self.cancelling => self.begin_cancel(),
                 _ = expire(&mut grace), if !self.abandoning => self.abandon(),
-                message = messages.recv() => {
+                received = messages.recv_many(&mut inbox, INBOX_BATCH) => {
                     // The coordinator's `Shared` holds a sender, so the channel never closes.
-                    let Some(message) = message else { break };
-                    self.handle(message);
-                    while let Ok(message) = messages.try_recv() {
+                    if received == 0 {
+                        break;
+                    }
+                    for message in inbox.drain(..) {
                         self.handle(message);
                     }
                 }
             }
         }
-        self.finish().await
+        self.finish()
     }
 
     /// Starts ready nodes until the cap is reached or the queue is empty.
     fn start_ready(&mut self) {
-        if self.stopped {
-            return;
-        }
         let shared = Arc::clone(&self.shared);
         let nodes = shared.plan.nodes();
-        while let Some(i) = self.ready.pop() {
+        while !self.stopped {
+            let Some(i) = self.ready.pop() else { break };
             if self.status[i as usize] != Status::Ready {
                 continue;
             }
@@ -200,23 +215,89 @@ impl<'a> Coordinator<'a> {
                 self.ready.unpop(i, self.priority[i as usize]);
                 break;
             }
-            let mode = if node.action == Action::NoOp {
-                TaskMode::Reread
-            } else {
-                self.emit(|| Event::StepStarted {
-                    id: node.step.id.clone(),
-                    kind: node.step.kind.name().to_owned(),
-                    action: node.action.clone(),
-                });
-                TaskMode::Change {
-                    reread_secrets: reread,
+            match start::decide(&shared, i, reread) {
+                Start::Complete(outputs) => {
+                    self.counts.unchanged += 1;
+                    self.complete(i, outputs);
                 }
-            };
-            self.status[i as usize] = Status::Running;
-            self.running += 1;
-            let task = tokio::spawn(step_task(Arc::clone(&shared), i, mode));
-            self.tasks[i as usize] = Some((task, Instant::now()));
+                Start::Unchanged(outputs) => {
+                    self.emit_started(i);
+                    self.counts.unchanged += 1;
+                    self.emit(|| Event::StepSucceeded {
+                        id: node.step.id.clone(),
+                        action: node.action.clone(),
+                        changed: false,
+                        duration: Duration::ZERO,
+                        outputs: outputs.redacted(),
+                    });
+                    self.complete(i, outputs);
+                }
+                Start::Fail(error) => {
+                    self.emit_started(i);
+                    self.fail(i, error, Duration::ZERO);
+                }
+                Start::Journal(intent, mode) => {
+                    self.status[i as usize] = Status::Journaling;
+                    self.running += 1;
+                    shared.journal.queue_for_coordinator(Record {
+                        id: node.step.id.clone(),
+                        kind: intent,
+                    });
+                    self.journaling.push_back((i, mode));
+                }
+                Start::Spawn(mode) => {
+                    self.running += 1;
+                    self.spawn(i, mode);
+                }
+            }
         }
+    }
+
+    /// Spawns node `i`'s task (already counted in `running`).
+    fn spawn(&mut self, i: u32, mode: TaskMode) {
+        if !matches!(mode, TaskMode::Reread) {
+            self.emit_started(i);
+        }
+        self.status[i as usize] = Status::Running;
+        let task = tokio::spawn(step_task(Arc::clone(&self.shared), i, mode));
+        self.tasks[i as usize] = Some((task, Instant::now()));
+    }
+
+    fn emit_started(&self, i: u32) {
+        self.emit(|| {
+            let node = &self.shared.plan.nodes()[i as usize];
+            Event::StepStarted {
+                id: node.step.id.clone(),
+                kind: node.step.kind.name().to_owned(),
+                action: node.action.clone(),
+            }
+        });
+    }
+
+    /// The writer's word on the next `count` intents the coordinator queued.
+    fn intents(&mut self, count: usize, durable: bool) {
+        for _ in 0..count {
+            let Some((i, mode)) = self.journaling.pop_front() else {
+                break;
+            };
+            // A node skipped meanwhile (cancellation, fail-fast) is no longer counted.
+            if self.status[i as usize] != Status::Journaling {
+                continue;
+            }
+            if durable {
+                self.spawn(i, mode);
+            } else {
+                self.running -= 1;
+                self.emit_started(i);
+                self.journal_down(i, Duration::ZERO);
+            }
+        }
+    }
+
+    fn journal_down(&mut self, i: u32, duration: Duration) {
+        let error = "the state journal could not be written".to_owned();
+        self.fail(i, error, duration);
+        self.stop_starting();
     }
 
     /// Whether a changing dependent consumes a secret of node `i` that its recorded outputs
@@ -286,6 +367,7 @@ impl<'a> Coordinator<'a> {
                 self.running -= 1;
                 self.finished(node, result, duration);
             }
+            Message::Intents { count, durable } => self.intents(count, durable),
             Message::Vanished { node } => {
                 let duration = self.tasks[node as usize]
                     .take()
@@ -303,7 +385,7 @@ impl<'a> Coordinator<'a> {
                         error: error.clone(),
                     },
                 };
-                self.acks.push(self.shared.journal.submit(record));
+                self.shared.journal.queue(record);
                 self.fail(node, error, duration);
             }
         }
@@ -344,14 +426,7 @@ impl<'a> Coordinator<'a> {
                 self.complete(i, outputs);
             }
             StepResult::Failed(error) => self.fail(i, error, duration),
-            StepResult::JournalDown => {
-                self.fail(
-                    i,
-                    "the state journal could not be written".to_owned(),
-                    duration,
-                );
-                self.stop_starting();
-            }
+            StepResult::JournalDown => self.journal_down(i, duration),
         }
     }
 
@@ -412,11 +487,18 @@ impl<'a> Coordinator<'a> {
         self.stack = stack;
     }
 
+    /// Skips every node whose provider call has not started. A node whose intent is queued
+    /// stays an intent without a result: the next run observes it before acting.
     fn skip_unstarted(&mut self, reason: SkipReason) {
         self.ready.drain();
         for i in 0..self.status.len() as u32 {
-            if matches!(self.status[i as usize], Status::Waiting | Status::Ready) {
-                self.skip(i, reason.clone());
+            match self.status[i as usize] {
+                Status::Waiting | Status::Ready => self.skip(i, reason.clone()),
+                Status::Journaling => {
+                    self.running -= 1;
+                    self.skip(i, reason.clone());
+                }
+                _ => {}
             }
         }
     }
@@ -455,7 +537,7 @@ impl<'a> Coordinator<'a> {
         }
     }
 
-    async fn finish(mut self) -> RunReport {
+    fn finish(mut self) -> RunReport {
         // Defensive: with a valid plan every node has settled by now.
         if self.status.contains(&Status::Waiting) {
             debug_assert!(
@@ -463,10 +545,6 @@ impl<'a> Coordinator<'a> {
                 "nodes left waiting in a run that did not stop"
             );
             self.skip_unstarted(SkipReason::FailFast);
-        }
-        for ack in self.acks.drain(..) {
-            // A refused record is reported by the journal writer itself.
-            let _ = ack.await;
         }
         let outcome = if self.cancelling {
             Outcome::Cancelled

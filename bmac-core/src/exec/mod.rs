@@ -38,6 +38,8 @@ mod error;
 mod journal;
 mod report;
 mod retry;
+mod shared;
+mod start;
 mod step_task;
 mod topology;
 
@@ -61,7 +63,7 @@ use crate::state::{LockRequest, StateStore};
 
 use coordinator::{Coordinator, Settings};
 use journal::Journal;
-use step_task::Shared;
+use shared::Shared;
 use topology::Topology;
 
 /// What happens to the rest of the run when a step fails.
@@ -221,6 +223,7 @@ impl Executor {
         }
         let (journal, queue) = Journal::channel();
         let (messages, inbox) = mpsc::unbounded_channel();
+        let to_coordinator = messages.clone();
         let shared = Arc::new(Shared::new(
             plan,
             self.providers.clone(),
@@ -240,7 +243,10 @@ impl Executor {
             events: self.events.as_ref(),
         };
         let coordinator = Coordinator::new(shared, topology, settings);
-        let (report, failure) = tokio::join!(coordinator.run(inbox), journal::write(store, queue));
+        let (report, failure) = tokio::join!(
+            coordinator.run(inbox),
+            journal::write(store, queue, to_coordinator)
+        );
         match failure {
             Some(source) => Err(ExecError::Journal {
                 source: Box::new(source),

@@ -114,6 +114,12 @@ impl Attempts<'_> {
         let mut rng: Option<SmallRng> = None;
         let mut attempt = 1u32;
         loop {
+            if self.cancel.is_cancelled() {
+                // No new provider call starts once the run is cancelled.
+                return Err(ProviderError::permanent(
+                    "cancelled before the provider call started",
+                ));
+            }
             let ctx = StepContext {
                 cancel: self.cancel.clone(),
                 attempt,
@@ -129,10 +135,7 @@ impl Attempts<'_> {
                 Ok(value) => return Ok(value),
                 Err(e) => e,
             };
-            if !error.is_retryable()
-                || attempt >= self.policy.max_attempts
-                || self.cancel.is_cancelled()
-            {
+            if !error.is_retryable() || attempt >= self.policy.max_attempts {
                 return Err(error);
             }
             let rng = rng.get_or_insert_with(|| SmallRng::seed_from_u64(self.seed));

@@ -5,7 +5,12 @@
 //! [`Shared`] (outputs are write-once slots the coordinator fills before it starts any
 //! dependent), talks to its provider, appends to the journal, and reports. Its order of work
 //! is fixed by the durability rule: an `Intent` record is durable before a provider call, the
-//! result (`Applied`, `Destroyed`, `Failed`) is appended after it.
+//! result (`Applied`, `Destroyed`, `Failed`) is queued after it (see [`Call::record`] for why
+//! the task need not wait for that one).
+//!
+//! Usually the coordinator has already resolved the inputs and journaled the first intent
+//! ([`TaskMode::Journaled`], see `start.rs`): the task makes that call — for a Replace, the
+//! destroy, then the create under its own intent. Otherwise ([`TaskMode::Converge`]):
 //!
 //! - Create / Update / Replace: resolve inputs; if the step is *in doubt* (a crash or failure
 //!   left an intent without a result), `observe` first: present as desired → adopt it
@@ -21,141 +26,23 @@
 //! `Drop`, so the coordinator never waits for a message that cannot come.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use crate::plan::{Action, Plan, PlanNode};
+use crate::plan::{Action, PlanNode};
 use crate::provider::{
     ApplyRequest, DestroyRequest, ObserveRequest, Observed, Prior, Provider, ProviderError,
-    Providers,
 };
 use crate::state::{Operation, Record, RecordKind};
-use crate::step::{Fingerprint, Inputs, Outputs, Step, StepId};
+use crate::step::{Fingerprint, Inputs, Outputs, Step};
 
-use super::journal::Journal;
-use super::retry::{step_seed, Attempts, RetryPolicy};
-
-/// What the coordinator shares with its tasks for the length of one run.
-pub(crate) struct Shared {
-    /// The plan being run.
-    pub(crate) plan: Plan,
-    /// Provider routing.
-    pub(crate) providers: Providers,
-    /// Outputs of finished nodes, unredacted; each slot is written once, before any dependent
-    /// of the node starts.
-    pub(crate) outputs: Box<[OnceLock<Outputs>]>,
-    /// To the coordinator.
-    pub(crate) messages: mpsc::UnboundedSender<Message>,
-    /// To the journal writer.
-    pub(crate) journal: Journal,
-    /// Retry policy.
-    pub(crate) retry: RetryPolicy,
-    /// Per-attempt timeout.
-    pub(crate) step_timeout: Duration,
-    /// Jitter seed.
-    pub(crate) seed: u64,
-    /// Cancelled when the run is asked to stop; handed to providers.
-    pub(crate) cancel: CancellationToken,
-    /// Step id → node index, built only if an input references a step that is not a direct
-    /// dependency (deletions, whose edges are reversed).
-    index: OnceLock<HashMap<StepId, u32>>,
-}
-
-impl Shared {
-    /// Run-scoped data for `plan`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        plan: Plan,
-        providers: Providers,
-        messages: mpsc::UnboundedSender<Message>,
-        journal: Journal,
-        retry: RetryPolicy,
-        step_timeout: Duration,
-        seed: u64,
-        cancel: CancellationToken,
-    ) -> Self {
-        let outputs = (0..plan.len()).map(|_| OnceLock::new()).collect();
-        Shared {
-            plan,
-            providers,
-            outputs,
-            messages,
-            journal,
-            retry,
-            step_timeout,
-            seed,
-            cancel,
-            index: OnceLock::new(),
-        }
-    }
-
-    fn index_of(&self, id: &StepId) -> Option<u32> {
-        self.index
-            .get_or_init(|| {
-                self.plan
-                    .nodes()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| (n.step.id.clone(), i as u32))
-                    .collect()
-            })
-            .get(id)
-            .copied()
-    }
-}
-
-/// What a task tells the coordinator.
-#[derive(Debug)]
-pub(crate) enum Message {
-    /// A retryable error; the next attempt follows after `delay`.
-    Retrying {
-        node: u32,
-        attempt: u32,
-        delay: Duration,
-        error: String,
-    },
-    /// The task is done.
-    Finished {
-        node: u32,
-        result: StepResult,
-        duration: Duration,
-    },
-    /// The task ended without reporting (panic or abort).
-    Vanished { node: u32 },
-}
-
-/// How a step ended.
-#[derive(Debug)]
-pub(crate) enum StepResult {
-    /// A provider call changed something; the outputs are unredacted.
-    Changed(Outputs),
-    /// Destroyed.
-    Destroyed,
-    /// Nothing to do; outputs as recorded (or re-read).
-    Unchanged(Outputs),
-    /// In doubt, found existing as desired, adopted.
-    Adopted(Outputs),
-    /// Failed for good.
-    Failed(String),
-    /// The journal refused a record; the run must stop.
-    JournalDown,
-}
-
-/// What the coordinator asks of a task.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum TaskMode {
-    /// Bring the step to its planned action. `reread_secrets`: a changing dependent needs a
-    /// secret this step's recorded outputs hold only as a digest.
-    Change { reread_secrets: bool },
-    /// A planned no-op observed only to re-read its secrets.
-    Reread,
-}
+use super::retry::{step_seed, Attempts};
+use super::shared::{
+    prior_outputs, resolve_inputs, Message, Planned, Shared, StepResult, TaskMode,
+};
 
 /// Reports `Vanished` if the task is dropped before it reported.
 struct TaskGuard {
@@ -201,9 +88,16 @@ async fn execute(shared: &Shared, node: u32, mode: TaskMode) -> StepResult {
             step.kind, step.id
         ));
     };
-    let inputs = match resolve_inputs(shared, node) {
-        Ok(inputs) => inputs,
-        Err(message) => return StepResult::Failed(message),
+    let (inputs, journaled) = match mode {
+        TaskMode::Journaled { inputs, call } => (inputs, Ok(call)),
+        TaskMode::Converge { reread_secrets } => match resolve_inputs(shared, node) {
+            Ok(inputs) => (inputs, Err(Some(reread_secrets))),
+            Err(message) => return StepResult::Failed(message),
+        },
+        TaskMode::Reread => match resolve_inputs(shared, node) {
+            Ok(inputs) => (inputs, Err(None)),
+            Err(message) => return StepResult::Failed(message),
+        },
     };
     let call = Call {
         shared,
@@ -218,63 +112,26 @@ async fn execute(shared: &Shared, node: u32, mode: TaskMode) -> StepResult {
             seed: step_seed(shared.seed, node),
         },
     };
-    match (mode, &plan_node.action) {
-        (TaskMode::Reread, _) => call.reread(plan_node.prior.as_ref()).await,
-        (TaskMode::Change { .. }, Action::NoOp) => StepResult::Unchanged(prior_outputs(plan_node)),
-        (TaskMode::Change { .. }, Action::Delete) => call.delete(plan_node.prior.as_ref()).await,
-        (TaskMode::Change { reread_secrets }, _) => call.converge(plan_node, reread_secrets).await,
-    }
-}
-
-/// The outputs a node's last apply recorded (empty when it has none).
-pub(crate) fn prior_outputs(node: &PlanNode) -> Outputs {
-    node.prior
-        .as_ref()
-        .map(|p| p.outputs.clone())
-        .unwrap_or_default()
-}
-
-/// Resolves a node's inputs from finished upstream outputs. A deletion resolves from what the
-/// referenced steps last recorded, since its edges run the other way.
-fn resolve_inputs(shared: &Shared, node: u32) -> Result<Inputs, String> {
-    let nodes = shared.plan.nodes();
-    let this = &nodes[node as usize];
-    let mut inputs = Inputs::default();
-    for (name, reference) in &this.step.inputs {
-        let direct = this
-            .deps
-            .iter()
-            .copied()
-            .find(|&d| nodes[d as usize].step.id == reference.step);
-        let source = match direct.or_else(|| shared.index_of(&reference.step)) {
-            Some(source) => source as usize,
-            None => {
-                return Err(format!(
-                    "step `{}`: input `{name}` references `{reference}`, but step `{}` is not in the plan",
-                    this.step.id, reference.step
-                ))
+    let prior = plan_node.prior.as_ref();
+    match journaled {
+        Ok(Planned::Apply(fingerprint)) => call.call_apply(prior, fingerprint).await,
+        Ok(Planned::Replace(fingerprint)) => {
+            if let Some(old) = prior {
+                if let Err(result) = call.call_destroy(old).await {
+                    return result;
+                }
             }
-        };
-        let outputs = if this.action == Action::Delete {
-            nodes[source].prior.as_ref().map(|p| &p.outputs)
-        } else {
-            shared.outputs[source].get()
-        };
-        let Some(outputs) = outputs else {
-            return Err(format!(
-                "step `{}`: input `{name}` references `{reference}`, but step `{}` has not run before it",
-                this.step.id, reference.step
-            ));
-        };
-        let Some(value) = outputs.get(&reference.output) else {
-            return Err(format!(
-                "step `{}`: input `{name}` references output `{}` of step `{}`, which has no such output",
-                this.step.id, reference.output, reference.step
-            ));
-        };
-        inputs.0.insert(name.clone(), value.clone());
+            Box::pin(call.apply(None, fingerprint)).await
+        }
+        Ok(Planned::Delete) => call.delete(prior, true).await,
+        // The rarer paths are boxed so that the common one keeps the task small.
+        Err(None) => Box::pin(call.reread(prior)).await,
+        Err(Some(reread_secrets)) => match &plan_node.action {
+            Action::NoOp => StepResult::Unchanged(prior_outputs(plan_node)),
+            Action::Delete => Box::pin(call.delete(prior, false)).await,
+            _ => Box::pin(call.converge(plan_node, reread_secrets)).await,
+        },
     }
-    Ok(inputs)
 }
 
 /// Whether what exists matches what is desired: every field of the desired config (recursively
@@ -322,6 +179,8 @@ impl Call<'_> {
         }
     }
 
+    /// Appends a record that a provider call depends on (an intent) and waits until it is
+    /// durable.
     async fn journal(&self, kind: RecordKind) -> Result<(), StepResult> {
         let record = Record {
             id: self.step.id.clone(),
@@ -332,6 +191,19 @@ impl Call<'_> {
             .append(record)
             .await
             .map_err(|_| StepResult::JournalDown)
+    }
+
+    /// Queues a record of a call's result without waiting for it. Safe because the writer
+    /// is first-in first-out: anything a later provider call depends on — this step's next
+    /// intent, or a dependent's intent, which can only be queued after this step reports —
+    /// is acknowledged only after this record is durable, and a failed write refuses all
+    /// that follows. The run itself returns only once the writer has flushed everything.
+    fn record(&self, kind: RecordKind) {
+        let record = Record {
+            id: self.step.id.clone(),
+            kind,
+        };
+        self.shared.journal.queue(record);
     }
 
     async fn observe(&self, prior: Option<&Prior>) -> Result<Observed, ProviderError> {
@@ -401,12 +273,11 @@ impl Call<'_> {
             fingerprint,
             outputs: outputs.redacted(),
         };
-        match self.journal(applied).await {
-            Ok(()) => StepResult::Adopted(outputs),
-            Err(result) => result,
-        }
+        self.record(applied);
+        StepResult::Adopted(outputs)
     }
 
+    /// Journals the intent, then applies.
     async fn apply(&self, prior: Option<&Prior>, fingerprint: Fingerprint) -> StepResult {
         let intent = RecordKind::Intent {
             op: Operation::Apply,
@@ -415,6 +286,11 @@ impl Call<'_> {
         if let Err(result) = self.journal(intent).await {
             return result;
         }
+        self.call_apply(prior, fingerprint).await
+    }
+
+    /// Applies (its intent is durable) and queues the result.
+    async fn call_apply(&self, prior: Option<&Prior>, fingerprint: Fingerprint) -> StepResult {
         let (provider, step, inputs) = (self.provider, self.step, self.inputs);
         let outcome = self
             .attempts
@@ -434,27 +310,30 @@ impl Call<'_> {
             .await;
         match outcome {
             Ok(outputs) => {
-                let applied = RecordKind::Applied {
+                self.record(RecordKind::Applied {
                     step: step.clone(),
                     fingerprint,
                     outputs: outputs.redacted(),
-                };
-                match self.journal(applied).await {
-                    Ok(()) => StepResult::Changed(outputs),
-                    Err(result) => result,
-                }
+                });
+                StepResult::Changed(outputs)
             }
-            Err(e) => self.failed(describe(&e)).await,
+            Err(e) => self.failed(describe(&e)),
         }
     }
 
-    /// Destroys what `prior` describes; `Err` carries the step's result on failure.
+    /// Journals the intent, then destroys what `prior` describes; `Err` carries the step's
+    /// result on failure.
     async fn destroy(&self, prior: &Prior) -> Result<(), StepResult> {
         let intent = RecordKind::Intent {
             op: Operation::Destroy,
             fingerprint: None,
         };
         self.journal(intent).await?;
+        self.call_destroy(prior).await
+    }
+
+    /// Destroys (its intent is durable) and queues the result.
+    async fn call_destroy(&self, prior: &Prior) -> Result<(), StepResult> {
         let (provider, step, inputs) = (self.provider, self.step, self.inputs);
         let outcome = self
             .attempts
@@ -473,19 +352,28 @@ impl Call<'_> {
             )
             .await;
         match outcome {
-            Ok(()) => self.journal(RecordKind::Destroyed).await,
-            Err(e) => Err(self.failed(describe(&e)).await),
+            Ok(()) => {
+                self.record(RecordKind::Destroyed);
+                Ok(())
+            }
+            Err(e) => Err(self.failed(describe(&e))),
         }
     }
 
-    async fn delete(&self, prior: Option<&Prior>) -> StepResult {
+    /// Destroys a step planned for deletion (`journaled`: its intent is already durable).
+    async fn delete(&self, prior: Option<&Prior>, journaled: bool) -> StepResult {
         let Some(prior) = prior else {
             return StepResult::Failed(format!(
                 "step `{}` is planned for deletion but state has no record of what was applied",
                 self.step.id
             ));
         };
-        match self.destroy(prior).await {
+        let destroyed = if journaled {
+            self.call_destroy(prior).await
+        } else {
+            self.destroy(prior).await
+        };
+        match destroyed {
             Ok(()) => StepResult::Destroyed,
             Err(result) => result,
         }
@@ -514,15 +402,10 @@ impl Call<'_> {
         StepResult::Unchanged(outputs)
     }
 
-    async fn failed(&self, error: String) -> StepResult {
-        match self
-            .journal(RecordKind::Failed {
-                error: error.clone(),
-            })
-            .await
-        {
-            Ok(()) => StepResult::Failed(error),
-            Err(result) => result,
-        }
+    fn failed(&self, error: String) -> StepResult {
+        self.record(RecordKind::Failed {
+            error: error.clone(),
+        });
+        StepResult::Failed(error)
     }
 }

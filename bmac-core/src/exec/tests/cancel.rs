@@ -124,3 +124,60 @@ async fn cancellation_cuts_a_retry_wait_short() {
         ["intent:apply", "failed:throttled"]
     );
 }
+
+/// A store whose appends take a second (a slow remote backend).
+struct SlowDisk(MemoryStore);
+
+#[async_trait::async_trait]
+impl crate::state::StateStore for SlowDisk {
+    async fn load(&self) -> Result<crate::state::Loaded, crate::state::StateError> {
+        self.0.load().await
+    }
+    async fn append(
+        &self,
+        records: &[crate::state::Record],
+    ) -> Result<u64, crate::state::StateError> {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.0.append(records).await
+    }
+    async fn lock(
+        &self,
+        request: crate::state::LockRequest,
+    ) -> Result<crate::state::LockInfo, crate::state::StateError> {
+        self.0.lock(request).await
+    }
+    async fn unlock(&self, id: &str) -> Result<(), crate::state::StateError> {
+        self.0.unlock(id).await
+    }
+    async fn lock_info(&self) -> Result<Option<crate::state::LockInfo>, crate::state::StateError> {
+        self.0.lock_info().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn steps_whose_intent_is_still_being_written_do_not_start_after_cancellation() {
+    let provider = TestProvider::new();
+    let mut plan = PlanBuilder::new();
+    plan.create("a", &[]).create("b", &[]);
+    let token = CancellationToken::new();
+    cancel_after(&token, Duration::from_millis(500));
+    let store = SlowDisk(MemoryStore::new());
+    let (result, events) = run(
+        executor(&provider).cancel_token(token),
+        plan.build(),
+        &store,
+    )
+    .await;
+    let report = result.unwrap();
+    assert_eq!(report.outcome, Outcome::Cancelled);
+    assert!(provider.calls().is_empty(), "{:?}", provider.calls());
+    assert_eq!(report.skip_reason("a"), Some(&SkipReason::Cancelled));
+    assert_eq!(report.skip_reason("b"), Some(&SkipReason::Cancelled));
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, Event::StepStarted { .. })));
+    // The intents were written: next time both are in doubt and observed first.
+    assert_eq!(journal_of(&store.0, "a"), ["intent:apply"]);
+    assert!(store.0.state().steps[&id("a")].in_doubt);
+    assert!(store.0.current_lock().is_none());
+}

@@ -77,3 +77,29 @@ async fn keep_going_runs_independent_branches_and_skips_dependents_of_the_failur
     assert_eq!(events_of(&events, "last"), ["skipped"]);
     assert!(!events.iter().any(|e| matches!(e, Event::Cancelling { .. })));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_provider_fails_its_step_and_is_journaled() {
+    let provider = TestProvider::new();
+    provider.edit("buggy", |s| s.panic = true);
+    let mut plan = PlanBuilder::new();
+    plan.create("buggy", &[])
+        .create("fine", &[])
+        .create("after_buggy", &["buggy"]);
+    let store = MemoryStore::new();
+    let exec = executor(&provider).failure_policy(FailurePolicy::KeepGoing);
+    let (report, _) = run_ok(exec, plan.build(), &store).await;
+    let failure = report.failure("buggy").expect("buggy failed");
+    assert!(failure.error.contains("panicked"), "{}", failure.error);
+    assert_eq!(journal_of(&store, "buggy")[0], "intent:apply");
+    assert!(journal_of(&store, "buggy")[1].starts_with("failed:"));
+    assert!(store.state().steps[&id("buggy")].in_doubt);
+    assert_eq!(report.counts.succeeded, 1);
+    assert_eq!(
+        report.skip_reason("after_buggy"),
+        Some(&SkipReason::DependencyFailed {
+            dependency: id("buggy")
+        })
+    );
+    assert!(store.current_lock().is_none());
+}

@@ -39,6 +39,8 @@ pub struct Script {
     pub observe: Option<Observed>,
     /// The provider's duration estimate.
     pub expected: Option<Duration>,
+    /// Apply panics (a provider bug).
+    pub panic: bool,
 }
 
 /// Which provider method.
@@ -208,6 +210,9 @@ impl Provider for TestProvider {
             *n += 1;
             *n
         };
+        if script.panic {
+            panic!("provider bug in {id}");
+        }
         if script.fail_permanent {
             return Err(ProviderError::permanent("permission denied"));
         }
@@ -266,9 +271,11 @@ pub fn step(name: &str) -> Step {
 }
 
 /// Builds sealed plans by hand.
+#[derive(Clone)]
 pub struct PlanBuilder {
     state: StateRef,
     nodes: Vec<PlanNode>,
+    index: HashMap<String, u32>,
 }
 
 impl PlanBuilder {
@@ -280,6 +287,7 @@ impl PlanBuilder {
                 serial: 0,
             },
             nodes: Vec::new(),
+            index: HashMap::new(),
         }
     }
 
@@ -291,14 +299,15 @@ impl PlanBuilder {
                 serial: state.serial,
             },
             nodes: Vec::new(),
+            index: HashMap::new(),
         }
     }
 
     fn index(&self, name: &str) -> u32 {
-        self.nodes
-            .iter()
-            .position(|n| n.step.id.as_str() == name)
-            .unwrap_or_else(|| panic!("{name} not added yet")) as u32
+        *self
+            .index
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} not added yet"))
     }
 
     /// Adds a node with `action`, depending on earlier nodes `deps`.
@@ -308,6 +317,7 @@ impl PlanBuilder {
             s = s.depends_on(id(d));
         }
         let deps = deps.iter().map(|d| self.index(d)).collect();
+        self.index.insert(name.to_owned(), self.nodes.len() as u32);
         self.nodes.push(PlanNode {
             step: s,
             action,

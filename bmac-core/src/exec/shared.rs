@@ -1,0 +1,205 @@
+//! What one run's coordinator and its step tasks share, and the messages between them.
+//!
+//! [`Shared`] is created once per run and handed to every task in an `Arc`: the plan, provider
+//! routing, retry settings, the journal handle, the run's step cancellation, and one
+//! write-once output slot per node. Only the coordinator writes a slot, when the node
+//! finishes and before any dependent starts, so tasks read their inputs without locks. Tasks
+//! answer with [`Message`]s; nothing else flows back.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::plan::{Action, Plan, PlanNode};
+use crate::provider::Providers;
+use crate::step::{Fingerprint, Inputs, Outputs, StepId};
+
+use super::journal::Journal;
+use super::retry::RetryPolicy;
+
+/// What the coordinator shares with its tasks for the length of one run.
+pub(crate) struct Shared {
+    /// The plan being run.
+    pub(crate) plan: Plan,
+    /// Provider routing.
+    pub(crate) providers: Providers,
+    /// Outputs of finished nodes, unredacted; each slot is written once, before any dependent
+    /// of the node starts.
+    pub(crate) outputs: Box<[OnceLock<Outputs>]>,
+    /// To the coordinator.
+    pub(crate) messages: mpsc::UnboundedSender<Message>,
+    /// To the journal writer.
+    pub(crate) journal: Journal,
+    /// Retry policy.
+    pub(crate) retry: RetryPolicy,
+    /// Per-attempt timeout.
+    pub(crate) step_timeout: Duration,
+    /// Jitter seed.
+    pub(crate) seed: u64,
+    /// Cancelled when the run is asked to stop; handed to providers.
+    pub(crate) cancel: CancellationToken,
+    /// Step id → node index, built only if an input references a step that is not a direct
+    /// dependency (deletions, whose edges are reversed).
+    index: OnceLock<HashMap<StepId, u32>>,
+}
+
+impl Shared {
+    /// Run-scoped data for `plan`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        plan: Plan,
+        providers: Providers,
+        messages: mpsc::UnboundedSender<Message>,
+        journal: Journal,
+        retry: RetryPolicy,
+        step_timeout: Duration,
+        seed: u64,
+        cancel: CancellationToken,
+    ) -> Self {
+        let outputs = (0..plan.len()).map(|_| OnceLock::new()).collect();
+        Shared {
+            plan,
+            providers,
+            outputs,
+            messages,
+            journal,
+            retry,
+            step_timeout,
+            seed,
+            cancel,
+            index: OnceLock::new(),
+        }
+    }
+
+    fn index_of(&self, id: &StepId) -> Option<u32> {
+        self.index
+            .get_or_init(|| {
+                self.plan
+                    .nodes()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.step.id.clone(), i as u32))
+                    .collect()
+            })
+            .get(id)
+            .copied()
+    }
+}
+
+/// What a task tells the coordinator.
+#[derive(Debug)]
+pub(crate) enum Message {
+    /// A retryable error; the next attempt follows after `delay`.
+    Retrying {
+        node: u32,
+        attempt: u32,
+        delay: Duration,
+        error: String,
+    },
+    /// The task is done.
+    Finished {
+        node: u32,
+        result: StepResult,
+        duration: Duration,
+    },
+    /// The task ended without reporting (panic or abort).
+    Vanished { node: u32 },
+    /// From the journal writer: the next `count` intents the coordinator queued are durable
+    /// (or, if not `durable`, were refused).
+    Intents { count: usize, durable: bool },
+}
+
+/// How a step ended.
+#[derive(Debug)]
+pub(crate) enum StepResult {
+    /// A provider call changed something; the outputs are unredacted.
+    Changed(Outputs),
+    /// Destroyed.
+    Destroyed,
+    /// Nothing to do; outputs as recorded (or re-read).
+    Unchanged(Outputs),
+    /// In doubt, found existing as desired, adopted.
+    Adopted(Outputs),
+    /// Failed for good.
+    Failed(String),
+    /// The journal refused a record; the run must stop.
+    JournalDown,
+}
+
+/// What the coordinator asks of a task.
+#[derive(Debug)]
+pub(crate) enum TaskMode {
+    /// The coordinator resolved the inputs and journaled the intent of `call`: make the call.
+    Journaled { inputs: Inputs, call: Planned },
+    /// Resolve inputs, observe first if the step is in doubt, journal its own intents.
+    /// `reread_secrets`: a changing dependent needs a secret this step's recorded outputs hold
+    /// only as a digest.
+    Converge { reread_secrets: bool },
+    /// A planned no-op observed only to re-read its secrets.
+    Reread,
+}
+
+/// The provider call whose intent the coordinator journaled.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Planned {
+    /// Apply, aiming for this fingerprint (`Intent{Apply}` journaled).
+    Apply(Fingerprint),
+    /// Destroy the prior resource, then create (`Intent{Destroy}` journaled).
+    Replace(Fingerprint),
+    /// Destroy (`Intent{Destroy}` journaled).
+    Delete,
+}
+
+/// The outputs a node's last apply recorded (empty when it has none).
+pub(crate) fn prior_outputs(node: &PlanNode) -> Outputs {
+    node.prior
+        .as_ref()
+        .map(|p| p.outputs.clone())
+        .unwrap_or_default()
+}
+
+/// Resolves a node's inputs from finished upstream outputs. A deletion resolves from what the
+/// referenced steps last recorded, since its edges run the other way.
+pub(crate) fn resolve_inputs(shared: &Shared, node: u32) -> Result<Inputs, String> {
+    let nodes = shared.plan.nodes();
+    let this = &nodes[node as usize];
+    let mut inputs = Inputs::default();
+    for (name, reference) in &this.step.inputs {
+        let direct = this
+            .deps
+            .iter()
+            .copied()
+            .find(|&d| nodes[d as usize].step.id == reference.step);
+        let source = match direct.or_else(|| shared.index_of(&reference.step)) {
+            Some(source) => source as usize,
+            None => {
+                return Err(format!(
+                    "step `{}`: input `{name}` references `{reference}`, but step `{}` is not in the plan",
+                    this.step.id, reference.step
+                ))
+            }
+        };
+        let outputs = if this.action == Action::Delete {
+            nodes[source].prior.as_ref().map(|p| &p.outputs)
+        } else {
+            shared.outputs[source].get()
+        };
+        let Some(outputs) = outputs else {
+            return Err(format!(
+                "step `{}`: input `{name}` references `{reference}`, but step `{}` has not run before it",
+                this.step.id, reference.step
+            ));
+        };
+        let Some(value) = outputs.get(&reference.output) else {
+            return Err(format!(
+                "step `{}`: input `{name}` references output `{}` of step `{}`, which has no such output",
+                this.step.id, reference.output, reference.step
+            ));
+        };
+        inputs.0.insert(name.clone(), value.clone());
+    }
+    Ok(inputs)
+}
