@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::plan::{Action, Plan, PlanNode};
-use crate::provider::Providers;
+use crate::provider::{ObserveRequest, Observed, Providers, StepContext};
 use crate::step::{Fingerprint, Inputs, Outputs, StepId};
 
 use super::journal::Journal;
@@ -44,6 +44,10 @@ pub(crate) struct Shared {
     /// Step id → node index, built only if an input references a step that is not a direct
     /// dependency (deletions, whose edges are reversed).
     index: OnceLock<HashMap<StepId, u32>>,
+    /// Outputs re-read by observing a step whose secret a deletion needs (state keeps only
+    /// digests, and a deletion's upstream is deleted after it). Held across the observe, so
+    /// each step is observed once however many deletions need it.
+    reread: tokio::sync::Mutex<HashMap<u32, Outputs>>,
 }
 
 impl Shared {
@@ -71,6 +75,89 @@ impl Shared {
             seed,
             cancel,
             index: OnceLock::new(),
+            reread: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A deletion's inputs with every secret that state keeps only as a digest re-read from
+    /// the live resource of the step that produced it (see [`Shared::live_outputs`]).
+    pub(crate) async fn resolve_rereading(&self, node: u32) -> Result<Inputs, String> {
+        let mut inputs = resolve_inputs(self, node)?;
+        let this = &self.plan.nodes()[node as usize];
+        for (name, reference) in &this.step.inputs {
+            if inputs.get(name).is_some_and(|v| v.value().is_some()) {
+                continue;
+            }
+            let source = self.index_of(&reference.step).ok_or_else(|| {
+                format!(
+                    "step `{}`: `{}` is not in the plan",
+                    this.step.id, reference.step
+                )
+            })?;
+            let live = self.live_outputs(source).await?;
+            let value = live.get(&reference.output).cloned().ok_or_else(|| {
+                format!(
+                    "step `{}`: input `{name}`: step `{}` no longer reports output `{}`",
+                    this.step.id, reference.step, reference.output
+                )
+            })?;
+            inputs.0.insert(name.clone(), value);
+        }
+        Ok(inputs)
+    }
+
+    /// The live outputs of `source`, observed once per run. The source's own inputs come from
+    /// state; a source that itself needs a redacted secret cannot be re-read this way.
+    async fn live_outputs(&self, source: u32) -> Result<Outputs, String> {
+        let mut cache = self.reread.lock().await;
+        if let Some(outputs) = cache.get(&source) {
+            return Ok(outputs.clone());
+        }
+        let node = &self.plan.nodes()[source as usize];
+        let step = &node.step;
+        let provider = self.providers.for_kind(step.kind.name()).ok_or_else(|| {
+            format!(
+                "no provider serves kind `{}` (step `{}`)",
+                step.kind, step.id
+            )
+        })?;
+        let mut inputs = Inputs::default();
+        for (name, reference) in &step.inputs {
+            let value = self
+                .index_of(&reference.step)
+                .and_then(|i| self.plan.nodes()[i as usize].prior.as_ref())
+                .and_then(|p| p.outputs.get(&reference.output))
+                .filter(|v| v.value().is_some())
+                .ok_or_else(|| {
+                    format!(
+                        "cannot re-read the secrets of `{}`: its input `{name}` is not known",
+                        step.id
+                    )
+                })?;
+            inputs.0.insert(name.clone(), value.clone());
+        }
+        let ctx = StepContext {
+            cancel: self.cancel.clone(),
+            attempt: 1,
+        };
+        let observed = provider
+            .observe(ObserveRequest {
+                step,
+                inputs: &inputs,
+                prior: node.prior.as_ref(),
+                ctx: &ctx,
+            })
+            .await
+            .map_err(|e| format!("re-reading the secrets of `{}` failed: {e}", step.id))?;
+        match observed {
+            Observed::Present { outputs, .. } => {
+                cache.insert(source, outputs.clone());
+                Ok(outputs)
+            }
+            Observed::Absent => Err(format!(
+                "cannot re-read the secrets of `{}`: it no longer exists",
+                step.id
+            )),
         }
     }
 
@@ -140,6 +227,9 @@ pub(crate) enum TaskMode {
     Converge { reread_secrets: bool },
     /// A planned no-op observed only to re-read its secrets.
     Reread,
+    /// A deletion needing a secret that state keeps only as a digest: re-read it from the
+    /// step that produced it, then journal the intent and destroy.
+    DeleteRereading,
 }
 
 /// The provider call whose intent the coordinator journaled.

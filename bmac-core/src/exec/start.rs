@@ -44,6 +44,9 @@ pub(crate) fn decide(shared: &Shared, i: u32, reread: bool) -> Start {
                 Err(message) => return Start::Fail(message),
             };
             if *action == Action::Delete {
+                if inputs.0.values().any(|v| v.value().is_none()) {
+                    return Start::Spawn(TaskMode::DeleteRereading);
+                }
                 if node.prior.is_none() {
                     return Start::Fail(format!(
                         "step `{}` is planned for deletion but state has no record of what was applied",

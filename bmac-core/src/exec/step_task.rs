@@ -98,6 +98,11 @@ async fn execute(shared: &Shared, node: u32, mode: TaskMode) -> StepResult {
             Ok(inputs) => (inputs, Err(None)),
             Err(message) => return StepResult::Failed(message),
         },
+        // A deletion (its action is Delete) that journals its own intent once inputs are known.
+        TaskMode::DeleteRereading => match shared.resolve_rereading(node).await {
+            Ok(inputs) => (inputs, Err(Some(false))),
+            Err(message) => return StepResult::Failed(message),
+        },
     };
     let call = Call {
         shared,

@@ -8,7 +8,7 @@ use crate::event::Event;
 use crate::plan::Action;
 use crate::provider::Observed;
 use crate::state::{MemoryStore, RecordKind};
-use crate::step::Outputs;
+use crate::step::{Outputs, Ref};
 
 const SECRET: &str = "hunter2-very-secret";
 
@@ -147,4 +147,53 @@ async fn an_unchanged_dependent_does_not_trigger_a_reread() {
     let (report, _) = run_ok(executor(&provider), again.build(), &store).await;
     assert!(provider.calls_of(Op::Observe).is_empty());
     assert_eq!(report.counts.unchanged, 2);
+}
+
+#[tokio::test]
+async fn a_deletion_after_a_restart_rereads_the_secret_it_needs_once() {
+    let provider = TestProvider::new();
+    provider.edit("cluster", |s| {
+        s.outputs = Some(cluster_outputs());
+        s.observe = Some(Observed::Present {
+            config: config("cluster"),
+            outputs: cluster_outputs(),
+        });
+    });
+    let store = MemoryStore::new();
+    let mut first = PlanBuilder::new();
+    first
+        .create("cluster", &[])
+        .create("app", &[])
+        .input("app", "token", "cluster", "token")
+        .create("worker", &[])
+        .input("worker", "token", "cluster", "token");
+    run_ok(executor(&provider), first.build(), &store).await;
+
+    // A new process destroys everything: deletions run dependents first, so the cluster's
+    // token is known only as a digest when `app` and `worker` are deleted.
+    let state = store.state();
+    let mut destroy = PlanBuilder::against(&state);
+    destroy
+        .add("app", Action::Delete, &[])
+        .add("worker", Action::Delete, &[])
+        .add("cluster", Action::Delete, &["app", "worker"]);
+    for step in ["cluster", "app", "worker"] {
+        destroy.recorded(step, &state);
+    }
+    for step in ["app", "worker"] {
+        let node = destroy.node(step);
+        node.step = node.step.clone().input("token", Ref::new(id("cluster"), "token"));
+    }
+    let (report, events) = run_ok(executor(&provider), destroy.build(), &store).await;
+
+    assert_eq!(report.counts.succeeded, 3, "{report:?}");
+    assert_eq!(provider.count(Op::Observe, "cluster"), 1, "observed once for both");
+    for step in ["app", "worker"] {
+        assert_eq!(
+            provider.last(Op::Destroy, step).inputs.str("token"),
+            Some(SECRET)
+        );
+    }
+    assert!(store.state().steps.is_empty());
+    assert_no_secret(&events, &store);
 }
