@@ -183,6 +183,7 @@ async fn baseline_applies_converges_without_writes_and_destroys_cleanly() {
             namespace: app.clone(),
             name: "payments-api".into(),
             role_annotation: "eks.amazonaws.com/role-arn".into(),
+            role: None,
         },
     );
     run.set_input(

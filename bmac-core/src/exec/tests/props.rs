@@ -91,7 +91,7 @@ proptest! {
         let mut plan = PlanBuilder::new();
         let names: Vec<String> = (0..nodes.len()).map(|i| format!("n{i}")).collect();
         // `failing` is drawn sparse-ish: only every third flag counts.
-        let fails = |i: usize| failing[i] && i % 3 == 0;
+        let fails = |i: usize| failing[i] && i.is_multiple_of(3);
         for (i, (delay, deps)) in nodes.iter().enumerate() {
             let mut deps: Vec<&str> = deps.iter().map(|&d| names[d].as_str()).collect();
             deps.sort_unstable();
