@@ -60,7 +60,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
                 parallelism: *parallelism,
                 keep_going: *keep_going,
                 auto_approve: *auto_approve,
-                verb: "apply",
+                verb: report::Verb::Apply,
             };
             execute(&p, store, plan, &run, cli.output).await
         }
@@ -82,7 +82,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
                 parallelism: *parallelism,
                 keep_going: *keep_going,
                 auto_approve: *auto_approve,
-                verb: "destroy",
+                verb: report::Verb::Destroy,
             };
             execute(&p, store, plan, &run, cli.output).await
         }
@@ -237,7 +237,7 @@ struct RunOptions {
     parallelism: usize,
     keep_going: bool,
     auto_approve: bool,
-    verb: &'static str,
+    verb: report::Verb,
 }
 
 async fn execute(
@@ -253,15 +253,15 @@ async fn execute(
     if !plan.has_changes() {
         return Ok(exit::OK);
     }
-    if !run.auto_approve && !confirm(run.verb)? {
-        eprintln!("{} cancelled.", run.verb);
+    if !run.auto_approve && !confirm(run.verb.as_str())? {
+        eprintln!("{} cancelled.", run.verb.as_str());
         return Ok(exit::OK);
     }
     let cancel = CancellationToken::new();
     watch_ctrl_c(cancel.clone());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let changes = plan.nodes().iter().filter(|n| n.action.is_change()).count();
-    let reporter = tokio::spawn(report::consume(rx, output, changes));
+    let reporter = tokio::spawn(report::consume(rx, output, changes, run.verb));
     let executor = Executor::new(p.providers()?)
         .parallelism(run.parallelism)
         .failure_policy(if run.keep_going {

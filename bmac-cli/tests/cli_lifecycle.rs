@@ -172,6 +172,19 @@ fn human_apply_reports_each_step_and_a_summary() {
     let mut lines: Vec<_> = progress.lines().collect();
     lines.sort_unstable();
     assert_masked_snapshot!("apply_progress_sorted", lines.join("\n"));
+
+    // Destroy shows its plan (every step, `-`) and closes with its own summary line.
+    let out = sandbox.run_expecting(&["destroy", "--auto-approve"], 0);
+    let plan = text(&out.stdout);
+    assert_eq!(plan.matches(" will be destroyed\n").count(), STEPS);
+    assert_masked_snapshot!("destroy_plan", plan);
+    let progress = text(&out.stderr);
+    assert_eq!(progress.matches(": destroyed after ").count(), STEPS);
+    let last = progress.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("Destroy complete! 28 changed, 0 unchanged"),
+        "{progress}"
+    );
 }
 
 #[test]
