@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{events, text, Sandbox};
+use common::{events, text, unwrapped, Sandbox};
 
 #[test]
 fn a_valid_spec_validates_and_names_its_step_count() {
@@ -40,11 +40,7 @@ fn a_dependency_cycle_is_listed_in_order_with_the_edge_to_cut() {
     let err = text(&out.stderr);
     assert!(err.contains("bmac::plan::cycle"), "{err}");
     // miette wraps the message at 80 columns; unwrap it before looking for the whole cycle.
-    let message: String = err
-        .lines()
-        .map(|l| l.trim_start_matches([' ', '│', '×']).trim_end())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let message = unwrapped(&err);
     assert!(
         message.contains(
             "dependency cycle: namespace.ingest → namespace.store → namespace.serve → namespace.ingest"

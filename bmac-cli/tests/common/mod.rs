@@ -186,6 +186,18 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A miette report with its 80-column wrapping undone: every line's indentation and `│`
+/// gutter dropped and the lines joined by single spaces, so a message can be searched for
+/// whole wherever the renderer broke it.
+pub fn unwrapped(report: &str) -> String {
+    report
+        .lines()
+        .map(|l| l.trim_start_matches([' ', '│']).trim_end())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `--output json` lines as values; a line that is not JSON fails the test.
 pub fn events(stdout: &[u8]) -> Vec<Value> {
     text(stdout)
