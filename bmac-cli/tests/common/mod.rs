@@ -100,10 +100,11 @@ impl Sandbox {
         self.write_spec(&text.replacen(from, to, 1));
     }
 
-    /// `bmac ARGS…` in the sandbox (with `--spec bmac.toml` unless ARGS name a spec), with a
-    /// clean environment and an empty stdin that is not a terminal.
-    pub fn bmac(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::cargo_bin("bmac").expect("the bmac binary is built");
+    /// `bmac ARGS…` in the sandbox as a plain [`std::process::Command`] (for tests that
+    /// spawn it and signal it): `--spec bmac.toml` unless ARGS name a spec, and a clean
+    /// environment — no inherited `BMAC_*`, no colour, a fixed user name.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bmac"));
         cmd.current_dir(self.path());
         if !args.contains(&"--spec") {
             cmd.args(["--spec", "bmac.toml"]);
@@ -111,11 +112,17 @@ impl Sandbox {
         cmd.args(args)
             .env("NO_COLOR", "1")
             .env("COLUMNS", "100")
-            .env("USER", "tester")
-            .write_stdin("");
+            .env("USER", "tester");
         for var in BMAC_ENV {
             cmd.env_remove(var);
         }
+        cmd
+    }
+
+    /// [`Sandbox::command`] under assert_cmd, with an empty stdin that is not a terminal.
+    pub fn bmac(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::from_std(self.command(args));
+        cmd.write_stdin("");
         cmd
     }
 
