@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use bmac_core::event::{Event, Outcome, SkipReason};
+use bmac_core::event::{CancelReason, Event, Outcome, SkipReason};
 use bmac_core::plan::Action;
 use bmac_core::StepId;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -131,7 +131,7 @@ pub fn plain_line(e: &Event, verb: Verb) -> Option<String> {
             duration,
         } => format!("{id}: FAILED after {}: {error}", secs(*duration)),
         Event::StepSkipped { id, reason } => format!("{id}: skipped ({})", skip_text(reason)),
-        Event::Cancelling { reason } => format!("Stopping: {reason:?}"),
+        Event::Cancelling { reason } => format!("Stopping: {}.", stop_text(*reason)),
         Event::RunFinished {
             outcome,
             counts,
@@ -156,6 +156,16 @@ pub fn plain_line(e: &Event, verb: Verb) -> Option<String> {
             )
         }
     })
+}
+
+fn stop_text(reason: CancelReason) -> &'static str {
+    match reason {
+        CancelReason::StepFailed => {
+            "a step failed, so no new steps start (--keep-going builds what does not depend on it)"
+        }
+        CancelReason::Requested => "interrupted, so no new steps start",
+        CancelReason::GraceExpired => "the grace period ran out; running steps are abandoned",
+    }
 }
 
 fn skip_text(reason: &SkipReason) -> String {
