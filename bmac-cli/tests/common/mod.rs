@@ -133,7 +133,17 @@ impl Sandbox {
 
     /// Runs `bmac ARGS…`, asserting exit code `code`; returns the output.
     pub fn run_expecting(&self, args: &[&str], code: i32) -> Output {
-        let out = self.run(args);
+        self.run_with_env(args, &[], code)
+    }
+
+    /// Runs `bmac ARGS…` with extra environment variables (`BMAC_SIM_FAULTS`, …), asserting
+    /// exit code `code`; returns the output.
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)], code: i32) -> Output {
+        let mut cmd = self.bmac(args);
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        let out = cmd.output().expect("run bmac");
         assert_eq!(
             out.status.code(),
             Some(code),
