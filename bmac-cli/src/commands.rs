@@ -301,16 +301,20 @@ fn confirm(verb: &str) -> Result<bool> {
     Ok(answer.trim() == "yes")
 }
 
-/// First Ctrl-C: stop starting steps and let running ones finish (grace period). Second: quit
-/// at once — the journal already holds an intent for every running step, so the next apply
-/// observes them.
+/// First Ctrl-C: start no new steps and ask running calls to stop; the executor gives them a
+/// grace period to wind down (a provider may finish the call or abandon it — the sim abandons
+/// it, the change not made). Second: quit at once — the journal already holds an intent for
+/// every running step, so the next apply observes them (the lock stays behind: see
+/// `bmac state unlock`).
 fn watch_ctrl_c(cancel: CancellationToken) {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("Interrupted: finishing running steps (Ctrl-C again to quit now)…");
+            eprintln!(
+                "Interrupted: no new steps start; running steps are asked to stop (Ctrl-C again to quit now)…"
+            );
             cancel.cancel();
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("Quitting; `bmac apply` resumes from the journal.");
+                eprintln!("Quitting now. This run's lock stays behind: `bmac state list` shows its id, `bmac state unlock ID` releases it, then `bmac apply` resumes from the journal.");
                 std::process::exit(i32::from(exit::INTERRUPTED.0));
             }
         }

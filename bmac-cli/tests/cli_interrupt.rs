@@ -176,7 +176,11 @@ fn ctrl_c_stops_the_run_and_the_next_apply_finishes_it() {
     let run = apply_and_interrupt(&sandbox, Signal::SIGINT);
 
     assert_eq!(run.status.code(), Some(130), "stderr:\n{}", run.stderr);
-    assert!(run.stderr.contains("Interrupted"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Interrupted: no new steps start"),
+        "{}",
+        run.stderr
+    );
     assert!(
         run.events
             .iter()
