@@ -281,3 +281,40 @@ fn apply_and_destroy_refuse_to_prompt_without_a_terminal() {
     assert!(text(&out.stderr).contains("stdin is not a terminal"));
     assert_eq!(sandbox.state_ids().len(), STEPS, "nothing was destroyed");
 }
+
+#[test]
+fn a_cluster_change_rechecks_what_reads_its_outputs_and_changes_only_the_cluster() {
+    let sandbox = Sandbox::new("quickstart.toml");
+    sandbox.run_expecting(&["apply", "--auto-approve"], 0);
+    let before = sandbox.cloud_puts().len();
+    sandbox.edit_spec("version = \"1.30\"", "version = \"1.31\"");
+
+    // The plan cannot know the cluster's new outputs, so every step reading them is marked.
+    let plan = text(&sandbox.run_expecting(&["plan"], 0).stdout);
+    assert!(plan.contains(
+        "~ cluster (cluster) will be updated in place\n        ~ /version: \"1.30\" → \"1.31\"\n"
+    ));
+    let maybe = plan
+        .matches("(inputs from changing steps: known after apply)")
+        .count();
+    assert!(maybe > 10, "{plan}");
+    assert!(plan.ends_with(&format!(
+        "Plan: 0 to add, {} to change, 0 to destroy.\n",
+        maybe + 1
+    )));
+
+    // At apply time the outputs turn out the same: only the cluster changes.
+    let run = sandbox.apply_json();
+    let changed: Vec<_> = run
+        .iter()
+        .filter(|e| e["event"] == "step_succeeded" && e["changed"] == true)
+        .map(|e| e["id"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(changed, ["cluster"]);
+    let counts = &finished(&run)["counts"];
+    assert_eq!(counts["succeeded"], 1);
+    assert_eq!(counts["unchanged"], STEPS - 1);
+    let new_puts = &sandbox.cloud_puts()[before..];
+    assert_eq!(new_puts, [("cluster".to_owned(), 2)]);
+    sandbox.run_expecting(&["plan", "--detailed-exitcode"], 0);
+}
