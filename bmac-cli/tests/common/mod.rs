@@ -21,7 +21,8 @@ use assert_cmd::Command;
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// The `BMAC_*` variables a developer's shell may set; tests never inherit them.
+/// Variables a developer's shell may set that would change what bmac does or how it renders
+/// (`BMAC_*`, miette's `NO_GRAPHICS`, hyperlinks); tests never inherit them.
 const BMAC_ENV: &[&str] = &[
     "BMAC_SPEC",
     "BMAC_STATE_DIR",
@@ -109,6 +110,8 @@ impl Sandbox {
         if !args.contains(&"--spec") {
             cmd.args(["--spec", "bmac.toml"]);
         }
+        // COLUMNS is fixed for any renderer that reads it; miette measures the terminal
+        // instead, and a pipe has none, so its reports wrap at 80 columns.
         cmd.args(args)
             .env("NO_COLOR", "1")
             .env("COLUMNS", "100")
