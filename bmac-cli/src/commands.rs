@@ -63,7 +63,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
                 parallelism: *parallelism,
                 keep_going: *keep_going,
                 auto_approve: *auto_approve,
-                verb: "apply",
+                verb: report::Verb::Apply,
             };
             execute(&p, store, plan, &run, cli.output).await
         }
@@ -85,7 +85,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
                 parallelism: *parallelism,
                 keep_going: *keep_going,
                 auto_approve: *auto_approve,
-                verb: "destroy",
+                verb: report::Verb::Destroy,
             };
             execute(&p, store, plan, &run, cli.output).await
         }
@@ -251,7 +251,7 @@ struct RunOptions {
     parallelism: usize,
     keep_going: bool,
     auto_approve: bool,
-    verb: &'static str,
+    verb: report::Verb,
 }
 
 async fn execute(
@@ -267,15 +267,15 @@ async fn execute(
     if !plan.has_changes() {
         return Ok(exit::OK);
     }
-    if !run.auto_approve && !confirm(run.verb)? {
-        eprintln!("{} cancelled.", run.verb);
+    if !run.auto_approve && !confirm(run.verb.as_str())? {
+        eprintln!("{} cancelled.", run.verb.as_str());
         return Ok(exit::OK);
     }
     let cancel = CancellationToken::new();
     watch_ctrl_c(cancel.clone());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let changes = plan.nodes().iter().filter(|n| n.action.is_change()).count();
-    let reporter = tokio::spawn(report::consume(rx, output, changes));
+    let reporter = tokio::spawn(report::consume(rx, output, changes, run.verb));
     let executor = Executor::new(p.providers()?)
         .parallelism(run.parallelism)
         .failure_policy(if run.keep_going {
@@ -315,16 +315,20 @@ fn confirm(verb: &str) -> Result<bool> {
     Ok(answer.trim() == "yes")
 }
 
-/// First Ctrl-C: stop starting steps and let running ones finish (grace period). Second: quit
-/// at once — the journal already holds an intent for every running step, so the next apply
-/// observes them.
+/// First Ctrl-C: start no new steps and ask running calls to stop; the executor gives them a
+/// grace period to wind down (a provider may finish the call or abandon it — the sim abandons
+/// it, the change not made). Second: quit at once — the journal already holds an intent for
+/// every running step, so the next apply observes them (the lock stays behind: see
+/// `bmac state unlock`).
 fn watch_ctrl_c(cancel: CancellationToken) {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("Interrupted: finishing running steps (Ctrl-C again to quit now)…");
+            eprintln!(
+                "Interrupted: no new steps start; running steps are asked to stop (Ctrl-C again to quit now)…"
+            );
             cancel.cancel();
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("Quitting; `bmac apply` resumes from the journal.");
+                eprintln!("Quitting now. This run's lock stays behind: `bmac state list` shows its id, `bmac state unlock ID` releases it, then `bmac apply` resumes from the journal.");
                 std::process::exit(i32::from(exit::INTERRUPTED.0));
             }
         }

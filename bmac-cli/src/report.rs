@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use bmac_core::event::{Event, Outcome, SkipReason};
+use bmac_core::event::{CancelReason, Event, Outcome, SkipReason};
 use bmac_core::plan::Action;
 use bmac_core::StepId;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -14,8 +14,39 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::args::OutputFormat;
 
+/// Which command the run serves; the closing line names it ("Destroy complete!").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// `bmac apply`.
+    Apply,
+    /// `bmac destroy`.
+    Destroy,
+}
+
+impl Verb {
+    /// The command word: `apply`, `destroy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Apply => "apply",
+            Verb::Destroy => "destroy",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Verb::Apply => "Apply",
+            Verb::Destroy => "Destroy",
+        }
+    }
+}
+
 /// Drains events until the channel closes, showing them in the chosen format.
-pub async fn consume(mut events: UnboundedReceiver<Event>, format: OutputFormat, total: usize) {
+pub async fn consume(
+    mut events: UnboundedReceiver<Event>,
+    format: OutputFormat,
+    total: usize,
+    verb: Verb,
+) {
     match format {
         OutputFormat::Json => {
             while let Some(e) = events.recv().await {
@@ -27,7 +58,7 @@ pub async fn consume(mut events: UnboundedReceiver<Event>, format: OutputFormat,
             }
         }
         OutputFormat::Human if std::io::stderr().is_terminal() => {
-            let mut live = Live::new(total);
+            let mut live = Live::new(total, verb);
             while let Some(e) = events.recv().await {
                 live.event(&e);
             }
@@ -35,7 +66,7 @@ pub async fn consume(mut events: UnboundedReceiver<Event>, format: OutputFormat,
         }
         OutputFormat::Human => {
             while let Some(e) = events.recv().await {
-                if let Some(line) = plain_line(&e) {
+                if let Some(line) = plain_line(&e, verb) {
                     eprintln!("{line}");
                 }
             }
@@ -71,7 +102,7 @@ fn secs(d: Duration) -> String {
 }
 
 /// The one-line rendering of an event (None for events that print nothing).
-pub fn plain_line(e: &Event) -> Option<String> {
+pub fn plain_line(e: &Event, verb: Verb) -> Option<String> {
     Some(match e {
         Event::PlanReady { .. } => return None,
         Event::RunStarted { steps, parallelism } => {
@@ -100,16 +131,19 @@ pub fn plain_line(e: &Event) -> Option<String> {
             duration,
         } => format!("{id}: FAILED after {}: {error}", secs(*duration)),
         Event::StepSkipped { id, reason } => format!("{id}: skipped ({})", skip_text(reason)),
-        Event::Cancelling { reason } => format!("Stopping: {reason:?}"),
+        Event::Cancelling { reason } => format!("Stopping: {}.", stop_text(*reason)),
         Event::RunFinished {
             outcome,
             counts,
             duration,
         } => {
+            let (title, command) = (verb.title(), verb.as_str());
             let head = match outcome {
-                Outcome::Succeeded => "Apply complete!",
-                Outcome::Failed => "Apply failed.",
-                Outcome::Cancelled => "Apply cancelled; run `bmac apply` again to resume.",
+                Outcome::Succeeded => format!("{title} complete!"),
+                Outcome::Failed => format!("{title} failed."),
+                Outcome::Cancelled => {
+                    format!("{title} cancelled; run `bmac {command}` again to resume.")
+                }
             };
             format!(
                 "{head} {} changed, {} unchanged, {} adopted, {} failed, {} skipped in {}.",
@@ -122,6 +156,16 @@ pub fn plain_line(e: &Event) -> Option<String> {
             )
         }
     })
+}
+
+fn stop_text(reason: CancelReason) -> &'static str {
+    match reason {
+        CancelReason::StepFailed => {
+            "a step failed, so no new steps start (--keep-going builds what does not depend on it)"
+        }
+        CancelReason::Requested => "interrupted, so no new steps start",
+        CancelReason::GraceExpired => "the grace period ran out; running steps are abandoned",
+    }
 }
 
 fn skip_text(reason: &SkipReason) -> String {
@@ -137,10 +181,11 @@ struct Live {
     multi: MultiProgress,
     overall: ProgressBar,
     running: HashMap<StepId, ProgressBar>,
+    verb: Verb,
 }
 
 impl Live {
-    fn new(total: usize) -> Self {
+    fn new(total: usize, verb: Verb) -> Self {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let overall = multi.add(ProgressBar::new(total as u64));
         overall.set_style(
@@ -152,6 +197,7 @@ impl Live {
             multi,
             overall,
             running: HashMap::new(),
+            verb,
         }
     }
 
@@ -168,7 +214,7 @@ impl Live {
                 self.running.insert(id.clone(), bar);
             }
             Event::StepRetrying { id, .. } => {
-                if let (Some(bar), Some(line)) = (self.running.get(id), plain_line(e)) {
+                if let (Some(bar), Some(line)) = (self.running.get(id), plain_line(e, self.verb)) {
                     bar.set_message(line);
                 }
             }
@@ -179,13 +225,13 @@ impl Live {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
                 }
-                if let Some(line) = plain_line(e) {
+                if let Some(line) = plain_line(e, self.verb) {
                     let _ = self.multi.println(line);
                 }
                 self.overall.inc(1);
             }
             Event::RunFinished { .. } | Event::Cancelling { .. } => {
-                if let Some(line) = plain_line(e) {
+                if let Some(line) = plain_line(e, self.verb) {
                     let _ = self.multi.println(line);
                 }
             }
