@@ -175,17 +175,28 @@ fn drift_reports_an_edit_made_outside_bmac() {
     assert_eq!(moved[0]["fields"][0]["actual"], 7);
 }
 
-/// What the drift report promises: `bmac apply` puts back what the spec says. Today the
-/// planner diffs the spec against *state* only, never against what the provider observes, so
-/// after an edit outside bmac `apply` plans no change and the drift stays. Un-ignore when
-/// planning refreshes from the cloud (or `apply --refresh` exists).
+/// What the drift report promises: `bmac apply` puts back what the spec says (it refreshes
+/// from the cloud before planning), touching only the step that moved; with `--refresh=false`
+/// it plans against recorded state alone and sees nothing to do.
 #[test]
-#[ignore = "known gap: plan/apply do not refresh from the cloud, so drift is reported but not repaired"]
 fn apply_repairs_drift() {
     let sandbox = Sandbox::new("quickstart.toml");
     sandbox.run_expecting(&["apply", "--auto-approve"], 0);
     scale_workers_by_hand(&sandbox);
     sandbox.run_expecting(&["drift"], 2);
+    let blind = sandbox.run_expecting(&["plan", "--refresh=false", "--detailed-exitcode"], 0);
+    assert!(text(&blind.stdout).contains("No changes."));
+    let plan = sandbox.run_expecting(&["plan", "--detailed-exitcode"], 2);
+    assert!(
+        text(&plan.stdout).contains("~ node_pool.workers"),
+        "{}",
+        text(&plan.stdout)
+    );
+    assert!(
+        text(&plan.stdout).contains("/scaling/desired: 7 → 3"),
+        "{}",
+        text(&plan.stdout)
+    );
 
     let repaired = sandbox.apply_json();
     assert_eq!(ids(&repaired, "step_started"), ["node_pool.workers"]);

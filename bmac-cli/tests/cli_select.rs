@@ -103,12 +103,9 @@ fn a_mistyped_target_gets_a_suggestion_and_a_malformed_one_a_clear_error() {
 }
 
 /// `destroy --target cni` plans cni and its dependents (node pools, the policy engine, its
-/// policies, the manifest) and must leave the rest. Today the run fails on its first step:
-/// destroying `manifest.web-config` resolves its inputs, which reference
-/// `cluster.outputs.ca_data`, and `cluster` is not in the targeted plan ("step `cluster` is
-/// not in the plan"). Deletions should take references to steps outside the plan from state.
+/// policies, the manifest) and leaves the rest — including `cluster`, whose outputs (endpoint,
+/// credentials) those deletions read: the planner keeps it in the plan as a no-op.
 #[test]
-#[ignore = "known bug: a targeted destroy fails resolving inputs that reference steps outside the plan"]
 fn destroy_target_removes_the_step_and_its_dependents_only() {
     let sandbox = Sandbox::new("quickstart.toml");
     sandbox.run_expecting(&["apply", "--auto-approve"], 0);

@@ -472,3 +472,28 @@ fn a_step_never_applied_and_gone_from_the_spec_is_not_deleted() {
     let plan = Planner::new(vec![], &st).plan().unwrap();
     assert!(plan.is_empty());
 }
+
+#[test]
+fn a_targeted_destroy_keeps_the_steps_its_deletions_read_as_no_ops() {
+    let k = Kind::new("k");
+    let cluster = step("cluster", &k, json!({"name": "c"}));
+    let cni = step("cni", &k, json!({"plugin": "cilium"}))
+        .input("endpoint", Ref::new(id("cluster"), "name"));
+    let pool = step("node_pool.a", &k, json!({"size": 1}))
+        .depends_on(id("cni"))
+        .input("endpoint", Ref::new(id("cluster"), "name"));
+    let state = state([cluster.clone(), cni.clone(), pool.clone()]);
+    let plan = Planner::new(vec![cluster, cni, pool], &state)
+        .destroy()
+        .target(id("cni"))
+        .plan()
+        .unwrap();
+    assert_eq!(action(&plan, "cni"), Action::Delete);
+    assert_eq!(action(&plan, "node_pool.a"), Action::Delete);
+    assert_eq!(
+        action(&plan, "cluster"),
+        Action::NoOp,
+        "read, not destroyed"
+    );
+    assert_eq!(plan.summary().destroy, 2);
+}

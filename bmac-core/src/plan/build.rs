@@ -145,7 +145,8 @@ impl<'s> Planner<'s> {
         };
         let targets = resolve("target", &targets)?;
         let excludes = resolve("exclude", &excludes)?;
-        let keep = select(&graph, &targets, &excludes);
+        let mut keep = select(&graph, &targets, &excludes);
+        keep_input_sources(&steps, &index, &mut drafts, &mut keep);
         let order = match toposort(&graph, |v| keep[v.index()]) {
             Order::Sorted(order) => order,
             Order::Cycle(edges) => {
@@ -157,6 +158,38 @@ impl<'s> Planner<'s> {
             serial: state.serial,
         };
         Ok(Plan::seal(state_ref, seal(&graph, &order, steps, drafts)))
+    }
+}
+
+/// A kept deletion reads its inputs from what the steps that produced them recorded. When the
+/// selection leaves such a step out (`destroy --target` keeps a step's dependents, not what it
+/// depends on), the step stays in the plan as a no-op — there to be read, not destroyed.
+fn keep_input_sources(
+    steps: &[Step],
+    index: &HashMap<&StepId, NodeIndex>,
+    drafts: &mut [Draft<'_>],
+    keep: &mut [bool],
+) {
+    let mut sources: Vec<usize> = Vec::new();
+    for (v, draft) in drafts.iter().enumerate() {
+        if !keep[v] || draft.action != Action::Delete {
+            continue;
+        }
+        let step = match draft.origin {
+            Origin::Spec(i) => &steps[i],
+            Origin::Removed(applied) => &applied.step,
+        };
+        sources.extend(
+            step.inputs
+                .values()
+                .filter_map(|r| index.get(&r.step))
+                .map(|u| u.index())
+                .filter(|&u| !keep[u]),
+        );
+    }
+    for u in sources {
+        keep[u] = true;
+        drafts[u].action = Action::NoOp;
     }
 }
 

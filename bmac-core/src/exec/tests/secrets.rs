@@ -182,12 +182,19 @@ async fn a_deletion_after_a_restart_rereads_the_secret_it_needs_once() {
     }
     for step in ["app", "worker"] {
         let node = destroy.node(step);
-        node.step = node.step.clone().input("token", Ref::new(id("cluster"), "token"));
+        node.step = node
+            .step
+            .clone()
+            .input("token", Ref::new(id("cluster"), "token"));
     }
     let (report, events) = run_ok(executor(&provider), destroy.build(), &store).await;
 
     assert_eq!(report.counts.succeeded, 3, "{report:?}");
-    assert_eq!(provider.count(Op::Observe, "cluster"), 1, "observed once for both");
+    assert_eq!(
+        provider.count(Op::Observe, "cluster"),
+        1,
+        "observed once for both"
+    );
     for step in ["app", "worker"] {
         assert_eq!(
             provider.last(Op::Destroy, step).inputs.str("token"),
