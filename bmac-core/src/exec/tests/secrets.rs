@@ -35,6 +35,19 @@ fn assert_no_secret(events: &[Event], store: &MemoryStore) {
     }
 }
 
+/// A provider whose `cluster` returns the secret on apply and on observe.
+fn observable_cluster() -> std::sync::Arc<TestProvider> {
+    let provider = TestProvider::new();
+    provider.edit("cluster", |s| {
+        s.outputs = Some(cluster_outputs());
+        s.observe = Some(Observed::Present {
+            config: config("cluster"),
+            outputs: cluster_outputs(),
+        });
+    });
+    provider
+}
+
 #[tokio::test]
 async fn secrets_reach_dependents_but_never_the_journal_or_events() {
     let provider = TestProvider::new();
@@ -62,14 +75,7 @@ async fn secrets_reach_dependents_but_never_the_journal_or_events() {
 
 #[tokio::test]
 async fn after_a_restart_an_unchanged_upstream_is_observed_to_reread_its_secret() {
-    let provider = TestProvider::new();
-    provider.edit("cluster", |s| {
-        s.outputs = Some(cluster_outputs());
-        s.observe = Some(Observed::Present {
-            config: config("cluster"),
-            outputs: cluster_outputs(),
-        });
-    });
+    let provider = observable_cluster();
     let store = MemoryStore::new();
     let mut first = PlanBuilder::new();
     first
@@ -151,14 +157,7 @@ async fn an_unchanged_dependent_does_not_trigger_a_reread() {
 
 #[tokio::test]
 async fn a_deletion_after_a_restart_rereads_the_secret_it_needs_once() {
-    let provider = TestProvider::new();
-    provider.edit("cluster", |s| {
-        s.outputs = Some(cluster_outputs());
-        s.observe = Some(Observed::Present {
-            config: config("cluster"),
-            outputs: cluster_outputs(),
-        });
-    });
+    let provider = observable_cluster();
     let store = MemoryStore::new();
     let mut first = PlanBuilder::new();
     first
