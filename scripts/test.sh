@@ -35,5 +35,16 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
+step "The README's main job (the quickstart on the simulated cloud) and the Rust examples"
+job=$(mktemp -d)
+cp -r examples "$job/"
+cargo run -q --locked -p bmac-cli -- --spec "$job/examples/quickstart.toml" apply --auto-approve >"$job/apply.log" 2>&1 \
+  || { cat "$job/apply.log"; exit 1; }
+tail -n 1 "$job/apply.log"
+cargo run -q --locked -p bmac-cli -- --spec "$job/examples/quickstart.toml" plan --detailed-exitcode
+cargo run -q --locked -p bmac-providers --example embed >/dev/null
+cargo run -q --locked -p bmac-providers --example custom_step
+rm -rf "$job"
+
 step "cargo test (whole workspace)"
 cargo test --workspace --all-features --locked --no-fail-fast
