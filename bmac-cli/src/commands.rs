@@ -90,8 +90,11 @@ pub async fn run(cli: Cli) -> Result<Exit> {
             execute(&p, store, plan, &run, cli.output).await
         }
         Command::Graph { format } => {
+            // The graph marked with what an apply would do against the recorded state.
             let p = project()?;
-            let plan = planner(&p, &State::default(), &Selection::default())?.plan()?;
+            let store = p.store()?;
+            let state = p.state(&store).await?;
+            let plan = planner(&p, &state, &Selection::default())?.plan()?;
             let format = match format {
                 GraphKind::Dot => GraphFormat::Dot,
                 GraphKind::Mermaid => GraphFormat::Mermaid,

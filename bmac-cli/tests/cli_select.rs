@@ -34,6 +34,11 @@ fn graph_text_shows_each_step_under_what_it_waits_for() {
             "{format}: {rendered}"
         );
     }
+    // Against the recorded state: once built, nothing is marked for creation.
+    sandbox.run_expecting(&["apply", "--auto-approve"], 0);
+    let built = text(&sandbox.run_expecting(&["graph"], 0).stdout);
+    assert_eq!(built.lines().count(), STEPS);
+    assert!(built.lines().all(|l| l.starts_with(' ')), "{built}");
 }
 
 #[test]
