@@ -184,6 +184,17 @@ impl Sandbox {
             .collect()
     }
 
+    /// The steps `state list` shows with this status (`applied`, `in doubt`).
+    pub fn ids_with_status(&self, status: &str) -> BTreeSet<String> {
+        let out = self.run_expecting(&["state", "list"], 0);
+        text(&out.stdout)
+            .lines()
+            .filter(|l| l.ends_with(&format!("  {status}")))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The `put` operations of the sim's persisted cloud, as `(id, generation)`, in order.
     pub fn cloud_puts(&self) -> Vec<(String, u64)> {
         let log = std::fs::read_to_string(self.state_dir().join("sim-cloud.log"))
