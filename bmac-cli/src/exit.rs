@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success (for `plan --detailed-exitcode` and `drift`: nothing to change) |
-//! | 1    | a step failed, or an error not listed below |
+//! | 1    | a step failed, a saved plan is stale or damaged, or an error not listed below |
 //! | 2    | `plan --detailed-exitcode`: changes pending; `drift`: drift found |
 //! | 3    | the spec is invalid, fails lint, or its graph is (cycle, unknown dependency) |
 //! | 4    | the state is locked by another run |
@@ -32,9 +32,14 @@ pub const LOCKED: Exit = Exit(4);
 pub const INTERRUPTED: Exit = Exit(130);
 
 /// The exit code for an error.
+///
+/// A stale or damaged saved plan is not an invalid spec: the spec may be fine and a fresh
+/// `bmac plan` succeeds, so it exits 1 (as Terraform does), not 3.
 pub fn for_error(report: &miette::Report) -> Exit {
+    let invalid_plan =
+        |e: &PlanError| !matches!(e, PlanError::Stale(_) | PlanError::InvalidFile(_));
     if report.downcast_ref::<SpecError>().is_some()
-        || report.downcast_ref::<PlanError>().is_some()
+        || report.downcast_ref::<PlanError>().is_some_and(invalid_plan)
         || report
             .downcast_ref::<bmac_steps::CatalogueError>()
             .is_some()
