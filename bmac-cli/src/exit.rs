@@ -50,10 +50,12 @@ pub fn for_error(report: &miette::Report) -> Exit {
     if report.downcast_ref::<StateError>().is_some_and(locked) {
         return LOCKED;
     }
-    if let Some(ExecError::State(e)) = report.downcast_ref::<ExecError>() {
-        if locked(e) {
-            return LOCKED;
-        }
+    // The executor reports a held lock as its own `Locked` variant (`From<StateError>`
+    // converts it); a `State` variant carrying one is matched too, for errors built by hand.
+    match report.downcast_ref::<ExecError>() {
+        Some(ExecError::Locked { .. }) => return LOCKED,
+        Some(ExecError::State(e)) if locked(e) => return LOCKED,
+        _ => {}
     }
     FAILED
 }
