@@ -47,6 +47,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
             select,
         } => {
             let p = project()?;
+            p.verify_bundle()?;
             if !allow_lint_errors && lint_blocks(&p)? {
                 return Ok(exit::INVALID);
             }
@@ -110,6 +111,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
 
 fn validate(p: &Project) -> Result<Exit> {
     let (steps, sources) = p.steps()?;
+    p.verify_bundle()?;
     let n = steps.len();
     Planner::new(steps, &State::default())
         .sources(sources)
@@ -197,6 +199,7 @@ async fn plan_cmd(
     select: &Selection,
     output: OutputFormat,
 ) -> Result<Exit> {
+    p.verify_bundle()?;
     let store = p.store()?;
     let state = p.state(&store).await?;
     let state = refreshed(p, state, select.refresh).await?;

@@ -47,6 +47,12 @@ impl Project {
         Ok((expansion.steps, expansion.sources))
     }
 
+    /// Refuses a policy-engine bundle file whose digest is not the one the spec pins, before
+    /// anything is planned or applied (`destroy` does not ask: it must work whatever the file).
+    pub fn verify_bundle(&self) -> Result<()> {
+        Ok(bmac_steps::verify_bundle(&self.spec)?)
+    }
+
     /// Opens the state store (creating the directory on first write).
     pub fn store(&self) -> Result<Arc<LocalStore>> {
         Ok(Arc::new(LocalStore::open(&self.state_dir)?))

@@ -14,6 +14,7 @@
 //! `registries.mirror.<upstream>`, `workload_identity.<name>.{role,service_account}`,
 //! `manifest.<name>`.
 
+mod bundle;
 pub mod config;
 mod error;
 mod expand;
@@ -21,6 +22,7 @@ pub mod kinds;
 mod objects;
 pub mod policies;
 
+pub use bundle::{verify_bundle, verify_bundle_in};
 pub use error::{
     BundleError, CatalogueError, InvalidIdError, InvalidObjectError, ParseObjectsError,
     ReadObjectsError,

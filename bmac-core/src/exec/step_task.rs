@@ -150,13 +150,18 @@ pub(crate) fn config_matches(desired: &Value, observed: &Value) -> bool {
     }
 }
 
-/// An error with its chain of causes, for people.
+/// An error with its chain of causes, for people. A cause whose text the message already
+/// carries (providers often write `format!("cannot …: {e}")` and attach `e` as the source) is
+/// not repeated.
 pub(crate) fn describe(error: &ProviderError) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text

@@ -139,3 +139,21 @@ fn executor_settings_are_clamped() {
     let exec = Executor::new(Providers::new().fallback(provider)).parallelism(0);
     assert!(format!("{exec:?}").contains("parallelism: 1"));
 }
+
+#[test]
+fn a_cause_the_message_already_carries_is_not_repeated() {
+    use crate::exec::step_task::describe;
+    use crate::provider::ProviderError;
+    let io = || std::io::Error::other("connection refused");
+    let repeated =
+        ProviderError::retryable("cannot get namespaces: connection refused").with_source(io());
+    assert_eq!(
+        describe(&repeated),
+        "cannot get namespaces: connection refused"
+    );
+    let new_cause = ProviderError::permanent("cannot get namespaces").with_source(io());
+    assert_eq!(
+        describe(&new_cause),
+        "cannot get namespaces: connection refused"
+    );
+}
