@@ -8,7 +8,13 @@
 //!    planned no-ops complete right here (no task, no journal record, no event) unless a
 //!    changing dependent needs one of their redacted secrets, in which case they are observed;
 //! 2. waits, `biased` so that control comes first, for cancellation, the end of the grace
-//!    period, or a task's message (then drains every queued message before looping).
+//!    period, or task messages (taking every queued one, up to a batch, with `recv_many`).
+//!
+//! Why `recv_many` and never `try_recv`: when a send is half done, tokio's `try_recv` parks
+//! the *thread* until it completes. Under `Runtime::block_on` (how the CLI runs the executor)
+//! the thread's parker is also the run's waker, so that park swallows a wake-up meant for the
+//! journal writer polled beside the coordinator in the same `join!`, and the run hangs with
+//! messages queued. `recv_many` is poll-based: it registers the waker and returns `Pending`.
 //!
 //! Finishing a node decrements its dependents' counters; a counter reaching zero makes the
 //! dependent ready. Nothing is rescanned, so scheduling costs O(1) amortised per edge plus a
@@ -43,6 +49,9 @@ use super::report::{RunReport, StepFailure, StepSkip};
 use super::step_task::{prior_outputs, step_task, Message, Shared, StepResult, TaskMode};
 use super::topology::{Dependents, ReadyQueue, Topology};
 use super::{FailurePolicy, SchedulingOrder};
+
+/// Most task messages taken from the channel per turn of the loop.
+const MESSAGE_BATCH: usize = 256;
 
 /// The journal message of a step abandoned after the grace period.
 const ABANDONED: &str = "abandoned: run cancelled";
@@ -150,6 +159,7 @@ impl<'a> Coordinator<'a> {
         let cancelled = token.cancelled();
         tokio::pin!(cancelled);
         let mut grace: Option<Pin<Box<Sleep>>> = None;
+        let mut inbox: Vec<Message> = Vec::with_capacity(MESSAGE_BATCH);
         loop {
             if !self.cancelling && token.is_cancelled() {
                 self.begin_cancel();
@@ -165,11 +175,12 @@ impl<'a> Coordinator<'a> {
                 biased;
                 _ = &mut cancelled, if !self.cancelling => self.begin_cancel(),
                 _ = expire(&mut grace), if !self.abandoning => self.abandon(),
-                message = messages.recv() => {
+                received = messages.recv_many(&mut inbox, MESSAGE_BATCH) => {
                     // The coordinator's `Shared` holds a sender, so the channel never closes.
-                    let Some(message) = message else { break };
-                    self.handle(message);
-                    while let Ok(message) = messages.try_recv() {
+                    if received == 0 {
+                        break;
+                    }
+                    for message in inbox.drain(..) {
                         self.handle(message);
                     }
                 }

@@ -2,10 +2,11 @@
 //!
 //! Step tasks are spawned and cannot borrow the caller's `&dyn StateStore`, so records travel
 //! over a channel to one writer future that runs beside the coordinator inside `run` and owns
-//! every `append`. The writer takes whatever has queued up since its last write and appends it
-//! in one call (group commit: under load many steps share one flush), then acknowledges each
-//! record. A task waits for the acknowledgement of its intent before it calls a provider:
-//! that is the "no provider call without a durable intent" rule.
+//! every `append`. The writer takes whatever has queued up since its last write (`recv_many`,
+//! up to `MAX_BATCH`) and appends it in one call (group commit: under load many steps share
+//! one flush), then acknowledges each record. A task waits for the acknowledgement of its
+//! intent before it calls a provider: that is the "no provider call without a durable intent"
+//! rule.
 //!
 //! After the first failed append the writer refuses everything that follows, so nothing
 //! further is called; the run ends with [`ExecError::Journal`](super::ExecError::Journal).
@@ -61,19 +62,15 @@ impl Journal {
 /// error, if there was one.
 pub(crate) async fn write(store: &dyn StateStore, mut queue: JournalQueue) -> Option<StateError> {
     let mut failure: Option<StateError> = None;
+    let mut batch: Vec<JournalRequest> = Vec::with_capacity(MAX_BATCH);
     let mut records: Vec<Record> = Vec::new();
     let mut acks: Vec<oneshot::Sender<Result<(), JournalDown>>> = Vec::new();
-    while let Some(first) = queue.recv().await {
-        records.push(first.record);
-        acks.push(first.ack);
-        while records.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => {
-                    records.push(next.record);
-                    acks.push(next.ack);
-                }
-                Err(_) => break,
-            }
+    // `recv_many`, not `try_recv`: see the coordinator's module docs (a thread park inside
+    // `try_recv` can swallow the coordinator's wake-up under `block_on`).
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        for request in batch.drain(..) {
+            records.push(request.record);
+            acks.push(request.ack);
         }
         let outcome = if failure.is_some() {
             Err(JournalDown)

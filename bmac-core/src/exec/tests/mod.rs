@@ -13,3 +13,4 @@ mod resume;
 mod retry;
 mod scheduling;
 mod secrets;
+mod wakeups;
