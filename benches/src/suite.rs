@@ -24,9 +24,17 @@ pub struct Options<'a> {
     pub external: Option<&'a dyn ExternalScheduler>,
     /// Print each table to stdout when it is done.
     pub print: bool,
+    /// Run only the tables whose names are listed (`planning`, `scheduling`,
+    /// `critical-path`, `journal`, `memory`); empty: all of them.
+    pub only: Vec<String>,
 }
 
 impl Options<'_> {
+    /// Whether the table `name` is to run.
+    pub fn runs(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
+    }
+
     /// Planning sizes.
     pub fn planning_sizes(&self) -> Vec<usize> {
         if self.quick {
@@ -52,19 +60,30 @@ pub fn run(options: &Options<'_>) -> Vec<Outcome> {
         }
         out.push(t);
     };
-    emit(planning::run(&options.planning_sizes(), options.quick).map(|(t, _)| t));
-    emit(scheduling::run(options.quick, options.external).map(|(t, _)| t));
-    emit(critical_path::run(options.quick).map(|(t, _)| t));
-    emit(journal::run(options.quick, &options.scratch).map(|(t, _)| t));
-    match &options.probe_exe {
-        Some(exe) => emit(memory::run(options.quick, exe, &options.scratch).map(|(t, _)| t)),
-        None => emit(Err(BenchError("memory: no probe binary given".to_owned()))),
+    if options.runs("planning") {
+        emit(planning::run(&options.planning_sizes(), options.quick).map(|(t, _)| t));
+    }
+    if options.runs("scheduling") {
+        emit(scheduling::run(options.quick, options.external).map(|(t, _)| t));
+    }
+    if options.runs("critical-path") {
+        emit(critical_path::run(options.quick).map(|(t, _)| t));
+    }
+    if options.runs("journal") {
+        emit(journal::run(options.quick, &options.scratch).map(|(t, _)| t));
+    }
+    if options.runs("memory") {
+        match &options.probe_exe {
+            Some(exe) => emit(memory::run(options.quick, exe, &options.scratch).map(|(t, _)| t)),
+            None => emit(Err(BenchError("memory: no probe binary given".to_owned()))),
+        }
     }
     out
 }
 
 /// The benchmark binary's entry point: `--memory-probe …` makes it the probe; otherwise it
-/// runs every table (`--quick` for small sizes; cargo's own `--bench` is ignored). Returns
+/// runs every table (`--quick` for small sizes, `--only NAME` — repeatable — for some of
+/// them; cargo's own `--bench` is ignored). Returns
 /// the exit code: 0 when every table was measured (missed targets are reported, not errors).
 pub fn main(args: &[String], external: Option<&dyn ExternalScheduler>) -> i32 {
     if let Some(at) = args.iter().position(|a| a == memory::PROBE_FLAG) {
@@ -80,6 +99,11 @@ pub fn main(args: &[String], external: Option<&dyn ExternalScheduler>) -> i32 {
         scratch,
         external,
         print: true,
+        only: args
+            .windows(2)
+            .filter(|w| w[0] == "--only")
+            .map(|w| w[1].clone())
+            .collect(),
     };
     println!(
         "## bmac benchmarks{}\n",

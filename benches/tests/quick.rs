@@ -148,6 +148,7 @@ fn the_quick_suite_prints_all_five_tables() {
         scratch: dir.path().to_owned(),
         external: Some(&dagrs as &dyn ExternalScheduler),
         print: false,
+        only: Vec::new(),
     };
     let tables: Vec<_> = suite::run(&options)
         .into_iter()
