@@ -68,13 +68,10 @@ impl Hasher for IdHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::hash::{BuildHasher, Hash};
+    use std::hash::BuildHasher;
 
     fn hash(id: &str) -> u64 {
-        let id = StepId::new(id).unwrap();
-        let mut h = BuildHasherDefault::<IdHasher>::default().build_hasher();
-        id.hash(&mut h);
-        h.finish()
+        BuildHasherDefault::<IdHasher>::default().hash_one(StepId::new(id).unwrap())
     }
 
     #[test]
