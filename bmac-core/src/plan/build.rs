@@ -1,7 +1,8 @@
 //! The [`Planner`]: desired steps + state → a sealed [`Plan`].
 //!
-//! The passes, each linear in steps + edges (ids map to graph indices through one
-//! `HashMap`; nothing compares every step with every other, nothing recurses):
+//! The passes, each linear in steps + edges (ids map to graph indices through one hash map
+//! with a fast id hasher, see `ids`; state is matched to steps in one pass over it; nothing
+//! compares every step with every other, nothing recurses):
 //! 1. *spec graph* — one petgraph node per step, in spec order; an edge from each dependency
 //!    (explicit `deps` and input references alike) to its dependent. Duplicate ids and
 //!    unknown dependencies are rejected here, all unknown ones in one diagnostic.
@@ -21,17 +22,18 @@
 //! `destroy` mode does not read the spec at all (a broken spec must not block a teardown);
 //! it plans the deletion of everything in state, or of the targets and their dependents.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use petgraph::graph::{DiGraph, EdgeIndex, NodeIndex};
 use petgraph::Direction::Incoming;
 
 use super::diag::{self, CycleEdge, DuplicateStepError, EdgeKind, PlanError, Sources, Unknown};
 use super::diff::diff;
+use super::ids::{node_index_map, NodeIndexMap};
 use super::order::{toposort, Order};
 use super::select::select;
 use super::{Action, Plan, PlanNode, StateRef};
-use crate::state::{AppliedStep, State};
+use crate::state::{AppliedStep, State, StepState};
 use crate::step::{Step, StepId};
 
 /// Builds a [`Plan`] from the desired steps and the current state.
@@ -119,7 +121,7 @@ impl<'s> Planner<'s> {
         } = self;
         let sources = sources.as_ref();
         let mut graph: DiGraph<(), EdgeKind> = DiGraph::new();
-        let mut index: HashMap<&StepId, NodeIndex> = HashMap::new();
+        let mut index = node_index_map(steps.len() + state.steps.len());
         let mut drafts: Vec<Draft<'_>> = Vec::new();
 
         if !destroy {
@@ -130,7 +132,12 @@ impl<'s> Planner<'s> {
                     return Err(cycle_error(&graph, &edges, &steps, &drafts, sources))
                 }
             };
-            drafts = diff_all(&steps, state, &index, &order);
+            drafts = diff_all(
+                &steps,
+                &recorded_entries(&steps, state, &index),
+                &index,
+                &order,
+            );
         }
         add_deletions(state, &mut graph, &mut index, &mut drafts);
 
@@ -166,7 +173,7 @@ impl<'s> Planner<'s> {
 /// depends on), the step stays in the plan as a no-op — there to be read, not destroyed.
 fn keep_input_sources(
     steps: &[Step],
-    index: &HashMap<&StepId, NodeIndex>,
+    index: &NodeIndexMap<'_>,
     drafts: &mut [Draft<'_>],
     keep: &mut [bool],
 ) {
@@ -197,7 +204,7 @@ fn keep_input_sources(
 fn add_spec<'a>(
     steps: &'a [Step],
     graph: &mut DiGraph<(), EdgeKind>,
-    index: &mut HashMap<&'a StepId, NodeIndex>,
+    index: &mut NodeIndexMap<'a>,
     sources: Option<&Sources>,
 ) -> Result<(), PlanError> {
     graph.reserve_nodes(steps.len());
@@ -248,12 +255,28 @@ fn add_spec<'a>(
     }
 }
 
-/// Pass 2: the action of every spec step, diffed in dependency order so that whether an
-/// input source changes is known.
-fn diff_all<'s>(
+/// What state records for each spec step (by node index), found in one pass over state:
+/// one hash lookup per state entry instead of an ordered-map search per step.
+fn recorded_entries<'s>(
     steps: &[Step],
     state: &'s State,
-    index: &HashMap<&StepId, NodeIndex>,
+    index: &NodeIndexMap<'_>,
+) -> Vec<Option<&'s StepState>> {
+    let mut recorded = vec![None; steps.len()];
+    for (id, entry) in &state.steps {
+        if let Some(slot) = index.get(id).and_then(|v| recorded.get_mut(v.index())) {
+            *slot = Some(entry);
+        }
+    }
+    recorded
+}
+
+/// Pass 2: the action of every spec step, diffed in dependency order so that whether an
+/// input source changes is known. `recorded[i]` is what state holds for step `i`.
+fn diff_all<'s>(
+    steps: &[Step],
+    recorded: &[Option<&'s StepState>],
+    index: &NodeIndexMap<'_>,
     order: &[NodeIndex],
 ) -> Vec<Draft<'s>> {
     let mut drafts: Vec<Option<Draft<'s>>> = (0..steps.len()).map(|_| None).collect();
@@ -266,7 +289,7 @@ fn diff_all<'s>(
                 .and_then(|u| drafts[u.index()].as_ref())
                 .is_some_and(|d| d.action.is_change())
         });
-        let d = diff(step, state.steps.get(&step.id), upstream_changes);
+        let d = diff(step, recorded[i], upstream_changes);
         drafts[i] = Some(Draft {
             origin: Origin::Spec(i),
             action: d.action,
@@ -283,9 +306,10 @@ fn diff_all<'s>(
 fn add_deletions<'s: 'a, 'a>(
     state: &'s State,
     graph: &mut DiGraph<(), EdgeKind>,
-    index: &mut HashMap<&'a StepId, NodeIndex>,
+    index: &mut NodeIndexMap<'a>,
     drafts: &mut Vec<Draft<'s>>,
 ) {
+    let before = drafts.len();
     for (id, entry) in &state.steps {
         // A step never applied has nothing recorded to destroy it with.
         let Some(applied) = &entry.applied else {
@@ -301,6 +325,10 @@ fn add_deletions<'s: 'a, 'a>(
             applied: Some(applied),
             in_doubt: entry.in_doubt,
         });
+    }
+    if drafts.len() == before {
+        // Nothing is deleted, so no recorded edge can point at a deletion.
+        return;
     }
     for (id, entry) in &state.steps {
         let (Some(applied), Some(&dependent)) = (&entry.applied, index.get(id)) else {

@@ -18,6 +18,7 @@ mod diag;
 mod diff;
 mod file;
 mod graph;
+mod ids;
 mod order;
 mod select;
 

@@ -14,3 +14,4 @@ mod resume;
 mod retry;
 mod scheduling;
 mod secrets;
+mod wakeups;

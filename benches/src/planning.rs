@@ -1,0 +1,261 @@
+//! Table 1 — planning: `Planner::plan` ÷ `petgraph::algo::toposort` on the same graph.
+//!
+//! For each shape and size the steps are built once (spec expansion is not planning); each
+//! repetition gets a fresh clone of them outside the timed region, because the planner takes
+//! its steps by value. The timed region is exactly `Planner::new(steps, &state).plan()` —
+//! graph build, validation (duplicates, unknown deps, cycles), diff and sealing — against an
+//! empty state (everything `Create`) and against a *full* state in which every step was
+//! applied with its current config (everything `NoOp`, so every step is diffed for real). The
+//! plan is dropped outside the timed region too.
+//!
+//! The reference is `toposort(&g, None)` on a petgraph `DiGraph` of the same nodes and edges,
+//! built beforehand: the least any planner must do.
+//!
+//! Targets: ratio ≤ 10, and flat — for each shape, the largest ratio across sizes within 2× of
+//! the smallest. The 100k chain is planned on the calling thread: reaching the end of the table
+//! means it did not overflow the stack.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bmac_core::plan::{Plan, Planner};
+use bmac_core::state::{AppliedStep, State, StepState};
+use bmac_core::step::{Inputs, Outputs, Step};
+
+use crate::graphs::{Dag, Shape};
+use crate::table::{duration, ratio, Table};
+use crate::{min_of, timed, BenchError, SEED};
+
+/// The most a plan may cost, in toposorts.
+pub const TARGET_RATIO: f64 = 10.0;
+/// The most the ratio may grow from the smallest size to the largest.
+pub const TARGET_FLATNESS: f64 = 2.0;
+
+/// One measured shape × size.
+#[derive(Debug, Clone)]
+pub struct PlanRow {
+    /// The shape.
+    pub shape: Shape,
+    /// Steps.
+    pub steps: usize,
+    /// Edges.
+    pub edges: usize,
+    /// `petgraph::algo::toposort` alone.
+    pub toposort: Duration,
+    /// Planning against an empty state.
+    pub empty: Duration,
+    /// Planning against a state holding every step as applied.
+    pub full: Duration,
+}
+
+impl PlanRow {
+    /// Empty-state plan ÷ toposort.
+    pub fn empty_ratio(&self) -> f64 {
+        self.empty.as_secs_f64() / self.toposort.as_secs_f64().max(1e-9)
+    }
+
+    /// Full-state plan ÷ toposort.
+    pub fn full_ratio(&self) -> f64 {
+        self.full.as_secs_f64() / self.toposort.as_secs_f64().max(1e-9)
+    }
+}
+
+/// A state in which every step of `steps` was applied with its current config.
+pub fn full_state(steps: &[Step]) -> State {
+    let steps_state: BTreeMap<_, _> = steps
+        .iter()
+        .map(|s| {
+            let applied = AppliedStep {
+                step: s.clone(),
+                fingerprint: s.fingerprint(&Inputs::default()),
+                outputs: Outputs::new().with("id", format!("sim-{}", s.id)),
+            };
+            (
+                s.id.clone(),
+                StepState {
+                    applied: Some(applied),
+                    in_doubt: false,
+                    last_error: None,
+                },
+            )
+        })
+        .collect();
+    State {
+        lineage: "bench".to_owned(),
+        serial: 2 * steps.len() as u64,
+        steps: steps_state,
+    }
+}
+
+/// Plans `steps` against `state` once, checking the plan is whole; returns the time the
+/// planner took (dropping the plan is not timed).
+fn plan_once(
+    steps: &[Step],
+    state: &State,
+    check: impl Fn(&Plan) -> bool,
+) -> Result<Duration, BenchError> {
+    let input = steps.to_vec();
+    let (plan, took) = timed(|| Planner::new(input, state).plan());
+    let plan = plan.map_err(|e| BenchError::new("planning failed", e))?;
+    if plan.len() != steps.len() || !check(&plan) {
+        return Err(BenchError(format!(
+            "the plan of {} steps is not what the state implies: {}",
+            steps.len(),
+            plan.summary()
+        )));
+    }
+    drop(plan);
+    Ok(took)
+}
+
+/// Measures one shape at one size.
+pub fn measure(shape: Shape, n: usize, reps: usize) -> Result<PlanRow, BenchError> {
+    let dag = Dag::generate(shape, n, SEED);
+    let steps = dag.to_steps();
+    let graph = dag.to_petgraph();
+    let mut sorted_ok = true;
+    let toposort = min_of(reps, || {
+        let (order, took) = timed(|| petgraph::algo::toposort(&graph, None));
+        sorted_ok &= order.map(|o| o.len() == n).unwrap_or(false);
+        took
+    });
+    if !sorted_ok {
+        return Err(BenchError(format!("toposort of the {shape} graph failed")));
+    }
+    let empty_state = State::default();
+    // One untimed run first, so the first shape measured does not pay for cold caches.
+    plan_once(&steps, &empty_state, |_| true)?;
+    let mut failure = None;
+    let empty = min_of(reps, || {
+        plan_once(&steps, &empty_state, |p| p.summary().create == n).unwrap_or_else(|e| {
+            failure = Some(e);
+            Duration::ZERO
+        })
+    });
+    let state = full_state(&steps);
+    let full = min_of(reps, || {
+        plan_once(&steps, &state, |p| p.summary().unchanged == n).unwrap_or_else(|e| {
+            failure = Some(e);
+            Duration::ZERO
+        })
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(PlanRow {
+        shape,
+        steps: n,
+        edges: dag.edge_count(),
+        toposort,
+        empty,
+        full,
+    })
+}
+
+/// Repetitions for a graph of `n` steps: fewer for the big ones.
+fn reps_for(n: usize, quick: bool) -> usize {
+    match (quick, n) {
+        (true, _) => 2,
+        (false, n) if n >= 100_000 => 3,
+        _ => 5,
+    }
+}
+
+/// Runs the planning table over `sizes` (ascending).
+pub fn run(sizes: &[usize], quick: bool) -> Result<(Table, Vec<PlanRow>), BenchError> {
+    let mut rows = Vec::new();
+    for shape in Shape::PLANNING {
+        for &n in sizes {
+            eprintln!("planning: {shape} × {n}");
+            rows.push(measure(shape, n, reps_for(n, quick))?);
+        }
+    }
+    Ok((table(&rows), rows))
+}
+
+fn table(rows: &[PlanRow]) -> Table {
+    let mut t = Table::new(
+        "1. Planning: plan ÷ petgraph::algo::toposort",
+        &[
+            "shape",
+            "steps",
+            "edges",
+            "toposort",
+            "plan (empty state)",
+            "ratio",
+            "plan (full state)",
+            "ratio ",
+        ],
+    );
+    for r in rows {
+        t.row(vec![
+            r.shape.to_string(),
+            r.steps.to_string(),
+            r.edges.to_string(),
+            duration(r.toposort),
+            duration(r.empty),
+            ratio(r.empty_ratio()),
+            duration(r.full),
+            ratio(r.full_ratio()),
+        ]);
+    }
+    t.note(
+        "Plan = Planner::plan (graph build, validation, diff, seal); empty state: all Create; \
+         full state: every step applied with its current config (all NoOp). \
+         Minimum of 5 runs (3 at 100k).",
+    );
+    let worst = rows
+        .iter()
+        .flat_map(|r| [(r, r.empty_ratio()), (r, r.full_ratio())])
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((r, worst)) = worst {
+        t.verdict(
+            format!("plan ÷ toposort ≤ {TARGET_RATIO}"),
+            worst <= TARGET_RATIO,
+            format!("worst {worst:.2} ({} × {})", r.shape, r.steps),
+        );
+    }
+    let mut spread: Option<(Shape, f64)> = None;
+    for shape in Shape::PLANNING {
+        for pick in [PlanRow::empty_ratio, PlanRow::full_ratio] {
+            let ratios: Vec<f64> = rows.iter().filter(|r| r.shape == shape).map(pick).collect();
+            let (lo, hi) = ratios
+                .iter()
+                .fold((f64::MAX, 0.0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+            if !ratios.is_empty() && spread.is_none_or(|(_, s)| hi / lo > s) {
+                spread = Some((shape, hi / lo));
+            }
+        }
+    }
+    if let Some((shape, s)) = spread {
+        t.verdict(
+            format!("flat: largest ÷ smallest ratio across sizes ≤ {TARGET_FLATNESS}"),
+            s <= TARGET_FLATNESS,
+            format!("worst spread {s:.2}× ({shape})"),
+        );
+    }
+    if let Some(chain) = rows
+        .iter()
+        .filter(|r| r.shape == Shape::Chain)
+        .max_by_key(|r| r.steps)
+    {
+        t.verdict(
+            format!("no stack overflow on the {}-step chain", chain.steps),
+            true,
+            format!(
+                "planned in {} (empty) / {} (full) on the calling thread",
+                duration(chain.empty),
+                duration(chain.full)
+            ),
+        );
+    }
+    if let Some(slowest) = rows.iter().max_by_key(|r| r.empty.max(r.full)) {
+        let worst = slowest.empty.max(slowest.full);
+        t.verdict(
+            format!("{} steps plan in well under a second", slowest.steps),
+            worst < Duration::from_millis(500),
+            format!("slowest {} ({})", duration(worst), slowest.shape),
+        );
+    }
+    t
+}
