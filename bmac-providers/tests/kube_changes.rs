@@ -292,3 +292,62 @@ async fn limited_credentials_get_a_permission_error_naming_verb_and_resource() {
     );
     assert!(namespace_labels(&c.admin, &name).await.is_none());
 }
+
+#[tokio::test]
+async fn destroy_leaves_an_object_it_did_not_create_when_releasing_it_would_break_it() {
+    let Some(c) =
+        connect("destroy_leaves_an_object_it_did_not_create_when_releasing_it_would_break_it")
+            .await
+    else {
+        return;
+    };
+    ensure_no_kyverno(&c.admin).await;
+    let (mut run, _) = Run::new(&c.kubeconfig, "bmac-admin")
+        .await
+        .expect("cluster");
+    // Two steps install the same engine: the first creates its objects, the second finds them
+    // existing (created by another step) and only adds its fields.
+    let first = in_cluster(
+        "engine.first",
+        kinds::POLICY_ENGINE,
+        &engine(&bundle_sha256()),
+    );
+    let second = in_cluster(
+        "engine.second",
+        kinds::POLICY_ENGINE,
+        &engine(&bundle_sha256()),
+    );
+    run.apply(&first).await.expect("first install");
+    run.apply(&second)
+        .await
+        .expect("second install over the first");
+
+    // Releasing the second step's fields from the Deployment would leave it without
+    // containers (invalid): the object is not the second step's, so it stays as it is.
+    run.destroy(&second)
+        .await
+        .expect("destroy of the second step");
+    let deployments = Api::<DynamicObject>::namespaced_with(
+        c.admin.clone(),
+        "kyverno",
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment")),
+    );
+    let kept = deployments
+        .get_opt("kyverno-admission-controller")
+        .await
+        .expect("GET deployment");
+    assert!(kept.is_some(), "the first step's Deployment is still there");
+
+    // Both steps write as field manager `bmac`, so releasing the second step's fields also
+    // released the first's ownership marker: its destroy now treats the objects as not its
+    // own too, and still must not fail or break them.
+    run.destroy(&first)
+        .await
+        .expect("destroy of the first step");
+    assert!(deployments
+        .get_opt("kyverno-admission-controller")
+        .await
+        .expect("GET deployment")
+        .is_some());
+    ensure_no_kyverno(&c.admin).await;
+}

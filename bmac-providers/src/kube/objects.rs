@@ -299,7 +299,8 @@ impl Session<'_> {
     }
 
     /// Undoes what this step did to `desired`'s object: deletes it when this step created it
-    /// (waiting until it is gone), otherwise drops only the fields `manager` owns on it.
+    /// (waiting until it is gone), otherwise drops only the fields `manager` owns on it — or,
+    /// when the object would be invalid without them, leaves it in place untouched.
     /// Returns a description of what was done, or `None` when nothing was needed.
     pub(crate) async fn remove(
         &self,
@@ -325,18 +326,27 @@ impl Session<'_> {
             return Ok(None);
         }
         let body = self.body(&identity(desired), &target, false);
-        self.api(&target)
+        match self
+            .api(&target)
             .patch(
                 &target.name,
                 &PatchParams::apply(manager),
                 &Patch::Apply(&body),
             )
             .await
-            .map_err(|e| map_error(e, &target.op("patch")))?;
-        Ok(Some(format!(
-            "released bmac's fields of {}",
-            target.describe()
-        )))
+        {
+            Ok(_) => Ok(Some(format!(
+                "released bmac's fields of {}",
+                target.describe()
+            ))),
+            // The object existed before bmac and cannot be valid without fields only bmac
+            // set (a Deployment's containers): it is not bmac's to delete, nor to break.
+            Err(kube::Error::Api(s)) if s.code == 422 => Ok(Some(format!(
+                "left {} in place: it existed before bmac, and removing bmac's fields would make it invalid",
+                target.describe()
+            ))),
+            Err(e) => Err(map_error(e, &target.op("patch"))),
+        }
     }
 
     async fn delete(&self, target: &Target, live: &Value) -> Result<(), ProviderError> {
