@@ -267,8 +267,16 @@ async fn execute(
     run: &RunOptions,
     output: OutputFormat,
 ) -> Result<Exit> {
-    if output == OutputFormat::Human {
-        print!("{}", render::plan(&plan));
+    match output {
+        OutputFormat::Human => print!("{}", render::plan(&plan)),
+        // Scripts always get the plan's counts first, even when there is nothing to do.
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string(&Event::PlanReady {
+                summary: plan.summary()
+            })
+            .into_diagnostic()?
+        ),
     }
     if !plan.has_changes() {
         return Ok(exit::OK);

@@ -118,7 +118,16 @@ fn apply_reapply_change_one_pool_destroy() {
         .map(|e| e["id"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(changed, ["node_pool.workers"]);
-    assert_eq!(updated[1]["action"]["action"], "update");
+    assert_eq!(
+        updated[0]["event"], "plan_ready",
+        "scripts get the counts first"
+    );
+    assert_eq!(updated[0]["summary"]["update"], 1);
+    let started = updated.iter().find(|e| e["event"] == "step_started");
+    assert_eq!(
+        started.map(|e| &e["action"]["action"]),
+        Some(&"update".into())
+    );
     let counts = &finished(&updated)["counts"];
     assert_eq!(counts["succeeded"], 1);
     assert_eq!(counts["unchanged"], STEPS - 1);
