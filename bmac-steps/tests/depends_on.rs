@@ -171,3 +171,26 @@ fn a_cycle_through_catalogue_edges_is_reported_too() {
         "{ids:?}"
     );
 }
+
+#[test]
+fn a_typo_on_an_entry_of_several_steps_is_reported_once() {
+    // `workload_identity.api` expands into a role and a service account: the one mistyped
+    // item is an edge of both, and one mistake.
+    let text = BASE.replace(
+        "permissions = [\"s3:GetObject\"]",
+        "permissions = [\"s3:GetObject\"]\ndepends_on = [\"namespace.paymnets\"]",
+    );
+    let (_, e) = expand_text(&text);
+    let typo = StepId::new("namespace.paymnets").unwrap();
+    let with_typo = e.steps.iter().filter(|s| s.deps.contains(&typo)).count();
+    assert!(
+        with_typo >= 2,
+        "the item is an edge of every step of the entry"
+    );
+    let err = plan(e).expect_err("the typo is unknown");
+    let PlanError::UnknownDep(u) = &err else {
+        panic!("expected unknown_dep, got {err:?}");
+    };
+    assert_eq!(u.missing.as_str(), "namespace.paymnets");
+    assert!(u.others.is_empty(), "reported once: {err:?}");
+}

@@ -220,6 +220,9 @@ fn add_spec<'a>(
     }
     let mut unknown: Vec<Unknown<'a>> = Vec::new();
     let mut reported: HashSet<(&StepId, &StepId)> = HashSet::new();
+    // One `depends_on` item of a spec entry is an edge of each of the entry's steps: a typo
+    // there is one mistake, reported once.
+    let mut reported_at: HashSet<(usize, usize, &StepId)> = HashSet::new();
     for (i, step) in steps.iter().enumerate() {
         let v = NodeIndex::new(i);
         let named = step.deps.iter().map(|d| (d, None, EdgeKind::Deps)).chain(
@@ -233,7 +236,12 @@ fn add_spec<'a>(
                     graph.add_edge(u, v, kind);
                 }
                 None => {
-                    if reported.insert((&step.id, dep)) {
+                    let written_at = sources
+                        .and_then(|s| s.edges.get(&(step.id.clone(), dep.clone())))
+                        .map(|span| (span.offset(), span.len()));
+                    let first_there =
+                        written_at.is_none_or(|(at, len)| reported_at.insert((at, len, dep)));
+                    if first_there && reported.insert((&step.id, dep)) {
                         unknown.push(Unknown {
                             step: &step.id,
                             missing: dep,
