@@ -224,8 +224,10 @@ fn sigkill_leaves_a_stale_lock_and_after_unlock_the_next_apply_finishes_it() {
     // The killed run's lock is still there, and `state list` names it.
     let listing = sandbox.run_expecting(&["state", "list"], 0);
     let err = text(&listing.stderr);
+    // (A kill during a write may also leave a torn record, reported on a line of its own.)
     let lock_id = err
-        .strip_prefix("locked: lock `")
+        .lines()
+        .find_map(|l| l.strip_prefix("locked: lock `"))
         .and_then(|rest| rest.split('`').next())
         .unwrap_or_else(|| panic!("state list names the lock: {err}"))
         .to_owned();

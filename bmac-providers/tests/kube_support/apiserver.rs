@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
 use kube::Client;
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -110,9 +111,13 @@ pub async fn writes(admin: &Client) -> u64 {
 pub struct NamespaceFinalizer(tokio::task::JoinHandle<()>);
 
 impl NamespaceFinalizer {
-    /// Starts finalizing terminating namespaces.
+    /// Starts finalizing terminating namespaces: as the namespace controller does, first
+    /// deletes what they contain (the kinds bmac's tests create there), then clears
+    /// `spec.finalizers`. Without the first part, objects would survive in etcd and reappear
+    /// when a namespace of the same name is created again.
     pub fn start(admin: &Client) -> Self {
         let api: Api<Namespace> = Api::all(admin.clone());
+        let client = admin.clone();
         NamespaceFinalizer(tokio::spawn(async move {
             loop {
                 if let Ok(list) = api.list(&ListParams::default()).await {
@@ -120,6 +125,7 @@ impl NamespaceFinalizer {
                         let terminating = ns.metadata.deletion_timestamp.is_some();
                         let name = ns.metadata.name.clone().unwrap_or_default();
                         if terminating {
+                            empty_namespace(&client, &name).await;
                             if let Some(spec) = ns.spec.as_mut() {
                                 spec.finalizers = Some(Vec::new());
                             }
@@ -132,6 +138,28 @@ impl NamespaceFinalizer {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }))
+    }
+}
+
+/// Deletes the namespaced objects the tests create (workloads, their accounts, config, RBAC).
+async fn empty_namespace(client: &Client, namespace: &str) {
+    const KINDS: &[(&str, &str, &str)] = &[
+        ("apps", "v1", "Deployment"),
+        ("apps", "v1", "DaemonSet"),
+        ("apps", "v1", "StatefulSet"),
+        ("", "v1", "ServiceAccount"),
+        ("", "v1", "ConfigMap"),
+        ("", "v1", "Secret"),
+        ("", "v1", "Service"),
+        ("rbac.authorization.k8s.io", "v1", "Role"),
+        ("rbac.authorization.k8s.io", "v1", "RoleBinding"),
+    ];
+    for (group, version, kind) in KINDS {
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        let _ = api
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await;
     }
 }
 

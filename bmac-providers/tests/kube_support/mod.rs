@@ -33,7 +33,8 @@ use bmac_steps::config::{
 use bmac_steps::kinds;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::Api;
+use kube::api::{Api, DynamicObject};
+use kube::core::{ApiResource, GroupVersionKind};
 use kube::Client;
 use serde::Serialize;
 
@@ -198,6 +199,15 @@ pub async fn ensure_no_kyverno(admin: &Client) {
         .delete("clusterpolicies.kyverno.io", &Default::default())
         .await;
     let _ = nss.delete("kyverno", &Default::default()).await;
+    // The bundle's cluster-scoped RBAC outlives the namespace; a leftover would read as
+    // "existed before bmac" to the next install and be kept by its destroy.
+    for kind in ["ClusterRole", "ClusterRoleBinding"] {
+        let gvk = GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind);
+        let api: Api<DynamicObject> = Api::all_with(admin.clone(), &ApiResource::from_gvk(&gvk));
+        let _ = api
+            .delete("kyverno:admission-controller", &Default::default())
+            .await;
+    }
     for _ in 0..300 {
         let crd = crds
             .get_opt("clusterpolicies.kyverno.io")
