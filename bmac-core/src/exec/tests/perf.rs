@@ -1,8 +1,8 @@
-//! A rough measurement of scheduling overhead (run with `--release -- --ignored`); the real
-//! benchmark lives in `benches/`.
+//! Release-mode checks of the executor's hot path (run with `--release -- --ignored`): a
+//! multi-thread stress run that must never hang, and a bound on the step task's size. The
+//! timing comparison lives in `benches/` (`cargo bench -p bmac-benches`).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 
@@ -30,108 +30,6 @@ impl Provider for Instant0 {
     }
     async fn destroy(&self, _: DestroyRequest<'_>) -> Result<(), ProviderError> {
         Ok(())
-    }
-}
-
-/// Forgets everything: isolates the executor's own cost from the store's.
-struct NullStore(MemoryStore);
-
-#[async_trait]
-impl crate::state::StateStore for NullStore {
-    async fn load(&self) -> Result<crate::state::Loaded, crate::state::StateError> {
-        self.0.load().await
-    }
-    async fn append(&self, _: &[crate::state::Record]) -> Result<u64, crate::state::StateError> {
-        Ok(0)
-    }
-    async fn lock(
-        &self,
-        r: crate::state::LockRequest,
-    ) -> Result<crate::state::LockInfo, crate::state::StateError> {
-        self.0.lock(r).await
-    }
-    async fn unlock(&self, id: &str) -> Result<(), crate::state::StateError> {
-        self.0.unlock(id).await
-    }
-    async fn lock_info(&self) -> Result<Option<crate::state::LockInfo>, crate::state::StateError> {
-        self.0.lock_info().await
-    }
-}
-
-fn measure(name: &str, plan: PlanBuilder, n: usize, multi: bool) {
-    let runtime = if multi {
-        tokio::runtime::Builder::new_multi_thread()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-    }
-    .enable_all()
-    .build()
-    .unwrap();
-    let provider: Arc<dyn Provider> = Arc::new(Instant0);
-    let exec = Executor::new(Providers::new().fallback(provider)).parallelism(64);
-    let plan = plan.build();
-    let report_plan = plan.clone();
-    let null = std::env::var("BMAC_PERF_NULL").is_ok();
-    let store: Box<dyn crate::state::StateStore> = if null {
-        Box::new(NullStore(MemoryStore::new()))
-    } else {
-        Box::new(MemoryStore::new())
-    };
-    let start = Instant::now();
-    let report = runtime.block_on(exec.run(plan, &*store)).unwrap();
-    let elapsed = start.elapsed();
-    assert_eq!(report.counts.succeeded, n);
-    let children = {
-        let mut children = vec![Vec::new(); n];
-        for (i, node) in report_plan.nodes().iter().enumerate() {
-            for &d in &node.deps {
-                children[d as usize].push(i as u32);
-            }
-        }
-        children
-    };
-    let parents: Vec<u32> = report_plan
-        .nodes()
-        .iter()
-        .map(|n| n.deps.len() as u32)
-        .collect();
-    let start = Instant::now();
-    let ran = runtime.block_on(baseline(&parents, &children, 64));
-    let baseline_elapsed = start.elapsed();
-    assert_eq!(ran, n);
-    println!(
-        "{name} baseline (multi-thread: {multi}): {:.2} µs/step",
-        baseline_elapsed.as_secs_f64() * 1e6 / n as f64
-    );
-    println!(
-        "{name} (multi-thread: {multi}): {n} steps in {elapsed:?} = {:.2} µs/step",
-        elapsed.as_secs_f64() * 1e6 / n as f64
-    );
-}
-
-#[test]
-#[ignore = "timing; run in release"]
-fn scheduling_overhead() {
-    let n = 20_000;
-    let mut wide = PlanBuilder::new();
-    let mut chain = PlanBuilder::new();
-    let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
-    for i in 0..n {
-        wide.create(&names[i], &[]);
-        if i == 0 {
-            chain.create(&names[i], &[]);
-        } else {
-            chain.create(&names[i], &[&names[i - 1]]);
-        }
-    }
-    let modes: &[bool] = match std::env::var("BMAC_PERF_MODE").as_deref() {
-        Ok("current") => &[false],
-        Ok("multi") => &[true],
-        _ => &[false, true],
-    };
-    for &multi in modes {
-        measure("fan-out", wide.clone(), n, multi);
-        measure("chain", chain.clone(), n, multi);
     }
 }
 
@@ -167,41 +65,6 @@ fn stress_multi_thread() {
             ),
         }
     }
-}
-
-/// The least a scheduler can do: counters, a FIFO queue, a semaphore, spawned tasks.
-async fn baseline(parents: &[u32], children: &[Vec<u32>], cap: usize) -> usize {
-    use futures::stream::{FuturesUnordered, StreamExt};
-    let mut pending = parents.to_vec();
-    let mut ready: std::collections::VecDeque<u32> = (0..parents.len() as u32)
-        .filter(|&i| pending[i as usize] == 0)
-        .collect();
-    let permits = Arc::new(tokio::sync::Semaphore::new(cap));
-    let mut running = FuturesUnordered::new();
-    let mut done = 0;
-    loop {
-        while let Some(&i) = ready.front() {
-            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                break;
-            };
-            ready.pop_front();
-            running.push(tokio::spawn(async move {
-                let _permit = permit;
-                std::hint::black_box(i)
-            }));
-        }
-        let Some(Ok(i)) = running.next().await else {
-            break;
-        };
-        done += 1;
-        for &c in &children[i as usize] {
-            pending[c as usize] -= 1;
-            if pending[c as usize] == 0 {
-                ready.push_back(c);
-            }
-        }
-    }
-    done
 }
 
 #[test]
