@@ -160,6 +160,31 @@ impl SimProvider {
     }
 
     /// The error a rejected request (throttle, 5xx, 400) returns.
+    /// Draws this call's fault. A rejecting one (throttle, 5xx, permanent) answers with its
+    /// error after the rejection latency; what is left — nothing, or a timeout, whose change
+    /// still lands — is the caller's to play out.
+    async fn draw_or_reject(
+        &self,
+        op: &'static str,
+        step: &Step,
+        ctx: &StepContext,
+    ) -> Result<Option<(usize, FaultKind)>, ProviderError> {
+        let fault = self.draw_fault(op, step, ctx.attempt);
+        if let Some(f @ (_, FaultKind::Throttle | FaultKind::ServerError | FaultKind::Permanent)) =
+            fault
+        {
+            self.wait(
+                self.jittered(REJECT_LATENCY, "reject", step, ctx.attempt),
+                ctx,
+                op,
+                step,
+            )
+            .await?;
+            return Err(self.rejection(f, op, step));
+        }
+        Ok(fault)
+    }
+
     fn rejection(&self, fault: (usize, FaultKind), op: &str, step: &Step) -> ProviderError {
         let (index, kind) = fault;
         let rule = self
@@ -303,19 +328,7 @@ impl Provider for SimProvider {
         let step = req.step;
         let kind = step.kind.name();
         let attempt = req.ctx.attempt;
-        let fault = self.draw_fault("apply", step, attempt);
-        if let Some(f @ (_, FaultKind::Throttle | FaultKind::ServerError | FaultKind::Permanent)) =
-            fault
-        {
-            self.wait(
-                self.jittered(REJECT_LATENCY, "reject", step, attempt),
-                req.ctx,
-                "apply",
-                step,
-            )
-            .await?;
-            return Err(self.rejection(f, "apply", step));
-        }
+        let fault = self.draw_or_reject("apply", step, req.ctx).await?;
         let outputs = match kinds::outputs(self.config.seed, step, req.inputs) {
             Ok(outputs) => outputs,
             Err(problem) => {
@@ -369,19 +382,7 @@ impl Provider for SimProvider {
     async fn destroy(&self, req: DestroyRequest<'_>) -> Result<(), ProviderError> {
         let step = req.step;
         let attempt = req.ctx.attempt;
-        let fault = self.draw_fault("destroy", step, attempt);
-        if let Some(f @ (_, FaultKind::Throttle | FaultKind::ServerError | FaultKind::Permanent)) =
-            fault
-        {
-            self.wait(
-                self.jittered(REJECT_LATENCY, "reject", step, attempt),
-                req.ctx,
-                "destroy",
-                step,
-            )
-            .await?;
-            return Err(self.rejection(f, "destroy", step));
-        }
+        let fault = self.draw_or_reject("destroy", step, req.ctx).await?;
         let delay = if self.cloud.lookup(step.id.as_str()).is_some() {
             self.latency(step, attempt) / 2
         } else {
