@@ -185,6 +185,18 @@ fn append_one_by_one(
     })
     .map_err(state_err("appending"))?;
     let took = start.elapsed();
+    appended(&store, dir, before, n, rt).map(|(written, fsyncs)| (took, written, fsyncs))
+}
+
+/// Bytes written and fsyncs made since `before`, once the journal is checked to hold all `n`
+/// appended completions.
+fn appended(
+    store: &LocalStore,
+    dir: &Path,
+    before: Option<u64>,
+    n: usize,
+    rt: &Runtime,
+) -> Result<(u64, u64), BenchError> {
     let written = match (before, bytes_written()) {
         (Some(b), Some(a)) => a - b,
         _ => dir_size(dir),
@@ -200,7 +212,7 @@ fn append_one_by_one(
             loaded.state.steps.len()
         )));
     }
-    Ok((took, written, fsyncs))
+    Ok((written, fsyncs))
 }
 
 /// Appends `n` completions from [`CONCURRENT_CALLERS`] callers at once, as a run's steps do;
@@ -226,21 +238,7 @@ fn append_concurrently(
         .into_iter()
         .collect::<Result<Vec<_>, _>>()
         .map_err(state_err("appending concurrently"))?;
-    let written = match (before, bytes_written()) {
-        (Some(b), Some(a)) => a - b,
-        _ => dir_size(dir),
-    };
-    let fsyncs = store.flushes();
-    let loaded = rt
-        .block_on(store.load())
-        .map_err(state_err("reloading the appended journal"))?;
-    if loaded.state.serial != n as u64 {
-        return Err(BenchError(format!(
-            "after {n} concurrent appends the state has serial {}",
-            loaded.state.serial
-        )));
-    }
-    Ok((took, written, fsyncs))
+    appended(&store, dir, before, n, rt).map(|(written, fsyncs)| (took, written, fsyncs))
 }
 
 fn dir_size(dir: &Path) -> u64 {
