@@ -106,6 +106,15 @@ fn journal_table_counts_fsyncs_bytes_and_recovers_a_torn_record() {
         r.rewrites_done, sizes.appends,
         "quick mode rewrites at every size"
     );
+    // The run journals an intent and a completion per step, sharing syncs between steps.
+    assert_eq!(r.run_records, 2 * sizes.appends as u64);
+    assert!(
+        r.run_fsyncs >= 1 && r.run_fsyncs < r.run_records,
+        "{} syncs for {} records",
+        r.run_fsyncs,
+        r.run_records
+    );
+    assert!(r.run_bytes > 0 && r.rewrite_bytes > 5 * r.run_bytes);
     // Rewriting the whole state each time writes quadratically more than appending.
     assert!(
         r.rewrite_bytes > 20 * r.append_bytes,
