@@ -19,8 +19,9 @@
 //! Crash safety does not depend on the policy: compaction is the same snapshot-then-journal
 //! sequence whenever it runs (see the parent module).
 
-/// The smallest journal the default policy compacts: 64 MiB, about 140k steps' worth of
-/// apply records, which a resume replays in about a second.
+/// The smallest journal the default policy compacts: 64 MiB. Steps with small configs cost
+/// about 300 bytes of records each (intent + applied), so this is a 200k-step first apply;
+/// a resume replays it in under a second (14 MiB in 0.19 s in the journal benchmark).
 pub const COMPACT_FLOOR_BYTES: u64 = 64 << 20;
 
 /// How many times the snapshot's size the journal may grow before the default policy
