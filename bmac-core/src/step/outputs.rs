@@ -3,9 +3,9 @@
 //! Representation, and why. Every finished step's outputs live in memory until the run ends
 //! (the executor keeps them for dependents, the state keeps them per step), so at 100k steps
 //! their size is a large share of a run's peak memory. A step has a handful of outputs at
-//! most, so [`Outputs`] (its [`OutputMap`]) is a *sorted boxed slice* of `(name, value)` pairs rather than a
-//! `BTreeMap`: a one-output map costs one 48-byte allocation (plus the name and the value's
-//! own text) instead of a ~1.1 KB B-tree leaf. Lookups are a binary search; inserting rebuilds
+//! most, so [`Outputs`] (its [`OutputMap`]) is a *sorted boxed slice* of `(name, value)`
+//! pairs rather than a `BTreeMap`: a one-output map costs one 48-byte allocation (plus the
+//! name and the value's own text) instead of a ~1.1 KB B-tree leaf. Lookups are a binary search; inserting rebuilds
 //! the slice, which is O(n) and fine for the sizes outputs have. [`OutputValue`] is as small as
 //! a JSON [`Value`] (32 bytes): a secret's value and digest live behind one box ([`Secret`]),
 //! since secrets are rare and plain values are not.
@@ -217,6 +217,16 @@ impl OutputMap {
         self.0.is_empty()
     }
 
+    /// The same map with every secret's value dropped.
+    fn redacted(&self) -> Self {
+        OutputMap(
+            self.0
+                .iter()
+                .map(|(k, v)| (k.clone(), v.redacted()))
+                .collect(),
+        )
+    }
+
     fn position(&self, name: &str) -> Result<usize, usize> {
         self.0.binary_search_by(|(k, _)| (**k).cmp(name))
     }
@@ -360,13 +370,7 @@ impl Outputs {
 
     /// The outputs with every secret's value dropped.
     pub fn redacted(&self) -> Self {
-        Outputs(OutputMap(
-            self.0
-                 .0
-                .iter()
-                .map(|(k, v)| (k.clone(), v.redacted()))
-                .collect(),
-        ))
+        Outputs(self.0.redacted())
     }
 
     /// Whether some secret's value is missing (it was loaded from state).
