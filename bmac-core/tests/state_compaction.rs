@@ -3,7 +3,7 @@
 
 mod state_support;
 
-use bmac_core::state::{Record, StateError, StateStore};
+use bmac_core::state::{Compaction, Record, StateError, StateStore};
 use bmac_core::LocalStore;
 use state_support::*;
 
@@ -56,6 +56,70 @@ async fn the_journal_is_compacted_automatically_when_it_grows() {
     let tail = store.records().unwrap();
     assert!(tail.len() < 10, "{} records since the snapshot", tail.len());
     assert_eq!(tail[..], records[records.len() - tail.len()..]);
+    let loaded = store.load().await.unwrap();
+    assert_eq!(loaded.state, fold(&records, &loaded.state.lineage));
+}
+
+#[tokio::test]
+async fn by_default_a_journal_below_the_floor_is_not_compacted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(".bmac");
+    let store = LocalStore::open(&dir).unwrap();
+    let records = history(400); // 900 records, far below the 64 MiB floor
+    for r in &records {
+        store.append(std::slice::from_ref(r)).await.unwrap();
+    }
+    assert!(!dir.join("snapshot.json").exists());
+    assert_eq!(store.records().unwrap(), records);
+}
+
+/// The size policy compacts once the journal passes the floor, and after that only when it
+/// outgrows `ratio` × the snapshot: a bigger state compacts less often.
+#[tokio::test]
+async fn the_size_policy_compacts_past_the_floor_then_past_a_multiple_of_the_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(".bmac");
+    let (floor, ratio) = (4_000, 2);
+    let store = LocalStore::builder(&dir)
+        .compaction(Compaction::Size {
+            floor_bytes: floor,
+            ratio,
+        })
+        .open()
+        .unwrap();
+    let records = history(300);
+    // Bytes of records in the journal (its header, whose length varies, excluded).
+    let journal_bytes = || -> u64 {
+        let all = lines(&dir);
+        all[1..].iter().map(|l| l.len() as u64).sum()
+    };
+    // Journal bytes just before each compaction, and the snapshot it then followed.
+    let mut compactions: Vec<(u64, u64)> = Vec::new();
+    let (mut before, mut snapshot) = (0, 0);
+    for r in &records {
+        store.append(std::slice::from_ref(r)).await.unwrap();
+        // The writer answers an append before compacting; a load is served after that.
+        store.load().await.unwrap();
+        let now = journal_bytes();
+        if now < before {
+            assert_eq!(now, 0, "compaction leaves only the header");
+            compactions.push((before, snapshot));
+            snapshot = std::fs::metadata(dir.join("snapshot.json")).unwrap().len();
+        }
+        before = now;
+    }
+    assert!(compactions.len() >= 2, "{compactions:?}");
+    for &(journal_bytes, snapshot_bytes) in &compactions {
+        let threshold = floor.max(ratio * snapshot_bytes);
+        // Compacted right after passing the threshold (the last record tipped it over).
+        assert!(journal_bytes <= threshold, "{compactions:?}");
+        assert!(journal_bytes + 400 > threshold, "{compactions:?}");
+    }
+    let later = compactions.last().unwrap();
+    assert!(
+        later.0 > floor,
+        "a grown snapshot raises the threshold: {compactions:?}"
+    );
     let loaded = store.load().await.unwrap();
     assert_eq!(loaded.state, fold(&records, &loaded.state.lineage));
 }

@@ -450,7 +450,7 @@ async fn every_kind_returns_its_outputs() {
         let out = apply(&p, &step(&format!("x.{kind}"), kind, config.clone()), 1)
             .await
             .unwrap();
-        let mut names: Vec<&str> = out.0.keys().map(String::as_str).collect();
+        let mut names: Vec<&str> = out.0.keys().collect();
         names.sort_unstable();
         let mut want = expected.to_vec();
         want.sort_unstable();

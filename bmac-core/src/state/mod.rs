@@ -19,7 +19,7 @@ mod local;
 mod lock;
 mod memory;
 
-pub use local::{LocalStore, LocalStoreBuilder, COMPACT_EVERY};
+pub use local::{Compaction, LocalStore, LocalStoreBuilder, COMPACT_FLOOR_BYTES, COMPACT_RATIO};
 pub use lock::{local_host, rfc3339, LockInfo, LockRequest};
 pub use memory::MemoryStore;
 

@@ -22,22 +22,27 @@
 //! One process writes a given log at a time (a run holds the state lock); a second
 //! [`SimCloud`] opened later on the same path sees everything the first wrote.
 //!
+//! In memory each resource is the text of its `put` line ([`stored`]), not a [`Resource`]
+//! value: a large cloud then costs a few hundred bytes per resource, and reads parse it.
+//!
 //! Visibility for eventual consistency is kept in memory only (a tokio instant before which a
 //! new resource reads as absent); resources replayed from the log are visible at once —
 //! between two runs the window, seconds at most, has passed.
 
-use std::collections::{BTreeMap, HashMap};
+mod stored;
+
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bmac_core::step::{OutputValue, Outputs, StepId};
-use serde::{Deserialize, Serialize};
+use bmac_core::step::{Outputs, StepId};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use self::stored::{delete_line, put_resource, set_pointer, tamper_line, Op, Stored};
 use super::error::SimError;
 
 /// One resource in the simulated cloud.
@@ -57,39 +62,8 @@ pub struct Resource {
     pub generation: u64,
 }
 
-/// An output as the cloud stores it: the value in clear (the cloud is where secrets live),
-/// flagged when sensitive.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredOutput {
-    value: Value,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    sensitive: bool,
-}
-
-/// One line of the op log.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-enum Op {
-    Put {
-        id: StepId,
-        kind: String,
-        config: Value,
-        outputs: BTreeMap<String, StoredOutput>,
-        created_at_ms: u64,
-        generation: u64,
-    },
-    Delete {
-        id: StepId,
-    },
-    Tamper {
-        id: StepId,
-        pointer: String,
-        value: Value,
-    },
-}
-
 struct Entry {
-    resource: Resource,
+    stored: Stored,
     visible_at: Option<Instant>,
 }
 
@@ -173,7 +147,10 @@ impl SimCloud {
 
     /// The resource owned by step `id`, if it exists (regardless of eventual consistency).
     pub fn get(&self, id: &str) -> Option<Resource> {
-        self.lock().resources.get(id).map(|e| e.resource.clone())
+        self.lock()
+            .resources
+            .get(id)
+            .and_then(|e| e.stored.decode())
     }
 
     /// Every resource, ordered by step id.
@@ -182,7 +159,7 @@ impl SimCloud {
             .lock()
             .resources
             .values()
-            .map(|e| e.resource.clone())
+            .filter_map(|e| e.stored.decode())
             .collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
@@ -203,63 +180,53 @@ impl SimCloud {
     /// the generation. Persisted like any mutation, so a later run's `observe` sees the drift.
     pub fn tamper(&self, id: &str, pointer: &str, value: Value) -> Result<(), SimError> {
         let mut state = self.lock();
-        let entry = state
+        let mut resource = state
             .resources
             .get(id)
+            .and_then(|e| e.stored.decode())
             .ok_or_else(|| SimError::NoSuchResource { id: id.to_owned() })?;
-        let mut config = entry.resource.config.clone();
-        set_pointer(&mut config, pointer, value.clone()).map_err(|problem| SimError::Pointer {
+        let line =
+            tamper_line(&resource.id, pointer, &value).map_err(|source| SimError::Unstorable {
+                id: id.to_owned(),
+                source,
+            })?;
+        set_pointer(&mut resource.config, pointer, value).map_err(|problem| SimError::Pointer {
             id: id.to_owned(),
             pointer: pointer.to_owned(),
             problem,
         })?;
-        let step_id = entry.resource.id.clone();
-        self.append(
-            &mut state,
-            &Op::Tamper {
-                id: step_id,
-                pointer: pointer.to_owned(),
-                value,
-            },
-        )?;
+        resource.generation += 1;
+        let stored = Stored::encode(&resource)?;
+        self.append(&mut state, &line)?;
         if let Some(entry) = state.resources.get_mut(id) {
-            entry.resource.config = config;
-            entry.resource.generation += 1;
+            entry.stored = stored;
         }
         Ok(())
     }
 
     /// The resource and the instant before which it reads as absent.
     pub(crate) fn lookup(&self, id: &str) -> Option<(Resource, Option<Instant>)> {
-        self.lock()
-            .resources
-            .get(id)
-            .map(|e| (e.resource.clone(), e.visible_at))
+        let state = self.lock();
+        let entry = state.resources.get(id)?;
+        let visible_at = entry.visible_at;
+        let stored = entry.stored.clone();
+        // Parse outside the lock: other steps' calls need it.
+        drop(state);
+        stored.decode().map(|r| (r, visible_at))
     }
 
     /// Creates or replaces a resource (write-through).
     pub(crate) fn put(
         &self,
-        resource: Resource,
+        resource: &Resource,
         visible_at: Option<Instant>,
     ) -> Result<(), SimError> {
+        let stored = Stored::encode(resource)?;
         let mut state = self.lock();
-        let op = Op::Put {
-            id: resource.id.clone(),
-            kind: resource.kind.clone(),
-            config: resource.config.clone(),
-            outputs: store_outputs(&resource.outputs),
-            created_at_ms: resource.created_at_ms,
-            generation: resource.generation,
-        };
-        self.append(&mut state, &op)?;
-        state.resources.insert(
-            resource.id.clone(),
-            Entry {
-                resource,
-                visible_at,
-            },
-        );
+        self.append(&mut state, stored.text())?;
+        state
+            .resources
+            .insert(resource.id.clone(), Entry { stored, visible_at });
         Ok(())
     }
 
@@ -269,12 +236,17 @@ impl SimCloud {
         if !state.resources.contains_key(id) {
             return Ok(false);
         }
-        self.append(&mut state, &Op::Delete { id: id.clone() })?;
+        let line = delete_line(id).map_err(|source| SimError::Unstorable {
+            id: id.to_string(),
+            source,
+        })?;
+        self.append(&mut state, &line)?;
         state.resources.remove(id);
         Ok(true)
     }
 
-    fn append(&self, state: &mut CloudState, op: &Op) -> Result<(), SimError> {
+    /// Appends one op line (`line` holds no newline) to the log, if the cloud has one.
+    fn append(&self, state: &mut CloudState, line: &str) -> Result<(), SimError> {
         let (Some(log), Some(path)) = (state.log.as_mut(), self.path.as_ref()) else {
             return Ok(());
         };
@@ -282,9 +254,10 @@ impl SimCloud {
             path: path.clone(),
             source,
         };
-        let mut line = serde_json::to_vec(op).map_err(|e| io(std::io::Error::other(e)))?;
-        line.push(b'\n');
-        log.write_all(&line).map_err(io)
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        log.write_all(&bytes).map_err(io)
     }
 
     fn lock(&self) -> MutexGuard<'_, CloudState> {
@@ -336,7 +309,14 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<Replayed, SimError> {
                 })
             }
         };
-        apply_op(&mut replayed.resources, op);
+        apply_op(&mut replayed.resources, op).map_err(|e| match e {
+            SimError::Unstorable { source, .. } => SimError::CorruptLog {
+                path: path.to_owned(),
+                line: index + 1,
+                source,
+            },
+            other => other,
+        })?;
         replayed.ops += 1;
         replayed.valid_len += raw.len();
         replayed.unterminated = !raw.ends_with(b"\n");
@@ -344,7 +324,8 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<Replayed, SimError> {
     Ok(replayed)
 }
 
-fn apply_op(resources: &mut HashMap<StepId, Entry>, op: Op) {
+/// Applies one replayed op. Fails only if a resource cannot be stored (see [`Stored`]).
+fn apply_op(resources: &mut HashMap<StepId, Entry>, op: Op) -> Result<(), SimError> {
     match op {
         Op::Put {
             id,
@@ -354,18 +335,12 @@ fn apply_op(resources: &mut HashMap<StepId, Entry>, op: Op) {
             created_at_ms,
             generation,
         } => {
-            let resource = Resource {
-                id: id.clone(),
-                kind,
-                config,
-                outputs: load_outputs(outputs),
-                created_at_ms,
-                generation,
-            };
+            let resource = put_resource(id, kind, config, outputs, created_at_ms, generation);
+            let stored = Stored::encode(&resource)?;
             resources.insert(
-                id,
+                resource.id,
                 Entry {
-                    resource,
+                    stored,
                     visible_at: None,
                 },
             );
@@ -376,13 +351,19 @@ fn apply_op(resources: &mut HashMap<StepId, Entry>, op: Op) {
         Op::Tamper { id, pointer, value } => {
             // Tampers were validated before they were logged, so this succeeds; if the log
             // was edited so that it does not, the resource keeps its config.
-            if let Some(entry) = resources.get_mut(&id) {
-                if set_pointer(&mut entry.resource.config, &pointer, value).is_ok() {
-                    entry.resource.generation += 1;
-                }
+            let Some(entry) = resources.get_mut(&id) else {
+                return Ok(());
+            };
+            let Some(mut resource) = entry.stored.decode() else {
+                return Ok(());
+            };
+            if set_pointer(&mut resource.config, &pointer, value).is_ok() {
+                resource.generation += 1;
+                entry.stored = Stored::encode(&resource)?;
             }
         }
     }
+    Ok(())
 }
 
 fn compact(path: &Path, resources: &HashMap<StepId, Entry>) -> std::io::Result<()> {
@@ -393,16 +374,8 @@ fn compact(path: &Path, resources: &HashMap<StepId, Entry>) -> std::io::Result<(
         ids.sort();
         let mut buf = Vec::new();
         for id in ids {
-            let r = &resources[id].resource;
-            let op = Op::Put {
-                id: r.id.clone(),
-                kind: r.kind.clone(),
-                config: r.config.clone(),
-                outputs: store_outputs(&r.outputs),
-                created_at_ms: r.created_at_ms,
-                generation: r.generation,
-            };
-            serde_json::to_writer(&mut buf, &op).map_err(std::io::Error::other)?;
+            // A resource's stored form is its `put` line.
+            buf.extend_from_slice(resources[id].stored.text().as_bytes());
             buf.push(b'\n');
         }
         f.write_all(&buf)?;
@@ -430,97 +403,9 @@ fn create_private(path: &Path, truncate: bool) -> std::io::Result<File> {
     options.open(path)
 }
 
-fn store_outputs(outputs: &Outputs) -> BTreeMap<String, StoredOutput> {
-    outputs
-        .0
-        .iter()
-        .map(|(name, v)| {
-            let stored = StoredOutput {
-                value: v.value().cloned().unwrap_or(Value::Null),
-                sensitive: v.is_sensitive(),
-            };
-            (name.clone(), stored)
-        })
-        .collect()
-}
-
-fn load_outputs(stored: BTreeMap<String, StoredOutput>) -> Outputs {
-    Outputs(
-        stored
-            .into_iter()
-            .map(|(name, s)| {
-                let value = if s.sensitive {
-                    OutputValue::sensitive(s.value)
-                } else {
-                    OutputValue::Plain(s.value)
-                };
-                (name, value)
-            })
-            .collect(),
-    )
-}
-
-/// Sets `value` at JSON `pointer` inside `target`, creating the last key if needed.
-fn set_pointer(target: &mut Value, pointer: &str, value: Value) -> Result<(), String> {
-    if pointer.is_empty() {
-        *target = value;
-        return Ok(());
-    }
-    let Some((parent, last)) = pointer.rsplit_once('/') else {
-        return Err("a JSON pointer starts with `/`".into());
-    };
-    if !parent.is_empty() && !parent.starts_with('/') {
-        return Err("a JSON pointer starts with `/`".into());
-    }
-    let key = last.replace("~1", "/").replace("~0", "~");
-    let parent = target
-        .pointer_mut(parent)
-        .ok_or_else(|| format!("`{parent}` does not exist in the config"))?;
-    match parent {
-        Value::Object(map) => {
-            map.insert(key, value);
-            Ok(())
-        }
-        Value::Array(items) if key == "-" => {
-            items.push(value);
-            Ok(())
-        }
-        Value::Array(items) => {
-            let slot = key
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| items.get_mut(i))
-                .ok_or_else(|| format!("`{key}` is not an index of the array"))?;
-            *slot = value;
-            Ok(())
-        }
-        _ => Err("its parent is neither an object nor an array".into()),
-    }
-}
-
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn pointers_set_nested_keys_and_array_items() {
-        let mut v = json!({"a": {"b": 1}, "list": [1, 2]});
-        set_pointer(&mut v, "/a/b", json!(2)).unwrap();
-        set_pointer(&mut v, "/a/c~1d", json!(3)).unwrap();
-        set_pointer(&mut v, "/list/0", json!(9)).unwrap();
-        set_pointer(&mut v, "/list/-", json!(10)).unwrap();
-        assert_eq!(v, json!({"a": {"b": 2, "c/d": 3}, "list": [9, 2, 10]}));
-        assert!(set_pointer(&mut v, "/missing/x", json!(0)).is_err());
-        assert!(set_pointer(&mut v, "/list/7", json!(0)).is_err());
-        assert!(set_pointer(&mut v, "/a/b/c", json!(0)).is_err());
-        assert!(set_pointer(&mut v, "nope", json!(0)).is_err());
-    }
 }

@@ -93,6 +93,21 @@ pub enum SimError {
         source: serde_json::Error,
     },
 
+    /// A resource cannot be stored: its JSON would not read back (nested deeper than the
+    /// JSON reader's limit of 128 levels).
+    #[error("the simulated cloud cannot store `{id}`")]
+    #[diagnostic(
+        code(bmac::sim::unstorable),
+        help("the simulated cloud keeps resources as JSON, which it reads back at most 128 levels deep; nest the step's config less deeply")
+    )]
+    Unstorable {
+        /// The resource's step id.
+        id: String,
+        /// Why its JSON does not read back.
+        #[source]
+        source: serde_json::Error,
+    },
+
     /// `tamper` named a resource the cloud does not hold.
     #[error("the simulated cloud has no resource `{id}` to tamper with")]
     #[diagnostic(

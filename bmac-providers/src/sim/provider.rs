@@ -278,7 +278,7 @@ impl SimProvider {
             ),
         };
         self.cloud
-            .put(resource.clone(), visible_at)
+            .put(&resource, visible_at)
             .map_err(Self::storage_error)?;
         Ok((change, resource))
     }

@@ -143,6 +143,8 @@ pub(super) struct JournalScan {
     pub last_seq: u64,
     /// Length in bytes of the good prefix (header and good records).
     pub valid_len: u64,
+    /// Length in bytes of the header line.
+    pub header_len: u64,
     /// The 1-based line of a torn last record that was dropped.
     pub torn_line: Option<usize>,
 }
@@ -194,6 +196,7 @@ pub(super) fn read_journal(
     let mut scan = JournalScan {
         last_seq: header.after,
         valid_len: n as u64,
+        header_len: n as u64,
         torn_line: None,
         header,
     };

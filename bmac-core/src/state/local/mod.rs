@@ -20,8 +20,8 @@
 //! doubt, and the next apply observes it), and the next write cuts it off the file. Damage
 //! anywhere else is [`StateError::Corrupt`] with the line, never silently skipped.
 //!
-//! Compaction (every [`COMPACT_EVERY`] records by default, or [`LocalStore::compact`]) writes
-//! the snapshot first, then replaces the journal with an empty one whose header says which
+//! Compaction (when the journal outgrows `max(64 MiB, 4 × the snapshot)` by default, see
+//! [`Compaction`]; or [`LocalStore::compact`]) writes the snapshot first, then replaces the journal with an empty one whose header says which
 //! serial it continues after. A crash between the two leaves the old journal, whose records
 //! up to the snapshot's serial are skipped on replay; no intermediate state loses a record.
 //!
@@ -43,6 +43,7 @@
 mod files;
 mod journal;
 mod lockfile;
+mod policy;
 mod replay;
 mod snapshot;
 mod writer;
@@ -60,11 +61,7 @@ use self::files::{create_dir, io_error, Paths};
 use self::writer::Command;
 use crate::state::{Loaded, LockInfo, LockRequest, Record, StateError, StateStore};
 
-/// How many records a journal holds before it is compacted into the snapshot, by default.
-///
-/// Large enough that compaction (a full state write) is rare next to appends — a 1 000-step
-/// apply writes about 2 000 records — and small enough that resuming never replays much.
-pub const COMPACT_EVERY: usize = 10_000;
+pub use self::policy::{Compaction, COMPACT_FLOOR_BYTES, COMPACT_RATIO};
 
 /// The local, file-backed [`StateStore`] (see the module docs for layout and guarantees).
 pub struct LocalStore {
@@ -84,14 +81,20 @@ const _: fn() = || {
 #[derive(Debug, Clone)]
 pub struct LocalStoreBuilder {
     dir: PathBuf,
-    compact_every: usize,
+    compaction: Compaction,
 }
 
 impl LocalStoreBuilder {
-    /// Compact when the journal holds `records` records (default [`COMPACT_EVERY`]);
-    /// 0 turns automatic compaction off.
+    /// Compact when the journal holds `records` records instead of by size (the default,
+    /// [`Compaction::Size`]); 0 turns automatic compaction off.
     pub fn compact_every(mut self, records: usize) -> Self {
-        self.compact_every = records;
+        self.compaction = Compaction::EveryRecords(records as u64);
+        self
+    }
+
+    /// When to compact automatically (default [`Compaction::default`]).
+    pub fn compaction(mut self, policy: Compaction) -> Self {
+        self.compaction = policy;
         self
     }
 
@@ -102,7 +105,7 @@ impl LocalStoreBuilder {
         let paths = Paths::new(self.dir);
         let flushes = Arc::new(AtomicU64::new(0));
         let (commands, writer) =
-            writer::spawn(paths.clone(), self.compact_every, Arc::clone(&flushes))?;
+            writer::spawn(paths.clone(), self.compaction, Arc::clone(&flushes))?;
         Ok(LocalStore {
             paths,
             commands: Some(commands),
@@ -122,7 +125,7 @@ impl LocalStore {
     pub fn builder(dir: impl Into<PathBuf>) -> LocalStoreBuilder {
         LocalStoreBuilder {
             dir: dir.into(),
-            compact_every: COMPACT_EVERY,
+            compaction: Compaction::default(),
         }
     }
 

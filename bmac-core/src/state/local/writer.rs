@@ -29,6 +29,7 @@ use tokio::sync::oneshot;
 
 use super::files::{io_error, remove_if_present, replace_atomically, Paths};
 use super::journal::{encode_line, Header};
+use super::policy::{Compaction, Sizes};
 use super::replay::load_state;
 use super::snapshot::write_snapshot;
 use crate::state::{Loaded, StateError};
@@ -53,14 +54,14 @@ pub(super) enum Command {
 /// Starts the writer thread for the store at `paths`.
 pub(super) fn spawn(
     paths: Paths,
-    compact_every: usize,
+    compaction: Compaction,
     flushes: Arc<AtomicU64>,
 ) -> Result<(Sender<Command>, JoinHandle<()>), StateError> {
     let (tx, rx) = std::sync::mpsc::channel();
     let dir = paths.dir.clone();
     let writer = Writer {
         paths,
-        compact_every: compact_every as u64,
+        compaction,
         flushes,
         open: None,
     };
@@ -81,12 +82,27 @@ struct OpenJournal {
     serial: u64,
     /// Bytes in the file.
     len: u64,
+    /// Bytes of the header line (the file's length with no records).
+    header_len: u64,
+    /// Bytes of the snapshot the records follow (0 without one), for the policy.
+    snapshot_len: u64,
+}
+
+impl OpenJournal {
+    /// What the compaction policy looks at.
+    fn sizes(&self) -> Sizes {
+        Sizes {
+            records: self.serial - self.after,
+            journal_bytes: self.len.saturating_sub(self.header_len),
+            snapshot_bytes: self.snapshot_len,
+        }
+    }
 }
 
 struct Writer {
     paths: Paths,
-    /// Compact when a journal holds this many records; 0 never.
-    compact_every: u64,
+    /// When to compact after a commit.
+    compaction: Compaction,
     flushes: Arc<AtomicU64>,
     open: Option<OpenJournal>,
 }
@@ -143,7 +159,7 @@ impl Writer {
         let due = self
             .open
             .as_ref()
-            .is_some_and(|j| self.compact_every > 0 && j.serial - j.after >= self.compact_every);
+            .is_some_and(|j| self.compaction.due(j.sizes()));
         if due {
             if let Err(e) = self.compact() {
                 tracing::warn!(error = %e, "compacting the state journal failed; it will be retried");
@@ -246,6 +262,8 @@ impl Writer {
             after: scan.header.after,
             serial: scan.last_seq,
             len: scan.valid_len,
+            header_len: scan.header_len,
+            snapshot_len: self.snapshot_len(),
         })
     }
 
@@ -265,7 +283,15 @@ impl Writer {
             after,
             serial: after,
             len,
+            header_len: len,
+            snapshot_len: self.snapshot_len(),
         })
+    }
+
+    /// The snapshot's size in bytes; 0 when there is none. Only the policy uses it, so a
+    /// snapshot that cannot be examined counts as empty (loading it reports the real error).
+    fn snapshot_len(&self) -> u64 {
+        std::fs::metadata(&self.paths.snapshot).map_or(0, |m| m.len())
     }
 
     /// Writes a snapshot of everything journalled, then starts an empty journal after it.
@@ -360,7 +386,7 @@ mod tests {
         let flushes = Arc::new(AtomicU64::new(0));
         let mut writer = Writer {
             paths: paths.clone(),
-            compact_every: 0,
+            compaction: Compaction::Never,
             flushes: Arc::clone(&flushes),
             open: None,
         };
