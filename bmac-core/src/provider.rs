@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::state::AppliedStep;
 use crate::step::{Inputs, Outputs, Step};
 
 /// Whether an error is worth retrying.
@@ -109,13 +110,98 @@ impl Default for StepContext {
     }
 }
 
-/// What the last successful apply of a step left behind, as the journal recorded it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Prior {
+/// What the last successful apply of a step left behind, as the journal recorded it: the
+/// config that was applied and the outputs it produced (secrets redacted when loaded from
+/// state).
+///
+/// A prior is a shared, read-only handle: cloning it never copies the config or the outputs.
+/// A plan made against a state points every node at that state's own record of the step
+/// ([`Prior::recorded`]), so planning a large state copies nothing. One the executor learns
+/// from `observe`, or one read back from a plan file, owns its parts ([`Prior::new`]). Either
+/// way it serialises as `{"config": …, "outputs": …}`.
+#[derive(Clone)]
+pub struct Prior(PriorRepr);
+
+#[derive(Clone)]
+enum PriorRepr {
+    /// Shared with the state the plan was made against.
+    Recorded(Arc<AppliedStep>),
+    /// Owned parts.
+    Owned(Arc<PriorParts>),
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PriorParts {
+    config: Value,
+    outputs: Outputs,
+}
+
+/// The serialised form, borrowing from either representation.
+#[derive(serde::Serialize)]
+struct PriorView<'a> {
+    config: &'a Value,
+    outputs: &'a Outputs,
+}
+
+impl Prior {
+    /// A prior from its parts.
+    pub fn new(config: Value, outputs: Outputs) -> Self {
+        Prior(PriorRepr::Owned(Arc::new(PriorParts { config, outputs })))
+    }
+
+    /// The prior a state records for a step, shared with that state (nothing is copied).
+    pub fn recorded(applied: Arc<AppliedStep>) -> Self {
+        Prior(PriorRepr::Recorded(applied))
+    }
+
     /// The config that was applied.
-    pub config: Value,
+    pub fn config(&self) -> &Value {
+        match &self.0 {
+            PriorRepr::Recorded(a) => &a.step.config,
+            PriorRepr::Owned(p) => &p.config,
+        }
+    }
+
     /// The outputs it produced (secrets redacted when loaded from state).
-    pub outputs: Outputs,
+    pub fn outputs(&self) -> &Outputs {
+        match &self.0 {
+            PriorRepr::Recorded(a) => &a.outputs,
+            PriorRepr::Owned(p) => &p.outputs,
+        }
+    }
+}
+
+impl PartialEq for Prior {
+    fn eq(&self, other: &Self) -> bool {
+        self.config() == other.config() && self.outputs() == other.outputs()
+    }
+}
+
+impl fmt::Debug for Prior {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prior")
+            .field("config", self.config())
+            .field("outputs", self.outputs())
+            .finish()
+    }
+}
+
+impl serde::Serialize for Prior {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        PriorView {
+            config: self.config(),
+            outputs: self.outputs(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Prior {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Prior(PriorRepr::Owned(Arc::new(PriorParts::deserialize(
+            d,
+        )?))))
+    }
 }
 
 /// A request to create or update a resource.

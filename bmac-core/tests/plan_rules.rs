@@ -1,6 +1,8 @@
 //! The planner's rules, as a user of `bmac plan` sees them: which action each step gets, the
 //! order deletions run in, and what `--target`, `--exclude` and `destroy` select.
 
+use std::sync::Arc;
+
 use bmac_core::plan::{Action, Plan, PlanError, Planner};
 use bmac_core::state::{AppliedStep, State, StepState};
 use bmac_core::step::{Kind, Outputs, Ref, Step, StepId};
@@ -16,11 +18,11 @@ fn step(name: &str, kind: &Kind, config: Value) -> Step {
 
 fn applied(step: Step) -> StepState {
     StepState {
-        applied: Some(AppliedStep {
+        applied: Some(Arc::new(AppliedStep {
             outputs: Outputs::new().with("name", step.id.as_str()),
             fingerprint: step.config_fingerprint(),
             step,
-        }),
+        })),
         in_doubt: false,
         last_error: None,
     }
@@ -113,7 +115,7 @@ fn unchanged_steps_are_noops_kept_with_their_prior() {
     let pool = plan.node(&id("pool")).unwrap();
     let prior = pool.prior.as_ref().expect("prior from state");
     assert_eq!(
-        prior.outputs.get("name").unwrap().value(),
+        prior.outputs().get("name").unwrap().value(),
         Some(&json!("pool"))
     );
     assert_eq!(

@@ -6,16 +6,16 @@
 //! for one `plan()` call, so the DoS resistance of std's SipHash buys nothing here; a
 //! multiply-rotate hash over 8-byte words (the Fx hash rustc uses for its own tables) is
 //! several times faster on such keys.
+//!
+//! The map is keyed by the id's text (`&str`), not by `&StepId`: a probe then reads the key's
+//! bytes straight from the bucket's pointer, one memory access fewer per lookup than going
+//! through the `StepId` first, which counts at 100k steps, where the ids no longer fit in cache.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use petgraph::graph::NodeIndex;
-
-use crate::step::StepId;
-
-/// Step id → plan-graph node.
-pub(crate) type NodeIndexMap<'a> = HashMap<&'a StepId, NodeIndex, BuildHasherDefault<IdHasher>>;
+/// Step id (its text) → plan-graph node.
+pub(crate) type NodeIndexMap<'a> = HashMap<&'a str, u32, BuildHasherDefault<IdHasher>>;
 
 /// An empty map with room for `capacity` ids.
 pub(crate) fn node_index_map<'a>(capacity: usize) -> NodeIndexMap<'a> {
@@ -68,6 +68,7 @@ impl Hasher for IdHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::step::StepId;
     use std::hash::BuildHasher;
 
     fn hash(id: &str) -> u64 {
@@ -89,14 +90,13 @@ mod tests {
         ];
         let hashes: std::collections::HashSet<u64> = ids.iter().map(|i| hash(i)).collect();
         assert_eq!(hashes.len(), ids.len());
-        let owned: Vec<StepId> = ids.iter().map(|i| StepId::new(i).unwrap()).collect();
         let mut map = node_index_map(0);
-        for (i, id) in owned.iter().enumerate() {
-            map.insert(id, NodeIndex::new(i));
+        for (i, id) in ids.iter().enumerate() {
+            map.insert(*id, i as u32);
         }
-        for (i, id) in owned.iter().enumerate() {
-            assert_eq!(map.get(id), Some(&NodeIndex::new(i)));
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(map.get(id), Some(&(i as u32)));
         }
-        assert_eq!(map.get(&StepId::new("abcdefgk").unwrap()), None);
+        assert_eq!(map.get("abcdefgk"), None);
     }
 }
