@@ -33,7 +33,7 @@ use std::sync::Arc;
 use super::dag::PlanGraph;
 use super::diag::{self, CycleEdge, DuplicateStepError, EdgeKind, PlanError, Sources, Unknown};
 use super::diff::diff;
-use super::ids::{node_index_map, NodeIndexMap};
+use super::ids::IdIndex;
 use super::order::{toposort, Order};
 use super::seal::{seal, Draft};
 use super::select::select;
@@ -111,7 +111,7 @@ impl<'s> Planner<'s> {
         let sources = sources.as_ref();
         // In `destroy` mode the spec is not read at all: its steps are no nodes.
         let spec: &[Step] = if destroy { &[] } else { &steps };
-        let mut index = node_index_map(if destroy {
+        let mut index = IdIndex::with_capacity(if destroy {
             state.steps.len()
         } else {
             spec.len()
@@ -146,7 +146,6 @@ impl<'s> Planner<'s> {
                 .map(|id| {
                     index
                         .get(id.as_str())
-                        .copied()
                         .ok_or_else(|| diag::unknown_target_error(flag, id, destroy, known()))
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -195,7 +194,7 @@ fn step_of<'a>(spec: &'a [Step], removed: &'a [&Arc<AppliedStep>], v: u32) -> Op
 fn keep_input_sources(
     spec: &[Step],
     removed: &[&Arc<AppliedStep>],
-    index: &NodeIndexMap<'_>,
+    index: &IdIndex<'_>,
     drafts: &mut [Draft<'_>],
     keep: &mut [bool],
 ) {
@@ -211,7 +210,7 @@ fn keep_input_sources(
             step.inputs
                 .values()
                 .filter_map(|r| index.get(r.step.as_str()))
-                .map(|&u| u as usize)
+                .map(|u| u as usize)
                 .filter(|&u| !keep[u]),
         );
     }
@@ -224,14 +223,14 @@ fn keep_input_sources(
 /// Pass 1: nodes and edges of the spec steps.
 fn add_spec<'a>(
     steps: &'a [Step],
-    index: &mut NodeIndexMap<'a>,
+    index: &mut IdIndex<'a>,
     sources: Option<&Sources>,
 ) -> Result<PlanGraph, PlanError> {
     let edges = steps.iter().map(|s| s.deps.len() + s.inputs.len()).sum();
     let mut graph = PlanGraph::with_edge_capacity(edges);
     let first = graph.add_nodes(steps.len());
     for (v, step) in (first..).zip(steps) {
-        if index.insert(step.id.as_str(), v).is_some() {
+        if index.insert(step.id.as_str()) != Ok(v) {
             return Err(PlanError::DuplicateStep(Box::new(DuplicateStepError {
                 id: step.id.clone(),
                 src: sources.map(Sources::named),
@@ -252,7 +251,7 @@ fn add_spec<'a>(
         );
         for (dep, input, kind) in named {
             match index.get(dep.as_str()) {
-                Some(&u) => graph.add_edge(u, v, kind),
+                Some(u) => graph.add_edge(u, v, kind),
                 None => {
                     let written_at = sources
                         .and_then(|s| s.edges.get(&(step.id.clone(), dep.clone())))
@@ -287,7 +286,7 @@ fn add_spec<'a>(
 fn recorded_entries<'s>(
     steps: &[Step],
     state: &'s State,
-    index: &NodeIndexMap<'_>,
+    index: &IdIndex<'_>,
 ) -> (Vec<Option<&'s StepState>>, usize) {
     if state.steps.is_empty() || steps.is_empty() {
         return (Vec::new(), 0);
@@ -297,7 +296,7 @@ fn recorded_entries<'s>(
     for (id, entry) in &state.steps {
         if let Some(slot) = index
             .get(id.as_str())
-            .and_then(|&v| recorded.get_mut(v as usize))
+            .and_then(|v| recorded.get_mut(v as usize))
         {
             *slot = Some(entry);
             matched += 1;
@@ -313,7 +312,7 @@ fn diff_all<'s>(
     steps: &[Step],
     recorded: &[Option<&'s StepState>],
     matched: usize,
-    index: &NodeIndexMap<'_>,
+    index: &IdIndex<'_>,
     order: &[u32],
 ) -> Vec<Draft<'s>> {
     let mut drafts: Vec<Draft<'s>> = Vec::with_capacity(steps.len());
@@ -328,7 +327,7 @@ fn diff_all<'s>(
         let upstream_changes = step.inputs.values().any(|r| {
             index
                 .get(r.step.as_str())
-                .is_some_and(|&u| drafts[u as usize].action.is_change())
+                .is_some_and(|u| drafts[u as usize].action.is_change())
         });
         let d = diff(step, recorded[i], upstream_changes);
         drafts[i] = Draft {
@@ -346,7 +345,7 @@ fn diff_all<'s>(
 fn add_deletions<'s: 'a, 'a>(
     state: &'s State,
     graph: &mut PlanGraph,
-    index: &mut NodeIndexMap<'a>,
+    index: &mut IdIndex<'a>,
     drafts: &mut Vec<Draft<'s>>,
 ) -> Vec<&'s Arc<AppliedStep>> {
     let first = graph.node_count() as u32;
@@ -356,10 +355,10 @@ fn add_deletions<'s: 'a, 'a>(
         let Some(applied) = &entry.applied else {
             continue;
         };
-        if index.contains_key(id.as_str()) {
+        // New ids are numbered on from the spec's: this is node `first + removed.len()`.
+        if index.insert(id.as_str()).is_err() {
             continue;
         }
-        index.insert(id.as_str(), first + removed.len() as u32);
         removed.push(applied);
         drafts.push(Draft {
             action: Action::Delete,
@@ -372,7 +371,7 @@ fn add_deletions<'s: 'a, 'a>(
     }
     graph.add_nodes(removed.len());
     for (id, entry) in &state.steps {
-        let (Some(applied), Some(&dependent)) = (&entry.applied, index.get(id.as_str())) else {
+        let (Some(applied), Some(dependent)) = (&entry.applied, index.get(id.as_str())) else {
             continue;
         };
         let recorded = applied
@@ -382,7 +381,7 @@ fn add_deletions<'s: 'a, 'a>(
             .chain(applied.step.inputs.values().map(|r| &r.step));
         for dep in recorded {
             // Only deletions are nodes from `first` on.
-            if let Some(&d) = index.get(dep.as_str()) {
+            if let Some(d) = index.get(dep.as_str()) {
                 if d != dependent && d >= first {
                     graph.add_edge(dependent, d, EdgeKind::Recorded);
                 }
