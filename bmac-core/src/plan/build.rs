@@ -220,15 +220,20 @@ fn keep_input_sources(
     }
 }
 
-/// Pass 1: nodes and edges of the spec steps.
+/// Pass 1: nodes and edges of the spec steps, in one pass over them: each step's id is
+/// indexed, then its dependencies are looked up. A dependency on a step defined further down
+/// gets its edge's place now and its source once every id is indexed, so the edges keep the
+/// order "by dependent, `depends_on` then references" whichever way the spec is written.
 fn add_spec<'a>(
     steps: &'a [Step],
     index: &mut IdIndex<'a>,
     sources: Option<&Sources>,
 ) -> Result<PlanGraph, PlanError> {
-    let edges = steps.iter().map(|s| s.deps.len() + s.inputs.len()).sum();
-    let mut graph = PlanGraph::with_edge_capacity(edges);
+    // Most steps have one dependency or none; the edge list grows if not.
+    let mut graph = PlanGraph::with_edge_capacity(steps.len());
     let first = graph.add_nodes(steps.len());
+    // Edges whose source was not indexed yet: (edge, dependent, named dependency, input).
+    let mut later: Vec<(u32, &'a Step, &'a StepId, Option<&'a str>)> = Vec::new();
     for (v, step) in (first..).zip(steps) {
         if index.insert(step.id.as_str()) != Ok(v) {
             return Err(PlanError::DuplicateStep(Box::new(DuplicateStepError {
@@ -237,36 +242,38 @@ fn add_spec<'a>(
                 span: sources.and_then(|s| s.steps.get(&step.id).copied()),
             })));
         }
-    }
-    let mut unknown: Vec<Unknown<'a>> = Vec::new();
-    let mut reported: HashSet<(&StepId, &StepId)> = HashSet::new();
-    // One `depends_on` item of a spec entry is an edge of each of the entry's steps: a typo
-    // there is one mistake, reported once.
-    let mut reported_at: HashSet<(usize, usize, &StepId)> = HashSet::new();
-    for (v, step) in (first..).zip(steps) {
         let named = step.deps.iter().map(|d| (d, None, EdgeKind::Deps)).chain(
             step.inputs
                 .iter()
                 .map(|(name, r)| (&r.step, Some(name.as_str()), EdgeKind::Input)),
         );
         for (dep, input, kind) in named {
-            match index.get(dep.as_str()) {
-                Some(u) => graph.add_edge(u, v, kind),
-                None => {
-                    let written_at = sources
-                        .and_then(|s| s.edges.get(&(step.id.clone(), dep.clone())))
-                        .map(|span| (span.offset(), span.len()));
-                    let first_there =
-                        written_at.is_none_or(|(at, len)| reported_at.insert((at, len, dep)));
-                    if first_there && reported.insert((&step.id, dep)) {
-                        unknown.push(Unknown {
-                            step: &step.id,
-                            missing: dep,
-                            input,
-                        });
-                    }
-                }
+            let e = graph.add_edge(index.get(dep.as_str()).unwrap_or(UNRESOLVED), v, kind);
+            if graph.edge(e).from == UNRESOLVED {
+                later.push((e, step, dep, input));
             }
+        }
+    }
+    let mut unknown: Vec<Unknown<'a>> = Vec::new();
+    let mut reported: HashSet<(&StepId, &StepId)> = HashSet::new();
+    // One `depends_on` item of a spec entry is an edge of each of the entry's steps: a typo
+    // there is one mistake, reported once.
+    let mut reported_at: HashSet<(usize, usize, &StepId)> = HashSet::new();
+    for (e, step, dep, input) in later {
+        if let Some(u) = index.get(dep.as_str()) {
+            graph.set_source(e, u);
+            continue;
+        }
+        let written_at = sources
+            .and_then(|s| s.edges.get(&(step.id.clone(), dep.clone())))
+            .map(|span| (span.offset(), span.len()));
+        let first_there = written_at.is_none_or(|(at, len)| reported_at.insert((at, len, dep)));
+        if first_there && reported.insert((&step.id, dep)) {
+            unknown.push(Unknown {
+                step: &step.id,
+                missing: dep,
+                input,
+            });
         }
     }
     if unknown.is_empty() {
@@ -279,6 +286,9 @@ fn add_spec<'a>(
         ))
     }
 }
+
+/// The source of an edge whose dependency is not indexed yet.
+const UNRESOLVED: u32 = u32::MAX;
 
 /// What state records for each spec step (by node index), found in one pass over state:
 /// one hash lookup per state entry instead of an ordered-map search per step. Also returns

@@ -46,9 +46,15 @@ impl PlanGraph {
         first
     }
 
-    /// Adds one edge.
-    pub fn add_edge(&mut self, from: u32, to: u32, kind: EdgeKind) {
+    /// Adds one edge; returns its index.
+    pub fn add_edge(&mut self, from: u32, to: u32, kind: EdgeKind) -> u32 {
         self.edges.push(Edge { from, to, kind });
+        (self.edges.len() - 1) as u32
+    }
+
+    /// Sets the source of edge `e` (added before its source was known).
+    pub fn set_source(&mut self, e: u32, from: u32) {
+        self.edges[e as usize].from = from;
     }
 
     /// Number of nodes.
