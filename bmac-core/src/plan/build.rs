@@ -1,15 +1,15 @@
 //! The [`Planner`]: desired steps + state → a sealed [`Plan`].
 //!
-//! The passes, each linear in steps + edges (ids map to graph indices through one hash map
-//! with a fast id hasher, see `ids`; the graph is an edge list with flat adjacency tables,
-//! see `dag`; state is matched to steps in one pass over it; nothing compares every step
-//! with every other, nothing recurses):
+//! The passes, each linear in steps + edges (ids map to graph indices through one hash index
+//! with a fast id hash, see `ids`; the graph is an edge list with flat adjacency tables, see
+//! `dag`; state is matched to steps in one pass over it; nothing compares every step with
+//! every other, nothing recurses):
 //! 1. *spec graph* — one node per step, in spec order; an edge from each dependency
 //!    (explicit `deps` and input references alike) to its dependent. Duplicate ids and
 //!    unknown dependencies are rejected here, all unknown ones in one diagnostic.
-//! 2. *order + diff* — Kahn's pass over the spec graph rejects a cycle (listing it, naming an
-//!    edge to cut) or yields an order in which every step is diffed after the steps it takes
-//!    inputs from, so "an input source changes" is known when the step is diffed.
+//! 2. *order* — Kahn's pass over the spec graph rejects a cycle (listing it, naming an edge
+//!    to cut) or yields an order in which every step comes after the steps it takes inputs
+//!    from. State is matched to the spec steps.
 //! 3. *deletions* — each step applied in state but gone from the spec (every applied step in
 //!    `destroy` mode) becomes a `Delete` node, ordered *after* every node of a step that,
 //!    per state, depended on it: dependents go first, then what they used. A step that
@@ -19,7 +19,9 @@
 //! 4. *selection* — `target` / `exclude` over that plan graph (see `select`).
 //! 5. *seal* — Kahn's pass over the selected nodes fixes the stored order (every dependency
 //!    before its dependent; when neither deletions nor a selection changed the graph, the
-//!    order of pass 2 is reused); see `seal` for how steps move into the plan without copies.
+//!    order of pass 2 is reused). Walking that order, each spec step is diffed against its
+//!    state entry (after its input sources, so "an input source changes" is known) and moved
+//!    into its plan node in the same visit; see `seal`.
 //!
 //! Nothing here copies what state records: a node's prior is a shared handle on the state's
 //! own record ([`Prior::recorded`](crate::provider::Prior::recorded)).
@@ -28,17 +30,15 @@
 //! it plans the deletion of everything in state, or of the targets and their dependents.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use super::dag::PlanGraph;
 use super::diag::{self, CycleEdge, DuplicateStepError, EdgeKind, PlanError, Sources, Unknown};
-use super::diff::diff;
 use super::ids::IdIndex;
 use super::order::{toposort, Order};
-use super::seal::{seal, Draft};
+use super::seal::{seal, Removed, Sealing};
 use super::select::select;
-use super::{Action, Plan, StateRef};
-use crate::state::{AppliedStep, State, StepState};
+use super::{Plan, StateRef};
+use crate::state::{State, StepState};
 use crate::step::{Step, StepId};
 
 /// Builds a [`Plan`] from the desired steps and the current state.
@@ -123,12 +123,10 @@ impl<'s> Planner<'s> {
             Order::Cycle(edges) => return Err(cycle_error(&graph, &edges, spec, &[], sources)),
         };
         let (recorded, matched) = recorded_entries(spec, state, &index);
-        let mut drafts = diff_all(spec, &recorded, matched, &index, &order);
-        drop(recorded);
 
         // Every state entry matched a spec step: nothing can be deleted.
         let removed = if matched < state.steps.len() {
-            add_deletions(state, &mut graph, &mut index, &mut drafts)
+            add_deletions(state, &mut graph, &mut index)
         } else {
             Vec::new()
         };
@@ -139,7 +137,7 @@ impl<'s> Planner<'s> {
         let known = || {
             spec.iter()
                 .map(|s| &s.id)
-                .chain(removed.iter().map(|a| &a.step.id))
+                .chain(removed.iter().map(|r| &r.applied.step.id))
         };
         let resolve = |flag: &'static str, ids: &[StepId]| {
             ids.iter()
@@ -152,13 +150,13 @@ impl<'s> Planner<'s> {
         };
         let targets = resolve("target", &targets)?;
         let excludes = resolve("exclude", &excludes)?;
-        let keep = if targets.is_empty() && excludes.is_empty() {
-            None
+        let (keep, noop) = if targets.is_empty() && excludes.is_empty() {
+            (None, Vec::new())
         } else {
             let mut keep = select(&graph, &adj, &targets, &excludes);
-            keep_input_sources(spec, &removed, &index, &mut drafts, &mut keep);
+            let noop = keep_input_sources(spec, &removed, &index, &mut keep);
             changed = true;
-            Some(keep)
+            (Some(keep), noop)
         };
         drop(index);
         if changed {
@@ -173,34 +171,43 @@ impl<'s> Planner<'s> {
             lineage: state.lineage.clone(),
             serial: state.serial,
         };
-        let spec_len = spec.len();
-        let nodes = seal(&graph, &adj, &order, steps, spec_len, drafts, &removed);
+        let sealing = Sealing {
+            graph: &graph,
+            adj: &adj,
+            order: &order,
+            spec_len: spec.len(),
+            recorded: &recorded,
+            removed: &removed,
+            noop: &noop,
+        };
+        let nodes = seal(sealing, steps);
         Ok(Plan::seal(state_ref, nodes))
     }
 }
 
 /// The step of node `v`: a spec step, or (from `spec.len()` on) a removed one's last apply.
-fn step_of<'a>(spec: &'a [Step], removed: &'a [&Arc<AppliedStep>], v: u32) -> Option<&'a Step> {
+fn step_of<'a>(spec: &'a [Step], removed: &'a [Removed<'_>], v: u32) -> Option<&'a Step> {
     let v = v as usize;
     match v.checked_sub(spec.len()) {
         None => spec.get(v),
-        Some(r) => removed.get(r).map(|a| &a.step),
+        Some(r) => removed.get(r).map(|r| &r.applied.step),
     }
 }
 
 /// A kept deletion reads its inputs from what the steps that produced them recorded. When the
 /// selection leaves such a step out (`destroy --target` keeps a step's dependents, not what it
 /// depends on), the step stays in the plan as a no-op — there to be read, not destroyed.
+/// Returns, per node, whether it is kept only for that (empty when none is).
 fn keep_input_sources(
     spec: &[Step],
-    removed: &[&Arc<AppliedStep>],
+    removed: &[Removed<'_>],
     index: &IdIndex<'_>,
-    drafts: &mut [Draft<'_>],
     keep: &mut [bool],
-) {
+) -> Vec<bool> {
     let mut sources: Vec<usize> = Vec::new();
-    for (v, draft) in drafts.iter().enumerate() {
-        if !keep[v] || draft.action != Action::Delete {
+    // Deletions are the nodes from `spec.len()` on.
+    for v in spec.len()..keep.len() {
+        if !keep[v] {
             continue;
         }
         let Some(step) = step_of(spec, removed, v as u32) else {
@@ -214,10 +221,15 @@ fn keep_input_sources(
                 .filter(|&u| !keep[u]),
         );
     }
+    if sources.is_empty() {
+        return Vec::new();
+    }
+    let mut noop = vec![false; keep.len()];
     for u in sources {
         keep[u] = true;
-        drafts[u].action = Action::NoOp;
+        noop[u] = true;
     }
+    noop
 }
 
 /// Pass 1: nodes and edges of the spec steps, in one pass over them: each step's id is
@@ -315,40 +327,6 @@ fn recorded_entries<'s>(
     (recorded, matched)
 }
 
-/// Pass 2: the action of every spec step, diffed in dependency order so that whether an
-/// input source changes is known. `recorded[i]` is what state holds for step `i`, `matched`
-/// how many steps it holds anything for.
-fn diff_all<'s>(
-    steps: &[Step],
-    recorded: &[Option<&'s StepState>],
-    matched: usize,
-    index: &IdIndex<'_>,
-    order: &[u32],
-) -> Vec<Draft<'s>> {
-    let mut drafts: Vec<Draft<'s>> = Vec::with_capacity(steps.len());
-    drafts.resize_with(steps.len(), Draft::create);
-    if matched == 0 {
-        // Nothing recorded for any step: everything is created.
-        return drafts;
-    }
-    for &v in order {
-        let i = v as usize;
-        let step = &steps[i];
-        let upstream_changes = step.inputs.values().any(|r| {
-            index
-                .get(r.step.as_str())
-                .is_some_and(|u| drafts[u as usize].action.is_change())
-        });
-        let d = diff(step, recorded[i], upstream_changes);
-        drafts[i] = Draft {
-            action: d.action,
-            applied: d.applied,
-            in_doubt: d.in_doubt,
-        };
-    }
-    drafts
-}
-
 /// Pass 3: a `Delete` node for each applied step without a node yet, placed after the nodes
 /// of every step that (per state) depended on it. Returns the removed steps' records, one per
 /// new node (node `spec.len() + k` is `removed[k]`).
@@ -356,8 +334,7 @@ fn add_deletions<'s: 'a, 'a>(
     state: &'s State,
     graph: &mut PlanGraph,
     index: &mut IdIndex<'a>,
-    drafts: &mut Vec<Draft<'s>>,
-) -> Vec<&'s Arc<AppliedStep>> {
+) -> Vec<Removed<'s>> {
     let first = graph.node_count() as u32;
     let mut removed = Vec::new();
     for (id, entry) in &state.steps {
@@ -369,10 +346,8 @@ fn add_deletions<'s: 'a, 'a>(
         if index.insert(id.as_str()).is_err() {
             continue;
         }
-        removed.push(applied);
-        drafts.push(Draft {
-            action: Action::Delete,
-            applied: Some(applied),
+        removed.push(Removed {
+            applied,
             in_doubt: entry.in_doubt,
         });
     }
@@ -406,7 +381,7 @@ fn cycle_error(
     graph: &PlanGraph,
     edges: &[u32],
     spec: &[Step],
-    removed: &[&Arc<AppliedStep>],
+    removed: &[Removed<'_>],
     sources: Option<&Sources>,
 ) -> PlanError {
     let cycle: Vec<CycleEdge<'_>> = edges

@@ -1,4 +1,4 @@
-//! Sealing: moving the planned steps into the plan's node vector, in the final order.
+//! Sealing: diffing each planned step and moving it into the plan, in the final order.
 //!
 //! The plan's nodes are built straight into one vector of exactly the right length, in the
 //! stored order; nothing goes through `Option` slots or a second collect. The spec steps are
@@ -8,52 +8,53 @@
 //! case: specs are mostly written dependencies first — there is nothing to permute. Deleted
 //! steps are cloned from state (state keeps them; they are few).
 //!
-//! Each node's dependency list is its incoming edges mapped to plan positions, sorted and
-//! without repeats (a step may name the same dependency in `depends_on` and in a reference),
-//! stored inline in the node (see `deps`). Priors are shared with state, not copied.
+//! Each spec step is diffed (see `diff`) in the same visit that moves it: the order puts its
+//! input sources first, so whether one of them changes is known, and the step, its state
+//! entry and its node are each touched once — at 100k steps, a second pass over them would
+//! fetch all of them from memory again. Each node's dependency list is its incoming edges
+//! mapped to plan positions, sorted and without repeats (a step may name the same dependency
+//! in `depends_on` and in a reference), stored inline in the node (see `deps`). Priors are
+//! shared with state, not copied.
 
 use std::sync::Arc;
 
 use super::dag::{Adjacency, PlanGraph};
+use super::diag::EdgeKind;
+use super::diff::diff;
 use super::{Action, Deps, PlanNode};
 use crate::provider::Prior;
-use crate::state::AppliedStep;
+use crate::state::{AppliedStep, StepState};
 use crate::step::Step;
 
-/// A plan node before sealing: its action and what state recorded for it.
-pub(crate) struct Draft<'s> {
-    pub action: Action,
-    pub applied: Option<&'s Arc<AppliedStep>>,
+/// A step only state knows (a deletion node): its last apply.
+pub(crate) struct Removed<'s> {
+    pub applied: &'s Arc<AppliedStep>,
     pub in_doubt: bool,
 }
 
-impl Draft<'_> {
-    /// A step state knows nothing about.
-    pub fn create() -> Self {
-        Draft {
-            action: Action::Create,
-            applied: None,
-            in_doubt: false,
-        }
-    }
+/// Everything sealing reads besides the steps it consumes.
+pub(crate) struct Sealing<'a, 's> {
+    pub graph: &'a PlanGraph,
+    pub adj: &'a Adjacency,
+    /// Node indices, every dependency before its dependent.
+    pub order: &'a [u32],
+    /// Nodes below this are spec steps (node `v` is `steps[v]`).
+    pub spec_len: usize,
+    /// What state holds for spec step `v` (empty: nothing for any step).
+    pub recorded: &'a [Option<&'s StepState>],
+    /// Node `spec_len + k` is `removed[k]`.
+    pub removed: &'a [Removed<'s>],
+    /// Nodes kept only for a deletion to read (no-ops whatever their diff; empty: none).
+    pub noop: &'a [bool],
 }
 
 /// Position of a node the selection dropped.
 const DROPPED: u32 = u32::MAX;
 
-/// The plan nodes for `order` (node indices; every dependency before its dependent). Nodes
-/// below `spec_len` are `steps[v]`, the rest `removed[v - spec_len]`; `drafts[v]` is node
-/// `v`'s action.
-pub(crate) fn seal(
-    graph: &PlanGraph,
-    adj: &Adjacency,
-    order: &[u32],
-    steps: Vec<Step>,
-    spec_len: usize,
-    mut drafts: Vec<Draft<'_>>,
-    removed: &[&Arc<AppliedStep>],
-) -> Vec<PlanNode> {
-    let n = graph.node_count();
+/// The plan nodes, in `order`.
+pub(crate) fn seal(s: Sealing<'_, '_>, steps: Vec<Step>) -> Vec<PlanNode> {
+    let n = s.graph.node_count();
+    let order = s.order;
     let identity = order.len() == n && order.iter().enumerate().all(|(k, &v)| k == v as usize);
     // position[v]: where node v lands (DROPPED if it does not); not needed for the identity.
     let position: Vec<u32> = if identity {
@@ -65,29 +66,30 @@ pub(crate) fn seal(
         }
         position
     };
-    let mut steps = if spec_len == 0 {
+    let mut steps = if s.spec_len == 0 {
         Vec::new()
     } else if identity {
         steps
     } else {
-        in_plan_order(steps, spec_len, order)
+        in_plan_order(steps, s.spec_len, order)
     };
     let mut steps = steps.drain(..);
+    // changes[v]: spec step v's diff changes something (what its dependents' diffs ask).
+    let mut changes = vec![false; s.spec_len];
     let mut nodes: Vec<PlanNode> = Vec::with_capacity(order.len());
     let mut deps: Vec<u32> = Vec::new();
     for &v in order {
         let i = v as usize;
-        let step = if i < spec_len {
-            steps.next()
-        } else {
-            removed.get(i - spec_len).map(|a| a.step.clone())
-        };
-        // The permutation holds every kept spec step, in order; this never skips.
-        let Some(step) = step else { continue };
         deps.clear();
-        for &e in adj.incoming(v) {
-            let u = graph.edge(e).from;
-            let at = if identity { u } else { position[u as usize] };
+        let mut upstream_changes = false;
+        for &e in s.adj.incoming(v) {
+            let edge = s.graph.edge(e);
+            upstream_changes |= edge.kind == EdgeKind::Input && changes[edge.from as usize];
+            let at = if identity {
+                edge.from
+            } else {
+                position[edge.from as usize]
+            };
             if at != DROPPED {
                 deps.push(at);
             }
@@ -96,13 +98,33 @@ pub(crate) fn seal(
             deps.sort_unstable();
             deps.dedup();
         }
-        let draft = &mut drafts[i];
+        let (step, mut action, applied, in_doubt) = if i < s.spec_len {
+            // The permutation holds every kept spec step, in order; this never skips.
+            let Some(step) = steps.next() else { continue };
+            let entry = s.recorded.get(i).copied().flatten();
+            let d = diff(&step, entry, upstream_changes);
+            changes[i] = d.action.is_change();
+            (step, d.action, d.applied, d.in_doubt)
+        } else {
+            let Some(r) = s.removed.get(i - s.spec_len) else {
+                continue;
+            };
+            (
+                r.applied.step.clone(),
+                Action::Delete,
+                Some(r.applied),
+                r.in_doubt,
+            )
+        };
+        if s.noop.get(i).copied().unwrap_or(false) {
+            action = Action::NoOp;
+        }
         nodes.push(PlanNode {
             step,
-            action: std::mem::replace(&mut draft.action, Action::NoOp),
-            prior: draft.applied.map(|a| Prior::recorded(Arc::clone(a))),
-            prior_fingerprint: draft.applied.map(|a| a.fingerprint),
-            in_doubt: draft.in_doubt,
+            action,
+            prior: applied.map(|a| Prior::recorded(Arc::clone(a))),
+            prior_fingerprint: applied.map(|a| a.fingerprint),
+            in_doubt,
             deps: Deps::from(deps.as_slice()),
         });
     }
