@@ -337,6 +337,38 @@ impl fmt::Debug for Providers {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_prior_reads_and_serialises_the_same_shared_or_owned() {
+        let step = Step::new(
+            crate::step::StepId::new("pool").unwrap(),
+            crate::step::Kind::new("node_pool"),
+            &serde_json::json!({"machine": "m5"}),
+        )
+        .unwrap();
+        let outputs = Outputs::new().with("id", "pool-1");
+        let applied = Arc::new(AppliedStep {
+            step: step.clone(),
+            fingerprint: step.config_fingerprint(),
+            outputs: outputs.clone(),
+        });
+        let shared = Prior::recorded(Arc::clone(&applied));
+        let owned = Prior::new(step.config.clone(), outputs.clone());
+        assert_eq!(shared.config(), &step.config);
+        assert_eq!(shared.outputs(), &outputs);
+        assert_eq!(shared, owned);
+        // Sharing copies nothing: the prior is the state's record.
+        assert!(std::ptr::eq(shared.config(), &applied.step.config));
+        let json = serde_json::to_value(&shared).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"config": {"machine": "m5"}, "outputs": {"id": {"value": "pool-1"}}})
+        );
+        assert_eq!(json, serde_json::to_value(&owned).unwrap());
+        let back: Prior = serde_json::from_value(json).unwrap();
+        assert_eq!(back, shared);
+        assert!(serde_json::from_value::<Prior>(serde_json::json!({"config": 1})).is_err());
+    }
+
     struct Named(&'static str);
 
     #[async_trait]

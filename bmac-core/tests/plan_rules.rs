@@ -406,6 +406,44 @@ fn every_unknown_dependency_is_reported() {
 }
 
 #[test]
+fn dependencies_defined_further_down_resolve_and_only_the_missing_are_reported() {
+    let k = Kind::new("k");
+    let spec = || {
+        vec![
+            step("app", &k, json!({}))
+                .depends_on(id("db"))
+                .input("cache", Ref::new(id("cache"), "url")),
+            step("db", &k, json!({})),
+            step("cache", &k, json!({})),
+        ]
+    };
+    // Both dependencies of `app` are defined after it: planned after them, edges intact.
+    let plan = Planner::new(spec(), &State::default()).plan().unwrap();
+    assert_eq!(ids(&plan), ["db", "cache", "app"]);
+    let app = plan.node(&id("app")).unwrap();
+    assert_eq!(app.deps, [0, 1]);
+
+    // Among forward references, only the step that is never defined is reported.
+    let mut broken = spec();
+    broken[0] = broken[0].clone().depends_on(id("dbb"));
+    broken.push(step("worker", &k, json!({})).depends_on(id("queue")));
+    let err = Planner::new(broken, &State::default()).plan().unwrap_err();
+    let PlanError::UnknownDep(e) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        e.to_string(),
+        "step `app` depends on `dbb`, which is not defined"
+    );
+    assert_eq!(e.suggestion.as_ref(), Some(&id("db")));
+    let others: Vec<String> = e.others.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        others,
+        ["step `worker` depends on `queue`, which is not defined"]
+    );
+}
+
+#[test]
 fn a_cycle_names_an_explicit_dependency_to_cut() {
     let k = Kind::new("k");
     let spec = vec![
