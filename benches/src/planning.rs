@@ -16,6 +16,7 @@
 //! means it did not overflow the stack.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bmac_core::plan::{Plan, Planner};
@@ -73,7 +74,7 @@ pub fn full_state(steps: &[Step]) -> State {
             (
                 s.id.clone(),
                 StepState {
-                    applied: Some(applied),
+                    applied: Some(Arc::new(applied)),
                     in_doubt: false,
                     last_error: None,
                 },

@@ -62,7 +62,7 @@ fn node_lines(out: &mut String, node: &PlanNode) {
 }
 
 fn field_lines(out: &mut String, node: &PlanNode, fields: &[String], mark: &str, note: &str) {
-    let old = node.prior.as_ref().map(|p| &p.config);
+    let old = node.prior.as_ref().map(|p| p.config());
     for field in fields {
         let before = old.and_then(|c| c.pointer(field));
         let after = node.step.config.pointer(field);

@@ -22,6 +22,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
 use futures::future::join_all;
 use serde::Serialize;
@@ -215,7 +216,8 @@ pub async fn refresh(
         match &s.drift {
             StepDrift::Missing => entry.applied = None,
             StepDrift::Drifted { fields } => {
-                if let Some(applied) = entry.applied.as_mut() {
+                // Copy on write: the refreshed state shares its records with `state`.
+                if let Some(applied) = entry.applied.as_mut().map(Arc::make_mut) {
                     for f in fields {
                         if let (Some(slot), Some(actual)) =
                             (applied.step.config.pointer_mut(&f.field), &f.actual)
@@ -295,7 +297,7 @@ async fn observe_all(
         }
         for (i, observed) in join_all(calls).await {
             let node = &nodes[i];
-            let prior = node.prior.as_ref().map(|p| &p.config);
+            let prior = node.prior.as_ref().map(|p| p.config());
             let pending = prior
                 .map(|c| changed_fields(c, &node.step.config))
                 .unwrap_or_default();
@@ -466,7 +468,7 @@ mod tests {
             assert_eq!(action("ns.c"), Action::NoOp);
             let a = plan.node(&StepId::new("ns.a").unwrap()).unwrap();
             assert_eq!(
-                a.prior.as_ref().unwrap().config["labels"]["level"],
+                a.prior.as_ref().unwrap().config()["labels"]["level"],
                 "privileged"
             );
             assert_ne!(

@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::state::AppliedStep;
 use crate::step::{Inputs, Outputs, Step};
 
 /// Whether an error is worth retrying.
@@ -109,13 +110,98 @@ impl Default for StepContext {
     }
 }
 
-/// What the last successful apply of a step left behind, as the journal recorded it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Prior {
+/// What the last successful apply of a step left behind, as the journal recorded it: the
+/// config that was applied and the outputs it produced (secrets redacted when loaded from
+/// state).
+///
+/// A prior is a shared, read-only handle: cloning it never copies the config or the outputs.
+/// A plan made against a state points every node at that state's own record of the step
+/// ([`Prior::recorded`]), so planning a large state copies nothing. One the executor learns
+/// from `observe`, or one read back from a plan file, owns its parts ([`Prior::new`]). Either
+/// way it serialises as `{"config": …, "outputs": …}`.
+#[derive(Clone)]
+pub struct Prior(PriorRepr);
+
+#[derive(Clone)]
+enum PriorRepr {
+    /// Shared with the state the plan was made against.
+    Recorded(Arc<AppliedStep>),
+    /// Owned parts.
+    Owned(Arc<PriorParts>),
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PriorParts {
+    config: Value,
+    outputs: Outputs,
+}
+
+/// The serialised form, borrowing from either representation.
+#[derive(serde::Serialize)]
+struct PriorView<'a> {
+    config: &'a Value,
+    outputs: &'a Outputs,
+}
+
+impl Prior {
+    /// A prior from its parts.
+    pub fn new(config: Value, outputs: Outputs) -> Self {
+        Prior(PriorRepr::Owned(Arc::new(PriorParts { config, outputs })))
+    }
+
+    /// The prior a state records for a step, shared with that state (nothing is copied).
+    pub fn recorded(applied: Arc<AppliedStep>) -> Self {
+        Prior(PriorRepr::Recorded(applied))
+    }
+
     /// The config that was applied.
-    pub config: Value,
+    pub fn config(&self) -> &Value {
+        match &self.0 {
+            PriorRepr::Recorded(a) => &a.step.config,
+            PriorRepr::Owned(p) => &p.config,
+        }
+    }
+
     /// The outputs it produced (secrets redacted when loaded from state).
-    pub outputs: Outputs,
+    pub fn outputs(&self) -> &Outputs {
+        match &self.0 {
+            PriorRepr::Recorded(a) => &a.outputs,
+            PriorRepr::Owned(p) => &p.outputs,
+        }
+    }
+}
+
+impl PartialEq for Prior {
+    fn eq(&self, other: &Self) -> bool {
+        self.config() == other.config() && self.outputs() == other.outputs()
+    }
+}
+
+impl fmt::Debug for Prior {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prior")
+            .field("config", self.config())
+            .field("outputs", self.outputs())
+            .finish()
+    }
+}
+
+impl serde::Serialize for Prior {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        PriorView {
+            config: self.config(),
+            outputs: self.outputs(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Prior {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Prior(PriorRepr::Owned(Arc::new(PriorParts::deserialize(
+            d,
+        )?))))
+    }
 }
 
 /// A request to create or update a resource.
@@ -250,6 +336,38 @@ impl fmt::Debug for Providers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prior_reads_and_serialises_the_same_shared_or_owned() {
+        let step = Step::new(
+            crate::step::StepId::new("pool").unwrap(),
+            crate::step::Kind::new("node_pool"),
+            &serde_json::json!({"machine": "m5"}),
+        )
+        .unwrap();
+        let outputs = Outputs::new().with("id", "pool-1");
+        let applied = Arc::new(AppliedStep {
+            step: step.clone(),
+            fingerprint: step.config_fingerprint(),
+            outputs: outputs.clone(),
+        });
+        let shared = Prior::recorded(Arc::clone(&applied));
+        let owned = Prior::new(step.config.clone(), outputs.clone());
+        assert_eq!(shared.config(), &step.config);
+        assert_eq!(shared.outputs(), &outputs);
+        assert_eq!(shared, owned);
+        // Sharing copies nothing: the prior is the state's record.
+        assert!(std::ptr::eq(shared.config(), &applied.step.config));
+        let json = serde_json::to_value(&shared).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"config": {"machine": "m5"}, "outputs": {"id": {"value": "pool-1"}}})
+        );
+        assert_eq!(json, serde_json::to_value(&owned).unwrap());
+        let back: Prior = serde_json::from_value(json).unwrap();
+        assert_eq!(back, shared);
+        assert!(serde_json::from_value::<Prior>(serde_json::json!({"config": 1})).is_err());
+    }
 
     struct Named(&'static str);
 

@@ -1,6 +1,8 @@
 //! Saved plans: they round-trip through JSON, a tampered file is refused, and a plan made
 //! against an older state refuses to apply.
 
+use std::sync::Arc;
+
 use bmac_core::plan::{Plan, PlanError, Planner};
 use bmac_core::state::{AppliedStep, State, StepState};
 use bmac_core::step::{Kind, Outputs, Ref, Step, StepId};
@@ -33,7 +35,7 @@ fn state() -> State {
     st.steps.insert(
         cluster.id.clone(),
         StepState {
-            applied: Some(AppliedStep {
+            applied: Some(Arc::new(AppliedStep {
                 fingerprint: cluster.config_fingerprint(),
                 outputs: Outputs::new()
                     .with("endpoint", "https://k")
@@ -41,7 +43,7 @@ fn state() -> State {
                     // State keeps secrets as digests only.
                     .redacted(),
                 step: cluster,
-            }),
+            })),
             ..StepState::default()
         },
     );

@@ -1,6 +1,8 @@
 //! The plan graph exports (`bmac graph --format dot|mermaid|text`), snapshot-tested: they are
 //! deterministic and show each step's action and dependencies.
 
+use std::sync::Arc;
+
 use bmac_core::plan::{GraphFormat, Plan, Planner};
 use bmac_core::state::{AppliedStep, State, StepState};
 use bmac_core::step::{Kind, Outputs, Ref, Step, StepId};
@@ -33,11 +35,11 @@ fn plan() -> Plan {
         state.steps.insert(
             s.id.clone(),
             StepState {
-                applied: Some(AppliedStep {
+                applied: Some(Arc::new(AppliedStep {
                     fingerprint: s.config_fingerprint(),
                     outputs: Outputs::new(),
                     step: s,
-                }),
+                })),
                 ..StepState::default()
             },
         );

@@ -1,6 +1,8 @@
 //! The planner's rules, as a user of `bmac plan` sees them: which action each step gets, the
 //! order deletions run in, and what `--target`, `--exclude` and `destroy` select.
 
+use std::sync::Arc;
+
 use bmac_core::plan::{Action, Plan, PlanError, Planner};
 use bmac_core::state::{AppliedStep, State, StepState};
 use bmac_core::step::{Kind, Outputs, Ref, Step, StepId};
@@ -16,11 +18,11 @@ fn step(name: &str, kind: &Kind, config: Value) -> Step {
 
 fn applied(step: Step) -> StepState {
     StepState {
-        applied: Some(AppliedStep {
+        applied: Some(Arc::new(AppliedStep {
             outputs: Outputs::new().with("name", step.id.as_str()),
             fingerprint: step.config_fingerprint(),
             step,
-        }),
+        })),
         in_doubt: false,
         last_error: None,
     }
@@ -113,7 +115,7 @@ fn unchanged_steps_are_noops_kept_with_their_prior() {
     let pool = plan.node(&id("pool")).unwrap();
     let prior = pool.prior.as_ref().expect("prior from state");
     assert_eq!(
-        prior.outputs.get("name").unwrap().value(),
+        prior.outputs().get("name").unwrap().value(),
         Some(&json!("pool"))
     );
     assert_eq!(
@@ -401,6 +403,44 @@ fn every_unknown_dependency_is_reported() {
         "step `sa` takes input `role` from `iam.role`, which is not defined"
     );
     assert_eq!(e.others[0].suggestion, None);
+}
+
+#[test]
+fn dependencies_defined_further_down_resolve_and_only_the_missing_are_reported() {
+    let k = Kind::new("k");
+    let spec = || {
+        vec![
+            step("app", &k, json!({}))
+                .depends_on(id("db"))
+                .input("cache", Ref::new(id("cache"), "url")),
+            step("db", &k, json!({})),
+            step("cache", &k, json!({})),
+        ]
+    };
+    // Both dependencies of `app` are defined after it: planned after them, edges intact.
+    let plan = Planner::new(spec(), &State::default()).plan().unwrap();
+    assert_eq!(ids(&plan), ["db", "cache", "app"]);
+    let app = plan.node(&id("app")).unwrap();
+    assert_eq!(app.deps, [0, 1]);
+
+    // Among forward references, only the step that is never defined is reported.
+    let mut broken = spec();
+    broken[0] = broken[0].clone().depends_on(id("dbb"));
+    broken.push(step("worker", &k, json!({})).depends_on(id("queue")));
+    let err = Planner::new(broken, &State::default()).plan().unwrap_err();
+    let PlanError::UnknownDep(e) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        e.to_string(),
+        "step `app` depends on `dbb`, which is not defined"
+    );
+    assert_eq!(e.suggestion.as_ref(), Some(&id("db")));
+    let others: Vec<String> = e.others.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        others,
+        ["step `worker` depends on `queue`, which is not defined"]
+    );
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Planning is linear and never recursive: a 100 000-step chain plans on the default test
 //! thread (2 MiB stack), with and without a state that already holds every step.
 
+use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 
 use bmac_core::plan::{Action, GraphFormat, Planner};
@@ -64,11 +66,11 @@ fn a_100k_step_chain_against_a_full_state() {
         state.steps.insert(
             step.id.clone(),
             StepState {
-                applied: Some(AppliedStep {
+                applied: Some(Arc::new(AppliedStep {
                     fingerprint: step.config_fingerprint(),
                     outputs: Outputs::new().with("out", 1),
                     step,
-                }),
+                })),
                 ..StepState::default()
             },
         );

@@ -43,10 +43,7 @@ async fn destroy(p: &SimProvider, s: &Step, attempt: u32) -> Result<(), Provider
         attempt,
         ..StepContext::default()
     };
-    let prior = Prior {
-        config: s.config.clone(),
-        outputs: Outputs::new(),
-    };
+    let prior = Prior::new(s.config.clone(), Outputs::new());
     p.destroy(DestroyRequest {
         step: s,
         inputs: &Inputs::default(),

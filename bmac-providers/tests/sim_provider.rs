@@ -54,10 +54,7 @@ async fn observe(p: &SimProvider, s: &Step) -> Observed {
 }
 
 async fn destroy(p: &SimProvider, s: &Step) -> Result<(), ProviderError> {
-    let prior = Prior {
-        config: s.config.clone(),
-        outputs: Outputs::new(),
-    };
+    let prior = Prior::new(s.config.clone(), Outputs::new());
     p.destroy(DestroyRequest {
         step: s,
         inputs: &Inputs::default(),

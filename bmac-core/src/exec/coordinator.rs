@@ -308,7 +308,7 @@ impl<'a> Coordinator<'a> {
         let Some(prior) = node
             .prior
             .as_ref()
-            .filter(|p| p.outputs.has_redacted_secret())
+            .filter(|p| p.outputs().has_redacted_secret())
         else {
             return false;
         };
@@ -318,7 +318,7 @@ impl<'a> Coordinator<'a> {
                 && dependent.step.inputs.values().any(|r| {
                     r.step == node.step.id
                         && prior
-                            .outputs
+                            .outputs()
                             .get(&r.output)
                             .is_some_and(|v| v.value().is_none())
                 })

@@ -126,7 +126,7 @@ impl Shared {
             let value = self
                 .index_of(&reference.step)
                 .and_then(|i| self.plan.nodes()[i as usize].prior.as_ref())
-                .and_then(|p| p.outputs.get(&reference.output))
+                .and_then(|p| p.outputs().get(&reference.output))
                 .filter(|v| v.value().is_some())
                 .ok_or_else(|| {
                     format!(
@@ -247,7 +247,7 @@ pub(crate) enum Planned {
 pub(crate) fn prior_outputs(node: &PlanNode) -> Outputs {
     node.prior
         .as_ref()
-        .map(|p| p.outputs.clone())
+        .map(|p| p.outputs().clone())
         .unwrap_or_default()
 }
 
@@ -273,7 +273,7 @@ pub(crate) fn resolve_inputs(shared: &Shared, node: u32) -> Result<Inputs, Strin
             }
         };
         let outputs = if this.action == Action::Delete {
-            nodes[source].prior.as_ref().map(|p| &p.outputs)
+            nodes[source].prior.as_ref().map(|p| p.outputs())
         } else {
             shared.outputs[source].get()
         };

@@ -248,7 +248,7 @@ impl Call<'_> {
                     return self.adopt(fingerprint, outputs).await;
                 }
                 Ok(Observed::Present { config, outputs }) => {
-                    prior = Some(Cow::Owned(Prior { config, outputs }));
+                    prior = Some(Cow::Owned(Prior::new(config, outputs)));
                 }
                 Ok(Observed::Absent) => prior = None,
             }

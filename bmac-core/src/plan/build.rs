@@ -1,14 +1,15 @@
 //! The [`Planner`]: desired steps + state → a sealed [`Plan`].
 //!
-//! The passes, each linear in steps + edges (ids map to graph indices through one hash map
-//! with a fast id hasher, see `ids`; state is matched to steps in one pass over it; nothing
-//! compares every step with every other, nothing recurses):
-//! 1. *spec graph* — one petgraph node per step, in spec order; an edge from each dependency
+//! The passes, each linear in steps + edges (ids map to graph indices through one hash index
+//! with a fast id hash, see `ids`; the graph is an edge list with flat adjacency tables, see
+//! `dag`; state is matched to steps in one pass over it; nothing compares every step with
+//! every other, nothing recurses):
+//! 1. *spec graph* — one node per step, in spec order; an edge from each dependency
 //!    (explicit `deps` and input references alike) to its dependent. Duplicate ids and
 //!    unknown dependencies are rejected here, all unknown ones in one diagnostic.
-//! 2. *order + diff* — Kahn's pass over the spec graph rejects a cycle (listing it, naming an
-//!    edge to cut) or yields an order in which every step is diffed after the steps it takes
-//!    inputs from, so "an input source changes" is known when the step is diffed.
+//! 2. *order* — Kahn's pass over the spec graph rejects a cycle (listing it, naming an edge
+//!    to cut) or yields an order in which every step comes after the steps it takes inputs
+//!    from. State is matched to the spec steps.
 //! 3. *deletions* — each step applied in state but gone from the spec (every applied step in
 //!    `destroy` mode) becomes a `Delete` node, ordered *after* every node of a step that,
 //!    per state, depended on it: dependents go first, then what they used. A step that
@@ -17,23 +18,27 @@
 //!    planned: state holds no kind or config to destroy it with.
 //! 4. *selection* — `target` / `exclude` over that plan graph (see `select`).
 //! 5. *seal* — Kahn's pass over the selected nodes fixes the stored order (every dependency
-//!    before its dependent); steps are moved, not cloned, into the plan.
+//!    before its dependent; when neither deletions nor a selection changed the graph, the
+//!    order of pass 2 is reused). Walking that order, each spec step is diffed against its
+//!    state entry (after its input sources, so "an input source changes" is known) and moved
+//!    into its plan node in the same visit; see `seal`.
+//!
+//! Nothing here copies what state records: a node's prior is a shared handle on the state's
+//! own record ([`Prior::recorded`](crate::provider::Prior::recorded)).
 //!
 //! `destroy` mode does not read the spec at all (a broken spec must not block a teardown);
 //! it plans the deletion of everything in state, or of the targets and their dependents.
 
 use std::collections::HashSet;
 
-use petgraph::graph::{DiGraph, EdgeIndex, NodeIndex};
-use petgraph::Direction::Incoming;
-
+use super::dag::PlanGraph;
 use super::diag::{self, CycleEdge, DuplicateStepError, EdgeKind, PlanError, Sources, Unknown};
-use super::diff::diff;
-use super::ids::{node_index_map, NodeIndexMap};
+use super::ids::IdIndex;
 use super::order::{toposort, Order};
+use super::seal::{seal, Removed, Sealing};
 use super::select::select;
-use super::{Action, Plan, PlanNode, StateRef};
-use crate::state::{AppliedStep, State, StepState};
+use super::{Plan, StateRef};
+use crate::state::{State, StepState};
 use crate::step::{Step, StepId};
 
 /// Builds a [`Plan`] from the desired steps and the current state.
@@ -53,22 +58,6 @@ pub struct Planner<'s> {
     excludes: Vec<StepId>,
     destroy: bool,
     sources: Option<Sources>,
-}
-
-/// Where a plan node comes from.
-enum Origin<'s> {
-    /// The spec step at this index.
-    Spec(usize),
-    /// A step only state knows: its last apply.
-    Removed(&'s AppliedStep),
-}
-
-/// A plan node before sealing.
-struct Draft<'s> {
-    origin: Origin<'s>,
-    action: Action,
-    applied: Option<&'s AppliedStep>,
-    in_doubt: bool,
 }
 
 impl<'s> Planner<'s> {
@@ -120,102 +109,161 @@ impl<'s> Planner<'s> {
             sources,
         } = self;
         let sources = sources.as_ref();
-        let mut graph: DiGraph<(), EdgeKind> = DiGraph::new();
-        let mut index = node_index_map(steps.len() + state.steps.len());
-        let mut drafts: Vec<Draft<'_>> = Vec::new();
+        // In `destroy` mode the spec is not read at all: its steps are no nodes.
+        let spec: &[Step] = if destroy { &[] } else { &steps };
+        let mut index = IdIndex::with_capacity(if destroy {
+            state.steps.len()
+        } else {
+            spec.len()
+        });
+        let mut graph = add_spec(spec, &mut index, sources)?;
+        let mut adj = graph.adjacency();
+        let mut order = match toposort(&graph, &adj, None) {
+            Order::Sorted(order) => order,
+            Order::Cycle(edges) => return Err(cycle_error(&graph, &edges, spec, &[], sources)),
+        };
+        let (recorded, matched) = recorded_entries(spec, state, &index);
 
-        if !destroy {
-            add_spec(&steps, &mut graph, &mut index, sources)?;
-            let order = match toposort(&graph, |_| true) {
-                Order::Sorted(order) => order,
-                Order::Cycle(edges) => {
-                    return Err(cycle_error(&graph, &edges, &steps, &drafts, sources))
-                }
-            };
-            drafts = diff_all(
-                &steps,
-                &recorded_entries(&steps, state, &index),
-                &index,
-                &order,
-            );
+        // Every state entry matched a spec step: nothing can be deleted.
+        let removed = if matched < state.steps.len() {
+            add_deletions(state, &mut graph, &mut index)
+        } else {
+            Vec::new()
+        };
+        let mut changed = !removed.is_empty();
+        if changed {
+            adj = graph.adjacency();
         }
-        add_deletions(state, &mut graph, &mut index, &mut drafts);
-
+        let known = || {
+            spec.iter()
+                .map(|s| &s.id)
+                .chain(removed.iter().map(|r| &r.applied.step.id))
+        };
         let resolve = |flag: &'static str, ids: &[StepId]| {
             ids.iter()
                 .map(|id| {
-                    index.get(id).copied().ok_or_else(|| {
-                        diag::unknown_target_error(flag, id, destroy, index.keys().copied())
-                    })
+                    index
+                        .get(id.as_str())
+                        .ok_or_else(|| diag::unknown_target_error(flag, id, destroy, known()))
                 })
                 .collect::<Result<Vec<_>, _>>()
         };
         let targets = resolve("target", &targets)?;
         let excludes = resolve("exclude", &excludes)?;
-        let mut keep = select(&graph, &targets, &excludes);
-        keep_input_sources(&steps, &index, &mut drafts, &mut keep);
-        let order = match toposort(&graph, |v| keep[v.index()]) {
-            Order::Sorted(order) => order,
-            Order::Cycle(edges) => {
-                return Err(cycle_error(&graph, &edges, &steps, &drafts, sources))
-            }
+        let (keep, noop) = if targets.is_empty() && excludes.is_empty() {
+            (None, Vec::new())
+        } else {
+            let mut keep = select(&graph, &adj, &targets, &excludes);
+            let noop = keep_input_sources(spec, &removed, &index, &mut keep);
+            changed = true;
+            (Some(keep), noop)
         };
+        drop(index);
+        if changed {
+            order = match toposort(&graph, &adj, keep.as_deref()) {
+                Order::Sorted(order) => order,
+                Order::Cycle(edges) => {
+                    return Err(cycle_error(&graph, &edges, spec, &removed, sources))
+                }
+            };
+        }
         let state_ref = StateRef {
             lineage: state.lineage.clone(),
             serial: state.serial,
         };
-        Ok(Plan::seal(state_ref, seal(&graph, &order, steps, drafts)))
+        let sealing = Sealing {
+            graph: &graph,
+            adj: &adj,
+            order: &order,
+            spec_len: spec.len(),
+            recorded: &recorded,
+            removed: &removed,
+            noop: &noop,
+        };
+        let nodes = seal(sealing, steps);
+        Ok(Plan::seal(state_ref, nodes))
+    }
+}
+
+/// The step of node `v`: a spec step, or (from `spec.len()` on) a removed one's last apply.
+fn step_of<'a>(spec: &'a [Step], removed: &'a [Removed<'_>], v: u32) -> Option<&'a Step> {
+    let v = v as usize;
+    match v.checked_sub(spec.len()) {
+        None => spec.get(v),
+        Some(r) => removed.get(r).map(|r| &r.applied.step),
     }
 }
 
 /// A kept deletion reads its inputs from what the steps that produced them recorded. When the
 /// selection leaves such a step out (`destroy --target` keeps a step's dependents, not what it
 /// depends on), the step stays in the plan as a no-op — there to be read, not destroyed.
+/// Returns, per node, whether it is kept only for that (empty when none is).
 fn keep_input_sources(
-    steps: &[Step],
-    index: &NodeIndexMap<'_>,
-    drafts: &mut [Draft<'_>],
+    spec: &[Step],
+    removed: &[Removed<'_>],
+    index: &IdIndex<'_>,
     keep: &mut [bool],
-) {
+) -> Vec<bool> {
     let mut sources: Vec<usize> = Vec::new();
-    for (v, draft) in drafts.iter().enumerate() {
-        if !keep[v] || draft.action != Action::Delete {
+    // Deletions are the nodes from `spec.len()` on.
+    for v in spec.len()..keep.len() {
+        if !keep[v] {
             continue;
         }
-        let step = match draft.origin {
-            Origin::Spec(i) => &steps[i],
-            Origin::Removed(applied) => &applied.step,
+        let Some(step) = step_of(spec, removed, v as u32) else {
+            continue;
         };
         sources.extend(
             step.inputs
                 .values()
-                .filter_map(|r| index.get(&r.step))
-                .map(|u| u.index())
+                .filter_map(|r| index.get(r.step.as_str()))
+                .map(|u| u as usize)
                 .filter(|&u| !keep[u]),
         );
     }
+    if sources.is_empty() {
+        return Vec::new();
+    }
+    let mut noop = vec![false; keep.len()];
     for u in sources {
         keep[u] = true;
-        drafts[u].action = Action::NoOp;
+        noop[u] = true;
     }
+    noop
 }
 
-/// Pass 1: nodes and edges of the spec steps.
+/// Pass 1: nodes and edges of the spec steps, in one pass over them: each step's id is
+/// indexed, then its dependencies are looked up. A dependency on a step defined further down
+/// gets its edge's place now and its source once every id is indexed, so the edges keep the
+/// order "by dependent, `depends_on` then references" whichever way the spec is written.
 fn add_spec<'a>(
     steps: &'a [Step],
-    graph: &mut DiGraph<(), EdgeKind>,
-    index: &mut NodeIndexMap<'a>,
+    index: &mut IdIndex<'a>,
     sources: Option<&Sources>,
-) -> Result<(), PlanError> {
-    graph.reserve_nodes(steps.len());
-    for step in steps {
-        let v = graph.add_node(());
-        if index.insert(&step.id, v).is_some() {
+) -> Result<PlanGraph, PlanError> {
+    // Most steps have one dependency or none; the edge list grows if not.
+    let mut graph = PlanGraph::with_edge_capacity(steps.len());
+    let first = graph.add_nodes(steps.len());
+    // Edges whose source was not indexed yet: (edge, dependent, named dependency, input).
+    let mut later: Vec<(u32, &'a Step, &'a StepId, Option<&'a str>)> = Vec::new();
+    for (v, step) in (first..).zip(steps) {
+        if index.insert(step.id.as_str()) != Ok(v) {
             return Err(PlanError::DuplicateStep(Box::new(DuplicateStepError {
                 id: step.id.clone(),
                 src: sources.map(Sources::named),
                 span: sources.and_then(|s| s.steps.get(&step.id).copied()),
             })));
+        }
+        let named = step.deps.iter().map(|d| (d, None, EdgeKind::Deps)).chain(
+            step.inputs
+                .iter()
+                .map(|(name, r)| (&r.step, Some(name.as_str()), EdgeKind::Input)),
+        );
+        for (dep, input, kind) in named {
+            let e = graph.add_edge(index.get(dep.as_str()).unwrap_or(UNRESOLVED), v, kind);
+            if graph.edge(e).from == UNRESOLVED {
+                later.push((e, step, dep, input));
+            }
         }
     }
     let mut unknown: Vec<Unknown<'a>> = Vec::new();
@@ -223,37 +271,25 @@ fn add_spec<'a>(
     // One `depends_on` item of a spec entry is an edge of each of the entry's steps: a typo
     // there is one mistake, reported once.
     let mut reported_at: HashSet<(usize, usize, &StepId)> = HashSet::new();
-    for (i, step) in steps.iter().enumerate() {
-        let v = NodeIndex::new(i);
-        let named = step.deps.iter().map(|d| (d, None, EdgeKind::Deps)).chain(
-            step.inputs
-                .iter()
-                .map(|(name, r)| (&r.step, Some(name.as_str()), EdgeKind::Input)),
-        );
-        for (dep, input, kind) in named {
-            match index.get(dep) {
-                Some(&u) => {
-                    graph.add_edge(u, v, kind);
-                }
-                None => {
-                    let written_at = sources
-                        .and_then(|s| s.edges.get(&(step.id.clone(), dep.clone())))
-                        .map(|span| (span.offset(), span.len()));
-                    let first_there =
-                        written_at.is_none_or(|(at, len)| reported_at.insert((at, len, dep)));
-                    if first_there && reported.insert((&step.id, dep)) {
-                        unknown.push(Unknown {
-                            step: &step.id,
-                            missing: dep,
-                            input,
-                        });
-                    }
-                }
-            }
+    for (e, step, dep, input) in later {
+        if let Some(u) = index.get(dep.as_str()) {
+            graph.set_source(e, u);
+            continue;
+        }
+        let written_at = sources
+            .and_then(|s| s.edges.get(&(step.id.clone(), dep.clone())))
+            .map(|span| (span.offset(), span.len()));
+        let first_there = written_at.is_none_or(|(at, len)| reported_at.insert((at, len, dep)));
+        if first_there && reported.insert((&step.id, dep)) {
+            unknown.push(Unknown {
+                step: &step.id,
+                missing: dep,
+                input,
+            });
         }
     }
     if unknown.is_empty() {
-        Ok(())
+        Ok(graph)
     } else {
         Err(diag::unknown_deps_error(
             &unknown,
@@ -263,83 +299,64 @@ fn add_spec<'a>(
     }
 }
 
+/// The source of an edge whose dependency is not indexed yet.
+const UNRESOLVED: u32 = u32::MAX;
+
 /// What state records for each spec step (by node index), found in one pass over state:
-/// one hash lookup per state entry instead of an ordered-map search per step.
+/// one hash lookup per state entry instead of an ordered-map search per step. Also returns
+/// how many state entries belong to a spec step.
 fn recorded_entries<'s>(
     steps: &[Step],
     state: &'s State,
-    index: &NodeIndexMap<'_>,
-) -> Vec<Option<&'s StepState>> {
+    index: &IdIndex<'_>,
+) -> (Vec<Option<&'s StepState>>, usize) {
+    if state.steps.is_empty() || steps.is_empty() {
+        return (Vec::new(), 0);
+    }
     let mut recorded = vec![None; steps.len()];
+    let mut matched = 0;
     for (id, entry) in &state.steps {
-        if let Some(slot) = index.get(id).and_then(|v| recorded.get_mut(v.index())) {
+        if let Some(slot) = index
+            .get(id.as_str())
+            .and_then(|v| recorded.get_mut(v as usize))
+        {
             *slot = Some(entry);
+            matched += 1;
         }
     }
-    recorded
-}
-
-/// Pass 2: the action of every spec step, diffed in dependency order so that whether an
-/// input source changes is known. `recorded[i]` is what state holds for step `i`.
-fn diff_all<'s>(
-    steps: &[Step],
-    recorded: &[Option<&'s StepState>],
-    index: &NodeIndexMap<'_>,
-    order: &[NodeIndex],
-) -> Vec<Draft<'s>> {
-    let mut drafts: Vec<Option<Draft<'s>>> = (0..steps.len()).map(|_| None).collect();
-    for v in order {
-        let i = v.index();
-        let step = &steps[i];
-        let upstream_changes = step.inputs.values().any(|r| {
-            index
-                .get(&r.step)
-                .and_then(|u| drafts[u.index()].as_ref())
-                .is_some_and(|d| d.action.is_change())
-        });
-        let d = diff(step, recorded[i], upstream_changes);
-        drafts[i] = Some(Draft {
-            origin: Origin::Spec(i),
-            action: d.action,
-            applied: d.applied,
-            in_doubt: d.in_doubt,
-        });
-    }
-    // The order covers every node of an acyclic graph, so every slot is filled.
-    drafts.into_iter().flatten().collect()
+    (recorded, matched)
 }
 
 /// Pass 3: a `Delete` node for each applied step without a node yet, placed after the nodes
-/// of every step that (per state) depended on it.
+/// of every step that (per state) depended on it. Returns the removed steps' records, one per
+/// new node (node `spec.len() + k` is `removed[k]`).
 fn add_deletions<'s: 'a, 'a>(
     state: &'s State,
-    graph: &mut DiGraph<(), EdgeKind>,
-    index: &mut NodeIndexMap<'a>,
-    drafts: &mut Vec<Draft<'s>>,
-) {
-    let before = drafts.len();
+    graph: &mut PlanGraph,
+    index: &mut IdIndex<'a>,
+) -> Vec<Removed<'s>> {
+    let first = graph.node_count() as u32;
+    let mut removed = Vec::new();
     for (id, entry) in &state.steps {
         // A step never applied has nothing recorded to destroy it with.
         let Some(applied) = &entry.applied else {
             continue;
         };
-        if index.contains_key(id) {
+        // New ids are numbered on from the spec's: this is node `first + removed.len()`.
+        if index.insert(id.as_str()).is_err() {
             continue;
         }
-        index.insert(id, graph.add_node(()));
-        drafts.push(Draft {
-            origin: Origin::Removed(applied),
-            action: Action::Delete,
-            applied: Some(applied),
+        removed.push(Removed {
+            applied,
             in_doubt: entry.in_doubt,
         });
     }
-    if drafts.len() == before {
-        // Nothing is deleted, so no recorded edge can point at a deletion.
-        return;
+    if removed.is_empty() {
+        return removed;
     }
+    graph.add_nodes(removed.len());
     for (id, entry) in &state.steps {
-        let (Some(applied), Some(&dependent)) = (&entry.applied, index.get(id)) else {
+        let (Some(applied), Some(dependent)) = (&entry.applied, index.get(id.as_str())) else {
             continue;
         };
         let recorded = applied
@@ -348,86 +365,38 @@ fn add_deletions<'s: 'a, 'a>(
             .iter()
             .chain(applied.step.inputs.values().map(|r| &r.step));
         for dep in recorded {
-            if let Some(&d) = index.get(dep) {
-                if d != dependent && drafts[d.index()].action == Action::Delete {
+            // Only deletions are nodes from `first` on.
+            if let Some(d) = index.get(dep.as_str()) {
+                if d != dependent && d >= first {
                     graph.add_edge(dependent, d, EdgeKind::Recorded);
                 }
             }
         }
     }
-}
-
-/// Pass 5: plan nodes in `order`, steps moved out of the spec (deletions cloned from state).
-fn seal(
-    graph: &DiGraph<(), EdgeKind>,
-    order: &[NodeIndex],
-    steps: Vec<Step>,
-    drafts: Vec<Draft<'_>>,
-) -> Vec<PlanNode> {
-    const DROPPED: u32 = u32::MAX;
-    let mut position = vec![DROPPED; graph.node_count()];
-    for (i, v) in order.iter().enumerate() {
-        position[v.index()] = i as u32;
-    }
-    let mut steps: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
-    let mut slots: Vec<Option<PlanNode>> = (0..order.len()).map(|_| None).collect();
-    for (v, draft) in drafts.into_iter().enumerate() {
-        let at = position[v];
-        if at == DROPPED {
-            continue;
-        }
-        let step = match draft.origin {
-            Origin::Spec(i) => steps.get_mut(i).and_then(Option::take),
-            Origin::Removed(applied) => Some(applied.step.clone()),
-        };
-        let Some(step) = step else { continue };
-        let mut deps: Vec<u32> = graph
-            .neighbors_directed(NodeIndex::new(v), Incoming)
-            .map(|u| position[u.index()])
-            .filter(|&p| p != DROPPED)
-            .collect();
-        deps.sort_unstable();
-        deps.dedup();
-        slots[at as usize] = Some(PlanNode {
-            step,
-            prior: draft.applied.map(AppliedStep::prior),
-            prior_fingerprint: draft.applied.map(|a| a.fingerprint),
-            in_doubt: draft.in_doubt,
-            action: draft.action,
-            deps,
-        });
-    }
-    slots.into_iter().flatten().collect()
+    removed
 }
 
 /// The cycle error for `edges` (see [`Order::Cycle`]), naming each edge's kind.
 fn cycle_error(
-    graph: &DiGraph<(), EdgeKind>,
-    edges: &[EdgeIndex],
-    steps: &[Step],
-    drafts: &[Draft<'_>],
+    graph: &PlanGraph,
+    edges: &[u32],
+    spec: &[Step],
+    removed: &[Removed<'_>],
     sources: Option<&Sources>,
 ) -> PlanError {
-    let step_of = |v: NodeIndex| -> Option<&Step> {
-        match drafts.get(v.index()).map(|d| &d.origin) {
-            Some(Origin::Removed(applied)) => Some(&applied.step),
-            Some(Origin::Spec(i)) => steps.get(*i),
-            None => steps.get(v.index()),
-        }
-    };
     let cycle: Vec<CycleEdge<'_>> = edges
         .iter()
         .filter_map(|&e| {
-            let (dep, dependent) = graph.edge_endpoints(e)?;
-            let from = step_of(dependent)?;
-            let to = &step_of(dep)?.id;
+            let edge = graph.edge(e);
+            let from = step_of(spec, removed, edge.to)?;
+            let to = &step_of(spec, removed, edge.from)?.id;
             let input = from
                 .inputs
                 .iter()
                 .find(|(_, r)| &r.step == to)
                 .map(|(name, _)| name.as_str());
-            let kind = match graph.edge_weight(e) {
-                Some(EdgeKind::Recorded) => EdgeKind::Recorded,
+            let kind = match edge.kind {
+                EdgeKind::Recorded => EdgeKind::Recorded,
                 // A pair linked by a reference stays linked when `depends_on` is cut.
                 _ if input.is_some() => EdgeKind::Input,
                 _ => EdgeKind::Deps,

@@ -15,6 +15,8 @@
 //! Config is compared as `serde_json::Value`s, never hashed: planning must stay cheap. The
 //! field walk is iterative (an explicit stack), so deep configs cannot overflow the stack.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::Action;
@@ -24,7 +26,7 @@ use crate::step::Step;
 /// What the diff decided for one step.
 pub(crate) struct Diff<'s> {
     pub action: Action,
-    pub applied: Option<&'s AppliedStep>,
+    pub applied: Option<&'s Arc<AppliedStep>>,
     pub in_doubt: bool,
 }
 
@@ -176,11 +178,11 @@ mod tests {
 
     fn entry(step: Step, in_doubt: bool) -> StepState {
         StepState {
-            applied: Some(AppliedStep {
+            applied: Some(Arc::new(AppliedStep {
                 step,
                 fingerprint: Fingerprint([1; 32]),
                 outputs: Outputs::new(),
-            }),
+            })),
             in_doubt,
             last_error: None,
         }

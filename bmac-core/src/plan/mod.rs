@@ -14,15 +14,19 @@
 //!   state that moved since is refused.
 
 mod build;
+mod dag;
+mod deps;
 mod diag;
 mod diff;
 mod file;
 mod graph;
 mod ids;
 mod order;
+mod seal;
 mod select;
 
 pub use build::Planner;
+pub use deps::Deps;
 pub use diag::{
     CycleError, DuplicateStepError, InvalidPlanFile, PlanError, Sources, StaleError,
     UnknownDepError, UnknownTargetError,
@@ -97,8 +101,9 @@ pub struct PlanNode {
     /// A crash or failure left the step in doubt: observe before acting.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub in_doubt: bool,
-    /// Indices of the nodes that must finish first (all smaller than this node's index).
-    pub deps: Vec<u32>,
+    /// Indices of the nodes that must finish first (all smaller than this node's index),
+    /// sorted, each once; stored inline when few (see [`Deps`]).
+    pub deps: Deps,
 }
 
 /// The state a plan was made against.

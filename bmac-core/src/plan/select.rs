@@ -12,22 +12,34 @@
 //!
 //! Both are breadth-first walks with a visited mask: linear in nodes + edges.
 
-use petgraph::graph::{DiGraph, NodeIndex};
-use petgraph::Direction::{self, Incoming, Outgoing};
+use super::dag::{Adjacency, PlanGraph};
+
+/// Which way a walk follows edges.
+#[derive(Clone, Copy)]
+enum Direction {
+    /// To the nodes a node waits for.
+    Dependencies,
+    /// To the nodes that wait for it.
+    Dependents,
+}
 
 /// Which nodes stay in the plan.
-pub(crate) fn select<N, E>(
-    g: &DiGraph<N, E>,
-    targets: &[NodeIndex],
-    excludes: &[NodeIndex],
+pub(crate) fn select(
+    g: &PlanGraph,
+    adj: &Adjacency,
+    targets: &[u32],
+    excludes: &[u32],
 ) -> Vec<bool> {
     let mut keep = if targets.is_empty() {
         vec![true; g.node_count()]
     } else {
-        reach(g, targets, Incoming)
+        reach(g, adj, targets, Direction::Dependencies)
     };
     if !excludes.is_empty() {
-        for (k, dropped) in keep.iter_mut().zip(reach(g, excludes, Outgoing)) {
+        for (k, dropped) in keep
+            .iter_mut()
+            .zip(reach(g, adj, excludes, Direction::Dependents))
+        {
             *k &= !dropped;
         }
     }
@@ -35,20 +47,32 @@ pub(crate) fn select<N, E>(
 }
 
 /// Nodes reachable from `from` (included) following edges in `direction`.
-fn reach<N, E>(g: &DiGraph<N, E>, from: &[NodeIndex], direction: Direction) -> Vec<bool> {
+fn reach(g: &PlanGraph, adj: &Adjacency, from: &[u32], direction: Direction) -> Vec<bool> {
     let mut seen = vec![false; g.node_count()];
-    let mut stack: Vec<NodeIndex> = Vec::new();
+    let mut stack: Vec<u32> = Vec::new();
     for &v in from {
-        if !seen[v.index()] {
-            seen[v.index()] = true;
+        if !seen[v as usize] {
+            seen[v as usize] = true;
             stack.push(v);
         }
     }
+    let mut visit = |w: u32, stack: &mut Vec<u32>| {
+        if !seen[w as usize] {
+            seen[w as usize] = true;
+            stack.push(w);
+        }
+    };
     while let Some(v) = stack.pop() {
-        for w in g.neighbors_directed(v, direction) {
-            if !seen[w.index()] {
-                seen[w.index()] = true;
-                stack.push(w);
+        match direction {
+            Direction::Dependencies => {
+                for &e in adj.incoming(v) {
+                    visit(g.edge(e).from, &mut stack);
+                }
+            }
+            Direction::Dependents => {
+                for &w in adj.dependents(v) {
+                    visit(w, &mut stack);
+                }
             }
         }
     }
@@ -58,27 +82,25 @@ fn reach<N, E>(g: &DiGraph<N, E>, from: &[NodeIndex], direction: Direction) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::diag::EdgeKind;
 
     /// 0 ← 1 ← 2 and 0 ← 3 (edges dependency → dependent: 0→1, 1→2, 0→3).
-    fn graph() -> DiGraph<(), ()> {
-        let mut g = DiGraph::new();
-        let n: Vec<_> = (0..4).map(|_| g.add_node(())).collect();
-        g.add_edge(n[0], n[1], ());
-        g.add_edge(n[1], n[2], ());
-        g.add_edge(n[0], n[3], ());
+    fn graph() -> PlanGraph {
+        let mut g = PlanGraph::with_edge_capacity(3);
+        g.add_nodes(4);
+        g.add_edge(0, 1, EdgeKind::Deps);
+        g.add_edge(1, 2, EdgeKind::Deps);
+        g.add_edge(0, 3, EdgeKind::Deps);
         g
     }
 
     #[test]
     fn target_pulls_dependencies_exclude_drops_dependents() {
         let g = graph();
-        let n = NodeIndex::new;
-        assert_eq!(select(&g, &[n(2)], &[]), [true, true, true, false]);
-        assert_eq!(select(&g, &[], &[n(1)]), [true, false, false, true]);
-        assert_eq!(
-            select(&g, &[n(2), n(3)], &[n(1)]),
-            [true, false, false, true]
-        );
-        assert_eq!(select(&g, &[], &[]), [true; 4]);
+        let adj = g.adjacency();
+        assert_eq!(select(&g, &adj, &[2], &[]), [true, true, true, false]);
+        assert_eq!(select(&g, &adj, &[], &[1]), [true, false, false, true]);
+        assert_eq!(select(&g, &adj, &[2, 3], &[1]), [true, false, false, true]);
+        assert_eq!(select(&g, &adj, &[], &[]), [true; 4]);
     }
 }

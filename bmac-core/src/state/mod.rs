@@ -24,6 +24,7 @@ pub use lock::{local_host, rfc3339, LockInfo, LockRequest};
 pub use memory::MemoryStore;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -94,21 +95,20 @@ pub struct AppliedStep {
 }
 
 impl AppliedStep {
-    /// The provider's view of it.
+    /// The provider's view of it, as a copy. A planner shares the state's record instead
+    /// ([`Prior::recorded`]); this is for callers that hold an `AppliedStep` on its own.
     pub fn prior(&self) -> Prior {
-        Prior {
-            config: self.step.config.clone(),
-            outputs: self.outputs.clone(),
-        }
+        Prior::new(self.step.config.clone(), self.outputs.clone())
     }
 }
 
 /// Everything known about one step.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepState {
-    /// The last successful apply, if any.
+    /// The last successful apply, if any. Shared (`Arc`): a plan made against this state
+    /// points its nodes' priors at these records instead of copying them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub applied: Option<AppliedStep>,
+    pub applied: Option<Arc<AppliedStep>>,
     /// A call started (or failed) after the last apply: what exists must be observed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub in_doubt: bool,
@@ -142,11 +142,11 @@ impl State {
                 outputs,
             } => {
                 let entry = self.steps.entry(record.id.clone()).or_default();
-                entry.applied = Some(AppliedStep {
+                entry.applied = Some(Arc::new(AppliedStep {
                     step: step.clone(),
                     fingerprint: *fingerprint,
                     outputs: outputs.redacted(),
-                });
+                }));
                 entry.in_doubt = false;
                 entry.last_error = None;
             }
@@ -163,7 +163,7 @@ impl State {
 
     /// The last apply of a step.
     pub fn applied(&self, id: &StepId) -> Option<&AppliedStep> {
-        self.steps.get(id).and_then(|s| s.applied.as_ref())
+        self.steps.get(id).and_then(|s| s.applied.as_deref())
     }
 }
 

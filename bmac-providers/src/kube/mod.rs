@@ -248,7 +248,7 @@ impl Provider for KubeProvider {
             kinds::NAMESPACE => namespace::destroy(&s, step).await,
             kinds::POD_SECURITY_LABELS => pod_security::destroy(&s, step).await,
             kinds::POLICY_ENGINE | kinds::POLICY | kinds::MANIFEST => {
-                object_set::destroy(&s, step, &req.prior.outputs).await
+                object_set::destroy(&s, step, req.prior.outputs()).await
             }
             kinds::SERVICE_ACCOUNT => service_account::destroy(&s, step).await,
             kinds::STORAGE_CLASS => storage_class::destroy(&s, step).await,

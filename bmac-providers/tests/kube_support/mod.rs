@@ -143,10 +143,7 @@ impl Run {
             .await?;
         self.priors.insert(
             step.id.clone(),
-            Prior {
-                config: step.config.clone(),
-                outputs: outputs.redacted(),
-            },
+            Prior::new(step.config.clone(), outputs.redacted()),
         );
         Ok(outputs)
     }

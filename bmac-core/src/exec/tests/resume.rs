@@ -156,7 +156,7 @@ async fn an_in_doubt_step_that_differs_is_applied_over_what_exists() {
     let store = crashed_store().await;
     run_ok(executor(&provider), in_doubt_plan(&store), &store).await;
     let apply = provider.last(Op::Apply, "cluster");
-    assert_eq!(apply.prior.map(|p| p.config), Some(observed));
+    assert_eq!(apply.prior.map(|p| p.config().clone()), Some(observed));
 }
 
 #[tokio::test(start_paused = true)]

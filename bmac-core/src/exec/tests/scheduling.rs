@@ -183,10 +183,10 @@ async fn planned_no_ops_make_no_call_and_feed_their_recorded_outputs() {
     plan.add("cluster", Action::NoOp, &[])
         .create("pool", &[])
         .input("pool", "endpoint", "cluster", "endpoint");
-    plan.node("cluster").prior = Some(Prior {
-        config: config("cluster"),
-        outputs: Outputs::new().with("endpoint", "https://old"),
-    });
+    plan.node("cluster").prior = Some(Prior::new(
+        config("cluster"),
+        Outputs::new().with("endpoint", "https://old"),
+    ));
     let store = MemoryStore::new();
     let (report, events) = run_ok(executor(&provider), plan.build(), &store).await;
     assert_eq!(provider.count(Op::Apply, "cluster"), 0);
@@ -204,10 +204,7 @@ async fn planned_no_ops_make_no_call_and_feed_their_recorded_outputs() {
 #[tokio::test(start_paused = true)]
 async fn replace_destroys_then_creates_and_delete_destroys() {
     let provider = TestProvider::new();
-    let old = Prior {
-        config: json!({"name": "old"}),
-        outputs: Outputs::new().with("id", "old-id"),
-    };
+    let old = Prior::new(json!({"name": "old"}), Outputs::new().with("id", "old-id"));
     let mut plan = PlanBuilder::new();
     plan.add(
         "pool",

@@ -1,0 +1,190 @@
+//! Sealing: diffing each planned step and moving it into the plan, in the final order.
+//!
+//! The plan's nodes are built straight into one vector of exactly the right length, in the
+//! stored order; nothing goes through `Option` slots or a second collect. The spec steps are
+//! *moved*, never cloned: the input vector is first permuted in place (following the
+//! permutation's cycles, one swap per misplaced step) so that it lists the kept steps in plan
+//! order, and is then consumed front to back. When the order is the spec order — the common
+//! case: specs are mostly written dependencies first — there is nothing to permute. Deleted
+//! steps are cloned from state (state keeps them; they are few).
+//!
+//! Each spec step is diffed (see `diff`) in the same visit that moves it: the order puts its
+//! input sources first, so whether one of them changes is known, and the step, its state
+//! entry and its node are each touched once — at 100k steps, a second pass over them would
+//! fetch all of them from memory again. Each node's dependency list is its incoming edges
+//! mapped to plan positions, sorted and without repeats (a step may name the same dependency
+//! in `depends_on` and in a reference), stored inline in the node (see `deps`). Priors are
+//! shared with state, not copied.
+
+use std::sync::Arc;
+
+use super::dag::{Adjacency, PlanGraph};
+use super::diag::EdgeKind;
+use super::diff::diff;
+use super::{Action, Deps, PlanNode};
+use crate::provider::Prior;
+use crate::state::{AppliedStep, StepState};
+use crate::step::Step;
+
+/// A step only state knows (a deletion node): its last apply.
+pub(crate) struct Removed<'s> {
+    pub applied: &'s Arc<AppliedStep>,
+    pub in_doubt: bool,
+}
+
+/// Everything sealing reads besides the steps it consumes.
+pub(crate) struct Sealing<'a, 's> {
+    pub graph: &'a PlanGraph,
+    pub adj: &'a Adjacency,
+    /// Node indices, every dependency before its dependent.
+    pub order: &'a [u32],
+    /// Nodes below this are spec steps (node `v` is `steps[v]`).
+    pub spec_len: usize,
+    /// What state holds for spec step `v` (empty: nothing for any step).
+    pub recorded: &'a [Option<&'s StepState>],
+    /// Node `spec_len + k` is `removed[k]`.
+    pub removed: &'a [Removed<'s>],
+    /// Nodes kept only for a deletion to read (no-ops whatever their diff; empty: none).
+    pub noop: &'a [bool],
+}
+
+/// Position of a node the selection dropped.
+const DROPPED: u32 = u32::MAX;
+
+/// The plan nodes, in `order`.
+pub(crate) fn seal(s: Sealing<'_, '_>, steps: Vec<Step>) -> Vec<PlanNode> {
+    let n = s.graph.node_count();
+    let order = s.order;
+    let identity = order.len() == n && order.iter().enumerate().all(|(k, &v)| k == v as usize);
+    // position[v]: where node v lands (DROPPED if it does not); not needed for the identity.
+    let position: Vec<u32> = if identity {
+        Vec::new()
+    } else {
+        let mut position = vec![DROPPED; n];
+        for (k, &v) in order.iter().enumerate() {
+            position[v as usize] = k as u32;
+        }
+        position
+    };
+    let mut steps = if s.spec_len == 0 {
+        Vec::new()
+    } else if identity {
+        steps
+    } else {
+        in_plan_order(steps, s.spec_len, order)
+    };
+    let mut steps = steps.drain(..);
+    // changes[v]: spec step v's diff changes something (what its dependents' diffs ask).
+    let mut changes = vec![false; s.spec_len];
+    let mut nodes: Vec<PlanNode> = Vec::with_capacity(order.len());
+    let mut deps: Vec<u32> = Vec::new();
+    for &v in order {
+        let i = v as usize;
+        deps.clear();
+        let mut upstream_changes = false;
+        for &e in s.adj.incoming(v) {
+            let edge = s.graph.edge(e);
+            upstream_changes |= edge.kind == EdgeKind::Input && changes[edge.from as usize];
+            let at = if identity {
+                edge.from
+            } else {
+                position[edge.from as usize]
+            };
+            if at != DROPPED {
+                deps.push(at);
+            }
+        }
+        if deps.len() > 1 {
+            deps.sort_unstable();
+            deps.dedup();
+        }
+        let (step, mut action, applied, in_doubt) = if i < s.spec_len {
+            // The permutation holds every kept spec step, in order; this never skips.
+            let Some(step) = steps.next() else { continue };
+            let entry = s.recorded.get(i).copied().flatten();
+            let d = diff(&step, entry, upstream_changes);
+            changes[i] = d.action.is_change();
+            (step, d.action, d.applied, d.in_doubt)
+        } else {
+            let Some(r) = s.removed.get(i - s.spec_len) else {
+                continue;
+            };
+            (
+                r.applied.step.clone(),
+                Action::Delete,
+                Some(r.applied),
+                r.in_doubt,
+            )
+        };
+        if s.noop.get(i).copied().unwrap_or(false) {
+            action = Action::NoOp;
+        }
+        nodes.push(PlanNode {
+            step,
+            action,
+            prior: applied.map(|a| Prior::recorded(Arc::clone(a))),
+            prior_fingerprint: applied.map(|a| a.fingerprint),
+            in_doubt,
+            deps: Deps::from(deps.as_slice()),
+        });
+    }
+    nodes
+}
+
+/// `steps` permuted in place so that the spec steps kept in `order` come first, in that
+/// order; the dropped ones are cut off.
+fn in_plan_order(mut steps: Vec<Step>, spec_len: usize, order: &[u32]) -> Vec<Step> {
+    // dest[i]: where spec step i goes. Kept steps by rank in `order`, dropped ones after.
+    let mut dest = vec![DROPPED; spec_len];
+    let mut kept = 0u32;
+    for &v in order {
+        if (v as usize) < spec_len {
+            dest[v as usize] = kept;
+            kept += 1;
+        }
+    }
+    for (next, d) in (kept..).zip(dest.iter_mut().filter(|d| **d == DROPPED)) {
+        *d = next;
+    }
+    // Follow each cycle of the permutation: swap the step at i to where it belongs until
+    // the step that belongs at i arrives. Every swap places one step for good.
+    for i in 0..spec_len {
+        while dest[i] as usize != i {
+            let j = dest[i] as usize;
+            steps.swap(i, j);
+            dest.swap(i, j);
+        }
+    }
+    steps.truncate(kept as usize);
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::step::{Kind, StepId};
+
+    fn steps(n: usize) -> Vec<Step> {
+        (0..n)
+            .map(|i| {
+                let id = StepId::new(format!("s{i}")).unwrap();
+                Step::new(id, Kind::new("k"), &serde_json::json!({})).unwrap()
+            })
+            .collect()
+    }
+
+    fn ids(steps: &[Step]) -> Vec<&str> {
+        steps.iter().map(|s| s.id.as_str()).collect()
+    }
+
+    #[test]
+    fn permutes_into_order_and_drops_the_rest() {
+        // Spec steps 0..5, node 5 a deletion; order keeps 3, 0, 4 (and the deletion).
+        let out = in_plan_order(steps(5), 5, &[3, 5, 0, 4]);
+        assert_eq!(ids(&out), ["s3", "s0", "s4"]);
+        let out = in_plan_order(steps(4), 4, &[1, 2, 3, 0]);
+        assert_eq!(ids(&out), ["s1", "s2", "s3", "s0"]);
+        let out = in_plan_order(steps(3), 3, &[]);
+        assert!(out.is_empty());
+    }
+}
