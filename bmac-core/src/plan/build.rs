@@ -232,20 +232,18 @@ fn keep_input_sources(
     noop
 }
 
-/// Pass 1: nodes and edges of the spec steps, in one pass over them: each step's id is
-/// indexed, then its dependencies are looked up. A dependency on a step defined further down
-/// gets its edge's place now and its source once every id is indexed, so the edges keep the
-/// order "by dependent, `depends_on` then references" whichever way the spec is written.
+/// Pass 1: nodes and edges of the spec steps. Every id is indexed first (a duplicate is an
+/// error), then each step's dependencies are looked up, so the edges come in the order "by
+/// dependent, `depends_on` then references" whichever way the spec is written, and every
+/// dependency that names no step is reported in one diagnostic.
 fn add_spec<'a>(
     steps: &'a [Step],
     index: &mut IdIndex<'a>,
     sources: Option<&Sources>,
 ) -> Result<PlanGraph, PlanError> {
     // Most steps have one dependency or none; the edge list grows if not.
-    let mut graph = PlanGraph::with_edge_capacity(steps.len());
+    let mut graph = PlanGraph::with_capacity(steps.len(), steps.len());
     let first = graph.add_nodes(steps.len());
-    // Edges whose source was not indexed yet: (edge, dependent, named dependency, input).
-    let mut later: Vec<(u32, &'a Step, &'a StepId, Option<&'a str>)> = Vec::new();
     for (v, step) in (first..).zip(steps) {
         if index.insert(step.id.as_str()) != Ok(v) {
             return Err(PlanError::DuplicateStep(Box::new(DuplicateStepError {
@@ -254,15 +252,21 @@ fn add_spec<'a>(
                 span: sources.and_then(|s| s.steps.get(&step.id).copied()),
             })));
         }
+    }
+    // Dependencies that name no step: (dependent, named dependency, input).
+    let mut missing: Vec<(&'a Step, &'a StepId, Option<&'a str>)> = Vec::new();
+    for (v, step) in (first..).zip(steps) {
         let named = step.deps.iter().map(|d| (d, None, EdgeKind::Deps)).chain(
             step.inputs
                 .iter()
                 .map(|(name, r)| (&r.step, Some(name.as_str()), EdgeKind::Input)),
         );
         for (dep, input, kind) in named {
-            let e = graph.add_edge(index.get(dep.as_str()).unwrap_or(UNRESOLVED), v, kind);
-            if graph.edge(e).from == UNRESOLVED {
-                later.push((e, step, dep, input));
+            match index.get(dep.as_str()) {
+                Some(u) => {
+                    graph.add_edge(u, v, kind);
+                }
+                None => missing.push((step, dep, input)),
             }
         }
     }
@@ -271,11 +275,7 @@ fn add_spec<'a>(
     // One `depends_on` item of a spec entry is an edge of each of the entry's steps: a typo
     // there is one mistake, reported once.
     let mut reported_at: HashSet<(usize, usize, &StepId)> = HashSet::new();
-    for (e, step, dep, input) in later {
-        if let Some(u) = index.get(dep.as_str()) {
-            graph.set_source(e, u);
-            continue;
-        }
+    for (step, dep, input) in missing {
         let written_at = sources
             .and_then(|s| s.edges.get(&(step.id.clone(), dep.clone())))
             .map(|span| (span.offset(), span.len()));
@@ -298,9 +298,6 @@ fn add_spec<'a>(
         ))
     }
 }
-
-/// The source of an edge whose dependency is not indexed yet.
-const UNRESOLVED: u32 = u32::MAX;
 
 /// What state records for each spec step (by node index), found in one pass over state:
 /// one hash lookup per state entry instead of an ordered-map search per step. Also returns

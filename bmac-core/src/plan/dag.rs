@@ -1,16 +1,21 @@
-//! The planner's graph: dense `u32` node indices, an edge list, and compressed adjacency.
+//! The planner's graph: a petgraph [`DiGraph`] with dense `u32` node indices and compressed
+//! adjacency for the walks.
 //!
 //! Nodes are numbered as the planner adds them: the spec steps first, in spec order, then
 //! one node per deletion. An edge `from → to` says "finish `from` before starting `to`"; edges
-//! are kept in the order they were added, with the [`EdgeKind`] the cycle diagnostics need.
+//! are kept in the order they were added, weighted with the [`EdgeKind`] the cycle
+//! diagnostics need.
 //!
-//! [`Adjacency`] turns the edge list into two compressed (CSR) tables, each one flat `u32`
-//! array plus offsets, built by a counting sort in two linear passes: a node's dependents (for
-//! Kahn's order and `--exclude`) and its incoming edges (for the sealed dependency lists, cycle
-//! extraction and `--target`). Both list each node's neighbours newest edge first, the order
-//! in which a petgraph `DiGraph` walks them, so orders and reported cycles are the same as
-//! when the planner was built on petgraph. Two flat arrays instead of per-node lists: no
-//! allocation per node, and a walk over them touches memory in order.
+//! Walking petgraph's per-node edge lists means chasing `next` links across the whole edge
+//! array, which at 100k steps is mostly cache misses. So once a graph is built, [`Adjacency`]
+//! lays its edges out as two compressed (CSR) tables, each one flat `u32` array plus offsets,
+//! built by a counting sort in two linear passes over petgraph's edge list: a node's
+//! dependents (for Kahn's order and `--exclude`) and its incoming edges (for the sealed
+//! dependency lists, cycle extraction and `--target`). Both list each node's neighbours newest
+//! edge first, the order in which petgraph itself walks them, so orders and reported cycles
+//! are those of the graph. No allocation per node, and a walk touches memory in order.
+
+use petgraph::graph::{DiGraph, NodeIndex};
 
 use super::diag::EdgeKind;
 
@@ -25,53 +30,64 @@ pub(crate) struct Edge {
 /// Nodes and edges of a plan graph.
 #[derive(Debug, Default)]
 pub(crate) struct PlanGraph {
-    nodes: u32,
-    edges: Vec<Edge>,
+    graph: DiGraph<(), EdgeKind, u32>,
 }
 
 impl PlanGraph {
-    /// A graph with room for `edges` edges.
-    pub fn with_edge_capacity(edges: usize) -> Self {
+    /// A graph with room for `nodes` nodes and `edges` edges.
+    pub fn with_capacity(nodes: usize, edges: usize) -> Self {
         PlanGraph {
-            nodes: 0,
-            edges: Vec::with_capacity(edges),
+            graph: DiGraph::with_capacity(nodes, edges),
         }
     }
 
     /// Adds `count` nodes; returns the index of the first.
     pub fn add_nodes(&mut self, count: usize) -> u32 {
-        let first = self.nodes;
-        // Plans are far below 4 billion steps; `Plan` stores indices as u32 throughout.
-        self.nodes = self.nodes.saturating_add(count as u32);
+        let first = self.graph.node_count() as u32;
+        self.graph.reserve_nodes(count);
+        for _ in 0..count {
+            self.graph.add_node(());
+        }
         first
     }
 
-    /// Adds one edge; returns its index.
+    /// Adds one edge between existing nodes; returns its index.
     pub fn add_edge(&mut self, from: u32, to: u32, kind: EdgeKind) -> u32 {
-        self.edges.push(Edge { from, to, kind });
-        (self.edges.len() - 1) as u32
-    }
-
-    /// Sets the source of edge `e` (added before its source was known).
-    pub fn set_source(&mut self, e: u32, from: u32) {
-        self.edges[e as usize].from = from;
+        self.graph
+            .add_edge(
+                NodeIndex::new(from as usize),
+                NodeIndex::new(to as usize),
+                kind,
+            )
+            .index() as u32
     }
 
     /// Number of nodes.
     pub fn node_count(&self) -> usize {
-        self.nodes as usize
+        self.graph.node_count()
     }
 
     /// Edge `e` (an index into the insertion order).
     pub fn edge(&self, e: u32) -> Edge {
-        self.edges[e as usize]
+        let raw = &self.graph.raw_edges()[e as usize];
+        Edge {
+            from: raw.source().index() as u32,
+            to: raw.target().index() as u32,
+            kind: raw.weight,
+        }
     }
 
     /// Both adjacency tables.
     pub fn adjacency(&self) -> Adjacency {
         let n = self.node_count();
-        let (out_start, out) = csr(n, &self.edges, |e| e.from, |_, e| e.to);
-        let (in_start, incoming) = csr(n, &self.edges, |e| e.to, |i, _| i);
+        let edges = self.graph.raw_edges();
+        let (out_start, out) = csr(
+            n,
+            edges,
+            |e| e.source().index() as u32,
+            |_, e| e.target().index() as u32,
+        );
+        let (in_start, incoming) = csr(n, edges, |e| e.target().index() as u32, |i, _| i);
         Adjacency {
             out_start,
             out,
@@ -112,11 +128,11 @@ impl Adjacency {
 
 /// A counting sort of the edges by `key`: offsets (`n + 1`) and, per node, `value` of its
 /// edges, newest first.
-fn csr(
+fn csr<E>(
     n: usize,
-    edges: &[Edge],
-    key: impl Fn(&Edge) -> u32,
-    value: impl Fn(u32, &Edge) -> u32,
+    edges: &[E],
+    key: impl Fn(&E) -> u32,
+    value: impl Fn(u32, &E) -> u32,
 ) -> (Vec<u32>, Vec<u32>) {
     let mut start = vec![0u32; n + 1];
     for e in edges {
@@ -144,7 +160,7 @@ mod tests {
 
     #[test]
     fn lists_neighbours_newest_first() {
-        let mut g = PlanGraph::with_edge_capacity(4);
+        let mut g = PlanGraph::with_capacity(3, 4);
         g.add_nodes(3);
         g.add_edge(0, 2, EdgeKind::Deps);
         g.add_edge(1, 2, EdgeKind::Input);

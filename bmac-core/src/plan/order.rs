@@ -116,7 +116,7 @@ mod tests {
     use crate::plan::diag::EdgeKind;
 
     fn graph(n: usize, edges: &[(u32, u32)]) -> PlanGraph {
-        let mut g = PlanGraph::with_edge_capacity(edges.len());
+        let mut g = PlanGraph::with_capacity(n, edges.len());
         g.add_nodes(n);
         for &(a, b) in edges {
             g.add_edge(a, b, EdgeKind::Deps);

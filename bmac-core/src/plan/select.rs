@@ -86,7 +86,7 @@ mod tests {
 
     /// 0 ← 1 ← 2 and 0 ← 3 (edges dependency → dependent: 0→1, 1→2, 0→3).
     fn graph() -> PlanGraph {
-        let mut g = PlanGraph::with_edge_capacity(3);
+        let mut g = PlanGraph::with_capacity(4, 3);
         g.add_nodes(4);
         g.add_edge(0, 1, EdgeKind::Deps);
         g.add_edge(1, 2, EdgeKind::Deps);
