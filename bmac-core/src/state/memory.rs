@@ -9,10 +9,11 @@
 //! Every record ever appended is kept, in order, so tests can assert what was journaled
 //! ([`MemoryStore::records`]).
 //!
-//! Appending is the executor's hot path (two records per step), so it only clones the records
-//! into the journal and advances the serial; folding them into the [`State`] waits until
-//! someone reads the state (`load`, [`MemoryStore::state`]). The observable behaviour is the
-//! same as folding on every append.
+//! Appending is the executor's hot path (two records per step), so it only moves the records
+//! into the journal ([`StateStore::append_drain`], which the executor uses; a borrowed
+//! `append` clones them once) and advances the serial; folding them into the [`State`] waits
+//! until someone reads the state (`load`, [`MemoryStore::state`]). The observable behaviour is
+//! the same as folding on every append.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -43,6 +44,18 @@ struct Inner {
 }
 
 impl Inner {
+    /// Gives a fresh store its lineage when its first records arrive.
+    fn start_lineage(&mut self, arriving: usize) {
+        if self.state.lineage.is_empty() && arriving > 0 {
+            self.state.lineage = new_lineage();
+        }
+    }
+
+    /// The serial after every record appended so far.
+    fn serial(&self) -> u64 {
+        self.state.serial + (self.records.len() - self.folded) as u64
+    }
+
     /// The state with every record folded in.
     fn state(&mut self) -> &State {
         for record in &self.records[self.folded..] {
@@ -104,12 +117,16 @@ impl StateStore for MemoryStore {
 
     async fn append(&self, records: &[Record]) -> Result<u64, StateError> {
         let mut inner = self.inner();
-        if inner.state.lineage.is_empty() && !records.is_empty() {
-            inner.state.lineage = new_lineage();
-        }
+        inner.start_lineage(records.len());
         inner.records.extend_from_slice(records);
-        let unfolded = (inner.records.len() - inner.folded) as u64;
-        Ok(inner.state.serial + unfolded)
+        Ok(inner.serial())
+    }
+
+    async fn append_drain(&self, records: &mut Vec<Record>) -> Result<u64, StateError> {
+        let mut inner = self.inner();
+        inner.start_lineage(records.len());
+        inner.records.append(records);
+        Ok(inner.serial())
     }
 
     async fn lock(&self, request: LockRequest) -> Result<LockInfo, StateError> {
@@ -223,6 +240,25 @@ mod tests {
         assert_eq!(store.append(&[destroyed("c")]).await.unwrap(), 3);
         assert_eq!(store.state().lineage, lineage);
         assert_eq!(store.records().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn append_drain_moves_records_in_and_counts_like_append() {
+        let store = MemoryStore::new();
+        let mut batch = vec![destroyed("a"), destroyed("b")];
+        assert_eq!(store.append_drain(&mut batch).await.unwrap(), 2);
+        assert!(batch.is_empty(), "the records were taken");
+        assert!(!store.state().lineage.is_empty());
+        assert_eq!(store.append(&[destroyed("c")]).await.unwrap(), 3);
+        batch.push(destroyed("d"));
+        assert_eq!(store.append_drain(&mut batch).await.unwrap(), 4);
+        let ids: Vec<String> = store.records().iter().map(|r| r.id.to_string()).collect();
+        assert_eq!(ids, ["a", "b", "c", "d"]);
+        assert_eq!(store.state().serial, 4);
+        // An empty batch neither starts a lineage nor moves the serial.
+        let empty = MemoryStore::new();
+        assert_eq!(empty.append_drain(&mut Vec::new()).await.unwrap(), 0);
+        assert!(empty.state().lineage.is_empty());
     }
 
     #[tokio::test]
