@@ -13,9 +13,10 @@
 //!
 //! A provider that panics during the first poll is caught here (`catch_unwind`) and its
 //! future dropped: its guard reports [`Message::Vanished`], as the guard of a spawned task
-//! that panicked does, and the step fails like any other. Each running node's start time is
-//! kept for the duration of a step that vanishes; each spawned task's handle, to abort it
-//! when the cancellation grace period runs out.
+//! that panicked does, and the step fails like any other. Each spawned task's handle is
+//! kept, to abort it when the cancellation grace period runs out, with the time it was
+//! spawned, for the duration of a step that vanishes (one that panics during its first poll
+//! vanishes after no time).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::{Context, Poll};
@@ -28,19 +29,18 @@ use tokio::time::Instant;
 use super::shared::{Finished, Message};
 use super::step_task::StepFuture;
 
-/// One running node.
-struct Slot {
+/// A node whose work moved to a spawned task.
+struct Spawned {
     since: Instant,
-    /// Its spawned task, once it has one.
-    task: Option<JoinHandle<()>>,
+    task: JoinHandle<()>,
 }
 
 /// The started steps of a run. See the module docs.
 pub(crate) struct RunningSteps {
     /// Launched but not polled yet.
     fresh: Vec<(u32, StepFuture)>,
-    /// Per node.
-    slots: Vec<Option<Slot>>,
+    /// Per node, once its work is spawned.
+    spawned: Vec<Option<Spawned>>,
     /// Where spawned tasks report.
     messages: mpsc::UnboundedSender<Message>,
 }
@@ -50,7 +50,7 @@ impl RunningSteps {
     pub(crate) fn new(nodes: usize, messages: mpsc::UnboundedSender<Message>) -> Self {
         RunningSteps {
             fresh: Vec::new(),
-            slots: (0..nodes).map(|_| None).collect(),
+            spawned: (0..nodes).map(|_| None).collect(),
             messages,
         }
     }
@@ -59,10 +59,6 @@ impl RunningSteps {
     ///
     /// [`poll_fresh`]: RunningSteps::poll_fresh
     pub(crate) fn launch(&mut self, node: u32, work: StepFuture) {
-        self.slots[node as usize] = Some(Slot {
-            since: Instant::now(),
-            task: None,
-        });
         self.fresh.push((node, work));
     }
 
@@ -84,9 +80,10 @@ impl RunningSteps {
                         let finished = work.await;
                         let _ = messages.send(Message::Finished(finished));
                     });
-                    if let Some(slot) = self.slots[node as usize].as_mut() {
-                        slot.task = Some(task);
-                    }
+                    self.spawned[node as usize] = Some(Spawned {
+                        since: Instant::now(),
+                        task,
+                    });
                 }
                 // The panic unwound through the work's guard, which reported `Vanished`.
                 Err(_panic) => drop(work),
@@ -98,11 +95,11 @@ impl RunningSteps {
         }
     }
 
-    /// Node `node` stopped running; how long it ran.
+    /// Node `node` stopped running; how long its spawned task ran.
     pub(crate) fn settle(&mut self, node: u32) -> Duration {
-        self.slots[node as usize]
+        self.spawned[node as usize]
             .take()
-            .map(|slot| slot.since.elapsed())
+            .map(|spawned| spawned.since.elapsed())
             .unwrap_or_default()
     }
 
@@ -110,10 +107,8 @@ impl RunningSteps {
     /// guard reports `Vanished`.
     pub(crate) fn abandon_all(&mut self) {
         self.fresh.clear();
-        for slot in self.slots.iter().flatten() {
-            if let Some(task) = &slot.task {
-                task.abort();
-            }
+        for spawned in self.spawned.iter().flatten() {
+            spawned.task.abort();
         }
     }
 }
