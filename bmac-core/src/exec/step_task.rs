@@ -84,23 +84,35 @@ pub(crate) fn step_future(shared: Arc<Shared>, node: u32, mode: TaskMode) -> Ste
     Box::pin(step_work(TaskGuard::new(shared, node), mode))
 }
 
-/// The body of a step's work. The guard is an argument, so it is part of the future from
-/// its creation: dropping the future unpolled still reports `Vanished`.
-pub(crate) async fn step_work(mut guard: TaskGuard, mode: TaskMode) -> Finished {
-    let node = guard.node;
-    let started = Instant::now();
-    let (result, records) = execute(&guard.shared, node, mode).await;
-    guard.reported = true;
-    Finished {
-        node,
-        result,
-        duration: started.elapsed(),
-        records,
+/// The body of a step's work. The guard is captured, so it is part of the future from its
+/// creation: dropping the future unpolled still reports `Vanished`. (An `async` block, not an
+/// `async fn`: an `async fn` would keep a second copy of its arguments.)
+#[allow(clippy::manual_async_fn)] // See above: an `async fn` would be larger.
+pub(crate) fn step_work(
+    guard: TaskGuard,
+    mode: TaskMode,
+) -> impl Future<Output = Finished> + Send + 'static {
+    async move {
+        // Moved in whole: a block that only used its fields would capture copies of them,
+        // and `reported` below would never reach the guard's `Drop`.
+        let mut guard = guard;
+        let node = guard.node;
+        let started = Instant::now();
+        let (result, records) = execute(&guard.shared, node, &mode).await;
+        guard.reported = true;
+        Finished {
+            node,
+            result,
+            duration: started.elapsed(),
+            records,
+        }
     }
 }
 
-/// Runs the step; returns its result and the result records still to be journaled.
-async fn execute(shared: &Shared, node: u32, mode: TaskMode) -> (StepResult, Vec<Record>) {
+/// Runs the step; returns its result and the result records still to be journaled. (`mode`
+/// and what it holds are borrowed all the way down: every copy would be part of the future
+/// allocated per started step.)
+async fn execute(shared: &Shared, node: u32, mode: &TaskMode) -> (StepResult, Vec<Record>) {
     let plan_node = &shared.plan.nodes()[node as usize];
     let step = &plan_node.step;
     let Some(provider) = shared.providers.for_kind(step.kind.name()) else {
@@ -110,28 +122,28 @@ async fn execute(shared: &Shared, node: u32, mode: TaskMode) -> (StepResult, Vec
         );
         return (StepResult::Failed(error), Vec::new());
     };
+    let resolved = match mode {
+        TaskMode::Journaled { .. } => Ok(Inputs::default()),
+        TaskMode::Converge { .. } | TaskMode::Reread => resolve_inputs(shared, node),
+        // A deletion (its action is Delete) that journals its own intent once inputs are known.
+        TaskMode::DeleteRereading => Box::pin(shared.resolve_rereading(node)).await,
+    };
+    let resolved = match resolved {
+        Ok(inputs) => inputs,
+        Err(message) => return (StepResult::Failed(message), Vec::new()),
+    };
     let (inputs, journaled) = match mode {
         TaskMode::Journaled { inputs, call } => (inputs, Ok(call)),
-        TaskMode::Converge { reread_secrets } => match resolve_inputs(shared, node) {
-            Ok(inputs) => (inputs, Err(Some(reread_secrets))),
-            Err(message) => return (StepResult::Failed(message), Vec::new()),
-        },
-        TaskMode::Reread => match resolve_inputs(shared, node) {
-            Ok(inputs) => (inputs, Err(None)),
-            Err(message) => return (StepResult::Failed(message), Vec::new()),
-        },
-        // A deletion (its action is Delete) that journals its own intent once inputs are known.
-        TaskMode::DeleteRereading => match shared.resolve_rereading(node).await {
-            Ok(inputs) => (inputs, Err(Some(false))),
-            Err(message) => return (StepResult::Failed(message), Vec::new()),
-        },
+        TaskMode::Converge { reread_secrets } => (&resolved, Err(Some(*reread_secrets))),
+        TaskMode::Reread => (&resolved, Err(None)),
+        TaskMode::DeleteRereading => (&resolved, Err(Some(false))),
     };
     let call = Call {
         shared,
         node,
         step,
         provider: &**provider,
-        inputs: &inputs,
+        inputs,
         attempts: Attempts {
             policy: &shared.retry,
             timeout: shared.step_timeout,
@@ -150,7 +162,7 @@ impl Call<'_> {
     async fn run(
         &self,
         plan_node: &PlanNode,
-        journaled: Result<Planned, Option<bool>>,
+        journaled: Result<&Planned, Option<bool>>,
     ) -> StepResult {
         let prior = plan_node.prior.as_ref();
         match journaled {
@@ -161,7 +173,7 @@ impl Call<'_> {
                         return result;
                     }
                 }
-                Box::pin(self.apply(None, fingerprint)).await
+                Box::pin(self.apply(None, *fingerprint)).await
             }
             Ok(Planned::Delete) => self.delete(prior, true).await,
             // The rarer paths are boxed so that the common one keeps the task small.
@@ -347,11 +359,11 @@ impl Call<'_> {
         if let Err(result) = self.journal(intent).await {
             return result;
         }
-        self.call_apply(prior, fingerprint).await
+        self.call_apply(prior, &fingerprint).await
     }
 
     /// Applies (its intent is durable) and queues the result.
-    async fn call_apply(&self, prior: Option<&Prior>, fingerprint: Fingerprint) -> StepResult {
+    async fn call_apply(&self, prior: Option<&Prior>, fingerprint: &Fingerprint) -> StepResult {
         let (provider, step, inputs) = (self.provider, self.step, self.inputs);
         let outcome = self
             .attempts
@@ -373,7 +385,7 @@ impl Call<'_> {
             Ok(outputs) => {
                 self.record(RecordKind::Applied {
                     step: step.clone(),
-                    fingerprint,
+                    fingerprint: *fingerprint,
                     outputs: outputs.redacted(),
                 });
                 StepResult::Changed(outputs)
