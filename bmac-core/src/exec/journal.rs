@@ -66,7 +66,7 @@ pub(crate) struct Journal<'a> {
     writing: Option<Write<'a>>,
     /// Waiters of the append in flight.
     writing_waiters: Vec<Waiter>,
-    /// A buffer to queue into while `queued` is being written.
+    /// A buffer a store gave back (emptied but not taken), to queue into next.
     spare: Vec<Record>,
     /// The first append error; nothing is written after it.
     failure: Option<StateError>,
@@ -148,7 +148,14 @@ impl<'a> Journal<'a> {
                     waiters,
                 });
             }
-            let mut records = std::mem::replace(&mut self.queued, std::mem::take(&mut self.spare));
+            // A store may keep the batch itself (`append_drain`); the next one starts from
+            // the buffer the last append gave back, or one sized like this one.
+            let next = if self.spare.capacity() > 0 {
+                std::mem::take(&mut self.spare)
+            } else {
+                Vec::with_capacity(self.queued.len())
+            };
+            let mut records = std::mem::replace(&mut self.queued, next);
             std::mem::swap(&mut self.writing_waiters, &mut self.waiting);
             let store = self.store;
             self.writing = Some(Box::pin(async move {

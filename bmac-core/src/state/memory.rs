@@ -9,11 +9,12 @@
 //! Every record ever appended is kept, in order, so tests can assert what was journaled
 //! ([`MemoryStore::records`]).
 //!
-//! Appending is the executor's hot path (two records per step), so it only moves the records
-//! into the journal ([`StateStore::append_drain`], which the executor uses; a borrowed
-//! `append` clones them once) and advances the serial; folding them into the [`State`] waits
-//! until someone reads the state (`load`, [`MemoryStore::state`]). The observable behaviour is
-//! the same as folding on every append.
+//! Appending is the executor's hot path (two records per step), so it only keeps the batch
+//! and advances the serial: [`StateStore::append_drain`], which the executor uses, takes the
+//! caller's batch as it is (no record is copied or cloned, and no growing journal is ever
+//! reallocated); a borrowed `append` clones the records once. Folding them into the [`State`]
+//! waits until someone reads the state (`load`, [`MemoryStore::state`]). The observable
+//! behaviour is the same as folding on every append.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -34,12 +35,14 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// The fold of `records[..folded]` over the initial state.
+    /// The fold of `batches[..folded]` over the initial state.
     state: State,
-    /// Every record appended, in order.
-    records: Vec<Record>,
-    /// How many of `records` `state` already includes.
+    /// Every record appended, in order, in the (non-empty) batches they came in.
+    batches: Vec<Vec<Record>>,
+    /// How many of `batches` `state` already includes.
     folded: usize,
+    /// Records in `batches[folded..]`.
+    unfolded: u64,
     lock: Option<LockInfo>,
 }
 
@@ -51,17 +54,23 @@ impl Inner {
         }
     }
 
-    /// The serial after every record appended so far.
-    fn serial(&self) -> u64 {
-        self.state.serial + (self.records.len() - self.folded) as u64
+    /// Keeps a non-empty batch; returns the serial after it.
+    fn keep(&mut self, batch: Vec<Record>) -> u64 {
+        if !batch.is_empty() {
+            self.start_lineage(batch.len());
+            self.unfolded += batch.len() as u64;
+            self.batches.push(batch);
+        }
+        self.state.serial + self.unfolded
     }
 
     /// The state with every record folded in.
     fn state(&mut self) -> &State {
-        for record in &self.records[self.folded..] {
+        for record in self.batches[self.folded..].iter().flatten() {
             self.state.apply(record);
         }
-        self.folded = self.records.len();
+        self.folded = self.batches.len();
+        self.unfolded = 0;
         &self.state
     }
 }
@@ -84,7 +93,7 @@ impl MemoryStore {
 
     /// Every record appended to this store, in order.
     pub fn records(&self) -> Vec<Record> {
-        self.inner().records.clone()
+        self.inner().batches.iter().flatten().cloned().collect()
     }
 
     /// The current state.
@@ -116,17 +125,11 @@ impl StateStore for MemoryStore {
     }
 
     async fn append(&self, records: &[Record]) -> Result<u64, StateError> {
-        let mut inner = self.inner();
-        inner.start_lineage(records.len());
-        inner.records.extend_from_slice(records);
-        Ok(inner.serial())
+        Ok(self.inner().keep(records.to_vec()))
     }
 
     async fn append_drain(&self, records: &mut Vec<Record>) -> Result<u64, StateError> {
-        let mut inner = self.inner();
-        inner.start_lineage(records.len());
-        inner.records.append(records);
-        Ok(inner.serial())
+        Ok(self.inner().keep(std::mem::take(records)))
     }
 
     async fn lock(&self, request: LockRequest) -> Result<LockInfo, StateError> {
