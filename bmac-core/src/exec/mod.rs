@@ -226,7 +226,7 @@ impl Executor {
             });
         }
         let (messages, inbox) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared::new(
+        let mut shared = Shared::new(
             plan,
             self.providers.clone(),
             messages,
@@ -234,7 +234,9 @@ impl Executor {
             self.step_timeout,
             self.seed,
             CancellationToken::new(),
-        ));
+        );
+        shared.timed = self.events.is_some();
+        let shared = Arc::new(shared);
         let settings = Settings {
             parallelism: self.parallelism,
             failure_policy: self.failure_policy,

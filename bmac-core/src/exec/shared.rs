@@ -39,6 +39,9 @@ pub(crate) struct Shared {
     pub(crate) step_timeout: Duration,
     /// Jitter seed.
     pub(crate) seed: u64,
+    /// Whether steps' durations are measured: they only appear in events, so a run nobody
+    /// listens to skips the clock reads (default: measured).
+    pub(crate) timed: bool,
     /// Cancelled when the run is asked to stop; handed to providers.
     pub(crate) cancel: CancellationToken,
     /// Step id → node index, built only if an input references a step that is not a direct
@@ -71,6 +74,7 @@ impl Shared {
             retry,
             step_timeout,
             seed,
+            timed: true,
             cancel,
             index: OnceLock::new(),
             reread: tokio::sync::Mutex::new(HashMap::new()),
@@ -211,7 +215,7 @@ pub(crate) struct Finished {
     pub(crate) node: u32,
     /// How it went.
     pub(crate) result: StepResult,
-    /// From the start of the work to its end.
+    /// From the start of the work to its end (zero when the run is not timed).
     pub(crate) duration: Duration,
     /// Result records the coordinator journals before it releases any dependent (so they are
     /// written before anything that depends on them).

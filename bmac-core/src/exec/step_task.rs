@@ -97,13 +97,13 @@ pub(crate) fn step_work(
         // and `reported` below would never reach the guard's `Drop`.
         let mut guard = guard;
         let node = guard.node;
-        let started = Instant::now();
+        let started = guard.shared.timed.then(Instant::now);
         let (result, records) = execute(&guard.shared, node, &mode).await;
         guard.reported = true;
         Finished {
             node,
             result,
-            duration: started.elapsed(),
+            duration: started.map(|at| at.elapsed()).unwrap_or_default(),
             records,
         }
     }
