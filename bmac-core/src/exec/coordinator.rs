@@ -102,6 +102,9 @@ pub(crate) struct Coordinator<'a> {
     steps: RunningSteps,
     /// Work that finished when first polled, waiting to be handled.
     done: Vec<Finished>,
+    /// Emptied result-record buffers of finished steps, handed to the next ones started (a
+    /// fresh one would be an allocation per step).
+    buffers: Vec<Vec<Record>>,
     /// Nodes journaling or running: what the parallelism cap limits.
     running: usize,
     /// No new steps start (fail-fast, journal failure or cancellation).
@@ -131,6 +134,7 @@ impl<'a> Coordinator<'a> {
             steps: RunningSteps::new(n, shared.messages.clone()),
             journal,
             done: Vec::new(),
+            buffers: Vec::new(),
             ready: ReadyQueue::new(settings.order, n.min(1024)),
             shared,
             settings,
@@ -220,7 +224,8 @@ impl<'a> Coordinator<'a> {
             self.emit_started(i);
         }
         self.status[i as usize] = Status::Running;
-        let work = step_future(Arc::clone(&self.shared), i, mode);
+        let buffer = self.buffers.pop().unwrap_or_default();
+        let work = step_future(Arc::clone(&self.shared), i, mode, buffer);
         self.steps.launch(i, work);
     }
 
@@ -354,12 +359,15 @@ impl<'a> Coordinator<'a> {
             node,
             result,
             duration,
-            records,
+            mut records,
         } = finished;
         self.steps.settle(node);
         self.running -= 1;
-        for record in records {
+        for record in records.drain(..) {
             self.journal.queue(record);
+        }
+        if records.capacity() > 0 && self.buffers.len() < self.settings.parallelism {
+            self.buffers.push(records);
         }
         self.finished(node, result, duration);
     }

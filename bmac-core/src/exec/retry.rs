@@ -159,24 +159,28 @@ impl Attempts<'_> {
 }
 
 /// Runs `work` for at most `limit` (`None` when it ran out), like `tokio::time::timeout`,
-/// except that the timer is created — on the heap, so it takes no room in the caller's
-/// future — only if `work` is still pending after its first poll. The deadline counts from
-/// the call either way. `work` is pinned by the caller, so that it is not stored twice.
+/// except that nothing about the timer — not even a clock read — happens unless `work` is
+/// still pending after its first poll: then the timer is created, on the heap, so it takes no
+/// room in the caller's future. The deadline therefore counts from the moment the call first
+/// has to wait (what runs before that is the call's synchronous first slice, which no timer
+/// can interrupt). `work` is pinned by the caller, so that it is not stored twice.
 pub(crate) fn within<F: Future>(
     limit: Duration,
     mut work: Pin<&mut F>,
 ) -> impl Future<Output = Option<F::Output>> + '_ {
-    let start = Instant::now();
-    // Beyond what `Instant` can hold: a deadline that never comes (as tokio's own timeout).
-    let deadline = start
-        .checked_add(limit)
-        .unwrap_or_else(|| start + Duration::from_secs(86_400 * 365 * 30));
     let mut timer: Option<Pin<Box<Sleep>>> = None;
     poll_fn(move |cx| {
         if let Poll::Ready(output) = work.as_mut().poll(cx) {
             return Poll::Ready(Some(output));
         }
-        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let timer = timer.get_or_insert_with(|| {
+            let now = Instant::now();
+            // Beyond what `Instant` can hold: a deadline that never comes (as tokio's own).
+            let deadline = now
+                .checked_add(limit)
+                .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+            Box::pin(tokio::time::sleep_until(deadline))
+        });
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,

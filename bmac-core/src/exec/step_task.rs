@@ -79,9 +79,15 @@ impl TaskGuard {
     }
 }
 
-/// Node `node`'s work in `mode`, ready to be polled.
-pub(crate) fn step_future(shared: Arc<Shared>, node: u32, mode: TaskMode) -> StepFuture {
-    Box::pin(step_work(TaskGuard::new(shared, node), mode))
+/// Node `node`'s work in `mode`, ready to be polled. `buffer` (empty; its capacity is reused)
+/// collects the step's result records and comes back in its [`Finished`].
+pub(crate) fn step_future(
+    shared: Arc<Shared>,
+    node: u32,
+    mode: TaskMode,
+    buffer: Vec<Record>,
+) -> StepFuture {
+    Box::pin(step_work(TaskGuard::new(shared, node), mode, buffer))
 }
 
 /// The body of a step's work. The guard is captured, so it is part of the future from its
@@ -91,6 +97,7 @@ pub(crate) fn step_future(shared: Arc<Shared>, node: u32, mode: TaskMode) -> Ste
 pub(crate) fn step_work(
     guard: TaskGuard,
     mode: TaskMode,
+    buffer: Vec<Record>,
 ) -> impl Future<Output = Finished> + Send + 'static {
     async move {
         // Moved in whole: a block that only used its fields would capture copies of them,
@@ -98,7 +105,7 @@ pub(crate) fn step_work(
         let mut guard = guard;
         let node = guard.node;
         let started = guard.shared.timed.then(Instant::now);
-        let (result, records) = execute(&guard.shared, node, &mode).await;
+        let (result, records) = execute(&guard.shared, node, &mode, buffer).await;
         guard.reported = true;
         Finished {
             node,
@@ -112,7 +119,12 @@ pub(crate) fn step_work(
 /// Runs the step; returns its result and the result records still to be journaled. (`mode`
 /// and what it holds are borrowed all the way down: every copy would be part of the future
 /// allocated per started step.)
-async fn execute(shared: &Shared, node: u32, mode: &TaskMode) -> (StepResult, Vec<Record>) {
+async fn execute(
+    shared: &Shared,
+    node: u32,
+    mode: &TaskMode,
+    buffer: Vec<Record>,
+) -> (StepResult, Vec<Record>) {
     let plan_node = &shared.plan.nodes()[node as usize];
     let step = &plan_node.step;
     let Some(provider) = shared.providers.for_kind(step.kind.name()) else {
@@ -120,7 +132,7 @@ async fn execute(shared: &Shared, node: u32, mode: &TaskMode) -> (StepResult, Ve
             "no provider serves kind `{}` (step `{}`)",
             step.kind, step.id
         );
-        return (StepResult::Failed(error), Vec::new());
+        return (StepResult::Failed(error), buffer);
     };
     let resolved = match mode {
         TaskMode::Journaled { .. } => Ok(Inputs::default()),
@@ -130,7 +142,7 @@ async fn execute(shared: &Shared, node: u32, mode: &TaskMode) -> (StepResult, Ve
     };
     let resolved = match resolved {
         Ok(inputs) => inputs,
-        Err(message) => return (StepResult::Failed(message), Vec::new()),
+        Err(message) => return (StepResult::Failed(message), buffer),
     };
     let (inputs, journaled) = match mode {
         TaskMode::Journaled { inputs, call } => (inputs, Ok(call)),
@@ -150,7 +162,7 @@ async fn execute(shared: &Shared, node: u32, mode: &TaskMode) -> (StepResult, Ve
             cancel: &shared.cancel,
             seed: step_seed(shared.seed, node),
         },
-        unsent: Mutex::new(Vec::new()),
+        unsent: Mutex::new(buffer),
     };
     let result = call.run(plan_node, journaled).await;
     (result, call.unsent())

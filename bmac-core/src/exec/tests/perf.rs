@@ -88,7 +88,7 @@ fn step_task_future_size() {
         inputs: Default::default(),
         call: Planned::Apply(crate::step::Fingerprint([0; 32])),
     };
-    let task = step_work(TaskGuard::new(shared, 0), mode);
+    let task = step_work(TaskGuard::new(shared, 0), mode, Vec::new());
     let size = std::mem::size_of_val(&task);
     println!("step task future: {size} bytes");
     // Every started step allocates this much. Keep it from creeping up, and under 1000 bytes:
