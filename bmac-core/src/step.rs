@@ -323,22 +323,25 @@ impl Step {
 }
 
 /// Feeds a JSON value to a hasher in a canonical, unambiguous encoding (object keys sorted,
-/// every item length-prefixed).
+/// every item length-prefixed). Fingerprints are stored in state, so this encoding never
+/// changes; it also allocates nothing in the usual case (numbers are formatted on the stack,
+/// already-sorted objects are not collected), since the executor fingerprints every step it
+/// starts.
 fn hash_value(h: &mut Sha256, v: &Value) {
     match v {
         Value::Null => h.update(b"n"),
         Value::Bool(b) => h.update(if *b { b"t" } else { b"f" }),
         Value::Number(n) => {
-            let s = n.to_string();
-            h.update(b"#");
-            h.update((s.len() as u64).to_le_bytes());
-            h.update(s.as_bytes());
+            let mut text = NumberText::default();
+            let s = if fmt::Write::write_fmt(&mut text, format_args!("{n}")).is_ok() {
+                text.as_bytes()
+            } else {
+                // Longer than any number serde_json prints; kept for completeness.
+                return hash_str(h, b"#", n.to_string().as_bytes());
+            };
+            hash_str(h, b"#", s);
         }
-        Value::String(s) => {
-            h.update(b"s");
-            h.update((s.len() as u64).to_le_bytes());
-            h.update(s.as_bytes());
-        }
+        Value::String(s) => hash_str(h, b"s", s.as_bytes()),
         Value::Array(items) => {
             h.update(b"[");
             h.update((items.len() as u64).to_le_bytes());
@@ -347,16 +350,59 @@ fn hash_value(h: &mut Sha256, v: &Value) {
         Value::Object(map) => {
             h.update(b"{");
             h.update((map.len() as u64).to_le_bytes());
-            // Sort explicitly: another crate in a user's build may turn on serde_json's
-            // `preserve_order`, and the fingerprint must not depend on it.
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            for (k, v) in entries {
+            let mut entry = |k: &String, v: &Value| {
                 h.update((k.len() as u64).to_le_bytes());
                 h.update(k.as_bytes());
                 hash_value(h, v);
+            };
+            // serde_json's map is sorted unless another crate in a user's build turns on its
+            // `preserve_order`; the fingerprint must not depend on that, so sort if need be.
+            if map.keys().zip(map.keys().skip(1)).all(|(a, b)| a < b) {
+                map.iter().for_each(|(k, v)| entry(k, v));
+            } else {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                entries.into_iter().for_each(|(k, v)| entry(k, v));
             }
         }
+    }
+}
+
+/// A tag, the length, then the bytes.
+fn hash_str(h: &mut Sha256, tag: &[u8], bytes: &[u8]) {
+    h.update(tag);
+    h.update((bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+/// A number's text, formatted on the stack (serde_json prints at most 24 bytes).
+struct NumberText {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl Default for NumberText {
+    fn default() -> Self {
+        NumberText {
+            buf: [0; 40],
+            len: 0,
+        }
+    }
+}
+
+impl NumberText {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl fmt::Write for NumberText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -461,6 +507,33 @@ mod tests {
         // "1" and 1 must not collide.
         let e = Step::new(id("a"), k, &json!({"max": "3", "min": 1})).unwrap();
         assert_ne!(a.config_fingerprint(), e.config_fingerprint());
+    }
+
+    #[test]
+    fn fingerprints_are_stable_across_releases() {
+        // State files store these digests: the encoding must never change.
+        let config = json!({
+            "z": [1, -2.5, 1e300, null, true, false],
+            "a": {"y": "text", "b": {}},
+            "n": 18446744073709551615u64,
+            "m": -9223372036854775808i64,
+        });
+        let s = Step::new(id("a.b"), Kind::new("k"), &config).unwrap();
+        let inputs = Inputs(
+            std::iter::once(("x".to_owned(), OutputValue::Plain(json!({"q": 1})))).collect(),
+        );
+        assert_eq!(
+            s.config_fingerprint().to_string(),
+            "d498c89d21b36e822634f94f561361d62a765a03fd3ad8d1bb90acc4f41b7fc8"
+        );
+        assert_eq!(
+            s.fingerprint(&inputs).to_string(),
+            "07a8e5490c55fdb8c79f178da761b54b7f8df439bd286687127bcd0c5de02af0"
+        );
+        assert_eq!(
+            Fingerprint::of_value(&json!(0.1)).to_string(),
+            "5cbd5947a0c637dd191f5cd3c27b433757f941ffcb225b5a39102edd2c18db65"
+        );
     }
 
     #[test]

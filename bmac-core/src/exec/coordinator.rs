@@ -1,14 +1,17 @@
 //! The coordinator: the one loop that owns a run's state.
 //!
 //! It owns the dependency counters, the ready queue, the running count, the status of every
-//! node and the report; nothing else mutates them. Step tasks, spawned one per *started* step
-//! (never per node up front), only send it [`Message`]s. Each turn of the loop it
+//! node, the [journal](super::journal) and the report; nothing else mutates them. A step's
+//! work (one future per *started* step, never per node up front) runs in the coordinator's
+//! own task until it has to wait, then on a spawned task ([`running`](super::running)); it
+//! only returns or sends [`Message`]s. Each turn of the loop ([`wake`]) it
 //!
 //! 1. starts ready nodes, highest priority first, until the parallelism cap is reached —
 //!    planned no-ops complete right here (no task, no journal record, no event) unless a
 //!    changing dependent needs one of their redacted secrets, in which case they are observed;
-//! 2. waits, `biased` so that control comes first, for cancellation, the end of the grace
-//!    period, or tasks' messages (taking every queued message at once before looping).
+//! 2. waits — control (the grace period; cancellation is checked first every turn) before
+//!    work — for newly started steps' first poll, the journal's append, and tasks' messages,
+//!    taking everything that is ready at once before looping.
 //!
 //! Finishing a node decrements its dependents' counters; a counter reaching zero makes the
 //! dependent ready. Nothing is rescanned, so scheduling costs O(1) amortised per edge plus a
@@ -16,8 +19,10 @@
 //!
 //! Starting a changing node usually means journaling its intent first (see `start.rs`): the
 //! coordinator queues the intent, marks the node `Journaling` (it counts against the cap from
-//! then on) and spawns its task when the journal writer reports the intent durable. Intents of
-//! everything started in one turn share one append.
+//! then on) and launches its work when the append holding the intent is durable. Intents of
+//! everything started in one turn — and the results of everything that finished — share one
+//! append. A step's result records are queued before its dependents are released, so they are
+//! written first.
 //!
 //! Failures: under fail-fast the first failure stops new starts (`Cancelling{StepFailed}`),
 //! running steps finish, the rest are skipped. Under keep-going only the transitive
@@ -28,31 +33,27 @@
 //! each gets a `Failed` journal record ("abandoned: run cancelled") so the next run treats it
 //! as in doubt and observes before acting.
 
-use std::collections::VecDeque;
-use std::future::pending;
-use std::pin::Pin;
+mod wake;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{CancelReason, Counts, Event, EventSender, Outcome, SkipReason};
 use crate::plan::Action;
-use crate::state::{Record, RecordKind};
+use crate::state::{Record, RecordKind, StateError};
 use crate::step::Outputs;
 
+use super::journal::{Journal, Settled, Waiter};
 use super::report::{RunReport, StepFailure, StepSkip};
-use super::shared::{prior_outputs, Message, Shared, StepResult, TaskMode};
+use super::running::RunningSteps;
+use super::shared::{prior_outputs, Finished, Message, Shared, StepResult, TaskMode};
 use super::start::{self, Start};
-use super::step_task::step_task;
+use super::step_task::step_future;
 use super::topology::{Dependents, ReadyQueue, Topology};
 use super::{FailurePolicy, SchedulingOrder};
-
-/// Most messages handled per turn of the loop.
-const INBOX_BATCH: usize = 256;
 
 /// The journal message of a step abandoned after the grace period.
 const ABANDONED: &str = "abandoned: run cancelled";
@@ -64,9 +65,9 @@ enum Status {
     Waiting,
     /// In the ready queue.
     Ready,
-    /// Its intent is queued in the journal; its task starts once that is durable.
+    /// Its intent is queued in the journal; its work starts once that is durable.
     Journaling,
-    /// A task is working on it.
+    /// Its work is running.
     Running,
     /// Finished successfully; its outputs are in the shared slot.
     Done,
@@ -95,16 +96,22 @@ pub(crate) struct Coordinator<'a> {
     priority: Vec<u64>,
     status: Vec<Status>,
     ready: ReadyQueue,
-    tasks: Vec<Option<(JoinHandle<()>, Instant)>>,
-    /// Nodes whose intent the coordinator queued, in queueing order, with their task's work.
-    journaling: VecDeque<(u32, TaskMode)>,
+    /// The run's journal; the coordinator is its only writer.
+    journal: Journal<'a>,
+    /// Started steps' work.
+    steps: RunningSteps,
+    /// Work that finished when first polled, waiting to be handled.
+    done: Vec<Finished>,
+    /// Emptied result-record buffers of finished steps, handed to the next ones started (a
+    /// fresh one would be an allocation per step).
+    buffers: Vec<Vec<Record>>,
     /// Nodes journaling or running: what the parallelism cap limits.
     running: usize,
     /// No new steps start (fail-fast, journal failure or cancellation).
     stopped: bool,
     /// Cancellation was requested.
     cancelling: bool,
-    /// The grace period ran out; running tasks were aborted.
+    /// The grace period ran out; running work was abandoned.
     abandoning: bool,
     counts: Counts,
     failures: Vec<StepFailure>,
@@ -115,10 +122,19 @@ pub(crate) struct Coordinator<'a> {
 }
 
 impl<'a> Coordinator<'a> {
-    /// A coordinator for the plan in `shared`.
-    pub(crate) fn new(shared: Arc<Shared>, topology: Topology, settings: Settings<'a>) -> Self {
+    /// A coordinator for the plan in `shared`, journaling to `journal`.
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        topology: Topology,
+        settings: Settings<'a>,
+        journal: Journal<'a>,
+    ) -> Self {
         let n = shared.plan.len();
         Coordinator {
+            steps: RunningSteps::new(n, shared.messages.clone()),
+            journal,
+            done: Vec::new(),
+            buffers: Vec::new(),
             ready: ReadyQueue::new(settings.order, n.min(1024)),
             shared,
             settings,
@@ -126,8 +142,6 @@ impl<'a> Coordinator<'a> {
             pending: topology.pending,
             priority: topology.priority,
             status: vec![Status::Waiting; n],
-            tasks: (0..n).map(|_| None).collect(),
-            journaling: VecDeque::new(),
             running: 0,
             stopped: false,
             cancelling: false,
@@ -144,55 +158,6 @@ impl<'a> Coordinator<'a> {
         if let Some(events) = self.settings.events {
             let _ = events.send(event());
         }
-    }
-
-    /// Runs the plan to the end and reports.
-    pub(crate) async fn run(mut self, mut messages: mpsc::UnboundedReceiver<Message>) -> RunReport {
-        let n = self.shared.plan.len();
-        let parallelism = self.settings.parallelism;
-        self.emit(|| Event::RunStarted {
-            steps: n,
-            parallelism,
-        });
-        for i in 0..n as u32 {
-            if self.pending[i as usize] == 0 {
-                self.make_ready(i);
-            }
-        }
-        let token = self.settings.cancel;
-        let cancelled = token.cancelled();
-        tokio::pin!(cancelled);
-        let mut grace: Option<Pin<Box<Sleep>>> = None;
-        // `recv_many`, not `try_recv`: tokio's `try_recv` may park the thread while a send is
-        // in flight, which on a `block_on` thread can swallow the wake-up of this very future.
-        let mut inbox = Vec::with_capacity(INBOX_BATCH);
-        loop {
-            if !self.cancelling && token.is_cancelled() {
-                self.begin_cancel();
-            }
-            if self.cancelling && grace.is_none() && !self.abandoning {
-                grace = Some(Box::pin(tokio::time::sleep(self.settings.grace)));
-            }
-            self.start_ready();
-            if self.running == 0 {
-                break;
-            }
-            tokio::select! {
-                biased;
-                _ = &mut cancelled, if !self.cancelling => self.begin_cancel(),
-                _ = expire(&mut grace), if !self.abandoning => self.abandon(),
-                received = messages.recv_many(&mut inbox, INBOX_BATCH) => {
-                    // The coordinator's `Shared` holds a sender, so the channel never closes.
-                    if received == 0 {
-                        break;
-                    }
-                    for message in inbox.drain(..) {
-                        self.handle(message);
-                    }
-                }
-            }
-        }
-        self.finish()
     }
 
     /// Starts ready nodes until the cap is reached or the queue is empty.
@@ -239,28 +204,29 @@ impl<'a> Coordinator<'a> {
                 Start::Journal(intent, mode) => {
                     self.status[i as usize] = Status::Journaling;
                     self.running += 1;
-                    shared.journal.queue_for_coordinator(Record {
+                    let intent = Record {
                         id: node.step.id.clone(),
                         kind: intent,
-                    });
-                    self.journaling.push_back((i, mode));
+                    };
+                    self.journal.queue_waited([intent], Waiter::Start(i, mode));
                 }
                 Start::Spawn(mode) => {
                     self.running += 1;
-                    self.spawn(i, mode);
+                    self.launch(i, mode);
                 }
             }
         }
     }
 
-    /// Spawns node `i`'s task (already counted in `running`).
-    fn spawn(&mut self, i: u32, mode: TaskMode) {
+    /// Launches node `i`'s work (already counted in `running`).
+    fn launch(&mut self, i: u32, mode: TaskMode) {
         if !matches!(mode, TaskMode::Reread) {
             self.emit_started(i);
         }
         self.status[i as usize] = Status::Running;
-        let task = tokio::spawn(step_task(Arc::clone(&self.shared), i, mode));
-        self.tasks[i as usize] = Some((task, Instant::now()));
+        let buffer = self.buffers.pop().unwrap_or_default();
+        let work = step_future(Arc::clone(&self.shared), i, mode, buffer);
+        self.steps.launch(i, work);
     }
 
     fn emit_started(&self, i: u32) {
@@ -274,22 +240,27 @@ impl<'a> Coordinator<'a> {
         });
     }
 
-    /// The writer's word on the next `count` intents the coordinator queued.
-    fn intents(&mut self, count: usize, durable: bool) {
-        for _ in 0..count {
-            let Some((i, mode)) = self.journaling.pop_front() else {
-                break;
-            };
-            // A node skipped meanwhile (cancellation, fail-fast) is no longer counted.
-            if self.status[i as usize] != Status::Journaling {
-                continue;
-            }
-            if durable {
-                self.spawn(i, mode);
-            } else {
-                self.running -= 1;
-                self.emit_started(i);
-                self.journal_down(i, Duration::ZERO);
+    /// An append finished: starts the steps whose intents it held, or fails them if it was
+    /// refused, and answers the tasks that waited for it.
+    fn settled(&mut self, settled: Settled) {
+        let durable = settled.durable;
+        for waiter in settled.waiters {
+            match waiter {
+                // A node skipped meanwhile (cancellation, fail-fast) is no longer counted.
+                Waiter::Start(i, _) if self.status[i as usize] != Status::Journaling => {}
+                Waiter::Start(i, mode) if durable => self.launch(i, mode),
+                Waiter::Start(i, _) => {
+                    self.running -= 1;
+                    self.emit_started(i);
+                    self.journal_down(i, Duration::ZERO);
+                }
+                Waiter::Task(ack) => {
+                    let _ = ack.send(if durable {
+                        Ok(())
+                    } else {
+                        Err(super::journal::JournalDown)
+                    });
+                }
             }
         }
     }
@@ -358,21 +329,12 @@ impl<'a> Coordinator<'a> {
                 delay,
                 error,
             }),
-            Message::Finished {
-                node,
-                result,
-                duration,
-            } => {
-                self.tasks[node as usize] = None;
-                self.running -= 1;
-                self.finished(node, result, duration);
+            Message::Finished(finished) => self.step_finished(finished),
+            Message::Journal { records, ack } => {
+                self.journal.queue_waited(records, Waiter::Task(ack));
             }
-            Message::Intents { count, durable } => self.intents(count, durable),
             Message::Vanished { node } => {
-                let duration = self.tasks[node as usize]
-                    .take()
-                    .map(|(_, started)| started.elapsed())
-                    .unwrap_or_default();
+                let duration = self.steps.settle(node);
                 self.running -= 1;
                 let error = if self.abandoning {
                     ABANDONED.to_owned()
@@ -385,10 +347,29 @@ impl<'a> Coordinator<'a> {
                         error: error.clone(),
                     },
                 };
-                self.shared.journal.queue(record);
+                self.journal.queue(record);
                 self.fail(node, error, duration);
             }
         }
+    }
+
+    /// A step's work ended: journal its result records, then settle the node.
+    fn step_finished(&mut self, finished: Finished) {
+        let Finished {
+            node,
+            result,
+            duration,
+            mut records,
+        } = finished;
+        self.steps.settle(node);
+        self.running -= 1;
+        for record in records.drain(..) {
+            self.journal.queue(record);
+        }
+        if records.capacity() > 0 && self.buffers.len() < self.settings.parallelism {
+            self.buffers.push(records);
+        }
+        self.finished(node, result, duration);
     }
 
     fn finished(&mut self, i: u32, result: StepResult, duration: Duration) {
@@ -525,19 +506,18 @@ impl<'a> Coordinator<'a> {
         self.skip_unstarted(SkipReason::Cancelled);
     }
 
-    /// The grace period ran out: abort what still runs. Each aborted task reports `Vanished`
-    /// from its guard, which journals it as failed.
+    /// The grace period ran out: abandon what still runs. Each abandoned step's work reports
+    /// `Vanished` from its guard, which journals it as failed.
     fn abandon(&mut self) {
         self.abandoning = true;
         self.emit(|| Event::Cancelling {
             reason: CancelReason::GraceExpired,
         });
-        for (task, _) in self.tasks.iter().flatten() {
-            task.abort();
-        }
+        self.steps.abandon_all();
     }
 
-    fn finish(mut self) -> RunReport {
+    /// The report, and the journal's failure if it had one.
+    fn finish(mut self) -> (RunReport, Option<StateError>) {
         // Defensive: with a valid plan every node has settled by now.
         if self.status.contains(&Status::Waiting) {
             debug_assert!(
@@ -560,20 +540,13 @@ impl<'a> Coordinator<'a> {
             counts,
             duration,
         });
-        RunReport {
+        let report = RunReport {
             outcome,
             counts,
             duration,
             failures: self.failures,
             skipped: self.skipped,
-        }
-    }
-}
-
-/// Completes when the grace timer fires; never when there is none.
-async fn expire(grace: &mut Option<Pin<Box<Sleep>>>) {
-    match grace {
-        Some(sleep) => sleep.as_mut().await,
-        None => pending().await,
+        };
+        (report, self.journal.into_failure())
     }
 }

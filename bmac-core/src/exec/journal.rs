@@ -1,138 +1,167 @@
-//! The run's single journal writer and the handle step tasks append through.
+//! The run's journal: the coordinator's queue of records and the one append in flight.
 //!
-//! Step tasks are spawned and cannot borrow the caller's `&dyn StateStore`, so records travel
-//! over a channel to one writer future that runs beside the coordinator inside `run` and owns
-//! every `append`. The writer takes whatever has queued up since its last write and appends it
-//! in one call (group commit: under load many steps share one flush), then acknowledges each
-//! record. A task waits for the acknowledgement of its intent before it calls a provider:
-//! that is the "no provider call without a durable intent" rule.
+//! The coordinator owns the [`Journal`] and is the only caller of the store's `append` during
+//! a run. It queues records as it learns of them — intents of the steps it starts, results of
+//! the steps that finished, records step tasks send it ([`Message::Journal`]) — and whenever
+//! no append is in flight, everything queued goes to the store in *one* call (group commit:
+//! the round trip is paid per batch, not per step). Appends are strictly one after another,
+//! so records reach the store in the order they were queued.
 //!
-//! The coordinator journals most intents itself, before it spawns the step (so a step costs
-//! one round trip between coordinator and task, not three). It does not wait on a channel per
-//! record: the writer tells it, with one [`Message::Intents`] per append, how many of its
-//! records became durable (or were refused), in the order it submitted them.
+//! # Who waits
+//! Each batch carries its [`Waiter`]s: steps whose provider call may start only once their
+//! intent is durable ([`Waiter::Start`], the durability rule), and step tasks waiting for an
+//! acknowledgement ([`Waiter::Task`]). Result records have no waiter: a result only has to be
+//! durable before anything that depends on it, and everything that does (the step's next
+//! intent, a dependent's intent) is queued after it and therefore written after it. The run
+//! returns only once the journal is idle, so no record is left unwritten.
 //!
-//! After the first failed append the writer refuses everything that follows, so nothing
-//! further is called; the run ends with [`ExecError::Journal`](super::ExecError::Journal).
+//! # Failure
+//! After the first failed append nothing more is written: every later batch is refused at
+//! once (its waiters are told it is not durable, so no provider call follows), and the run
+//! ends with [`ExecError::Journal`](super::ExecError::Journal).
+//!
+//! [`Message::Journal`]: super::shared::Message::Journal
 
-use tokio::sync::{mpsc, oneshot};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::sync::oneshot;
 
 use crate::state::{Record, StateError, StateStore};
 
-use super::shared::Message;
-
-/// Most records appended in one call.
-const MAX_BATCH: usize = 1024;
+use super::shared::TaskMode;
 
 /// The journal refused a record (an earlier or this append failed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct JournalDown;
 
-/// Who waits for a record, and how they are told it is durable.
-enum Ack {
-    /// A task, through its own channel.
+/// Someone who waits for a batch to be durable.
+pub(crate) enum Waiter {
+    /// The coordinator starts node `.0` in mode `.1` once its intent is durable.
+    Start(u32, TaskMode),
+    /// A step task waits for its records.
     Task(oneshot::Sender<Result<(), JournalDown>>),
-    /// The coordinator, through a count in [`Message::Intents`].
-    Coordinator,
-    /// Nobody (a result record).
-    Nobody,
 }
 
-/// One record waiting to be written.
-pub(crate) struct JournalRequest {
-    record: Record,
-    ack: Ack,
+/// The outcome of one batch, handed to the coordinator.
+pub(crate) struct Settled {
+    /// Whether the batch is durable.
+    pub(crate) durable: bool,
+    /// Who waited for it, in the order they were queued.
+    pub(crate) waiters: Vec<Waiter>,
 }
 
-/// Where records are sent; cheap to clone.
-#[derive(Clone, Debug)]
-pub(crate) struct Journal {
-    tx: mpsc::UnboundedSender<JournalRequest>,
+/// An append in flight; gives the (emptied) record buffer back for reuse.
+type Write<'a> = Pin<Box<dyn Future<Output = (Vec<Record>, Result<u64, StateError>)> + Send + 'a>>;
+
+/// The coordinator's journal. See the module docs.
+pub(crate) struct Journal<'a> {
+    store: &'a dyn StateStore,
+    /// Records waiting for the next append.
+    queued: Vec<Record>,
+    /// Waiters of `queued`.
+    waiting: Vec<Waiter>,
+    /// The append in flight, if any.
+    writing: Option<Write<'a>>,
+    /// Waiters of the append in flight.
+    writing_waiters: Vec<Waiter>,
+    /// A buffer a store gave back (emptied but not taken), to queue into next.
+    spare: Vec<Record>,
+    /// The first append error; nothing is written after it.
+    failure: Option<StateError>,
 }
 
-/// The receiving end, handed to [`write`].
-pub(crate) type JournalQueue = mpsc::UnboundedReceiver<JournalRequest>;
-
-impl Journal {
-    /// A journal handle and the queue its writer drains.
-    pub(crate) fn channel() -> (Journal, JournalQueue) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Journal { tx }, rx)
-    }
-
-    /// Appends a record and waits until it is durable.
-    pub(crate) async fn append(&self, record: Record) -> Result<(), JournalDown> {
-        let (ack, done) = oneshot::channel();
-        // If the writer is gone, `ack` is dropped with the request and `done` reports it.
-        let _ = self.tx.send(JournalRequest {
-            record,
-            ack: Ack::Task(ack),
-        });
-        done.await.unwrap_or(Err(JournalDown))
+impl<'a> Journal<'a> {
+    /// An empty journal appending to `store`.
+    pub(crate) fn new(store: &'a dyn StateStore) -> Self {
+        Journal {
+            store,
+            queued: Vec::new(),
+            waiting: Vec::new(),
+            writing: None,
+            writing_waiters: Vec::new(),
+            spare: Vec::new(),
+            failure: None,
+        }
     }
 
     /// Queues a record nobody waits for.
-    pub(crate) fn queue(&self, record: Record) {
-        let _ = self.tx.send(JournalRequest {
-            record,
-            ack: Ack::Nobody,
-        });
+    pub(crate) fn queue(&mut self, record: Record) {
+        self.queued.push(record);
     }
 
-    /// Queues a coordinator's record; the writer reports it in a [`Message::Intents`].
-    pub(crate) fn queue_for_coordinator(&self, record: Record) {
-        let _ = self.tx.send(JournalRequest {
-            record,
-            ack: Ack::Coordinator,
-        });
+    /// Queues records and who waits for them.
+    pub(crate) fn queue_waited(
+        &mut self,
+        records: impl IntoIterator<Item = Record>,
+        waiter: Waiter,
+    ) {
+        self.queued.extend(records);
+        self.waiting.push(waiter);
     }
-}
 
-/// Writes queued records until every [`Journal`] handle is dropped; returns the first append
-/// error, if there was one. Outcomes of the coordinator's records go to `coordinator`.
-pub(crate) async fn write(
-    store: &dyn StateStore,
-    mut queue: JournalQueue,
-    coordinator: mpsc::UnboundedSender<Message>,
-) -> Option<StateError> {
-    let mut failure: Option<StateError> = None;
-    let mut requests: Vec<JournalRequest> = Vec::with_capacity(MAX_BATCH);
-    let mut records: Vec<Record> = Vec::with_capacity(MAX_BATCH);
-    let mut acks: Vec<oneshot::Sender<Result<(), JournalDown>>> = Vec::new();
-    // `recv_many` takes everything queued (up to a batch) without `try_recv`, which may park
-    // the thread and, on a `block_on` thread, swallow the wake-up of the run itself.
-    while queue.recv_many(&mut requests, MAX_BATCH).await > 0 {
-        let mut for_coordinator = 0;
-        for request in requests.drain(..) {
-            records.push(request.record);
-            match request.ack {
-                Ack::Task(ack) => acks.push(ack),
-                Ack::Coordinator => for_coordinator += 1,
-                Ack::Nobody => {}
-            }
-        }
-        let outcome = if failure.is_some() {
-            Err(JournalDown)
-        } else {
-            match store.append(&records).await {
-                Ok(_) => Ok(()),
-                Err(e) => {
-                    tracing::error!(error = %e, "state journal append failed; stopping the run");
-                    failure = Some(e);
-                    Err(JournalDown)
+    /// Nothing queued and nothing being written.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.writing.is_none() && self.queued.is_empty() && self.waiting.is_empty()
+    }
+
+    /// The first append error, if any.
+    pub(crate) fn into_failure(self) -> Option<StateError> {
+        self.failure
+    }
+
+    /// Drives the journal: finishes the append in flight, or starts one with everything
+    /// queued. Ready with the outcome of a batch; pending while an append is in flight or
+    /// nothing is queued (the coordinator polls again after it queues something).
+    pub(crate) fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<Settled> {
+        loop {
+            if let Some(write) = self.writing.as_mut() {
+                let (mut buffer, result) = match write.as_mut().poll(cx) {
+                    Poll::Ready(written) => written,
+                    Poll::Pending => return Poll::Pending,
+                };
+                self.writing = None;
+                buffer.clear();
+                if self.spare.capacity() < buffer.capacity() {
+                    self.spare = buffer;
                 }
+                let durable = match result {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::error!(error = %e, "state journal append failed; stopping the run");
+                        self.failure = Some(e);
+                        false
+                    }
+                };
+                let waiters = std::mem::take(&mut self.writing_waiters);
+                return Poll::Ready(Settled { durable, waiters });
             }
-        };
-        records.clear();
-        if for_coordinator > 0 {
-            let _ = coordinator.send(Message::Intents {
-                count: for_coordinator,
-                durable: outcome.is_ok(),
-            });
-        }
-        for ack in acks.drain(..) {
-            let _ = ack.send(outcome);
+            if self.queued.is_empty() && self.waiting.is_empty() {
+                return Poll::Pending;
+            }
+            if self.failure.is_some() {
+                self.queued.clear();
+                let waiters = std::mem::take(&mut self.waiting);
+                return Poll::Ready(Settled {
+                    durable: false,
+                    waiters,
+                });
+            }
+            // A store may keep the batch itself (`append_drain`); the next one starts from
+            // the buffer the last append gave back, or one sized like this one.
+            let next = if self.spare.capacity() > 0 {
+                std::mem::take(&mut self.spare)
+            } else {
+                Vec::with_capacity(self.queued.len())
+            };
+            let mut records = std::mem::replace(&mut self.queued, next);
+            std::mem::swap(&mut self.writing_waiters, &mut self.waiting);
+            let store = self.store;
+            self.writing = Some(Box::pin(async move {
+                let result = store.append_drain(&mut records).await;
+                (records, result)
+            }));
         }
     }
-    failure
 }

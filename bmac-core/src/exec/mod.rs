@@ -3,11 +3,14 @@
 //!
 //! # Shape
 //! One [coordinator](coordinator) owns all run state — dependency counters, the ready queue,
-//! the running count, the outputs of finished steps — and is the only thing that changes it.
-//! It spawns one task per *started* step ([`step_task`]); tasks only send it messages. Journal
-//! appends go through a single [writer](journal) that groups concurrent appends into one
-//! store call. The public [`Event`](crate::event::Event)s are translated by the coordinator
-//! from what it learns and sent on an unbounded channel, so reporters never slow it down.
+//! the running count, the outputs of finished steps, the [journal](journal) — and is the only
+//! thing that changes it. Each *started* step's work ([`step_task`]) is a future the
+//! coordinator first polls in its own task; only work that has to wait (a real provider call)
+//! moves to a spawned task ([`running`]), so a step that finishes at once costs no task and no
+//! cross-thread wake-up, while slow calls still run in parallel. The coordinator is the only
+//! caller of the store's `append`: intents and results queue up and go in one append per
+//! batch. The public [`Event`](crate::event::Event)s are translated by the coordinator from
+//! what it learns and sent on an unbounded channel, so reporters never slow it down.
 //!
 //! # Order
 //! A ready queue driven by dependency counters, ordered by the longest remaining path to a
@@ -38,6 +41,7 @@ mod error;
 mod journal;
 mod report;
 mod retry;
+mod running;
 mod shared;
 mod start;
 mod step_task;
@@ -221,19 +225,18 @@ impl Executor {
                 state_serial: have.serial,
             });
         }
-        let (journal, queue) = Journal::channel();
         let (messages, inbox) = mpsc::unbounded_channel();
-        let to_coordinator = messages.clone();
-        let shared = Arc::new(Shared::new(
+        let mut shared = Shared::new(
             plan,
             self.providers.clone(),
             messages,
-            journal,
             self.retry,
             self.step_timeout,
             self.seed,
             CancellationToken::new(),
-        ));
+        );
+        shared.timed = self.events.is_some();
+        let shared = Arc::new(shared);
         let settings = Settings {
             parallelism: self.parallelism,
             failure_policy: self.failure_policy,
@@ -242,11 +245,8 @@ impl Executor {
             cancel: &self.cancel,
             events: self.events.as_ref(),
         };
-        let coordinator = Coordinator::new(shared, topology, settings);
-        let (report, failure) = tokio::join!(
-            coordinator.run(inbox),
-            journal::write(store, queue, to_coordinator)
-        );
+        let coordinator = Coordinator::new(shared, topology, settings, Journal::new(store));
+        let (report, failure) = coordinator.run(inbox).await;
         match failure {
             Some(source) => Err(ExecError::Journal {
                 source: Box::new(source),

@@ -11,12 +11,19 @@
 //!
 //! Jitter comes from a random generator seeded by the executor's seed and the step's index,
 //! so a run with a given seed waits the same delays whatever order steps happen to run in.
+//!
+//! The per-attempt timer is armed only when the call does not answer at once ([`within`]):
+//! a call that returns on its first poll costs no timer, and the step's future stays small
+//! (it is allocated once per started step).
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::task::Poll;
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::provider::{ProviderError, StepContext};
@@ -124,16 +131,13 @@ impl Attempts<'_> {
                 cancel: self.cancel.clone(),
                 attempt,
             };
-            let result = match tokio::time::timeout(self.timeout, op(ctx)).await {
-                Ok(result) => result,
-                Err(_) => Err(ProviderError::retryable(format!(
+            let error = match within(self.timeout, pin!(op(ctx))).await {
+                Some(Ok(value)) => return Ok(value),
+                Some(Err(e)) => e,
+                None => ProviderError::retryable(format!(
                     "timed out after {}",
                     human_duration(self.timeout)
-                ))),
-            };
-            let error = match result {
-                Ok(value) => return Ok(value),
-                Err(e) => e,
+                )),
             };
             if !error.is_retryable() || attempt >= self.policy.max_attempts {
                 return Err(error);
@@ -141,14 +145,47 @@ impl Attempts<'_> {
             let rng = rng.get_or_insert_with(|| SmallRng::seed_from_u64(self.seed));
             let delay = self.policy.delay(attempt, error.retry_after, rng);
             on_retry(attempt, delay, &error);
+            // Boxed: a retry is rare, and the timer would otherwise take room in every step's
+            // future.
+            let wait = Box::pin(tokio::time::sleep(delay));
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return Err(error),
-                _ = tokio::time::sleep(delay) => {}
+                _ = wait => {}
             }
             attempt += 1;
         }
     }
+}
+
+/// Runs `work` for at most `limit` (`None` when it ran out), like `tokio::time::timeout`,
+/// except that nothing about the timer — not even a clock read — happens unless `work` is
+/// still pending after its first poll: then the timer is created, on the heap, so it takes no
+/// room in the caller's future. The deadline therefore counts from the moment the call first
+/// has to wait (what runs before that is the call's synchronous first slice, which no timer
+/// can interrupt). `work` is pinned by the caller, so that it is not stored twice.
+pub(crate) fn within<F: Future>(
+    limit: Duration,
+    mut work: Pin<&mut F>,
+) -> impl Future<Output = Option<F::Output>> + '_ {
+    let mut timer: Option<Pin<Box<Sleep>>> = None;
+    poll_fn(move |cx| {
+        if let Poll::Ready(output) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        let timer = timer.get_or_insert_with(|| {
+            let now = Instant::now();
+            // Beyond what `Instant` can hold: a deadline that never comes (as tokio's own).
+            let deadline = now
+                .checked_add(limit)
+                .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+            Box::pin(tokio::time::sleep_until(deadline))
+        });
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
 }
 
 /// Mixes the executor's seed with a step index into a per-step jitter seed.
@@ -222,6 +259,29 @@ mod tests {
         let ten = Duration::from_secs(10);
         assert_eq!(p.delay(1, Some(ten), &mut rng), ten);
         assert_eq!(p.delay(6, Some(ten), &mut rng), Duration::from_secs(32));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn within_answers_at_once_or_gives_up_at_the_deadline() {
+        assert_eq!(
+            within(Duration::from_secs(1), pin!(async { 7 })).await,
+            Some(7)
+        );
+        // Already past the deadline, an answer ready at the first poll still counts.
+        assert_eq!(within(Duration::ZERO, pin!(async { 8 })).await, Some(8));
+        let start = Instant::now();
+        let slow = pin!(tokio::time::sleep(Duration::from_secs(5)));
+        assert_eq!(within(Duration::from_secs(2), slow).await, None);
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        let late = pin!(async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            9
+        });
+        assert_eq!(within(Duration::from_secs(2), late).await, Some(9));
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        // A limit too large for `Instant` never fires.
+        let never = pin!(tokio::time::sleep(Duration::from_secs(60)));
+        assert_eq!(within(Duration::MAX, never).await, Some(()));
     }
 
     #[test]

@@ -1,23 +1,25 @@
 //! What one run's coordinator and its step tasks share, and the messages between them.
 //!
 //! [`Shared`] is created once per run and handed to every task in an `Arc`: the plan, provider
-//! routing, retry settings, the journal handle, the run's step cancellation, and one
-//! write-once output slot per node. Only the coordinator writes a slot, when the node
+//! routing, retry settings, the channel to the coordinator, the run's step cancellation, and
+//! one write-once output slot per node. Only the coordinator writes a slot, when the node
 //! finishes and before any dependent starts, so tasks read their inputs without locks. Tasks
-//! answer with [`Message`]s; nothing else flows back.
+//! answer with a [`Finished`] (returned, or sent as a [`Message`] by a spawned task) and ask
+//! for journal appends with [`Shared::append`]; nothing else flows back.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::plan::{Action, Plan, PlanNode};
 use crate::provider::{ObserveRequest, Observed, Providers, StepContext};
+use crate::state::Record;
 use crate::step::{Fingerprint, Inputs, Outputs, StepId};
 
-use super::journal::Journal;
+use super::journal::JournalDown;
 use super::retry::RetryPolicy;
 
 /// What the coordinator shares with its tasks for the length of one run.
@@ -31,14 +33,15 @@ pub(crate) struct Shared {
     pub(crate) outputs: Box<[OnceLock<Outputs>]>,
     /// To the coordinator.
     pub(crate) messages: mpsc::UnboundedSender<Message>,
-    /// To the journal writer.
-    pub(crate) journal: Journal,
     /// Retry policy.
     pub(crate) retry: RetryPolicy,
     /// Per-attempt timeout.
     pub(crate) step_timeout: Duration,
     /// Jitter seed.
     pub(crate) seed: u64,
+    /// Whether steps' durations are measured: they only appear in events, so a run nobody
+    /// listens to skips the clock reads (default: measured).
+    pub(crate) timed: bool,
     /// Cancelled when the run is asked to stop; handed to providers.
     pub(crate) cancel: CancellationToken,
     /// Step id → node index, built only if an input references a step that is not a direct
@@ -57,7 +60,6 @@ impl Shared {
         plan: Plan,
         providers: Providers,
         messages: mpsc::UnboundedSender<Message>,
-        journal: Journal,
         retry: RetryPolicy,
         step_timeout: Duration,
         seed: u64,
@@ -69,14 +71,23 @@ impl Shared {
             providers,
             outputs,
             messages,
-            journal,
             retry,
             step_timeout,
             seed,
+            timed: true,
             cancel,
             index: OnceLock::new(),
             reread: tokio::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Appends `records` to the journal (through the coordinator, which owns it) and waits
+    /// until they are durable.
+    pub(crate) async fn append(&self, records: Vec<Record>) -> Result<(), JournalDown> {
+        let (ack, done) = oneshot::channel();
+        // If the coordinator is gone, `ack` is dropped with the message and `done` reports it.
+        let _ = self.messages.send(Message::Journal { records, ack });
+        done.await.unwrap_or(Err(JournalDown))
     }
 
     /// A deletion's inputs with every secret that state keeps only as a digest re-read from
@@ -186,17 +197,29 @@ pub(crate) enum Message {
         delay: Duration,
         error: String,
     },
-    /// The task is done.
-    Finished {
-        node: u32,
-        result: StepResult,
-        duration: Duration,
-    },
+    /// A spawned task is done.
+    Finished(Finished),
     /// The task ended without reporting (panic or abort).
     Vanished { node: u32 },
-    /// From the journal writer: the next `count` intents the coordinator queued are durable
-    /// (or, if not `durable`, were refused).
-    Intents { count: usize, durable: bool },
+    /// Append these records and acknowledge once they are durable (or refused).
+    Journal {
+        records: Vec<Record>,
+        ack: oneshot::Sender<Result<(), JournalDown>>,
+    },
+}
+
+/// What a step's work ends with.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    /// The node.
+    pub(crate) node: u32,
+    /// How it went.
+    pub(crate) result: StepResult,
+    /// From the start of the work to its end (zero when the run is not timed).
+    pub(crate) duration: Duration,
+    /// Result records the coordinator journals before it releases any dependent (so they are
+    /// written before anything that depends on them).
+    pub(crate) records: Vec<Record>,
 }
 
 /// How a step ended.

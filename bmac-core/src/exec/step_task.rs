@@ -1,12 +1,12 @@
-//! One started step: the task the coordinator spawns, and everything it does between
-//! "started" and the single [`Message::Finished`] it sends back.
+//! One started step: the future the coordinator polls in place (and spawns if it has to
+//! wait), and everything it does between "started" and the single [`Finished`] it ends with.
 //!
-//! A task never touches run state. It reads the plan and the finished upstream outputs from
-//! [`Shared`] (outputs are write-once slots the coordinator fills before it starts any
-//! dependent), talks to its provider, appends to the journal, and reports. Its order of work
-//! is fixed by the durability rule: an `Intent` record is durable before a provider call, the
-//! result (`Applied`, `Destroyed`, `Failed`) is queued after it (see [`Call::record`] for why
-//! the task need not wait for that one).
+//! A step's work never touches run state. It reads the plan and the finished upstream outputs
+//! from [`Shared`] (outputs are write-once slots the coordinator fills before it starts any
+//! dependent), talks to its provider, asks the coordinator to journal, and reports. Its order
+//! of work is fixed by the durability rule: an `Intent` record is durable before a provider
+//! call; the result (`Applied`, `Destroyed`, `Failed`) follows it (see [`Call::record`] for
+//! why the step need not wait for that one).
 //!
 //! Usually the coordinator has already resolved the inputs and journaled the first intent
 //! ([`TaskMode::Journaled`], see `start.rs`): the task makes that call — for a Replace, the
@@ -21,12 +21,15 @@
 //! - Re-read: a step with nothing to do whose redacted secret a changing dependent needs is
 //!   observed, only to learn the secret again; nothing is journaled.
 //!
-//! If the task dies without reporting (a provider panicked, or the coordinator aborted it
-//! after the cancellation grace period), its [`TaskGuard`] reports [`Message::Vanished`] from
-//! `Drop`, so the coordinator never waits for a message that cannot come.
+//! If the work is dropped without reporting (a provider panicked, the coordinator aborted it
+//! after the cancellation grace period, or it was dropped before its first poll), its
+//! [`TaskGuard`] reports [`Message::Vanished`] from `Drop`, so the coordinator never waits for
+//! a message that cannot come. The guard lives in the future from its creation on.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -41,11 +44,14 @@ use crate::step::{Fingerprint, Inputs, Outputs, Step};
 
 use super::retry::{step_seed, Attempts};
 use super::shared::{
-    prior_outputs, resolve_inputs, Message, Planned, Shared, StepResult, TaskMode,
+    prior_outputs, resolve_inputs, Finished, Message, Planned, Shared, StepResult, TaskMode,
 };
 
-/// Reports `Vanished` if the task is dropped before it reported.
-struct TaskGuard {
+/// A step's work, boxed so that it can be moved to a spawned task after a first poll.
+pub(crate) type StepFuture = Pin<Box<dyn Future<Output = Finished> + Send + 'static>>;
+
+/// Reports `Vanished` if the work is dropped before it reported.
+pub(crate) struct TaskGuard {
     shared: Arc<Shared>,
     node: u32,
     reported: bool,
@@ -62,80 +68,134 @@ impl Drop for TaskGuard {
     }
 }
 
-/// The body of a spawned step task.
-pub(crate) async fn step_task(shared: Arc<Shared>, node: u32, mode: TaskMode) {
-    let mut guard = TaskGuard {
-        shared,
-        node,
-        reported: false,
-    };
-    let started = Instant::now();
-    let result = execute(&guard.shared, node, mode).await;
-    let _ = guard.shared.messages.send(Message::Finished {
-        node,
-        result,
-        duration: started.elapsed(),
-    });
-    guard.reported = true;
+impl TaskGuard {
+    /// A guard for node `node`'s work.
+    pub(crate) fn new(shared: Arc<Shared>, node: u32) -> Self {
+        TaskGuard {
+            shared,
+            node,
+            reported: false,
+        }
+    }
 }
 
-async fn execute(shared: &Shared, node: u32, mode: TaskMode) -> StepResult {
+/// Node `node`'s work in `mode`, ready to be polled. `buffer` (empty; its capacity is reused)
+/// collects the step's result records and comes back in its [`Finished`].
+pub(crate) fn step_future(
+    shared: Arc<Shared>,
+    node: u32,
+    mode: TaskMode,
+    buffer: Vec<Record>,
+) -> StepFuture {
+    Box::pin(step_work(TaskGuard::new(shared, node), mode, buffer))
+}
+
+/// The body of a step's work. The guard is captured, so it is part of the future from its
+/// creation: dropping the future unpolled still reports `Vanished`. (An `async` block, not an
+/// `async fn`: an `async fn` would keep a second copy of its arguments.)
+#[allow(clippy::manual_async_fn)] // See above: an `async fn` would be larger.
+pub(crate) fn step_work(
+    guard: TaskGuard,
+    mode: TaskMode,
+    buffer: Vec<Record>,
+) -> impl Future<Output = Finished> + Send + 'static {
+    async move {
+        // Moved in whole: a block that only used its fields would capture copies of them,
+        // and `reported` below would never reach the guard's `Drop`.
+        let mut guard = guard;
+        let node = guard.node;
+        let started = guard.shared.timed.then(Instant::now);
+        let (result, records) = execute(&guard.shared, node, &mode, buffer).await;
+        guard.reported = true;
+        Finished {
+            node,
+            result,
+            duration: started.map(|at| at.elapsed()).unwrap_or_default(),
+            records,
+        }
+    }
+}
+
+/// Runs the step; returns its result and the result records still to be journaled. (`mode`
+/// and what it holds are borrowed all the way down: every copy would be part of the future
+/// allocated per started step.)
+async fn execute(
+    shared: &Shared,
+    node: u32,
+    mode: &TaskMode,
+    buffer: Vec<Record>,
+) -> (StepResult, Vec<Record>) {
     let plan_node = &shared.plan.nodes()[node as usize];
     let step = &plan_node.step;
     let Some(provider) = shared.providers.for_kind(step.kind.name()) else {
-        return StepResult::Failed(format!(
+        let error = format!(
             "no provider serves kind `{}` (step `{}`)",
             step.kind, step.id
-        ));
+        );
+        return (StepResult::Failed(error), buffer);
+    };
+    let resolved = match mode {
+        TaskMode::Journaled { .. } => Ok(Inputs::default()),
+        TaskMode::Converge { .. } | TaskMode::Reread => resolve_inputs(shared, node),
+        // A deletion (its action is Delete) that journals its own intent once inputs are known.
+        TaskMode::DeleteRereading => Box::pin(shared.resolve_rereading(node)).await,
+    };
+    let resolved = match resolved {
+        Ok(inputs) => inputs,
+        Err(message) => return (StepResult::Failed(message), buffer),
     };
     let (inputs, journaled) = match mode {
         TaskMode::Journaled { inputs, call } => (inputs, Ok(call)),
-        TaskMode::Converge { reread_secrets } => match resolve_inputs(shared, node) {
-            Ok(inputs) => (inputs, Err(Some(reread_secrets))),
-            Err(message) => return StepResult::Failed(message),
-        },
-        TaskMode::Reread => match resolve_inputs(shared, node) {
-            Ok(inputs) => (inputs, Err(None)),
-            Err(message) => return StepResult::Failed(message),
-        },
-        // A deletion (its action is Delete) that journals its own intent once inputs are known.
-        TaskMode::DeleteRereading => match shared.resolve_rereading(node).await {
-            Ok(inputs) => (inputs, Err(Some(false))),
-            Err(message) => return StepResult::Failed(message),
-        },
+        TaskMode::Converge { reread_secrets } => (&resolved, Err(Some(*reread_secrets))),
+        TaskMode::Reread => (&resolved, Err(None)),
+        TaskMode::DeleteRereading => (&resolved, Err(Some(false))),
     };
     let call = Call {
         shared,
         node,
         step,
         provider: &**provider,
-        inputs: &inputs,
+        inputs,
         attempts: Attempts {
             policy: &shared.retry,
             timeout: shared.step_timeout,
             cancel: &shared.cancel,
             seed: step_seed(shared.seed, node),
         },
+        unsent: Mutex::new(buffer),
     };
-    let prior = plan_node.prior.as_ref();
-    match journaled {
-        Ok(Planned::Apply(fingerprint)) => call.call_apply(prior, fingerprint).await,
-        Ok(Planned::Replace(fingerprint)) => {
-            if let Some(old) = prior {
-                if let Err(result) = call.call_destroy(old).await {
-                    return result;
+    let result = call.run(plan_node, journaled).await;
+    (result, call.unsent())
+}
+
+impl Call<'_> {
+    /// The step's calls: the one whose intent the coordinator journaled (`Ok`), or everything
+    /// from the start (`Err(Some(reread_secrets))`), or a re-read (`Err(None)`).
+    async fn run(
+        &self,
+        plan_node: &PlanNode,
+        journaled: Result<&Planned, Option<bool>>,
+    ) -> StepResult {
+        let prior = plan_node.prior.as_ref();
+        match journaled {
+            Ok(Planned::Apply(fingerprint)) => self.call_apply(prior, fingerprint).await,
+            Ok(Planned::Replace(fingerprint)) => {
+                if let Some(old) = prior {
+                    if let Err(result) = self.call_destroy(old).await {
+                        return result;
+                    }
                 }
+                Box::pin(self.apply(None, *fingerprint)).await
             }
-            Box::pin(call.apply(None, fingerprint)).await
+            Ok(Planned::Delete) => self.delete(prior, true).await,
+            // The rarer paths are boxed so that the common one keeps the task small.
+            Err(None) => Box::pin(self.reread(prior)).await,
+            Err(Some(reread_secrets)) => match &plan_node.action {
+                Action::NoOp => StepResult::Unchanged(prior_outputs(plan_node)),
+                Action::Delete => Box::pin(self.delete(prior, false)).await,
+                _ => Box::pin(self.converge(plan_node, reread_secrets)).await,
+            },
         }
-        Ok(Planned::Delete) => call.delete(prior, true).await,
-        // The rarer paths are boxed so that the common one keeps the task small.
-        Err(None) => Box::pin(call.reread(prior)).await,
-        Err(Some(reread_secrets)) => match &plan_node.action {
-            Action::NoOp => StepResult::Unchanged(prior_outputs(plan_node)),
-            Action::Delete => Box::pin(call.delete(prior, false)).await,
-            _ => Box::pin(call.converge(plan_node, reread_secrets)).await,
-        },
     }
 }
 
@@ -175,6 +235,9 @@ struct Call<'a> {
     provider: &'a dyn Provider,
     inputs: &'a Inputs,
     attempts: Attempts<'a>,
+    /// Result records not yet handed to the coordinator: they go with the next append the
+    /// step waits for, or with its result.
+    unsent: Mutex<Vec<Record>>,
 }
 
 impl Call<'_> {
@@ -189,31 +252,43 @@ impl Call<'_> {
         }
     }
 
-    /// Appends a record that a provider call depends on (an intent) and waits until it is
-    /// durable.
+    /// Appends a record that a provider call depends on (an intent), after any unsent
+    /// result records, and waits until they are durable.
     async fn journal(&self, kind: RecordKind) -> Result<(), StepResult> {
-        let record = Record {
+        let mut records = std::mem::take(&mut *self.lock_unsent());
+        records.push(Record {
             id: self.step.id.clone(),
             kind,
-        };
+        });
         self.shared
-            .journal
-            .append(record)
+            .append(records)
             .await
             .map_err(|_| StepResult::JournalDown)
     }
 
-    /// Queues a record of a call's result without waiting for it. Safe because the writer
-    /// is first-in first-out: anything a later provider call depends on — this step's next
-    /// intent, or a dependent's intent, which can only be queued after this step reports —
-    /// is acknowledged only after this record is durable, and a failed write refuses all
-    /// that follows. The run itself returns only once the writer has flushed everything.
+    /// Keeps a record of a call's result without waiting for it to be durable. It reaches
+    /// the journal with the step's next append or with its result — before the coordinator
+    /// releases any dependent — and the journal is first-in first-out: anything a later
+    /// provider call depends on (this step's next intent, a dependent's intent) is durable
+    /// only after this record is, and a failed write refuses all that follows. The run itself
+    /// returns only once the journal has written everything.
     fn record(&self, kind: RecordKind) {
-        let record = Record {
+        self.lock_unsent().push(Record {
             id: self.step.id.clone(),
             kind,
-        };
-        self.shared.journal.queue(record);
+        });
+    }
+
+    fn lock_unsent(&self) -> std::sync::MutexGuard<'_, Vec<Record>> {
+        // Only this step's work touches it, one call at a time; a panic cannot leave it torn.
+        self.unsent.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The records still to be journaled with the step's result.
+    fn unsent(self) -> Vec<Record> {
+        self.unsent
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn observe(&self, prior: Option<&Prior>) -> Result<Observed, ProviderError> {
@@ -296,11 +371,11 @@ impl Call<'_> {
         if let Err(result) = self.journal(intent).await {
             return result;
         }
-        self.call_apply(prior, fingerprint).await
+        self.call_apply(prior, &fingerprint).await
     }
 
     /// Applies (its intent is durable) and queues the result.
-    async fn call_apply(&self, prior: Option<&Prior>, fingerprint: Fingerprint) -> StepResult {
+    async fn call_apply(&self, prior: Option<&Prior>, fingerprint: &Fingerprint) -> StepResult {
         let (provider, step, inputs) = (self.provider, self.step, self.inputs);
         let outcome = self
             .attempts
@@ -322,7 +397,7 @@ impl Call<'_> {
             Ok(outputs) => {
                 self.record(RecordKind::Applied {
                     step: step.clone(),
-                    fingerprint,
+                    fingerprint: *fingerprint,
                     outputs: outputs.redacted(),
                 });
                 StepResult::Changed(outputs)

@@ -9,10 +9,12 @@
 //! Every record ever appended is kept, in order, so tests can assert what was journaled
 //! ([`MemoryStore::records`]).
 //!
-//! Appending is the executor's hot path (two records per step), so it only clones the records
-//! into the journal and advances the serial; folding them into the [`State`] waits until
-//! someone reads the state (`load`, [`MemoryStore::state`]). The observable behaviour is the
-//! same as folding on every append.
+//! Appending is the executor's hot path (two records per step), so it only keeps the batch
+//! and advances the serial: [`StateStore::append_drain`], which the executor uses, takes the
+//! caller's batch as it is (no record is copied or cloned, and no growing journal is ever
+//! reallocated); a borrowed `append` clones the records once. Folding them into the [`State`]
+//! waits until someone reads the state (`load`, [`MemoryStore::state`]). The observable
+//! behaviour is the same as folding on every append.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -33,22 +35,42 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// The fold of `records[..folded]` over the initial state.
+    /// The fold of `batches[..folded]` over the initial state.
     state: State,
-    /// Every record appended, in order.
-    records: Vec<Record>,
-    /// How many of `records` `state` already includes.
+    /// Every record appended, in order, in the (non-empty) batches they came in.
+    batches: Vec<Vec<Record>>,
+    /// How many of `batches` `state` already includes.
     folded: usize,
+    /// Records in `batches[folded..]`.
+    unfolded: u64,
     lock: Option<LockInfo>,
 }
 
 impl Inner {
+    /// Gives a fresh store its lineage when its first records arrive.
+    fn start_lineage(&mut self, arriving: usize) {
+        if self.state.lineage.is_empty() && arriving > 0 {
+            self.state.lineage = new_lineage();
+        }
+    }
+
+    /// Keeps a non-empty batch; returns the serial after it.
+    fn keep(&mut self, batch: Vec<Record>) -> u64 {
+        if !batch.is_empty() {
+            self.start_lineage(batch.len());
+            self.unfolded += batch.len() as u64;
+            self.batches.push(batch);
+        }
+        self.state.serial + self.unfolded
+    }
+
     /// The state with every record folded in.
     fn state(&mut self) -> &State {
-        for record in &self.records[self.folded..] {
+        for record in self.batches[self.folded..].iter().flatten() {
             self.state.apply(record);
         }
-        self.folded = self.records.len();
+        self.folded = self.batches.len();
+        self.unfolded = 0;
         &self.state
     }
 }
@@ -71,7 +93,7 @@ impl MemoryStore {
 
     /// Every record appended to this store, in order.
     pub fn records(&self) -> Vec<Record> {
-        self.inner().records.clone()
+        self.inner().batches.iter().flatten().cloned().collect()
     }
 
     /// The current state.
@@ -103,13 +125,11 @@ impl StateStore for MemoryStore {
     }
 
     async fn append(&self, records: &[Record]) -> Result<u64, StateError> {
-        let mut inner = self.inner();
-        if inner.state.lineage.is_empty() && !records.is_empty() {
-            inner.state.lineage = new_lineage();
-        }
-        inner.records.extend_from_slice(records);
-        let unfolded = (inner.records.len() - inner.folded) as u64;
-        Ok(inner.state.serial + unfolded)
+        Ok(self.inner().keep(records.to_vec()))
+    }
+
+    async fn append_drain(&self, records: &mut Vec<Record>) -> Result<u64, StateError> {
+        Ok(self.inner().keep(std::mem::take(records)))
     }
 
     async fn lock(&self, request: LockRequest) -> Result<LockInfo, StateError> {
@@ -223,6 +243,25 @@ mod tests {
         assert_eq!(store.append(&[destroyed("c")]).await.unwrap(), 3);
         assert_eq!(store.state().lineage, lineage);
         assert_eq!(store.records().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn append_drain_moves_records_in_and_counts_like_append() {
+        let store = MemoryStore::new();
+        let mut batch = vec![destroyed("a"), destroyed("b")];
+        assert_eq!(store.append_drain(&mut batch).await.unwrap(), 2);
+        assert!(batch.is_empty(), "the records were taken");
+        assert!(!store.state().lineage.is_empty());
+        assert_eq!(store.append(&[destroyed("c")]).await.unwrap(), 3);
+        batch.push(destroyed("d"));
+        assert_eq!(store.append_drain(&mut batch).await.unwrap(), 4);
+        let ids: Vec<String> = store.records().iter().map(|r| r.id.to_string()).collect();
+        assert_eq!(ids, ["a", "b", "c", "d"]);
+        assert_eq!(store.state().serial, 4);
+        // An empty batch neither starts a lineage nor moves the serial.
+        let empty = MemoryStore::new();
+        assert_eq!(empty.append_drain(&mut Vec::new()).await.unwrap(), 0);
+        assert!(empty.state().lineage.is_empty());
     }
 
     #[tokio::test]

@@ -244,6 +244,16 @@ pub trait StateStore: Send + Sync {
     /// serial after them. Concurrent callers may share one flush (group commit).
     async fn append(&self, records: &[Record]) -> Result<u64, StateError>;
 
+    /// [`append`](StateStore::append) that leaves `records` empty, so a store that keeps
+    /// records in memory can take them by move instead of cloning them. The executor appends
+    /// through this. The default appends a borrowed slice, then clears `records` (whatever
+    /// the outcome).
+    async fn append_drain(&self, records: &mut Vec<Record>) -> Result<u64, StateError> {
+        let serial = self.append(records).await;
+        records.clear();
+        serial
+    }
+
     /// Takes the lock, or fails with [`StateError::Locked`] naming the holder.
     async fn lock(&self, request: LockRequest) -> Result<LockInfo, StateError>;
 

@@ -8,6 +8,7 @@ mod support;
 mod cancel;
 mod errors;
 mod failure;
+mod inline;
 mod perf;
 mod props;
 mod resume;

@@ -246,3 +246,30 @@ async fn an_empty_plan_succeeds_and_releases_the_lock() {
     assert_eq!(events.len(), 2, "{events:?}");
     assert!(store.current_lock().is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn events_carry_each_step_s_duration() {
+    let provider = TestProvider::new();
+    provider.delay("slow", 3);
+    provider.delay("broken", 2);
+    provider.edit("broken", |s| s.fail_permanent = true);
+    let mut plan = PlanBuilder::new();
+    plan.create("slow", &[])
+        .create("quick", &[])
+        .create("broken", &[]);
+    let exec = executor(&provider).failure_policy(crate::exec::FailurePolicy::KeepGoing);
+    let (_, events) = run_ok(exec, plan.build(), &MemoryStore::new()).await;
+    let took = |step: &str| {
+        events.iter().find_map(|e| match e {
+            Event::StepSucceeded { id, duration, .. } | Event::StepFailed { id, duration, .. }
+                if id.as_str() == step =>
+            {
+                Some(*duration)
+            }
+            _ => None,
+        })
+    };
+    assert_eq!(took("slow"), Some(Duration::from_secs(3)));
+    assert_eq!(took("quick"), Some(Duration::ZERO));
+    assert_eq!(took("broken"), Some(Duration::from_secs(2)));
+}
