@@ -67,7 +67,7 @@ pub fn full_state(steps: &[Step]) -> State {
         .iter()
         .map(|s| {
             let applied = AppliedStep {
-                step: s.clone(),
+                step: Arc::new(s.clone()),
                 fingerprint: s.fingerprint(&Inputs::default()),
                 outputs: Outputs::new().with("id", format!("sim-{}", s.id)),
             };

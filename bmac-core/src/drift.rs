@@ -219,9 +219,12 @@ pub async fn refresh(
                 // Copy on write: the refreshed state shares its records with `state`.
                 if let Some(applied) = entry.applied.as_mut().map(Arc::make_mut) {
                     for f in fields {
-                        if let (Some(slot), Some(actual)) =
-                            (applied.step.config.pointer_mut(&f.field), &f.actual)
-                        {
+                        if let (Some(slot), Some(actual)) = (
+                            Arc::make_mut(&mut applied.step)
+                                .config
+                                .pointer_mut(&f.field),
+                            &f.actual,
+                        ) {
                             *slot = actual.clone();
                         }
                     }
@@ -272,7 +275,7 @@ async fn observe_all(
                 continue;
             }
             let Some(prior) = node.prior.as_ref() else {
-                reports[i] = Some(report(node.step.clone(), StepDrift::NotApplied, Vec::new()));
+                reports[i] = Some(report(&node.step, StepDrift::NotApplied, Vec::new()));
                 continue;
             };
             let provider = providers.for_kind(node.step.kind.name()).ok_or_else(|| {
@@ -317,7 +320,7 @@ async fn observe_all(
                     }
                 }
             };
-            reports[i] = Some(report(node.step.clone(), drift, pending));
+            reports[i] = Some(report(&node.step, drift, pending));
         }
     }
     Ok(DriftReport {
@@ -325,10 +328,10 @@ async fn observe_all(
     })
 }
 
-fn report(step: Step, drift: StepDrift, pending: Vec<String>) -> StepReport {
+fn report(step: &Step, drift: StepDrift, pending: Vec<String>) -> StepReport {
     StepReport {
         kind: step.kind.name().to_owned(),
-        id: step.id,
+        id: step.id.clone(),
         drift,
         pending,
     }
@@ -446,7 +449,7 @@ mod tests {
                 state.apply(&Record {
                     id: s.id.clone(),
                     kind: RecordKind::Applied {
-                        step: s.clone(),
+                        step: Arc::new(s.clone()),
                         fingerprint: s.fingerprint(&Inputs::default()),
                         outputs: Outputs::new(),
                     },

@@ -347,7 +347,7 @@ mod tests {
         .unwrap();
         let outputs = Outputs::new().with("id", "pool-1");
         let applied = Arc::new(AppliedStep {
-            step: step.clone(),
+            step: Arc::new(step.clone()),
             fingerprint: step.config_fingerprint(),
             outputs: outputs.clone(),
         });

@@ -311,7 +311,7 @@ fn sigkilled_applies_resume_without_creating_anything_twice() {
             "`{}` fingerprint",
             step.id
         );
-        assert_eq!(&applied.step, step, "`{}` as applied", step.id);
+        assert_eq!(&*applied.step, step, "`{}` as applied", step.id);
         assert!(
             !entry.in_doubt && entry.last_error.is_none(),
             "`{}`: {entry:?}",

@@ -42,7 +42,7 @@ fn state() -> State {
                     .with_sensitive("token", "hunter2")
                     // State keeps secrets as digests only.
                     .redacted(),
-                step: cluster,
+                step: Arc::new(cluster),
             })),
             ..StepState::default()
         },

@@ -38,7 +38,7 @@ fn plan() -> Plan {
                 applied: Some(Arc::new(AppliedStep {
                     fingerprint: s.config_fingerprint(),
                     outputs: Outputs::new(),
-                    step: s,
+                    step: Arc::new(s),
                 })),
                 ..StepState::default()
             },

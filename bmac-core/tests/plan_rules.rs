@@ -21,7 +21,7 @@ fn applied(step: Step) -> StepState {
         applied: Some(Arc::new(AppliedStep {
             outputs: Outputs::new().with("name", step.id.as_str()),
             fingerprint: step.config_fingerprint(),
-            step,
+            step: Arc::new(step),
         })),
         in_doubt: false,
         last_error: None,

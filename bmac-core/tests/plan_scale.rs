@@ -69,7 +69,7 @@ fn a_100k_step_chain_against_a_full_state() {
                 applied: Some(Arc::new(AppliedStep {
                     fingerprint: step.config_fingerprint(),
                     outputs: Outputs::new().with("out", 1),
-                    step,
+                    step: Arc::new(step),
                 })),
                 ..StepState::default()
             },

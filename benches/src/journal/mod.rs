@@ -104,7 +104,7 @@ pub fn applied_record(i: usize) -> Record {
     Record {
         id,
         kind: RecordKind::Applied {
-            step,
+            step: Arc::new(step),
             fingerprint,
             outputs: Outputs::new().with("id", format!("sim-{i:012x}")),
         },

@@ -231,7 +231,7 @@ pub(crate) fn describe(error: &ProviderError) -> String {
 struct Call<'a> {
     shared: &'a Shared,
     node: u32,
-    step: &'a Step,
+    step: &'a Arc<Step>,
     provider: &'a dyn Provider,
     inputs: &'a Inputs,
     attempts: Attempts<'a>,
@@ -354,7 +354,7 @@ impl Call<'_> {
     /// Journals an in-doubt step found existing as desired.
     async fn adopt(&self, fingerprint: Fingerprint, outputs: Outputs) -> StepResult {
         let applied = RecordKind::Applied {
-            step: self.step.clone(),
+            step: Arc::clone(self.step),
             fingerprint,
             outputs: outputs.redacted(),
         };
@@ -396,7 +396,7 @@ impl Call<'_> {
         match outcome {
             Ok(outputs) => {
                 self.record(RecordKind::Applied {
-                    step: step.clone(),
+                    step: Arc::clone(step),
                     fingerprint: *fingerprint,
                     outputs: outputs.redacted(),
                 });

@@ -190,7 +190,7 @@ fn step_of<'a>(spec: &'a [Step], removed: &'a [Removed<'_>], v: u32) -> Option<&
     let v = v as usize;
     match v.checked_sub(spec.len()) {
         None => spec.get(v),
-        Some(r) => removed.get(r).map(|r| &r.applied.step),
+        Some(r) => removed.get(r).map(|r| &*r.applied.step),
     }
 }
 

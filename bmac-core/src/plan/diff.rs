@@ -179,7 +179,7 @@ mod tests {
     fn entry(step: Step, in_doubt: bool) -> StepState {
         StepState {
             applied: Some(Arc::new(AppliedStep {
-                step,
+                step: Arc::new(step),
                 fingerprint: Fingerprint([1; 32]),
                 outputs: Outputs::new(),
             })),

@@ -35,6 +35,7 @@ pub(crate) use diff::changed_fields;
 pub use graph::{GraphFormat, MAX_INDENT_DEPTH};
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -88,8 +89,9 @@ impl Action {
 /// One node of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanNode {
-    /// The step (for deletions: as last applied, from state).
-    pub step: Step,
+    /// The step (for deletions: as last applied, from state), shared with the journal
+    /// record that says it was applied.
+    pub step: Arc<Step>,
     /// What to do.
     pub action: Action,
     /// What the last apply left, if anything.

@@ -104,13 +104,13 @@ pub(crate) fn seal(s: Sealing<'_, '_>, steps: Vec<Step>) -> Vec<PlanNode> {
             let entry = s.recorded.get(i).copied().flatten();
             let d = diff(&step, entry, upstream_changes);
             changes[i] = d.action.is_change();
-            (step, d.action, d.applied, d.in_doubt)
+            (Arc::new(step), d.action, d.applied, d.in_doubt)
         } else {
             let Some(r) = s.removed.get(i - s.spec_len) else {
                 continue;
             };
             (
-                r.applied.step.clone(),
+                Arc::clone(&r.applied.step),
                 Action::Delete,
                 Some(r.applied),
                 r.in_doubt,

@@ -57,8 +57,9 @@ pub enum RecordKind {
     /// The step was applied.
     Applied {
         /// The step as applied (kind, config, deps, inputs), so that a step that later leaves
-        /// the spec can still be destroyed in dependency order.
-        step: Step,
+        /// the spec can still be destroyed in dependency order. Shared with the plan node, so
+        /// journaling a completion copies no config.
+        step: Arc<Step>,
         /// Fingerprint of config + resolved inputs.
         fingerprint: Fingerprint,
         /// Outputs; secrets as digests only.
@@ -86,8 +87,8 @@ pub struct Record {
 /// The last successful apply of a step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppliedStep {
-    /// The step as applied.
-    pub step: Step,
+    /// The step as applied (shared with the plan node and journal record it came from).
+    pub step: Arc<Step>,
     /// Fingerprint of config + resolved inputs at that time.
     pub fingerprint: Fingerprint,
     /// Outputs (secrets as digests).
@@ -143,7 +144,7 @@ impl State {
             } => {
                 let entry = self.steps.entry(record.id.clone()).or_default();
                 entry.applied = Some(Arc::new(AppliedStep {
-                    step: step.clone(),
+                    step: Arc::clone(step),
                     fingerprint: *fingerprint,
                     outputs: outputs.redacted(),
                 }));
@@ -275,7 +276,7 @@ mod tests {
         Record {
             id: sid.clone(),
             kind: RecordKind::Applied {
-                step: Step::new(sid, Kind::new("k"), &json!({"a": 1})).unwrap(),
+                step: Arc::new(Step::new(sid, Kind::new("k"), &json!({"a": 1})).unwrap()),
                 fingerprint: Fingerprint([7; 32]),
                 outputs: Outputs::new().with("x", 1).with_sensitive("t", "secret"),
             },

@@ -26,7 +26,9 @@ pub fn applied(name: &str, n: u64) -> Record {
     Record {
         id: id(name),
         kind: RecordKind::Applied {
-            step: Step::new(id(name), Kind::new("node_pool"), &json!({"size": n})).unwrap(),
+            step: std::sync::Arc::new(
+                Step::new(id(name), Kind::new("node_pool"), &json!({"size": n})).unwrap(),
+            ),
             fingerprint: Fingerprint([n as u8; 32]),
             outputs: Outputs::new().with("endpoint", format!("https://{name}.example/{n}")),
         },

@@ -1,5 +1,6 @@
 //! Resuming: unchanged fingerprints make no call; in-doubt steps are observed first.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -59,7 +60,8 @@ async fn a_changed_upstream_output_reapplies_its_dependent() {
     let mut again = PlanBuilder::against(&state);
     two_steps(&mut again, update);
     again.recorded("cluster", &state).recorded("pool", &state);
-    again.node("cluster").step.config = json!({"name": "cluster", "version": "1.30"});
+    Arc::make_mut(&mut again.node("cluster").step).config =
+        json!({"name": "cluster", "version": "1.30"});
     provider.edit("cluster", |s| {
         s.outputs = Some(Outputs::new().with("id", "cluster-v2"))
     });

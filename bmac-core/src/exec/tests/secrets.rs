@@ -1,6 +1,8 @@
 //! Secrets reach dependents but never the journal nor events; after a restart they are
 //! re-read by observing the step that produced them.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
 use super::support::*;
@@ -99,7 +101,7 @@ async fn after_a_restart_an_unchanged_upstream_is_observed_to_reread_its_secret(
     for step in ["cluster", "app", "dashboard"] {
         again.recorded(step, &state);
     }
-    again.node("app").step.config = json!({"name": "app", "replicas": 3});
+    Arc::make_mut(&mut again.node("app").step).config = json!({"name": "app", "replicas": 3});
     let (report, events) = run_ok(executor(&provider), again.build(), &store).await;
 
     assert_eq!(provider.count(Op::Observe, "cluster"), 1, "re-read once");
@@ -181,10 +183,11 @@ async fn a_deletion_after_a_restart_rereads_the_secret_it_needs_once() {
     }
     for step in ["app", "worker"] {
         let node = destroy.node(step);
-        node.step = node
-            .step
-            .clone()
-            .input("token", Ref::new(id("cluster"), "token"));
+        node.step = Arc::new(
+            (*node.step)
+                .clone()
+                .input("token", Ref::new(id("cluster"), "token")),
+        );
     }
     let (report, events) = run_ok(executor(&provider), destroy.build(), &store).await;
 

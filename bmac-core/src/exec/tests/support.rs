@@ -319,7 +319,7 @@ impl PlanBuilder {
         let deps = deps.iter().map(|d| self.index(d)).collect();
         self.index.insert(name.to_owned(), self.nodes.len() as u32);
         self.nodes.push(PlanNode {
-            step: s,
+            step: Arc::new(s),
             action,
             prior: None,
             prior_fingerprint: None,
@@ -337,7 +337,11 @@ impl PlanBuilder {
     pub fn input(&mut self, name: &str, input: &str, from: &str, output: &str) -> &mut Self {
         let from_index = self.index(from);
         let node = self.node(name);
-        node.step = node.step.clone().input(input, Ref::new(id(from), output));
+        node.step = Arc::new(
+            (*node.step)
+                .clone()
+                .input(input, Ref::new(id(from), output)),
+        );
         if !node.deps.contains(&from_index) {
             node.deps.push(from_index);
         }
