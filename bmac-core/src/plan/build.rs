@@ -241,9 +241,10 @@ fn add_spec<'a>(
     index: &mut IdIndex<'a>,
     sources: Option<&Sources>,
 ) -> Result<PlanGraph, PlanError> {
-    // Most steps have one dependency or none; the edge list grows if not.
-    let mut graph = PlanGraph::with_capacity(steps.len(), steps.len());
+    let mut graph = PlanGraph::with_capacity(steps.len(), 0);
     let first = graph.add_nodes(steps.len());
+    // Counted while indexing, so the edge list is allocated once at its final size.
+    let mut edges = 0;
     for (v, step) in (first..).zip(steps) {
         if index.insert(step.id.as_str()) != Ok(v) {
             return Err(PlanError::DuplicateStep(Box::new(DuplicateStepError {
@@ -252,7 +253,9 @@ fn add_spec<'a>(
                 span: sources.and_then(|s| s.steps.get(&step.id).copied()),
             })));
         }
+        edges += step.deps.len() + step.inputs.len();
     }
+    graph.reserve_edges(edges);
     // Dependencies that name no step: (dependent, named dependency, input).
     let mut missing: Vec<(&'a Step, &'a StepId, Option<&'a str>)> = Vec::new();
     for (v, step) in (first..).zip(steps) {

@@ -41,6 +41,11 @@ impl PlanGraph {
         }
     }
 
+    /// Makes room for `additional` more edges.
+    pub fn reserve_edges(&mut self, additional: usize) {
+        self.graph.reserve_edges(additional);
+    }
+
     /// Adds `count` nodes; returns the index of the first.
     pub fn add_nodes(&mut self, count: usize) -> u32 {
         let first = self.graph.node_count() as u32;
