@@ -172,6 +172,16 @@ EOF
 
 # True when the pid in DIR/NAME.pid is alive and its command line mentions DIR (guards against
 # pid reuse after a reboot or a long time).
+# Whether the process we just started is still there. Right after `cmd &` its PID may still
+# be the forked shell that has not exec'ed the server yet (its command line is this script's),
+# so start-up waits use this, not pid_alive's command-line check.
+started_alive() { # dir name
+  local f="$1/$2.pid" pid
+  [[ -f "$f" ]] || return 1
+  pid=$(<"$f")
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
 pid_alive() { # dir name
   local f="$1/$2.pid" pid
   [[ -f "$f" ]] || return 1
@@ -376,7 +386,7 @@ cmd_start() {
   local i
   for ((i = 0; i < 150; i++)); do
     curl -fsS --max-time 1 "http://127.0.0.1:$etcd_client/health" >/dev/null 2>&1 && break
-    pid_alive "$dir" etcd || { tail -n 30 "$dir/etcd.log" >&2; die "etcd exited"; }
+    started_alive "$dir" etcd || { tail -n 30 "$dir/etcd.log" >&2; die "etcd exited"; }
     sleep 0.1
   done
 
@@ -398,7 +408,7 @@ cmd_start() {
   local timeout="${KUBE_ENV_READY_TIMEOUT:-60}" deadline
   deadline=$(( $(date +%s) + timeout ))
   until readyz "$dir"; do
-    if ! pid_alive "$dir" kube-apiserver || (( $(date +%s) >= deadline )); then
+    if ! started_alive "$dir" kube-apiserver || (( $(date +%s) >= deadline )); then
       log "kube-apiserver not ready after $(elapsed "$t0"); last lines of $dir/kube-apiserver.log:"
       tail -n 40 "$dir/kube-apiserver.log" >&2 || true
       cmd_stop "$dir" || true
