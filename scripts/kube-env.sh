@@ -182,13 +182,11 @@ started_alive() { # dir name
   [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
 }
 
+# Whether our server still runs: alive, and its command line still names its directory (a
+# recycled PID belongs to another program).
 pid_alive() { # dir name
-  local f="$1/$2.pid" pid
-  [[ -f "$f" ]] || return 1
-  pid=$(<"$f")
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$1/" || return 1
+  started_alive "$1" "$2" || return 1
+  tr '\0' ' ' <"/proc/$(<"$1/$2.pid")/cmdline" 2>/dev/null | grep -qF -- "$1/"
 }
 
 stop_one() { # dir name

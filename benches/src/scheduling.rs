@@ -25,7 +25,7 @@ use bmac_core::plan::{Plan, Planner};
 use bmac_core::provider::{
     ApplyRequest, DestroyRequest, ObserveRequest, Observed, Provider, ProviderError, Providers,
 };
-use bmac_core::state::{MemoryStore, State};
+use bmac_core::state::{MemoryStore, State, StateStore};
 use bmac_core::step::Outputs;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::runtime::Runtime;
@@ -79,15 +79,29 @@ pub fn plan_of(dag: &Dag) -> Result<Plan, BenchError> {
         .map_err(|e| BenchError::new("planning the scheduling graph failed", e))
 }
 
-/// One bmac run of `plan`; returns its time after checking every step succeeded.
+/// One bmac run of `plan` journaling to a `MemoryStore`; returns its time after checking
+/// every step succeeded.
 pub fn run_bmac(plan: Plan, cap: usize, rt: &Runtime) -> Result<Duration, BenchError> {
+    let store = MemoryStore::new();
+    let took = run_bmac_into(plan, cap, rt, &store)?;
+    drop(store);
+    Ok(took)
+}
+
+/// One bmac run of `plan` (provider calls return at once) journaling to `store`; returns its
+/// time after checking every step succeeded.
+pub fn run_bmac_into(
+    plan: Plan,
+    cap: usize,
+    rt: &Runtime,
+    store: &dyn StateStore,
+) -> Result<Duration, BenchError> {
     let n = plan.len();
     let executor =
         Executor::new(Providers::new().fallback(Arc::new(InstantProvider))).parallelism(cap);
-    let store = MemoryStore::new();
     let start = Instant::now();
     let report = rt
-        .block_on(executor.run(plan, &store))
+        .block_on(executor.run(plan, store))
         .map_err(|e| BenchError::new("the bmac run failed", e))?;
     let took = start.elapsed();
     if report.counts.succeeded != n {
@@ -96,7 +110,6 @@ pub fn run_bmac(plan: Plan, cap: usize, rt: &Runtime) -> Result<Duration, BenchE
             report.counts.succeeded
         )));
     }
-    drop(store);
     Ok(took)
 }
 

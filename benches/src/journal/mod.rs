@@ -34,14 +34,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bmac_core::exec::Executor;
-use bmac_core::provider::Providers;
 use bmac_core::state::{LocalStore, Operation, Record, RecordKind, State, StateStore};
 use bmac_core::step::{Kind, Outputs, Step};
 use tokio::runtime::Runtime;
 
 use crate::graphs::{step_id, Dag, Shape, BENCH_KIND};
-use crate::scheduling::{plan_of, InstantProvider};
+use crate::scheduling::{plan_of, run_bmac_into};
 use crate::SEED;
 
 mod report;
@@ -193,20 +191,8 @@ fn apply_through_executor(
 ) -> Result<(Duration, u64, u64, u64), BenchError> {
     let plan = plan_of(&Dag::generate(Shape::Random, n, SEED))?;
     let store = LocalStore::open(dir).map_err(state_err("opening the run's journal"))?;
-    let executor =
-        Executor::new(Providers::new().fallback(Arc::new(InstantProvider))).parallelism(RUN_CAP);
     let before = dir_size(dir);
-    let start = Instant::now();
-    let report = rt
-        .block_on(executor.run(plan, &store))
-        .map_err(|e| BenchError::new("the journaled run failed", e))?;
-    let took = start.elapsed();
-    if report.counts.succeeded != n {
-        return Err(BenchError(format!(
-            "the journaled run applied {} of {n} steps",
-            report.counts.succeeded
-        )));
-    }
+    let took = run_bmac_into(plan, RUN_CAP, rt, &store)?;
     let (written, fsyncs) = (written_since(before, dir), store.flushes());
     let loaded = rt
         .block_on(store.load())

@@ -279,6 +279,16 @@ impl Call<'_> {
         });
     }
 
+    /// Queues the record that the step now exists as `fingerprint` with `outputs` (secrets
+    /// kept as digests only).
+    fn record_applied(&self, fingerprint: Fingerprint, outputs: &Outputs) {
+        self.record(RecordKind::Applied {
+            step: Arc::clone(self.step),
+            fingerprint,
+            outputs: outputs.redacted(),
+        });
+    }
+
     fn lock_unsent(&self) -> std::sync::MutexGuard<'_, Vec<Record>> {
         // Only this step's work touches it, one call at a time; a panic cannot leave it torn.
         self.unsent.lock().unwrap_or_else(PoisonError::into_inner)
@@ -353,12 +363,7 @@ impl Call<'_> {
 
     /// Journals an in-doubt step found existing as desired.
     async fn adopt(&self, fingerprint: Fingerprint, outputs: Outputs) -> StepResult {
-        let applied = RecordKind::Applied {
-            step: Arc::clone(self.step),
-            fingerprint,
-            outputs: outputs.redacted(),
-        };
-        self.record(applied);
+        self.record_applied(fingerprint, &outputs);
         StepResult::Adopted(outputs)
     }
 
@@ -395,11 +400,7 @@ impl Call<'_> {
             .await;
         match outcome {
             Ok(outputs) => {
-                self.record(RecordKind::Applied {
-                    step: Arc::clone(step),
-                    fingerprint: *fingerprint,
-                    outputs: outputs.redacted(),
-                });
+                self.record_applied(*fingerprint, &outputs);
                 StepResult::Changed(outputs)
             }
             Err(e) => self.failed(describe(&e)),

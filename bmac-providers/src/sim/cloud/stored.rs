@@ -151,14 +151,14 @@ impl Stored {
                 outputs,
                 created_at_ms,
                 generation,
-            } => Ok(Resource {
+            } => Ok(put_resource(
                 id,
                 kind,
                 config,
-                outputs: load_outputs(outputs),
+                outputs,
                 created_at_ms,
                 generation,
-            }),
+            )),
             Op::Delete { .. } | Op::Tamper { .. } => Err(serde::de::Error::custom(
                 "a stored resource is not a `put` operation",
             )),
