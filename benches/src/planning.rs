@@ -15,12 +15,11 @@
 //! the smallest. The 100k chain is planned on the calling thread: reaching the end of the table
 //! means it did not overflow the stack.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bmac_core::plan::{Plan, Planner};
-use bmac_core::state::{AppliedStep, State, StepState};
+use bmac_core::state::{AppliedStep, State, StepState, StepStates};
 use bmac_core::step::{Inputs, Outputs, Step};
 
 use crate::graphs::{Dag, Shape};
@@ -63,7 +62,7 @@ impl PlanRow {
 
 /// A state in which every step of `steps` was applied with its current config.
 pub fn full_state(steps: &[Step]) -> State {
-    let steps_state: BTreeMap<_, _> = steps
+    let steps_state: StepStates = steps
         .iter()
         .map(|s| {
             let applied = AppliedStep {

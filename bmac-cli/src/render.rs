@@ -90,10 +90,12 @@ fn show(v: Option<&Value>) -> String {
     }
 }
 
-/// `bmac state list`: one line per step.
+/// `bmac state list`: one line per step, sorted by id.
 pub fn state_list(state: &State) -> String {
     let mut out = String::new();
-    for (id, s) in &state.steps {
+    let mut steps: Vec<_> = state.steps.iter().collect();
+    steps.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (id, s) in steps {
         let kind = s
             .applied
             .as_ref()
@@ -113,7 +115,7 @@ pub fn state_list(state: &State) -> String {
 
 /// `bmac state show ID`.
 pub fn state_show(state: &State, id: &str) -> Option<String> {
-    let s = state.steps.iter().find(|(k, _)| k.as_str() == id)?.1;
+    let s = state.steps.get(id)?;
     let mut out = String::new();
     let _ = writeln!(out, "{id}");
     if let Some(a) = &s.applied {

@@ -23,3 +23,6 @@ pub use plan::{Action, Plan, PlanError, Planner};
 pub use provider::{Provider, ProviderError, Providers};
 pub use state::{LocalStore, State, StateStore};
 pub use step::{Inputs, Kind, OutputValue, Outputs, Ref, Step, StepId};
+
+/// The map crate [`state::StepStates`] is built on, re-exported so callers name the same version.
+pub use indexmap;

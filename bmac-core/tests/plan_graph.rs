@@ -18,6 +18,13 @@ fn step(name: &str, kind: &Kind, v: i64) -> Step {
 
 /// A plan with every action: create, update, replace, delete and no-op.
 fn plan() -> Plan {
+    let (new, state) = spec_and_state(false);
+    Planner::new(new, &state).plan().unwrap()
+}
+
+/// The spec of [`plan`] and its state, whose steps are recorded in the order they are listed
+/// or (`reversed`) the other way round.
+fn spec_and_state(reversed: bool) -> (Vec<Step>, State) {
     let cluster = Kind::with_replace_on("cluster", ["/v"]);
     let k = Kind::new("addon");
     let old = vec![
@@ -25,7 +32,13 @@ fn plan() -> Plan {
         step("cni", &k, 1).input("endpoint", Ref::new(id("cluster"), "endpoint")),
         step("audit_sink", &k, 1),
         step("legacy_policy", &k, 1).depends_on(id("cni")),
+        step("legacy_audit", &k, 1).depends_on(id("audit_sink")),
     ];
+    let old: Vec<Step> = if reversed {
+        old.into_iter().rev().collect()
+    } else {
+        old
+    };
     let mut state = State {
         lineage: "g".into(),
         serial: 4,
@@ -52,7 +65,19 @@ fn plan() -> Plan {
             .depends_on(id("cni"))
             .depends_on(id("audit_sink")),
     ];
-    Planner::new(new, &state).plan().unwrap()
+    (new, state)
+}
+
+#[test]
+fn plans_do_not_depend_on_the_order_state_recorded_steps_in() {
+    let [(spec, state), (spec_rev, state_rev)] = [false, true].map(spec_and_state);
+    let text = |p: Plan| p.render_graph(GraphFormat::Text);
+    assert_eq!(
+        text(Planner::new(spec, &state).plan().unwrap()),
+        text(Planner::new(spec_rev, &state_rev).plan().unwrap())
+    );
+    let destroy = |state: &State| text(Planner::new(vec![], state).destroy().plan().unwrap());
+    assert_eq!(destroy(&state), destroy(&state_rev));
 }
 
 #[test]

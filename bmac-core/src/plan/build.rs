@@ -126,7 +126,7 @@ impl<'s> Planner<'s> {
 
         // Every state entry matched a spec step: nothing can be deleted.
         let removed = if matched < state.steps.len() {
-            add_deletions(state, &mut graph, &mut index)
+            add_deletions(state, &recorded, &mut graph, &mut index)
         } else {
             Vec::new()
         };
@@ -332,13 +332,22 @@ fn recorded_entries<'s>(
 /// new node (node `spec.len() + k` is `removed[k]`).
 fn add_deletions<'s: 'a, 'a>(
     state: &'s State,
+    recorded: &[Option<&'s StepState>],
     graph: &mut PlanGraph,
     index: &mut IdIndex<'a>,
 ) -> Vec<Removed<'s>> {
     let first = graph.node_count() as u32;
-    let mut removed = Vec::new();
-    for (id, entry) in &state.steps {
-        // A step never applied has nothing recorded to destroy it with.
+    // A step never applied has nothing recorded to destroy it with. The rest are numbered by
+    // id, not in state's order (the order concurrent steps happened to finish in), so that
+    // the same state always gives the same plan.
+    let mut gone: Vec<(&'s StepId, &'s StepState)> = state
+        .steps
+        .iter()
+        .filter(|(id, entry)| entry.applied.is_some() && index.get(id.as_str()).is_none())
+        .collect();
+    gone.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut removed = Vec::with_capacity(gone.len());
+    for (id, entry) in gone {
         let Some(applied) = &entry.applied else {
             continue;
         };
@@ -355,8 +364,13 @@ fn add_deletions<'s: 'a, 'a>(
         return removed;
     }
     graph.add_nodes(removed.len());
-    for (id, entry) in &state.steps {
-        let (Some(applied), Some(dependent)) = (&entry.applied, index.get(id.as_str())) else {
+    // Dependents by node number (spec steps, then deletions), so the edges too come in an
+    // order that does not depend on how state happens to be laid out.
+    let dependents = (0..first)
+        .zip(recorded.iter().map(|e| e.and_then(|e| e.applied.as_ref())))
+        .chain((first..).zip(removed.iter().map(|r| Some(r.applied))));
+    for (dependent, applied) in dependents {
+        let Some(applied) = applied else {
             continue;
         };
         let recorded = applied

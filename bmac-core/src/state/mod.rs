@@ -23,7 +23,6 @@ pub use local::{Compaction, LocalStore, LocalStoreBuilder, COMPACT_FLOOR_BYTES, 
 pub use lock::{local_host, rfc3339, LockInfo, LockRequest};
 pub use memory::MemoryStore;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -118,6 +117,14 @@ pub struct StepState {
     pub last_error: Option<String>,
 }
 
+/// Every step state knows about, keyed by id, in the order the steps were first recorded — for
+/// a state folded from its journal, the order they were applied in, which is the order a plan
+/// of the same spec visits them. Lookups are one hash probe; entries lie in one dense array,
+/// so walking them in that order reads memory front to back. Removing a step moves the last
+/// entry into its place ([`IndexMap::swap_remove`](indexmap::IndexMap::swap_remove)), so a
+/// teardown costs O(1) per step.
+pub type StepStates = indexmap::IndexMap<StepId, StepState>;
+
 /// The fold of a journal.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -125,8 +132,8 @@ pub struct State {
     pub lineage: String,
     /// Number of records ever appended.
     pub serial: u64,
-    /// Per step.
-    pub steps: BTreeMap<StepId, StepState>,
+    /// Per step, in the order steps were first recorded (see [`StepStates`]).
+    pub steps: StepStates,
 }
 
 impl State {
@@ -157,7 +164,7 @@ impl State {
                 entry.last_error = Some(error.clone());
             }
             RecordKind::Destroyed => {
-                self.steps.remove(&record.id);
+                self.steps.swap_remove(&record.id);
             }
         }
     }
