@@ -70,7 +70,7 @@ impl Provider for Dns {
             .map_err(|_| ProviderError::permanent("zone lock poisoned"))?;
         Ok(match zone.get(&record.name) {
             Some(cname) => Observed::Present {
-                config: req.step.config.clone(),
+                config: req.step.config.value().clone(),
                 outputs: Outputs::new()
                     .with("fqdn", record.name.clone())
                     .with("cname", cname.clone()),

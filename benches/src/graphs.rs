@@ -158,7 +158,7 @@ impl Dag {
             .map(|(i, ps)| Step {
                 id: ids[i].clone(),
                 kind: kind.clone(),
-                config: serde_json::json!({ "n": i }),
+                config: serde_json::json!({ "n": i }).into(),
                 deps: ps.iter().map(|&p| ids[p as usize].clone()).collect(),
                 inputs: Default::default(),
             })

@@ -422,7 +422,7 @@ mod tests {
                     },
                     "ns.b" => Observed::Absent,
                     _ => Observed::Present {
-                        config: req.step.config.clone(),
+                        config: req.step.config.value().clone(),
                         outputs: Outputs::new(),
                     },
                 })

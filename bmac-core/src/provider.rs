@@ -144,8 +144,9 @@ struct PriorView<'a> {
 }
 
 impl Prior {
-    /// A prior from its parts.
-    pub fn new(config: Value, outputs: Outputs) -> Self {
+    /// A prior from its parts (a step's [`Config`](crate::step::Config) converts by move).
+    pub fn new(config: impl Into<Value>, outputs: Outputs) -> Self {
+        let config = config.into();
         Prior(PriorRepr::Owned(Arc::new(PriorParts { config, outputs })))
     }
 
@@ -352,12 +353,12 @@ mod tests {
             outputs: outputs.clone(),
         });
         let shared = Prior::recorded(Arc::clone(&applied));
-        let owned = Prior::new(step.config.clone(), outputs.clone());
-        assert_eq!(shared.config(), &step.config);
+        let owned = Prior::new(step.config.value().clone(), outputs.clone());
+        assert_eq!(shared.config(), step.config.value());
         assert_eq!(shared.outputs(), &outputs);
         assert_eq!(shared, owned);
         // Sharing copies nothing: the prior is the state's record.
-        assert!(std::ptr::eq(shared.config(), &applied.step.config));
+        assert!(std::ptr::eq(shared.config(), applied.step.config.value()));
         let json = serde_json::to_value(&shared).unwrap();
         assert_eq!(
             json,

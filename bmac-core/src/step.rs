@@ -10,7 +10,8 @@
 //! cluster endpoint, a CA, a role ARN …). A step's [`Fingerprint`] is a stable SHA-256 of its
 //! kind, canonical config and *resolved* input values; it is what the journal records and what
 //! decides, on a re-run, whether the step has anything to do. The planner, which runs before
-//! inputs are known, compares [`Step::config_fingerprint`] (kind + config only) instead.
+//! inputs are known, compares kinds and configs instead; a [`Config`] carries the digest of its
+//! canonical encoding, made once with the config, so that comparison reads 32 bytes.
 //!
 //! Sensitive outputs (tokens, passwords) are [`OutputValue::Sensitive`]: they print as
 //! `(sensitive)`, and they are never serialised in clear — state keeps only their digest. A
@@ -27,8 +28,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+mod config;
 mod outputs;
 
+pub use config::Config;
 pub use outputs::{Inputs, OutputIter, OutputMap, OutputValue, Outputs, Secret};
 
 /// Why a string is not a valid [`StepId`].
@@ -237,8 +240,8 @@ pub struct Step {
     pub id: StepId,
     /// What kind of thing it is; providers are routed by kind.
     pub kind: Kind,
-    /// The desired configuration, as canonical JSON (object keys sorted).
-    pub config: Value,
+    /// The desired configuration, as canonical JSON (object keys sorted), with its digest.
+    pub config: Config,
     /// Explicit dependencies (`depends_on`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deps: Vec<StepId>,
@@ -257,7 +260,7 @@ impl Step {
         Ok(Step {
             id,
             kind,
-            config: serde_json::to_value(config)?,
+            config: Config::new(serde_json::to_value(config)?),
             deps: Vec::new(),
             inputs: BTreeMap::new(),
         })
@@ -279,7 +282,7 @@ impl Step {
 
     /// Deserialises the config into the provider's typed view of it.
     pub fn config_as<C: DeserializeOwned>(&self) -> Result<C, serde_json::Error> {
-        C::deserialize(&self.config)
+        C::deserialize(self.config.value())
     }
 
     /// Every step this one depends on — explicit deps and input sources — each once, in a

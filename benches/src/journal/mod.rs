@@ -96,7 +96,7 @@ pub fn applied_record(i: usize) -> Record {
     let step = Step {
         id: id.clone(),
         kind: Kind::new(BENCH_KIND),
-        config: serde_json::json!({ "n": i }),
+        config: serde_json::json!({ "n": i }).into(),
         deps: Vec::new(),
         inputs: Default::default(),
     };

@@ -12,8 +12,10 @@
 //!    with no fields, so the executor observes it;
 //! 6. otherwise `NoOp`.
 //!
-//! Config is compared as `serde_json::Value`s, never hashed: planning must stay cheap. The
-//! field walk is iterative (an explicit stack), so deep configs cannot overflow the stack.
+//! Configs are compared by the digest each [`Config`](crate::step::Config) carries (made when
+//! the config was, never while planning), so an unchanged step costs no walk of either JSON
+//! tree; the changed fields are listed only for a config that differs. That field walk is
+//! iterative (an explicit stack), so deep configs cannot overflow the stack.
 
 use std::sync::Arc;
 

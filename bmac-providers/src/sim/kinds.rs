@@ -61,7 +61,7 @@ pub fn base_latency(kind: &str) -> Duration {
 /// `400 invalid request` message body) it rejects the step's config.
 pub(crate) fn outputs(seed: u64, step: &Step, inputs: &Inputs) -> Result<Outputs, String> {
     let empty = Map::new();
-    let config = match &step.config {
+    let config = match step.config.value() {
         Value::Object(map) => map,
         Value::Null => &empty,
         other => {

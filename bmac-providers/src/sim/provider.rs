@@ -258,7 +258,7 @@ impl SimProvider {
             (Change::Unchanged, Some((r, _))) => return Ok((Change::Unchanged, r)),
             (Change::Update, Some((r, visible))) => (
                 Resource {
-                    config: step.config.clone(),
+                    config: step.config.value().clone(),
                     outputs,
                     generation: r.generation + 1,
                     ..r
@@ -269,7 +269,7 @@ impl SimProvider {
                 Resource {
                     id: step.id.clone(),
                     kind: step.kind.name().to_owned(),
-                    config: step.config.clone(),
+                    config: step.config.value().clone(),
                     outputs,
                     created_at_ms: now_ms(),
                     generation: 1,

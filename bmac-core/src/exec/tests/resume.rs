@@ -61,7 +61,7 @@ async fn a_changed_upstream_output_reapplies_its_dependent() {
     two_steps(&mut again, update);
     again.recorded("cluster", &state).recorded("pool", &state);
     Arc::make_mut(&mut again.node("cluster").step).config =
-        json!({"name": "cluster", "version": "1.30"});
+        json!({"name": "cluster", "version": "1.30"}).into();
     provider.edit("cluster", |s| {
         s.outputs = Some(Outputs::new().with("id", "cluster-v2"))
     });

@@ -101,7 +101,8 @@ async fn after_a_restart_an_unchanged_upstream_is_observed_to_reread_its_secret(
     for step in ["cluster", "app", "dashboard"] {
         again.recorded(step, &state);
     }
-    Arc::make_mut(&mut again.node("app").step).config = json!({"name": "app", "replicas": 3});
+    Arc::make_mut(&mut again.node("app").step).config =
+        json!({"name": "app", "replicas": 3}).into();
     let (report, events) = run_ok(executor(&provider), again.build(), &store).await;
 
     assert_eq!(provider.count(Op::Observe, "cluster"), 1, "re-read once");
