@@ -11,9 +11,14 @@
 //! lays its edges out as two compressed (CSR) tables, each one flat `u32` array plus offsets,
 //! built by a counting sort in two linear passes over petgraph's edge list: a node's
 //! dependents (for Kahn's order and `--exclude`) and its incoming edges (for the sealed
-//! dependency lists, cycle extraction and `--target`). Both list each node's neighbours newest
-//! edge first, the order in which petgraph itself walks them, so orders and reported cycles
-//! are those of the graph. No allocation per node, and a walk touches memory in order.
+//! dependency lists, cycle extraction and `--target`). Dependents come oldest edge first —
+//! since edges are added dependent by dependent in spec order, that is spec order — so Kahn's
+//! FIFO releases steps that become ready together in the order the spec wrote them, and a
+//! plan reads more like its spec. (For many graphs written dependencies first — a chain, a
+//! fan-out, stacked diamonds — the plan order then *is* the spec order, and sealing has
+//! nothing to permute.) Incoming edges come newest first, the order in which petgraph itself walks them,
+//! so reported cycles are those of the graph. No allocation per node, and a walk touches
+//! memory in order.
 
 use petgraph::graph::{DiGraph, NodeIndex};
 
@@ -89,10 +94,17 @@ impl PlanGraph {
         let (out_start, out) = csr(
             n,
             edges,
+            Newest::Last,
             |e| e.source().index() as u32,
             |_, e| e.target().index() as u32,
         );
-        let (in_start, incoming) = csr(n, edges, |e| e.target().index() as u32, |i, _| i);
+        let (in_start, incoming) = csr(
+            n,
+            edges,
+            Newest::First,
+            |e| e.target().index() as u32,
+            |i, _| i,
+        );
         Adjacency {
             out_start,
             out,
@@ -112,7 +124,7 @@ pub(crate) struct Adjacency {
 }
 
 impl Adjacency {
-    /// The nodes that wait for `v` (one entry per edge), newest edge first.
+    /// The nodes that wait for `v` (one entry per edge), oldest edge first.
     pub fn dependents(&self, v: u32) -> &[u32] {
         let v = v as usize;
         &self.out[self.out_start[v] as usize..self.out_start[v + 1] as usize]
@@ -131,11 +143,19 @@ impl Adjacency {
     }
 }
 
+/// Where a node's newest edge goes in its list.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Newest {
+    First,
+    Last,
+}
+
 /// A counting sort of the edges by `key`: offsets (`n + 1`) and, per node, `value` of its
-/// edges, newest first.
+/// edges, the newest where `newest` says.
 fn csr<E>(
     n: usize,
     edges: &[E],
+    newest: Newest,
     key: impl Fn(&E) -> u32,
     value: impl Fn(u32, &E) -> u32,
 ) -> (Vec<u32>, Vec<u32>) {
@@ -147,12 +167,21 @@ fn csr<E>(
         start[v + 1] += start[v];
     }
     // `start[v + 1]` is the end of v's range. Filling each range from its end, in insertion
-    // order, leaves the newest edge first and moves `start[v + 1]` down to v's start.
+    // order, leaves the newest edge first and moves `start[v + 1]` down to v's start; in
+    // reverse insertion order, it leaves the oldest first.
     let mut list = vec![0u32; edges.len()];
-    for (i, e) in edges.iter().enumerate() {
+    let mut place = |i: usize, e: &E| {
         let slot = &mut start[key(e) as usize + 1];
         *slot -= 1;
         list[*slot as usize] = value(i as u32, e);
+    };
+    match newest {
+        Newest::First => edges.iter().enumerate().for_each(|(i, e)| place(i, e)),
+        Newest::Last => edges
+            .iter()
+            .enumerate()
+            .rev()
+            .for_each(|(i, e)| place(i, e)),
     }
     start.copy_within(1.., 0);
     start[n] = edges.len() as u32;
@@ -164,18 +193,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lists_neighbours_newest_first() {
-        let mut g = PlanGraph::with_capacity(3, 4);
-        g.add_nodes(3);
+    fn lists_dependents_oldest_first_and_incoming_edges_newest_first() {
+        let mut g = PlanGraph::with_capacity(4, 5);
+        g.add_nodes(4);
         g.add_edge(0, 2, EdgeKind::Deps);
         g.add_edge(1, 2, EdgeKind::Input);
         g.add_edge(0, 1, EdgeKind::Deps);
+        g.add_edge(0, 3, EdgeKind::Deps);
         g.add_edge(0, 2, EdgeKind::Input);
         let adj = g.adjacency();
-        assert_eq!(adj.dependents(0), [2, 1, 2]);
+        assert_eq!(adj.dependents(0), [2, 1, 3, 2]);
         assert_eq!(adj.dependents(1), [2]);
         assert_eq!(adj.dependents(2), [] as [u32; 0]);
-        assert_eq!(adj.incoming(2), [3, 1, 0]);
+        assert_eq!(adj.incoming(2), [4, 1, 0]);
         assert_eq!(adj.incoming(1), [2]);
         assert_eq!(adj.in_degree(0), 0);
         assert_eq!(adj.in_degree(2), 3);
