@@ -118,11 +118,13 @@ pub struct StepState {
 }
 
 /// Every step state knows about, keyed by id, in the order the steps were first recorded — for
-/// a state folded from its journal, the order they were applied in, which is the order a plan
-/// of the same spec visits them. Lookups are one hash probe; entries lie in one dense array,
-/// so walking them in that order reads memory front to back. Removing a step moves the last
-/// entry into its place ([`IndexMap::swap_remove`](indexmap::IndexMap::swap_remove)), so a
-/// teardown costs O(1) per step.
+/// a state folded from its journal, the order their first calls started in: each after the
+/// steps it depends on, close to the order a plan of the same spec visits them. Lookups are
+/// one hash probe; entries lie in one dense array, so walking them in that order reads memory
+/// front to back. Nothing may depend on the order beyond that (the planner does not). Removing
+/// a step moves the last entry into its place
+/// ([`IndexMap::swap_remove`](indexmap::IndexMap::swap_remove)), so a teardown costs O(1) per
+/// step.
 pub type StepStates = indexmap::IndexMap<StepId, StepState>;
 
 /// The fold of a journal.
