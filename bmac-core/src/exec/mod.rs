@@ -2,11 +2,11 @@
 //! journaling every provider call to a [`StateStore`].
 //!
 //! # Shape
-//! One [coordinator](coordinator) owns all run state — dependency counters, the ready queue,
-//! the running count, the outputs of finished steps, the [journal](journal) — and is the only
-//! thing that changes it. Each *started* step's work ([`step_task`]) is a future the
+//! One coordinator (module `coordinator`) owns all run state — dependency counters, the ready
+//! queue, the running count, the outputs of finished steps, the journal (module `journal`) — and
+//! is the only thing that changes it. Each *started* step's work (`step_task`) is a future the
 //! coordinator first polls in its own task; only work that has to wait (a real provider call)
-//! moves to a spawned task ([`running`]), so a step that finishes at once costs no task and no
+//! moves to a spawned task (`running`), so a step that finishes at once costs no task and no
 //! cross-thread wake-up, while slow calls still run in parallel. The coordinator is the only
 //! caller of the store's `append`: intents and results queue up and go in one append per
 //! batch. The public [`Event`](crate::event::Event)s are translated by the coordinator from
