@@ -42,7 +42,7 @@ use bmac_core::step::{Outputs, StepId};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use self::stored::{delete_line, put_resource, set_pointer, tamper_line, Op, Stored};
+use self::stored::{delete_line, set_pointer, tamper_line, Op, Stored};
 use super::error::SimError;
 
 /// One resource in the simulated cloud.
@@ -327,15 +327,8 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<Replayed, SimError> {
 /// Applies one replayed op. Fails only if a resource cannot be stored (see [`Stored`]).
 fn apply_op(resources: &mut HashMap<StepId, Entry>, op: Op) -> Result<(), SimError> {
     match op {
-        Op::Put {
-            id,
-            kind,
-            config,
-            outputs,
-            created_at_ms,
-            generation,
-        } => {
-            let resource = put_resource(id, kind, config, outputs, created_at_ms, generation);
+        Op::Put(put) => {
+            let resource = put.into_resource();
             let stored = Stored::encode(&resource)?;
             resources.insert(
                 resource.id,

@@ -37,14 +37,7 @@ pub(super) struct StoredOutput {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub(super) enum Op {
     /// A resource was created or replaced whole.
-    Put {
-        id: StepId,
-        kind: String,
-        config: Value,
-        outputs: BTreeMap<String, StoredOutput>,
-        created_at_ms: u64,
-        generation: u64,
-    },
+    Put(PutOp),
     /// A resource was removed.
     Delete { id: StepId },
     /// A resource's config was edited by hand.
@@ -53,6 +46,31 @@ pub(super) enum Op {
         pointer: String,
         value: Value,
     },
+}
+
+/// What a `put` line says: a whole resource.
+#[derive(Debug, Deserialize)]
+pub(super) struct PutOp {
+    id: StepId,
+    kind: String,
+    config: Value,
+    outputs: BTreeMap<String, StoredOutput>,
+    created_at_ms: u64,
+    generation: u64,
+}
+
+impl PutOp {
+    /// The resource the line describes.
+    pub(super) fn into_resource(self) -> Resource {
+        Resource {
+            id: self.id,
+            kind: self.kind,
+            config: self.config,
+            outputs: load_outputs(self.outputs),
+            created_at_ms: self.created_at_ms,
+            generation: self.generation,
+        }
+    }
 }
 
 /// A `put` line, written from a borrowed resource.
@@ -144,44 +162,11 @@ impl Stored {
 
     fn parse(&self) -> Result<Resource, serde_json::Error> {
         match serde_json::from_str::<Op>(&self.0)? {
-            Op::Put {
-                id,
-                kind,
-                config,
-                outputs,
-                created_at_ms,
-                generation,
-            } => Ok(put_resource(
-                id,
-                kind,
-                config,
-                outputs,
-                created_at_ms,
-                generation,
-            )),
+            Op::Put(put) => Ok(put.into_resource()),
             Op::Delete { .. } | Op::Tamper { .. } => Err(serde::de::Error::custom(
                 "a stored resource is not a `put` operation",
             )),
         }
-    }
-}
-
-/// The resource a `put` op describes.
-pub(super) fn put_resource(
-    id: StepId,
-    kind: String,
-    config: Value,
-    outputs: BTreeMap<String, StoredOutput>,
-    created_at_ms: u64,
-    generation: u64,
-) -> Resource {
-    Resource {
-        id,
-        kind,
-        config,
-        outputs: load_outputs(outputs),
-        created_at_ms,
-        generation,
     }
 }
 
