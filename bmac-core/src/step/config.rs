@@ -76,10 +76,7 @@ impl DerefMut for Config {
 
 impl PartialEq for Config {
     fn eq(&self, other: &Self) -> bool {
-        match (self.digest, other.digest) {
-            (Some(a), Some(b)) => a == b,
-            _ => self.digest() == other.digest(),
-        }
+        self.digest() == other.digest()
     }
 }
 
