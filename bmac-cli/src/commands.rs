@@ -204,16 +204,7 @@ async fn plan_cmd(
     let state = p.state(&store).await?;
     let state = refreshed(p, state, select.refresh).await?;
     let plan = planner(p, &state, select)?.plan()?;
-    match output {
-        OutputFormat::Human => print!("{}", render::plan(&plan)),
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string(&Event::PlanReady {
-                summary: plan.summary()
-            })
-            .into_diagnostic()?
-        ),
-    }
+    show_plan(&plan, output)?;
     if let Some(out) = out {
         write_private(out, plan.to_json().as_bytes())?;
         if output == OutputFormat::Human {
@@ -229,6 +220,21 @@ async fn plan_cmd(
     } else {
         exit::OK
     })
+}
+
+/// Prints a plan: as text for people, as its `PlanReady` event (the counts) for scripts.
+fn show_plan(plan: &Plan, output: OutputFormat) -> Result<()> {
+    match output {
+        OutputFormat::Human => print!("{}", render::plan(plan)),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string(&Event::PlanReady {
+                summary: plan.summary()
+            })
+            .into_diagnostic()?
+        ),
+    }
+    Ok(())
 }
 
 fn read_plan(file: &Path, state: &State) -> Result<Plan> {
@@ -267,17 +273,8 @@ async fn execute(
     run: &RunOptions,
     output: OutputFormat,
 ) -> Result<Exit> {
-    match output {
-        OutputFormat::Human => print!("{}", render::plan(&plan)),
-        // Scripts always get the plan's counts first, even when there is nothing to do.
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string(&Event::PlanReady {
-                summary: plan.summary()
-            })
-            .into_diagnostic()?
-        ),
-    }
+    // Scripts always get the plan's counts first, even when there is nothing to do.
+    show_plan(&plan, output)?;
     if !plan.has_changes() {
         return Ok(exit::OK);
     }
