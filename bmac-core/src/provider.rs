@@ -335,7 +335,7 @@ impl fmt::Debug for Providers {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -370,7 +370,8 @@ mod tests {
         assert!(serde_json::from_value::<Prior>(serde_json::json!({"config": 1})).is_err());
     }
 
-    struct Named(&'static str);
+    /// A provider called `.0` that answers every call at once, with nothing.
+    pub(crate) struct Named(pub(crate) &'static str);
 
     #[async_trait]
     impl Provider for Named {

@@ -4,34 +4,11 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 use super::support::PlanBuilder;
 use crate::exec::Executor;
-use crate::provider::{
-    ApplyRequest, DestroyRequest, ObserveRequest, Observed, Provider, ProviderError, Providers,
-};
+use crate::provider::tests::Named;
+use crate::provider::{Provider, Providers};
 use crate::state::MemoryStore;
-use crate::step::Outputs;
-
-/// Returns at once.
-struct Instant0;
-
-#[async_trait]
-impl Provider for Instant0 {
-    fn name(&self) -> &str {
-        "instant"
-    }
-    async fn apply(&self, _: ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
-        Ok(Outputs::new())
-    }
-    async fn observe(&self, _: ObserveRequest<'_>) -> Result<Observed, ProviderError> {
-        Ok(Observed::Absent)
-    }
-    async fn destroy(&self, _: DestroyRequest<'_>) -> Result<(), ProviderError> {
-        Ok(())
-    }
-}
 
 #[test]
 #[ignore = "stress"]
@@ -47,7 +24,7 @@ fn stress_multi_thread() {
             .enable_all()
             .build()
             .unwrap();
-        let provider: Arc<dyn Provider> = Arc::new(Instant0);
+        let provider: Arc<dyn Provider> = Arc::new(Named("instant"));
         let exec = Executor::new(Providers::new().fallback(provider));
         let store = MemoryStore::new();
         let result = runtime.block_on(async {
