@@ -484,6 +484,18 @@ fn kill_in_secret_chain(hang: Hang) -> Ended {
     last
 }
 
+/// The final run's `done` line reports these counts.
+fn assert_done(last: &Ended, counts: &[(&str, &str)]) {
+    for (key, value) in counts {
+        assert_eq!(
+            last.field("done", key),
+            Some(*value),
+            "{key}: {}",
+            last.describe()
+        );
+    }
+}
+
 #[test]
 fn a_secret_step_killed_in_doubt_is_adopted_and_its_secret_still_flows() {
     let hang = Hang {
@@ -494,23 +506,9 @@ fn a_secret_step_killed_in_doubt_is_adopted_and_its_secret_still_flows() {
     // `network` was recorded before the kill; `vault0001` is adopted from what observe found
     // (its secret re-read there); `consumer` — whose apply checks it received the secret's
     // value — and `tail` are created.
-    assert_eq!(
-        last.field("done", "adopted"),
-        Some("1"),
-        "{}",
-        last.describe()
-    );
-    assert_eq!(
-        last.field("done", "succeeded"),
-        Some("2"),
-        "{}",
-        last.describe()
-    );
-    assert_eq!(
-        last.field("done", "unchanged"),
-        Some("1"),
-        "{}",
-        last.describe()
+    assert_done(
+        &last,
+        &[("adopted", "1"), ("succeeded", "2"), ("unchanged", "1")],
     );
 }
 
@@ -523,16 +521,5 @@ fn a_consumer_killed_before_its_effect_gets_the_secret_reread_on_resume() {
     let last = kill_in_secret_chain(hang);
     // `vault0001` was applied and journaled (secret redacted) before the kill: on resume it is
     // a no-op whose secret must be observed again for `consumer`, which is created now.
-    assert_eq!(
-        last.field("done", "adopted"),
-        Some("0"),
-        "{}",
-        last.describe()
-    );
-    assert_eq!(
-        last.field("done", "succeeded"),
-        Some("2"),
-        "{}",
-        last.describe()
-    );
+    assert_done(&last, &[("adopted", "0"), ("succeeded", "2")]);
 }
