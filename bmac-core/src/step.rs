@@ -29,9 +29,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 mod config;
+mod ids;
 mod outputs;
 
 pub use config::Config;
+pub use ids::StepIds;
 pub use outputs::{Inputs, OutputIter, OutputMap, OutputValue, Outputs, Secret};
 
 /// Why a string is not a valid [`StepId`].
@@ -244,9 +246,9 @@ pub struct Step {
     pub kind: Kind,
     /// The desired configuration, as canonical JSON (object keys sorted), with its digest.
     pub config: Config,
-    /// Explicit dependencies (`depends_on`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub deps: Vec<StepId>,
+    /// Explicit dependencies (`depends_on`), each once; inline when there is one.
+    #[serde(default, skip_serializing_if = "StepIds::is_empty")]
+    pub deps: StepIds,
     /// Named inputs taken from other steps' outputs at run time.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inputs: BTreeMap<String, Ref>,
@@ -263,7 +265,7 @@ impl Step {
             id,
             kind,
             config: Config::new(serde_json::to_value(config)?),
-            deps: Vec::new(),
+            deps: StepIds::new(),
             inputs: BTreeMap::new(),
         })
     }

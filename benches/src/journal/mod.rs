@@ -97,7 +97,7 @@ pub fn applied_record(i: usize) -> Record {
         id: id.clone(),
         kind: Kind::new(BENCH_KIND),
         config: serde_json::json!({ "n": i }).into(),
-        deps: Vec::new(),
+        deps: Default::default(),
         inputs: Default::default(),
     };
     let fingerprint = step.config_fingerprint();
