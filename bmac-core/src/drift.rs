@@ -475,7 +475,7 @@ mod tests {
                 "privileged"
             );
             assert_ne!(
-                a.prior_fingerprint,
+                a.prior_fingerprint(),
                 Some(a.step.fingerprint(&Inputs::default())),
                 "the executor must not skip the call"
             );

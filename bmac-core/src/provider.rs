@@ -26,7 +26,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppliedStep;
-use crate::step::{Inputs, Outputs, Step};
+use crate::step::{Fingerprint, Inputs, Outputs, Step};
 
 /// Whether an error is worth retrying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -111,14 +111,15 @@ impl Default for StepContext {
 }
 
 /// What the last successful apply of a step left behind, as the journal recorded it: the
-/// config that was applied and the outputs it produced (secrets redacted when loaded from
-/// state).
+/// config that was applied, the outputs it produced (secrets redacted when loaded from
+/// state) and, when known, that apply's [`Fingerprint`].
 ///
 /// A prior is a shared, read-only handle: cloning it never copies the config or the outputs.
 /// A plan made against a state points every node at that state's own record of the step
 /// ([`Prior::recorded`]), so planning a large state copies nothing. One the executor learns
 /// from `observe`, or one read back from a plan file, owns its parts ([`Prior::new`]). Either
-/// way it serialises as `{"config": …, "outputs": …}`.
+/// way it serialises as `{"config": …, "outputs": …, "fingerprint": …}` (no fingerprint when
+/// none is known).
 #[derive(Clone)]
 pub struct Prior(PriorRepr);
 
@@ -134,6 +135,8 @@ enum PriorRepr {
 struct PriorParts {
     config: Value,
     outputs: Outputs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<Fingerprint>,
 }
 
 /// The serialised form, borrowing from either representation.
@@ -141,13 +144,23 @@ struct PriorParts {
 struct PriorView<'a> {
     config: &'a Value,
     outputs: &'a Outputs,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<Fingerprint>,
 }
 
 impl Prior {
     /// A prior from its parts (a step's [`Config`](crate::step::Config) converts by move).
     pub fn new(config: impl Into<Value>, outputs: Outputs) -> Self {
-        let config = config.into();
-        Prior(PriorRepr::Owned(Arc::new(PriorParts { config, outputs })))
+        Prior::owned(config.into(), outputs, None)
+    }
+
+    /// A prior owning its parts, with the fingerprint of the apply that left them if known.
+    pub(crate) fn owned(config: Value, outputs: Outputs, fingerprint: Option<Fingerprint>) -> Self {
+        Prior(PriorRepr::Owned(Arc::new(PriorParts {
+            config,
+            outputs,
+            fingerprint,
+        })))
     }
 
     /// The prior a state records for a step, shared with that state (nothing is copied).
@@ -170,11 +183,22 @@ impl Prior {
             PriorRepr::Owned(p) => &p.outputs,
         }
     }
+
+    /// The fingerprint of the apply that left it: known for a prior from state (or from a
+    /// plan made against one), not for what `observe` found.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        match &self.0 {
+            PriorRepr::Recorded(a) => Some(a.fingerprint),
+            PriorRepr::Owned(p) => p.fingerprint,
+        }
+    }
 }
 
 impl PartialEq for Prior {
     fn eq(&self, other: &Self) -> bool {
-        self.config() == other.config() && self.outputs() == other.outputs()
+        self.config() == other.config()
+            && self.outputs() == other.outputs()
+            && self.fingerprint() == other.fingerprint()
     }
 }
 
@@ -183,6 +207,7 @@ impl fmt::Debug for Prior {
         f.debug_struct("Prior")
             .field("config", self.config())
             .field("outputs", self.outputs())
+            .field("fingerprint", &self.fingerprint())
             .finish()
     }
 }
@@ -192,6 +217,7 @@ impl serde::Serialize for Prior {
         PriorView {
             config: self.config(),
             outputs: self.outputs(),
+            fingerprint: self.fingerprint(),
         }
         .serialize(s)
     }
@@ -353,20 +379,36 @@ pub(crate) mod tests {
             outputs: outputs.clone(),
         });
         let shared = Prior::recorded(Arc::clone(&applied));
-        let owned = Prior::new(step.config.value().clone(), outputs.clone());
+        let owned = applied.prior();
         assert_eq!(shared.config(), step.config.value());
         assert_eq!(shared.outputs(), &outputs);
+        assert_eq!(shared.fingerprint(), Some(applied.fingerprint));
         assert_eq!(shared, owned);
         // Sharing copies nothing: the prior is the state's record.
         assert!(std::ptr::eq(shared.config(), applied.step.config.value()));
         let json = serde_json::to_value(&shared).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"config": {"machine": "m5"}, "outputs": {"id": {"value": "pool-1"}}})
+            serde_json::json!({
+                "config": {"machine": "m5"},
+                "outputs": {"id": {"value": "pool-1"}},
+                "fingerprint": applied.fingerprint,
+            })
         );
         assert_eq!(json, serde_json::to_value(&owned).unwrap());
         let back: Prior = serde_json::from_value(json).unwrap();
         assert_eq!(back, shared);
+        // What `observe` found has no fingerprint: it is not the same prior.
+        let observed = Prior::new(step.config.value().clone(), outputs.clone());
+        assert_eq!(observed.fingerprint(), None);
+        assert_ne!(observed, shared);
+        let json = serde_json::to_value(&observed).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"config": {"machine": "m5"}, "outputs": {"id": {"value": "pool-1"}}})
+        );
+        let back: Prior = serde_json::from_value(json).unwrap();
+        assert_eq!(back, observed);
         assert!(serde_json::from_value::<Prior>(serde_json::json!({"config": 1})).is_err());
     }
 

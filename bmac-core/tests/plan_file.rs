@@ -78,8 +78,12 @@ fn a_plan_round_trips_and_keeps_secrets_out() {
 #[test]
 fn another_format_version_is_refused() {
     let (_, mut v) = saved();
-    v["version"] = json!(2);
-    assert!(reason(&v).contains("format version 2"));
+    let next = Plan::FORMAT_VERSION + 1;
+    v["version"] = json!(next);
+    assert!(reason(&v).contains(&format!("format version {next}")));
+    // Version 1 kept a node's prior fingerprint beside its prior, not in it.
+    v["version"] = json!(1);
+    assert!(reason(&v).contains("format version 1"));
 }
 
 #[test]
@@ -88,8 +92,8 @@ fn garbage_is_refused() {
         "",
         "{",
         "[]",
-        r#"{"version": 1}"#,
-        r#"{"version": 1, "state": 3}"#,
+        r#"{"version": 2}"#,
+        r#"{"version": 2, "state": 3}"#,
     ] {
         assert!(
             matches!(Plan::from_json(text), Err(PlanError::InvalidFile(_))),

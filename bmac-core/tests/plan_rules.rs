@@ -92,7 +92,7 @@ fn everything_is_created_on_an_empty_state_in_dependency_order() {
     assert_eq!(plan.len(), 3);
     for n in plan.nodes() {
         assert_eq!(n.action, Action::Create);
-        assert!(n.prior.is_none() && n.prior_fingerprint.is_none());
+        assert!(n.prior.is_none() && n.prior_fingerprint().is_none());
     }
     assert!(pos(&plan, "cluster") < pos(&plan, "pool"));
     assert!(pos(&plan, "cluster") < pos(&plan, "policy"));
@@ -119,7 +119,7 @@ fn unchanged_steps_are_noops_kept_with_their_prior() {
         Some(&json!("pool"))
     );
     assert_eq!(
-        pool.prior_fingerprint,
+        pool.prior_fingerprint(),
         Some(st.applied(&id("pool")).unwrap().fingerprint)
     );
     assert_eq!(plan.state_ref().serial, 7);

@@ -63,7 +63,7 @@ pub(crate) fn decide(shared: &Shared, i: u32, reread: bool) -> Start {
                     let call = Planned::Replace(fingerprint);
                     Start::Journal(destroy_intent(), TaskMode::Journaled { inputs, call })
                 }
-                Action::Update { .. } if node.prior_fingerprint == Some(fingerprint) => {
+                Action::Update { .. } if node.prior_fingerprint() == Some(fingerprint) => {
                     let recorded = prior_outputs(node);
                     if reread && recorded.has_redacted_secret() {
                         Start::Spawn(TaskMode::Converge {

@@ -338,7 +338,7 @@ impl Call<'_> {
                 Ok(Observed::Absent) => prior = None,
             }
         } else if matches!(node.action, Action::Update { .. })
-            && node.prior_fingerprint == Some(fingerprint)
+            && node.prior_fingerprint() == Some(fingerprint)
         {
             let recorded = prior_outputs(node);
             if !(reread_secrets && recorded.has_redacted_secret()) {

@@ -94,18 +94,24 @@ pub struct PlanNode {
     pub step: Arc<Step>,
     /// What to do.
     pub action: Action,
-    /// What the last apply left, if anything.
+    /// What the last apply left, if anything (with its fingerprint, see
+    /// [`prior_fingerprint`](Self::prior_fingerprint)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prior: Option<Prior>,
-    /// Fingerprint of the last apply, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prior_fingerprint: Option<Fingerprint>,
     /// A crash or failure left the step in doubt: observe before acting.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub in_doubt: bool,
     /// Indices of the nodes that must finish first (all smaller than this node's index),
     /// sorted, each once; stored inline when few (see [`Deps`]).
     pub deps: Deps,
+}
+
+impl PlanNode {
+    /// The fingerprint of the last apply, if any: the executor skips an update whose
+    /// resolved fingerprint equals it.
+    pub fn prior_fingerprint(&self) -> Option<Fingerprint> {
+        self.prior.as_ref().and_then(Prior::fingerprint)
+    }
 }
 
 /// The state a plan was made against.
@@ -151,7 +157,7 @@ pub struct Plan {
 
 impl Plan {
     /// The current format version.
-    pub const FORMAT_VERSION: u32 = 1;
+    pub const FORMAT_VERSION: u32 = 2;
 
     /// The state it was made against.
     pub fn state_ref(&self) -> &StateRef {

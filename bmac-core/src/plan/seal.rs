@@ -123,7 +123,6 @@ pub(crate) fn seal(s: Sealing<'_, '_>, steps: Vec<Step>) -> Vec<PlanNode> {
             step,
             action,
             prior: applied.map(|a| Prior::recorded(Arc::clone(a))),
-            prior_fingerprint: applied.map(|a| a.fingerprint),
             in_doubt,
             deps: Deps::from(deps.as_slice()),
         });

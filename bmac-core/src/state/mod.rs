@@ -98,7 +98,11 @@ impl AppliedStep {
     /// The provider's view of it, as a copy. A planner shares the state's record instead
     /// ([`Prior::recorded`]); this is for callers that hold an `AppliedStep` on its own.
     pub fn prior(&self) -> Prior {
-        Prior::new(self.step.config.clone(), self.outputs.clone())
+        Prior::owned(
+            serde_json::Value::clone(&self.step.config),
+            self.outputs.clone(),
+            Some(self.fingerprint),
+        )
     }
 }
 

@@ -322,7 +322,6 @@ impl PlanBuilder {
             step: Arc::new(s),
             action,
             prior: None,
-            prior_fingerprint: None,
             in_doubt: false,
             deps,
         });
@@ -358,7 +357,6 @@ impl PlanBuilder {
         let applied = state.applied(&id(name)).expect("applied in state").clone();
         let node = self.node(name);
         node.prior = Some(applied.prior());
-        node.prior_fingerprint = Some(applied.fingerprint);
         node.in_doubt = state.steps[&id(name)].in_doubt;
         self
     }
