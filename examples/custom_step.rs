@@ -104,7 +104,7 @@ async fn main() -> Result<()> {
     )
     .into_diagnostic()?
     .input("target", Ref::new(cluster, "endpoint"));
-    steps.push(api_record);
+    steps.push(Arc::new(api_record));
 
     let dns = Arc::new(Dns::default());
     let state_dir = tempfile::tempdir().into_diagnostic()?;

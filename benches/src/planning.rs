@@ -1,12 +1,15 @@
 //! Table 1 — planning: `Planner::plan` ÷ `petgraph::algo::toposort` on the same graph.
 //!
-//! For each shape and size the steps are built once (spec expansion is not planning); each
-//! repetition gets a fresh clone of them outside the timed region, because the planner takes
-//! its steps by value. The timed region is exactly `Planner::new(steps, &state).plan()` —
+//! For each shape and size the steps are built once (spec expansion is not planning), shared
+//! as `Arc<Step>` — the form a spec expansion hands out and a plan keeps; each repetition gets
+//! its own vector of those handles, made outside the timed region. The timed region is exactly
+//! `Planner::new(steps, &state).plan()` —
 //! graph build, validation (duplicates, unknown deps, cycles), diff and sealing — against an
 //! empty state (everything `Create`) and against a *full* state in which every step was
-//! applied with its current config (everything `NoOp`, so every step is diffed for real). The
-//! plan is dropped outside the timed region too.
+//! applied with its current config (everything `NoOp`, so every step is diffed for real). That
+//! state is built from a second expansion of the same graph, so — like a state read back from
+//! a journal — it shares no step, config or id with the spec. The plan is dropped outside the
+//! timed region too.
 //!
 //! The reference is `toposort(&g, None)` on a petgraph `DiGraph` of the same nodes and edges,
 //! built beforehand: the least any planner must do.
@@ -90,7 +93,7 @@ pub fn full_state(steps: &[Step]) -> State {
 /// Plans `steps` against `state` once, checking the plan is whole; returns the time the
 /// planner took (dropping the plan is not timed).
 fn plan_once(
-    steps: &[Step],
+    steps: &[Arc<Step>],
     state: &State,
     check: impl Fn(&Plan) -> bool,
 ) -> Result<Duration, BenchError> {
@@ -111,10 +114,10 @@ fn plan_once(
 /// Measures one shape at one size.
 pub fn measure(shape: Shape, n: usize, reps: usize) -> Result<PlanRow, BenchError> {
     let dag = Dag::generate(shape, n, SEED);
-    let steps = dag.to_steps();
+    let steps: Vec<Arc<Step>> = dag.to_steps().into_iter().map(Arc::new).collect();
     let graph = dag.to_petgraph();
     let empty_state = State::default();
-    let state = full_state(&steps);
+    let state = full_state(&dag.to_steps());
     let toposort_once = || {
         let (order, took) = timed(|| petgraph::algo::toposort(&graph, None));
         match order {

@@ -42,7 +42,7 @@ impl Project {
     }
 
     /// The steps of the spec, with the spans the planner points its diagnostics at.
-    pub fn steps(&self) -> Result<(Vec<Step>, Sources)> {
+    pub fn steps(&self) -> Result<(Vec<Arc<Step>>, Sources)> {
         let expansion = bmac_steps::expand(&self.spec)?;
         Ok((expansion.steps, expansion.sources))
     }

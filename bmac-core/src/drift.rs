@@ -181,7 +181,7 @@ pub enum DriftError {
 
 /// Observes every applied step of the spec and compares. See the module docs.
 pub async fn detect(
-    steps: &[Step],
+    steps: &[Arc<Step>],
     state: &State,
     providers: &Providers,
 ) -> Result<DriftReport, DriftError> {
@@ -203,7 +203,7 @@ pub struct Refreshed {
 /// step of the spec (see [`detect`]) and folds the drift into a copy of the state, so that
 /// `apply` restores what moved by hand. The journal is not touched.
 pub async fn refresh(
-    steps: &[Step],
+    steps: &[Arc<Step>],
     state: &State,
     providers: &Providers,
 ) -> Result<Refreshed, DriftError> {
@@ -244,11 +244,11 @@ pub async fn refresh(
 }
 
 async fn observe_all(
-    steps: &[Step],
+    steps: &[Arc<Step>],
     state: &State,
     providers: &Providers,
 ) -> Result<DriftReport, DriftError> {
-    let plan = Planner::new(steps.to_vec(), state).plan()?;
+    let plan = Planner::new(steps.iter().cloned(), state).plan()?;
     let nodes = plan.nodes();
     // Layer = longest distance from a root; nodes are topologically ordered, so one pass.
     let mut layer = vec![0usize; nodes.len()];
@@ -443,13 +443,13 @@ mod tests {
 
         #[tokio::test]
         async fn drift_becomes_an_update_and_a_deletion_a_create() {
-            let steps = vec![ns("ns.a"), ns("ns.b"), ns("ns.c")];
+            let steps = [ns("ns.a"), ns("ns.b"), ns("ns.c")].map(Arc::new);
             let mut state = State::default();
             for s in &steps {
                 state.apply(&Record {
                     id: s.id.clone(),
                     kind: RecordKind::Applied {
-                        step: Arc::new(s.clone()),
+                        step: Arc::clone(s),
                         fingerprint: s.fingerprint(&Inputs::default()),
                         outputs: Outputs::new(),
                     },

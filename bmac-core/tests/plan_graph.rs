@@ -76,7 +76,14 @@ fn plans_do_not_depend_on_the_order_state_recorded_steps_in() {
         text(Planner::new(spec, &state).plan().unwrap()),
         text(Planner::new(spec_rev, &state_rev).plan().unwrap())
     );
-    let destroy = |state: &State| text(Planner::new(vec![], state).destroy().plan().unwrap());
+    let destroy = |state: &State| {
+        text(
+            Planner::new(Vec::<Step>::new(), state)
+                .destroy()
+                .plan()
+                .unwrap(),
+        )
+    };
     assert_eq!(destroy(&state), destroy(&state_rev));
 }
 

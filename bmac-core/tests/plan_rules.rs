@@ -107,6 +107,23 @@ fn everything_is_created_on_an_empty_state_in_dependency_order() {
 }
 
 #[test]
+fn shared_steps_are_planned_without_a_copy() {
+    let steps: Vec<Arc<Step>> = small_spec().into_iter().map(Arc::new).collect();
+    let plan = Planner::new(steps.iter().cloned(), &State::default())
+        .plan()
+        .unwrap();
+    for s in &steps {
+        let node = plan.node(&s.id).unwrap();
+        assert!(Arc::ptr_eq(&node.step, s), "{} was copied", s.id);
+    }
+    // Owned steps plan the same.
+    let owned = Planner::new(small_spec(), &State::default())
+        .plan()
+        .unwrap();
+    assert_eq!(owned.nodes(), plan.nodes());
+}
+
+#[test]
 fn unchanged_steps_are_noops_kept_with_their_prior() {
     let st = state(small_spec());
     let plan = Planner::new(small_spec(), &st).plan().unwrap();
@@ -324,14 +341,14 @@ fn destroy_with_a_target_takes_its_dependents_along() {
         step("app", &k, json!({})).depends_on(id("pool")),
         step("bucket", &k, json!({})),
     ]);
-    let plan = Planner::new(vec![], &st)
+    let plan = Planner::new(Vec::<Step>::new(), &st)
         .destroy()
         .target(id("pool"))
         .plan()
         .unwrap();
     assert_eq!(ids(&plan), ["app", "pool"]);
     // Excluding the app keeps the pool it needs too.
-    let plan = Planner::new(vec![], &st)
+    let plan = Planner::new(Vec::<Step>::new(), &st)
         .destroy()
         .exclude(id("app"))
         .plan()
@@ -487,14 +504,17 @@ fn a_state_recording_a_cycle_is_reported_not_looped_on() {
         step("a", &k, json!({})).depends_on(id("b")),
         step("b", &k, json!({})).depends_on(id("a")),
     ]);
-    let err = Planner::new(vec![], &st).plan().unwrap_err();
+    let err = Planner::new(Vec::<Step>::new(), &st).plan().unwrap_err();
     let PlanError::Cycle(e) = &err else {
         panic!("{err:?}")
     };
     assert_eq!(e.cycle.len(), 2);
     assert!(e.help.contains("state"), "{}", e.help);
     // Excluding one of them leaves nothing cyclic to plan.
-    let plan = Planner::new(vec![], &st).exclude(id("a")).plan().unwrap();
+    let plan = Planner::new(Vec::<Step>::new(), &st)
+        .exclude(id("a"))
+        .plan()
+        .unwrap();
     assert!(plan.is_empty(), "{:?}", ids(&plan));
 }
 
@@ -509,7 +529,7 @@ fn a_step_never_applied_and_gone_from_the_spec_is_not_deleted() {
             ..StepState::default()
         },
     );
-    let plan = Planner::new(vec![], &st).plan().unwrap();
+    let plan = Planner::new(Vec::<Step>::new(), &st).plan().unwrap();
     assert!(plan.is_empty());
 }
 

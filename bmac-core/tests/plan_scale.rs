@@ -86,7 +86,10 @@ fn a_100k_step_chain_against_a_full_state() {
     assert_eq!((s.update, s.unchanged), (2, N - 2));
 
     // Destroying it all reverses the chain, still without recursion.
-    let plan = Planner::new(vec![], &state).destroy().plan().unwrap();
+    let plan = Planner::new(Vec::<Step>::new(), &state)
+        .destroy()
+        .plan()
+        .unwrap();
     assert_eq!(plan.len(), N);
     assert_eq!(plan.nodes()[0].step.id.as_str(), format!("s{}", N - 1));
     assert_eq!(plan.nodes()[N - 1].step.id.as_str(), "s0");

@@ -131,7 +131,7 @@ async fn the_quickstart_builds_converges_updates_and_destroys_on_the_sim() {
     assert_eq!(ops[0]["config"]["scaling"]["desired"], 5);
 
     // Destroy: everything goes, each resource only after everything that depended on it.
-    let plan = Planner::new(Vec::new(), &state(&store).await)
+    let plan = Planner::new(Vec::<bmac_core::Step>::new(), &state(&store).await)
         .destroy()
         .plan()
         .unwrap();

@@ -254,6 +254,7 @@ fn policies_are_valid_kyverno_cluster_policies() {
     let policies: Vec<&Step> = e
         .steps
         .iter()
+        .map(|s| &**s)
         .filter(|s| s.kind.name() == kinds::POLICY)
         .collect();
     assert_eq!(policies.len(), 5);

@@ -6,7 +6,8 @@
 //! every other, nothing recurses):
 //! 1. *spec graph* — one node per step, in spec order; an edge from each dependency
 //!    (explicit `deps` and input references alike) to its dependent. Duplicate ids and
-//!    unknown dependencies are rejected here, all unknown ones in one diagnostic.
+//!    unknown dependencies are rejected here, all unknown ones in one diagnostic. A spec
+//!    written dependencies first is read in one visit per step (see `add_spec`).
 //! 2. *order* — Kahn's pass over the spec graph rejects a cycle (listing it, naming an edge
 //!    to cut) or yields an order in which every step comes after the steps it takes inputs
 //!    from. State is matched to the spec steps.
@@ -23,13 +24,15 @@
 //!    state entry (after its input sources, so "an input source changes" is known) and moved
 //!    into its plan node in the same visit; see `seal`.
 //!
-//! Nothing here copies what state records: a node's prior is a shared handle on the state's
-//! own record ([`Prior::recorded`](crate::provider::Prior::recorded)).
+//! Nothing here copies a step: a node shares its spec step with the caller (steps are passed
+//! as `Arc<Step>`, or boxed once on the way in), and its prior is a shared handle on the
+//! state's own record ([`Prior::recorded`](crate::provider::Prior::recorded)).
 //!
 //! `destroy` mode does not read the spec at all (a broken spec must not block a teardown);
 //! it plans the deletion of everything in state, or of the targets and their dependents.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use super::dag::PlanGraph;
 use super::diag::{self, CycleEdge, DuplicateStepError, EdgeKind, PlanError, Sources, Unknown};
@@ -52,7 +55,7 @@ use crate::step::{Step, StepId};
 /// ```
 #[derive(Debug)]
 pub struct Planner<'s> {
-    steps: Vec<Step>,
+    steps: Vec<Arc<Step>>,
     state: &'s State,
     targets: Vec<StepId>,
     excludes: Vec<StepId>,
@@ -62,9 +65,13 @@ pub struct Planner<'s> {
 
 impl<'s> Planner<'s> {
     /// A planner for `steps` against `state`.
-    pub fn new(steps: Vec<Step>, state: &'s State) -> Self {
+    ///
+    /// Steps come owned, or already shared as `Arc<Step>` (the form a spec expansion hands
+    /// out). A plan node shares its step with whoever else holds it: a shared step is
+    /// planned without a copy, an owned one is boxed once.
+    pub fn new<S: Into<Arc<Step>>>(steps: impl IntoIterator<Item = S>, state: &'s State) -> Self {
         Planner {
-            steps,
+            steps: steps.into_iter().map(Into::into).collect(),
             state,
             targets: Vec::new(),
             excludes: Vec::new(),
@@ -110,7 +117,7 @@ impl<'s> Planner<'s> {
         } = self;
         let sources = sources.as_ref();
         // In `destroy` mode the spec is not read at all: its steps are no nodes.
-        let spec: &[Step] = if destroy { &[] } else { &steps };
+        let spec: &[Arc<Step>] = if destroy { &[] } else { &steps };
         let mut index = IdIndex::with_capacity(if destroy {
             state.steps.len()
         } else {
@@ -186,10 +193,10 @@ impl<'s> Planner<'s> {
 }
 
 /// The step of node `v`: a spec step, or (from `spec.len()` on) a removed one's last apply.
-fn step_of<'a>(spec: &'a [Step], removed: &'a [Removed<'_>], v: u32) -> Option<&'a Step> {
+fn step_of<'a>(spec: &'a [Arc<Step>], removed: &'a [Removed<'_>], v: u32) -> Option<&'a Step> {
     let v = v as usize;
     match v.checked_sub(spec.len()) {
-        None => spec.get(v),
+        None => spec.get(v).map(|s| &**s),
         Some(r) => removed.get(r).map(|r| &*r.applied.step),
     }
 }
@@ -199,7 +206,7 @@ fn step_of<'a>(spec: &'a [Step], removed: &'a [Removed<'_>], v: u32) -> Option<&
 /// depends on), the step stays in the plan as a no-op — there to be read, not destroyed.
 /// Returns, per node, whether it is kept only for that (empty when none is).
 fn keep_input_sources(
-    spec: &[Step],
+    spec: &[Arc<Step>],
     removed: &[Removed<'_>],
     index: &IdIndex<'_>,
     keep: &mut [bool],
@@ -232,19 +239,22 @@ fn keep_input_sources(
     noop
 }
 
-/// Pass 1: nodes and edges of the spec steps. Every id is indexed first (a duplicate is an
-/// error), then each step's dependencies are looked up, so the edges come in the order "by
-/// dependent, `depends_on` then references" whichever way the spec is written, and every
-/// dependency that names no step is reported in one diagnostic.
+/// Pass 1: nodes and edges of the spec steps. The edges come in the order "by dependent,
+/// `depends_on` then references" whichever way the spec is written, and every dependency
+/// that names no step is reported in one diagnostic.
+///
+/// Specs are mostly written dependencies first, so each step is visited once: its id is
+/// indexed (a duplicate is an error) and its dependencies looked up, all already indexed.
+/// At the first dependency on a step further down, the visit only indexes the remaining
+/// ids, and the edges are then added in a second visit, when every id is known.
 fn add_spec<'a>(
-    steps: &'a [Step],
+    steps: &'a [Arc<Step>],
     index: &mut IdIndex<'a>,
     sources: Option<&Sources>,
 ) -> Result<PlanGraph, PlanError> {
-    let mut graph = PlanGraph::with_capacity(steps.len(), 0);
+    let mut graph = PlanGraph::with_capacity(steps.len(), steps.len());
     let first = graph.add_nodes(steps.len());
-    // Counted while indexing, so the edge list is allocated once at its final size.
-    let mut edges = 0;
+    let mut forward = false;
     for (v, step) in (first..).zip(steps) {
         if index.insert(step.id.as_str()) != Ok(v) {
             return Err(PlanError::DuplicateStep(Box::new(DuplicateStepError {
@@ -253,18 +263,29 @@ fn add_spec<'a>(
                 span: sources.and_then(|s| s.steps.get(&step.id).copied()),
             })));
         }
-        edges += step.deps.len() + step.inputs.len();
+        if forward {
+            continue;
+        }
+        for (dep, _, kind) in named_deps(step) {
+            match index.get(dep.as_str()) {
+                Some(u) => {
+                    graph.add_edge(u, v, kind);
+                }
+                None => {
+                    forward = true;
+                    break;
+                }
+            }
+        }
     }
-    graph.reserve_edges(edges);
+    if !forward {
+        return Ok(graph);
+    }
+    graph.clear_edges();
     // Dependencies that name no step: (dependent, named dependency, input).
     let mut missing: Vec<(&'a Step, &'a StepId, Option<&'a str>)> = Vec::new();
     for (v, step) in (first..).zip(steps) {
-        let named = step.deps.iter().map(|d| (d, None, EdgeKind::Deps)).chain(
-            step.inputs
-                .iter()
-                .map(|(name, r)| (&r.step, Some(name.as_str()), EdgeKind::Input)),
-        );
-        for (dep, input, kind) in named {
+        for (dep, input, kind) in named_deps(step) {
             match index.get(dep.as_str()) {
                 Some(u) => {
                     graph.add_edge(u, v, kind);
@@ -272,6 +293,9 @@ fn add_spec<'a>(
                 None => missing.push((step, dep, input)),
             }
         }
+    }
+    if missing.is_empty() {
+        return Ok(graph);
     }
     let mut unknown: Vec<Unknown<'a>> = Vec::new();
     let mut reported: HashSet<(&StepId, &StepId)> = HashSet::new();
@@ -291,22 +315,28 @@ fn add_spec<'a>(
             });
         }
     }
-    if unknown.is_empty() {
-        Ok(graph)
-    } else {
-        Err(diag::unknown_deps_error(
-            &unknown,
-            steps.iter().map(|s| &s.id),
-            sources,
-        ))
-    }
+    Err(diag::unknown_deps_error(
+        &unknown,
+        steps.iter().map(|s| &s.id),
+        sources,
+    ))
+}
+
+/// The steps `step` names: its `depends_on`, then its input references (with the input's
+/// name), each with the kind of edge it makes.
+fn named_deps(step: &Step) -> impl Iterator<Item = (&StepId, Option<&str>, EdgeKind)> {
+    step.deps.iter().map(|d| (d, None, EdgeKind::Deps)).chain(
+        step.inputs
+            .iter()
+            .map(|(name, r)| (&r.step, Some(name.as_str()), EdgeKind::Input)),
+    )
 }
 
 /// What state records for each spec step (by node index), found in one pass over state:
 /// one hash lookup per state entry instead of an ordered-map search per step. Also returns
 /// how many state entries belong to a spec step.
 fn recorded_entries<'s>(
-    steps: &[Step],
+    steps: &[Arc<Step>],
     state: &'s State,
     index: &IdIndex<'_>,
 ) -> (Vec<Option<&'s StepState>>, usize) {
@@ -394,7 +424,7 @@ fn add_deletions<'s: 'a, 'a>(
 fn cycle_error(
     graph: &PlanGraph,
     edges: &[u32],
-    spec: &[Step],
+    spec: &[Arc<Step>],
     removed: &[Removed<'_>],
     sources: Option<&Sources>,
 ) -> PlanError {

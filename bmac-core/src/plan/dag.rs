@@ -46,9 +46,9 @@ impl PlanGraph {
         }
     }
 
-    /// Makes room for `additional` more edges.
-    pub fn reserve_edges(&mut self, additional: usize) {
-        self.graph.reserve_edges(additional);
+    /// Removes every edge, keeping the nodes.
+    pub fn clear_edges(&mut self) {
+        self.graph.clear_edges();
     }
 
     /// Adds `count` nodes; returns the index of the first.

@@ -4,9 +4,9 @@
 //! entry), and at 100k steps those lookups are most of the planner's memory traffic. So the
 //! index is built for that:
 //! - *small buckets*: the table (hashbrown's `HashTable`) stores only the `u32` node index;
-//!   the id text of node `i` lives at `ids[i]`, and each node's hash at `hashes[i]` (so growing
-//!   the table never re-reads an id). A 100k-step table is ~640 KB and stays in L2, where
-//!   a map of `&str → u32` buckets would not;
+//!   the id text of node `i` lives at `ids[i]`. A 100k-step table is ~640 KB and stays in L2,
+//!   where a map of `&str → u32` buckets would not. The planner sizes the table for the spec
+//!   up front, so it grows (re-hashing ids) only when deletions add nodes;
 //! - *no string compare when ids are shared*: a dependency usually names its step with a
 //!   clone of the same [`StepId`](crate::step::StepId) (one `Arc<str>`); equal pointers and
 //!   lengths are equal ids, decided without reading the text;
@@ -23,7 +23,6 @@ use hashbrown::hash_table::{Entry, HashTable};
 pub(crate) struct IdIndex<'a> {
     table: HashTable<u32>,
     ids: Vec<&'a str>,
-    hashes: Vec<u64>,
 }
 
 impl<'a> IdIndex<'a> {
@@ -32,7 +31,6 @@ impl<'a> IdIndex<'a> {
         IdIndex {
             table: HashTable::with_capacity(capacity),
             ids: Vec::with_capacity(capacity),
-            hashes: Vec::with_capacity(capacity),
         }
     }
 
@@ -40,18 +38,17 @@ impl<'a> IdIndex<'a> {
     /// as an error.
     pub fn insert(&mut self, id: &'a str) -> Result<u32, u32> {
         let hash = hash_id(id);
-        let IdIndex { table, ids, hashes } = self;
+        let IdIndex { table, ids } = self;
         let next = ids.len() as u32;
         match table.entry(
             hash,
             |&i| same_id(ids[i as usize], id),
-            |&i| hashes[i as usize],
+            |&i| hash_id(ids[i as usize]),
         ) {
             Entry::Occupied(existing) => Err(*existing.get()),
             Entry::Vacant(slot) => {
                 slot.insert(next);
                 ids.push(id);
-                hashes.push(hash);
                 Ok(next)
             }
         }

@@ -1,12 +1,13 @@
 //! Sealing: diffing each planned step and moving it into the plan, in the final order.
 //!
 //! The plan's nodes are built straight into one vector of exactly the right length, in the
-//! stored order; nothing goes through `Option` slots or a second collect. The spec steps are
-//! *moved*, never cloned: the input vector is first permuted in place (following the
-//! permutation's cycles, one swap per misplaced step) so that it lists the kept steps in plan
-//! order, and is then consumed front to back. When the order is the spec order — the common
-//! case: specs are mostly written dependencies first — there is nothing to permute. Deleted
-//! steps are cloned from state (state keeps them; they are few).
+//! stored order; nothing goes through `Option` slots or a second collect. The spec steps come
+//! shared (`Arc<Step>`) and each node takes its handle, never a copy of the step: the input
+//! vector is first permuted in place (following the permutation's cycles, one swap per
+//! misplaced step) so that it lists the kept steps in plan order, and is then consumed front
+//! to back. When the order is the spec order — the common case: specs are mostly written
+//! dependencies first — there is nothing to permute. A deleted step's node shares the step
+//! state recorded.
 //!
 //! Each spec step is diffed (see `diff`) in the same visit that moves it: the order puts its
 //! input sources first, so whether one of them changes is known, and the step, its state
@@ -52,7 +53,7 @@ pub(crate) struct Sealing<'a, 's> {
 const DROPPED: u32 = u32::MAX;
 
 /// The plan nodes, in `order`.
-pub(crate) fn seal(s: Sealing<'_, '_>, steps: Vec<Step>) -> Vec<PlanNode> {
+pub(crate) fn seal(s: Sealing<'_, '_>, steps: Vec<Arc<Step>>) -> Vec<PlanNode> {
     let n = s.graph.node_count();
     let order = s.order;
     let identity = order.len() == n && order.iter().enumerate().all(|(k, &v)| k == v as usize);
@@ -104,7 +105,7 @@ pub(crate) fn seal(s: Sealing<'_, '_>, steps: Vec<Step>) -> Vec<PlanNode> {
             let entry = s.recorded.get(i).copied().flatten();
             let d = diff(&step, entry, upstream_changes);
             changes[i] = d.action.is_change();
-            (Arc::new(step), d.action, d.applied, d.in_doubt)
+            (step, d.action, d.applied, d.in_doubt)
         } else {
             let Some(r) = s.removed.get(i - s.spec_len) else {
                 continue;
@@ -132,7 +133,7 @@ pub(crate) fn seal(s: Sealing<'_, '_>, steps: Vec<Step>) -> Vec<PlanNode> {
 
 /// `steps` permuted in place so that the spec steps kept in `order` come first, in that
 /// order; the dropped ones are cut off.
-fn in_plan_order(mut steps: Vec<Step>, spec_len: usize, order: &[u32]) -> Vec<Step> {
+fn in_plan_order<T>(mut steps: Vec<T>, spec_len: usize, order: &[u32]) -> Vec<T> {
     // dest[i]: where spec step i goes. Kept steps by rank in `order`, dropped ones after.
     let mut dest = vec![DROPPED; spec_len];
     let mut kept = 0u32;

@@ -28,6 +28,7 @@ mod workloads;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bmac_core::plan::Sources;
 use bmac_core::spec::Spec;
@@ -45,8 +46,9 @@ use crate::kinds;
 /// The steps a spec expands into, with the spans the planner's diagnostics point at.
 #[derive(Debug, Clone)]
 pub struct Expansion {
-    /// The steps, in the order the catalogue made them.
-    pub steps: Vec<Step>,
+    /// The steps, in the order the catalogue made them, shared: a plan made from them (and
+    /// the state an apply records) holds the same steps, not copies.
+    pub steps: Vec<Arc<Step>>,
     /// The spec text, the entry span of each step and the span behind each edge.
     pub sources: Sources,
 }
@@ -203,7 +205,7 @@ impl Catalogue<'_> {
         }
         sources.steps = self.spans;
         Expansion {
-            steps: self.steps,
+            steps: self.steps.into_iter().map(Arc::new).collect(),
             sources,
         }
     }
