@@ -168,6 +168,14 @@ impl Prior {
         Prior(PriorRepr::Recorded(applied))
     }
 
+    /// The state's own record, when this prior shares it.
+    pub(crate) fn record(&self) -> Option<&Arc<AppliedStep>> {
+        match &self.0 {
+            PriorRepr::Recorded(a) => Some(a),
+            PriorRepr::Owned(_) => None,
+        }
+    }
+
     /// The config that was applied.
     pub fn config(&self) -> &Value {
         match &self.0 {

@@ -10,7 +10,16 @@
 //!    written dependencies first is read in one visit per step (see `add_spec`).
 //! 2. *order* — Kahn's pass over the spec graph rejects a cycle (listing it, naming an edge
 //!    to cut) or yields an order in which every step comes after the steps it takes inputs
-//!    from. State is matched to the spec steps.
+//!    from.
+//!
+//!    *state* — state is matched to the spec steps, and each step found there is diffed
+//!    against its entry (everything but "an input source changes", which pass 5 adds; see
+//!    `diff`). This needs an index of the spec's ids, not the graph: for a large spec
+//!    against a non-empty state it runs on a second thread, which indexes the ids again for
+//!    itself, while this one runs passes 1 and 2. Each side then reads its own data (state
+//!    records there, dependency lists and the graph here), so at 100k steps the two wait on
+//!    memory side by side rather than one after the other; indexing the ids twice costs
+//!    less than either side waiting for the other's index.
 //! 3. *deletions* — each step applied in state but gone from the spec (every applied step in
 //!    `destroy` mode) becomes a `Delete` node, ordered *after* every node of a step that,
 //!    per state, depended on it: dependents go first, then what they used. A step that
@@ -20,9 +29,9 @@
 //! 4. *selection* — `target` / `exclude` over that plan graph (see `select`).
 //! 5. *seal* — Kahn's pass over the selected nodes fixes the stored order (every dependency
 //!    before its dependent; when neither deletions nor a selection changed the graph, the
-//!    order of pass 2 is reused). Walking that order, each spec step is diffed against its
-//!    state entry (after its input sources, so "an input source changes" is known) and moved
-//!    into its plan node in the same visit; see `seal`.
+//!    order of pass 2 is reused). Walking that order, each spec step takes its diff — an
+//!    update now when one of its input sources changes, which is known by then since the
+//!    sources come first — and moves into its plan node; see `seal`.
 //!
 //! Nothing here copies a step: a node shares its spec step with the caller (steps are passed
 //! as `Arc<Step>`, or boxed once on the way in), and its prior is a shared handle on the
@@ -32,10 +41,11 @@
 //! it plans the deletion of everything in state, or of the targets and their dependents.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use super::dag::PlanGraph;
+use super::dag::{Adjacency, PlanGraph};
 use super::diag::{self, CycleEdge, DuplicateStepError, EdgeKind, PlanError, Sources, Unknown};
+use super::diff::{diff, Diff};
 use super::ids::IdIndex;
 use super::order::{toposort, Order};
 use super::seal::{seal, Removed, Sealing};
@@ -106,7 +116,21 @@ impl<'s> Planner<'s> {
     }
 
     /// Makes the plan.
+    ///
+    /// A large spec planned against a non-empty state uses a second thread, when the
+    /// machine has a second core: state is matched and diffed there while this thread
+    /// builds and orders the spec graph (see the module docs). The plan is the same either
+    /// way.
     pub fn plan(self) -> Result<Plan, PlanError> {
+        let second_thread = !self.destroy
+            && self.steps.len() >= PARALLEL_FROM
+            && !self.state.steps.is_empty()
+            && cores() > 1;
+        self.plan_on(second_thread)
+    }
+
+    /// [`plan`](Self::plan), matching and diffing state on a second thread or not.
+    fn plan_on(self, second_thread: bool) -> Result<Plan, PlanError> {
         let Planner {
             steps,
             state,
@@ -123,14 +147,28 @@ impl<'s> Planner<'s> {
         } else {
             spec.len()
         });
-        let mut graph = add_spec(spec, &mut index, sources)?;
-        let mut adj = graph.adjacency();
-        let mut order = match toposort(&graph, &adj, None) {
-            Order::Sorted(order) => order,
-            Order::Cycle(edges) => return Err(cycle_error(&graph, &edges, spec, &[], sources)),
+        let (spec_graph, (mut recorded, matched)) = if second_thread {
+            let index = &mut index;
+            both(
+                || ordered(add_spec(spec, index, sources)?, spec, sources),
+                || {
+                    // An index of its own (see the module docs); a duplicate id fails the
+                    // plan on this side.
+                    let mut own = IdIndex::with_capacity(spec.len());
+                    match index_spec(spec, &mut own, None, None) {
+                        Ok(_) => match_state(spec, state, &own),
+                        Err(_) => (Vec::new(), 0),
+                    }
+                },
+            )
+        } else {
+            let graph = add_spec(spec, &mut index, sources)?;
+            (
+                ordered(graph, spec, sources),
+                match_state(spec, state, &index),
+            )
         };
-        let (recorded, matched) = recorded_entries(spec, state, &index);
-
+        let (mut graph, mut adj, mut order) = spec_graph?;
         // Every state entry matched a spec step: nothing can be deleted.
         let removed = if matched < state.steps.len() {
             add_deletions(state, &recorded, &mut graph, &mut index)
@@ -183,13 +221,56 @@ impl<'s> Planner<'s> {
             adj: &adj,
             order: &order,
             spec_len: spec.len(),
-            recorded: &recorded,
+            recorded: &mut recorded,
             removed: &removed,
             noop: &noop,
         };
         let nodes = seal(sealing, steps);
         Ok(Plan::seal(state_ref, nodes))
     }
+}
+
+/// Pass 2 over the spec graph: its adjacency tables and Kahn's order, or the cycle error.
+fn ordered(
+    graph: PlanGraph,
+    spec: &[Arc<Step>],
+    sources: Option<&Sources>,
+) -> Result<(PlanGraph, Adjacency, Vec<u32>), PlanError> {
+    let adj = graph.adjacency();
+    match toposort(&graph, &adj, None) {
+        Order::Sorted(order) => Ok((graph, adj, order)),
+        Order::Cycle(edges) => Err(cycle_error(&graph, &edges, spec, &[], sources)),
+    }
+}
+
+/// From how many spec steps a second thread pays for itself. Starting one costs tens of
+/// microseconds, and on a shared virtual machine the second core is not always free at
+/// once (10k-step plans measured up to twice as slow with one): worth it for a plan of
+/// tens of milliseconds, not for one of about one (10k steps against a full state).
+const PARALLEL_FROM: usize = 32 * 1024;
+
+/// How many threads can run at once here (asked once).
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// Runs `a` on this thread and `b` on a second one, and returns both results. When no
+/// thread can be started, `b` runs here after `a`; a panic in `b` is resumed here.
+fn both<A, B: Send>(a: impl FnOnce() -> A, b: impl Fn() -> B + Sync) -> (A, B) {
+    std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new()
+            .name("bmac-plan".into())
+            .spawn_scoped(scope, &b);
+        let a = a();
+        let b = match spawned {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => b(),
+        };
+        (a, b)
+    })
 }
 
 /// The step of node `v`: a spec step, or (from `spec.len()` on) a removed one's last apply.
@@ -246,16 +327,34 @@ fn keep_input_sources(
 /// Specs are mostly written dependencies first, so each step is visited once: its id is
 /// indexed (a duplicate is an error) and its dependencies looked up, all already indexed.
 /// At the first dependency on a step further down, the visit only indexes the remaining
-/// ids, and the edges are then added in a second visit, when every id is known.
+/// ids, and the edges are then added in a second visit ([`add_edges`]), when every id is
+/// known.
 fn add_spec<'a>(
     steps: &'a [Arc<Step>],
     index: &mut IdIndex<'a>,
     sources: Option<&Sources>,
 ) -> Result<PlanGraph, PlanError> {
     let mut graph = PlanGraph::with_capacity(steps.len(), steps.len());
-    let first = graph.add_nodes(steps.len());
-    let mut forward = false;
-    for (v, step) in (first..).zip(steps) {
+    if !index_spec(steps, index, sources, Some(&mut graph))? {
+        add_edges(steps, index, &mut graph, sources)?;
+    }
+    Ok(graph)
+}
+
+/// Indexes the ids of the spec steps (a duplicate is an error). With a graph, also gives
+/// each a node and adds its edges while all its dependencies are known; returns whether
+/// every edge was added (never, without a graph).
+fn index_spec<'a>(
+    steps: &'a [Arc<Step>],
+    index: &mut IdIndex<'a>,
+    sources: Option<&Sources>,
+    mut graph: Option<&mut PlanGraph>,
+) -> Result<bool, PlanError> {
+    if let Some(graph) = graph.as_deref_mut() {
+        graph.add_nodes(steps.len());
+    }
+    let mut complete = graph.is_some();
+    for (v, step) in (0..).zip(steps) {
         if index.insert(step.id.as_str()) != Ok(v) {
             return Err(PlanError::DuplicateStep(Box::new(DuplicateStepError {
                 id: step.id.clone(),
@@ -263,28 +362,38 @@ fn add_spec<'a>(
                 span: sources.and_then(|s| s.steps.get(&step.id).copied()),
             })));
         }
-        if forward {
+        let Some(graph) = graph.as_deref_mut().filter(|_| complete) else {
             continue;
-        }
+        };
         for (dep, _, kind) in named_deps(step) {
             match index.get(dep.as_str()) {
                 Some(u) => {
                     graph.add_edge(u, v, kind);
                 }
                 None => {
-                    forward = true;
+                    complete = false;
                     break;
                 }
             }
         }
     }
-    if !forward {
-        return Ok(graph);
+    Ok(complete)
+}
+
+/// The edges of the spec steps, every id indexed (replacing any already added).
+fn add_edges<'a>(
+    steps: &'a [Arc<Step>],
+    index: &IdIndex<'a>,
+    graph: &mut PlanGraph,
+    sources: Option<&Sources>,
+) -> Result<(), PlanError> {
+    if graph.node_count() < steps.len() {
+        graph.add_nodes(steps.len() - graph.node_count());
     }
     graph.clear_edges();
     // Dependencies that name no step: (dependent, named dependency, input).
     let mut missing: Vec<(&'a Step, &'a StepId, Option<&'a str>)> = Vec::new();
-    for (v, step) in (first..).zip(steps) {
+    for (v, step) in (0..).zip(steps) {
         for (dep, input, kind) in named_deps(step) {
             match index.get(dep.as_str()) {
                 Some(u) => {
@@ -295,7 +404,7 @@ fn add_spec<'a>(
         }
     }
     if missing.is_empty() {
-        return Ok(graph);
+        return Ok(());
     }
     let mut unknown: Vec<Unknown<'a>> = Vec::new();
     let mut reported: HashSet<(&StepId, &StepId)> = HashSet::new();
@@ -332,25 +441,27 @@ fn named_deps(step: &Step) -> impl Iterator<Item = (&StepId, Option<&str>, EdgeK
     )
 }
 
-/// What state records for each spec step (by node index), found in one pass over state:
-/// one hash lookup per state entry instead of an ordered-map search per step. Also returns
+/// State matched to the spec, in one pass over state: one hash lookup per state entry
+/// instead of an ordered-map search per step. Each spec step with a state entry is diffed
+/// against it (see [`diff`]). Returns the diffs by node index (`None`: nothing in state) and
 /// how many state entries belong to a spec step.
-fn recorded_entries<'s>(
+fn match_state(
     steps: &[Arc<Step>],
-    state: &'s State,
+    state: &State,
     index: &IdIndex<'_>,
-) -> (Vec<Option<&'s StepState>>, usize) {
+) -> (Vec<Option<Diff>>, usize) {
     if state.steps.is_empty() || steps.is_empty() {
         return (Vec::new(), 0);
     }
-    let mut recorded = vec![None; steps.len()];
+    let mut recorded: Vec<Option<Diff>> = Vec::with_capacity(steps.len());
+    recorded.resize_with(steps.len(), || None);
     let mut matched = 0;
     for (id, entry) in &state.steps {
-        if let Some(slot) = index
-            .get(id.as_str())
-            .and_then(|v| recorded.get_mut(v as usize))
-        {
-            *slot = Some(entry);
+        let Some(v) = index.get(id.as_str()).map(|v| v as usize) else {
+            continue;
+        };
+        if let (Some(slot), Some(step)) = (recorded.get_mut(v), steps.get(v)) {
+            *slot = Some(diff(step, Some(entry)));
             matched += 1;
         }
     }
@@ -362,7 +473,7 @@ fn recorded_entries<'s>(
 /// new node (node `spec.len() + k` is `removed[k]`).
 fn add_deletions<'s: 'a, 'a>(
     state: &'s State,
-    recorded: &[Option<&'s StepState>],
+    recorded: &[Option<Diff>],
     graph: &mut PlanGraph,
     index: &mut IdIndex<'a>,
 ) -> Vec<Removed<'s>> {
@@ -397,7 +508,11 @@ fn add_deletions<'s: 'a, 'a>(
     // Dependents by node number (spec steps, then deletions), so the edges too come in an
     // order that does not depend on how state happens to be laid out.
     let dependents = (0..first)
-        .zip(recorded.iter().map(|e| e.and_then(|e| e.applied.as_ref())))
+        .zip(
+            recorded
+                .iter()
+                .map(|d| d.as_ref().and_then(|d| d.prior.as_ref()?.record())),
+        )
         .chain((first..).zip(removed.iter().map(|r| Some(r.applied))));
     for (dependent, applied) in dependents {
         let Some(applied) = applied else {
@@ -454,4 +569,116 @@ fn cycle_error(
         })
         .collect();
     diag::cycle_error(&cycle, sources)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::plan::Summary;
+    use crate::state::AppliedStep;
+    use crate::step::{Kind, Outputs, Ref};
+
+    fn id(text: &str) -> StepId {
+        StepId::new(text).unwrap()
+    }
+
+    /// 600 steps, each depending on the one before and every fifth taking an input from the
+    /// one 7 back, with `kind` and `n` setting what they are.
+    fn spec(kind: &Kind, n: i64) -> Vec<Step> {
+        (0..600)
+            .map(|i| {
+                let s = Step::new(id(&format!("s{i}")), kind.clone(), &json!({"n": n, "i": i}))
+                    .unwrap();
+                match i {
+                    0 => s,
+                    _ if i % 5 == 0 && i >= 7 => s
+                        .depends_on(id(&format!("s{}", i - 1)))
+                        .input("up", Ref::new(id(&format!("s{}", i - 7)), "out")),
+                    _ => s.depends_on(id(&format!("s{}", i - 1))),
+                }
+            })
+            .collect()
+    }
+
+    /// A state that applied `steps`, some of them left in doubt.
+    fn applied(steps: Vec<Step>) -> State {
+        let mut state = State::default();
+        for (i, step) in steps.into_iter().enumerate() {
+            let applied = AppliedStep {
+                fingerprint: step.config_fingerprint(),
+                outputs: Outputs::new().with("out", i),
+                step: Arc::new(step),
+            };
+            state.steps.insert(
+                applied.step.id.clone(),
+                StepState {
+                    applied: Some(Arc::new(applied)),
+                    in_doubt: i % 97 == 5,
+                    last_error: None,
+                },
+            );
+        }
+        state
+    }
+
+    #[test]
+    fn a_second_thread_makes_the_same_plan() {
+        let kind = Kind::with_replace_on("k", ["/n"]);
+        let other = Kind::new("other");
+        // State: the same steps, a few more that left the spec, some recorded out of order.
+        let mut before = spec(&kind, 1);
+        before.extend(
+            (0..20).map(|i| Step::new(id(&format!("gone{i}")), kind.clone(), &json!({})).unwrap()),
+        );
+        before.swap(10, 400);
+        let state = applied(before);
+        // Spec: some steps changed (a replace, an update, another kind), some new, one
+        // naming a step further down.
+        let mut steps = spec(&kind, 1);
+        steps[3] = Step::new(id("s3"), kind.clone(), &json!({"n": 2, "i": 3})).unwrap();
+        steps[50].config["i"] = json!(-1);
+        steps[51].kind = other.clone();
+        steps[52] = steps[52].clone().depends_on(id("new"));
+        steps.push(
+            Step::new(id("new"), other, &json!({}))
+                .unwrap()
+                .depends_on(id("s0")),
+        );
+        fn both_ways<'s>(planner: &dyn Fn() -> Planner<'s>) -> Summary {
+            match (planner().plan_on(false), planner().plan_on(true)) {
+                (Ok(one), Ok(two)) => {
+                    assert_eq!(one.nodes(), two.nodes());
+                    assert_eq!(one.summary(), two.summary());
+                    one.summary()
+                }
+                (one, two) => panic!("{one:?} against {two:?}"),
+            }
+        }
+        let summary = both_ways(&|| Planner::new(steps.clone(), &state));
+        assert!(summary.create >= 1 && summary.update >= 1 && summary.destroy >= 20);
+        assert!(summary.unchanged > 0);
+        let targeted = both_ways(&|| Planner::new(steps.clone(), &state).target(id("s60")));
+        assert!(targeted.unchanged < summary.unchanged && targeted.destroy < summary.destroy);
+        let excluded = both_ways(&|| Planner::new(steps.clone(), &state).exclude(id("s500")));
+        assert!(excluded.destroy >= 20);
+        // Errors are the same too.
+        let error = |steps: Vec<Step>| {
+            let one = Planner::new(steps.clone(), &state)
+                .plan_on(false)
+                .unwrap_err();
+            let two = Planner::new(steps, &state).plan_on(true).unwrap_err();
+            assert_eq!(one.to_string(), two.to_string());
+            one
+        };
+        let mut cyclic = steps.clone();
+        cyclic[1] = cyclic[1].clone().depends_on(id("s2"));
+        assert!(matches!(error(cyclic), PlanError::Cycle(_)));
+        let mut unknown = steps.clone();
+        unknown[9] = unknown[9].clone().depends_on(id("nowhere"));
+        assert!(matches!(error(unknown), PlanError::UnknownDep(_)));
+    }
 }

@@ -7,7 +7,9 @@
 //!    value under any of the kind's `replace_on` pointers differs → `Replace` naming the changed
 //!    fields at or under those pointers, else `Update`;
 //! 4. its input references changed, or a step it takes inputs from changes → `Update` with
-//!    `inputs_may_change` (the executor compares fingerprints once inputs resolve);
+//!    `inputs_may_change` (the executor compares fingerprints once inputs resolve). Whether
+//!    an input source changes is known only in plan order, so [`diff`] decides everything
+//!    else and [`with_changing_inputs`] applies this rule once the sources are decided;
 //! 5. in doubt (a crash or failure after the last apply) → never `NoOp`: at least an `Update`
 //!    with no fields, so the executor observes it;
 //! 6. otherwise `NoOp`.
@@ -22,33 +24,31 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::Action;
-use crate::state::{AppliedStep, StepState};
+use crate::provider::Prior;
+use crate::state::StepState;
 use crate::step::Step;
 
 /// What the diff decided for one step.
-pub(crate) struct Diff<'s> {
+pub(crate) struct Diff {
     pub action: Action,
-    pub applied: Option<&'s Arc<AppliedStep>>,
+    /// The state's record of the last apply, shared (none: never applied).
+    pub prior: Option<Prior>,
     pub in_doubt: bool,
 }
 
-/// Decides the action for `step`, given its state entry and whether a step it takes inputs
-/// from is going to change.
-pub(crate) fn diff<'s>(
-    step: &Step,
-    entry: Option<&'s StepState>,
-    upstream_changes: bool,
-) -> Diff<'s> {
+/// Decides the action for `step`, given its state entry, as if none of the steps it takes
+/// inputs from changed (see [`with_changing_inputs`]).
+pub(crate) fn diff(step: &Step, entry: Option<&StepState>) -> Diff {
     let in_doubt = entry.is_some_and(|e| e.in_doubt);
     let Some(applied) = entry.and_then(|e| e.applied.as_ref()) else {
         return Diff {
             action: Action::Create,
-            applied: None,
+            prior: None,
             in_doubt,
         };
     };
     let before = &applied.step;
-    let inputs_may_change = upstream_changes || before.inputs != step.inputs;
+    let inputs_may_change = before.inputs != step.inputs;
     let action = if before.kind != step.kind {
         Action::Replace { fields: Vec::new() }
     } else if before.config != step.config {
@@ -77,8 +77,24 @@ pub(crate) fn diff<'s>(
     };
     Diff {
         action,
-        applied: Some(applied),
+        prior: Some(Prior::recorded(Arc::clone(applied))),
         in_doubt,
+    }
+}
+
+/// `action` once a step it takes inputs from is known to change: an update, or a no-op
+/// becoming one, may see other inputs (rule 4); a create or a replace is unaffected.
+pub(crate) fn with_changing_inputs(action: Action) -> Action {
+    match action {
+        Action::NoOp => Action::Update {
+            fields: Vec::new(),
+            inputs_may_change: true,
+        },
+        Action::Update { fields, .. } => Action::Update {
+            fields,
+            inputs_may_change: true,
+        },
+        other => other,
     }
 }
 
@@ -167,6 +183,7 @@ fn child(parent: &str, key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::AppliedStep;
     use crate::step::{Fingerprint, Kind, Outputs, Ref, StepId};
     use serde_json::json;
 
@@ -227,7 +244,7 @@ mod tests {
             json!({"machine": "m5", "disk": {"type": "gp2", "size": 20}}),
         );
         assert_eq!(
-            diff(&resized, Some(&e), false).action,
+            diff(&resized, Some(&e)).action,
             Action::Update {
                 fields: vec!["/disk/size".into()],
                 inputs_may_change: false
@@ -238,7 +255,7 @@ mod tests {
             json!({"machine": "m5", "disk": {"type": "gp3", "size": 20}}),
         );
         assert_eq!(
-            diff(&retyped, Some(&e), false).action,
+            diff(&retyped, Some(&e)).action,
             Action::Replace {
                 fields: vec!["/disk/type".into()]
             }
@@ -246,7 +263,7 @@ mod tests {
         // The whole parent removed: the replace_on field changed though no leaf under it did.
         let no_disk = step(pool_kind(), json!({"machine": "m5"}));
         assert_eq!(
-            diff(&no_disk, Some(&e), false).action,
+            diff(&no_disk, Some(&e)).action,
             Action::Replace {
                 fields: vec!["/disk/type".into()]
             }
@@ -256,27 +273,34 @@ mod tests {
     #[test]
     fn kind_change_replaces_and_nothing_applied_creates() {
         let e = entry(step(Kind::new("a"), json!({})), false);
-        let d = diff(&step(Kind::new("b"), json!({})), Some(&e), false);
+        let d = diff(&step(Kind::new("b"), json!({})), Some(&e));
         assert_eq!(d.action, Action::Replace { fields: vec![] });
-        let d = diff(&step(Kind::new("a"), json!({})), None, false);
+        let d = diff(&step(Kind::new("a"), json!({})), None);
         assert_eq!(d.action, Action::Create);
-        assert!(d.applied.is_none());
+        assert!(d.prior.is_none());
     }
 
     #[test]
     fn inputs_and_doubt_never_give_noop() {
         let s = step(Kind::new("a"), json!({"x": 1}));
         let e = entry(s.clone(), false);
-        assert_eq!(diff(&s, Some(&e), false).action, Action::NoOp);
+        assert_eq!(diff(&s, Some(&e)).action, Action::NoOp);
         let upstream = Action::Update {
             fields: vec![],
             inputs_may_change: true,
         };
-        assert_eq!(diff(&s, Some(&e), true).action, upstream);
-        let rewired = s.clone().input("ep", Ref::new(id("cluster"), "endpoint"));
-        assert_eq!(diff(&rewired, Some(&e), false).action, upstream);
+        assert_eq!(with_changing_inputs(diff(&s, Some(&e)).action), upstream);
+        // An update stays one, now with inputs that may change; a replace is unaffected.
         let doubtful = entry(s.clone(), true);
-        let d = diff(&s, Some(&doubtful), false);
+        assert_eq!(
+            with_changing_inputs(diff(&s, Some(&doubtful)).action),
+            upstream
+        );
+        let replace = Action::Replace { fields: vec![] };
+        assert_eq!(with_changing_inputs(replace.clone()), replace);
+        let rewired = s.clone().input("ep", Ref::new(id("cluster"), "endpoint"));
+        assert_eq!(diff(&rewired, Some(&e)).action, upstream);
+        let d = diff(&s, Some(&doubtful));
         assert!(d.in_doubt);
         assert_eq!(
             d.action,
@@ -289,7 +313,7 @@ mod tests {
             in_doubt: true,
             ..StepState::default()
         };
-        let d = diff(&s, Some(&never_applied), false);
+        let d = diff(&s, Some(&never_applied));
         assert_eq!((d.action, d.in_doubt), (Action::Create, true));
     }
 }

@@ -1,4 +1,4 @@
-//! Sealing: diffing each planned step and moving it into the plan, in the final order.
+//! Sealing: moving each planned step into the plan, in the final order, with its action.
 //!
 //! The plan's nodes are built straight into one vector of exactly the right length, in the
 //! stored order; nothing goes through `Option` slots or a second collect. The spec steps come
@@ -9,11 +9,11 @@
 //! dependencies first — there is nothing to permute. A deleted step's node shares the step
 //! state recorded.
 //!
-//! Each spec step is diffed (see `diff`) in the same visit that moves it: the order puts its
-//! input sources first, so whether one of them changes is known, and the step, its state
-//! entry and its node are each touched once — at 100k steps, a second pass over them would
-//! fetch all of them from memory again. Each node's dependency list is its incoming edges
-//! mapped to plan positions, sorted and without repeats (a step may name the same dependency
+//! Each spec step arrives diffed against its state entry (see `diff`); the order puts its
+//! input sources first, so whether one of them changes is known when the step is reached, and
+//! the rule for that is applied in the same visit that moves the step into its node. Each
+//! node's dependency list is its incoming edges mapped to plan positions, sorted and without
+//! repeats (a step may name the same dependency
 //! in `depends_on` and in a reference), stored inline in the node (see `deps`). Priors are
 //! shared with state, not copied.
 
@@ -21,10 +21,10 @@ use std::sync::Arc;
 
 use super::dag::{Adjacency, PlanGraph};
 use super::diag::EdgeKind;
-use super::diff::diff;
+use super::diff::{with_changing_inputs, Diff};
 use super::{Action, Deps, PlanNode};
 use crate::provider::Prior;
-use crate::state::{AppliedStep, StepState};
+use crate::state::AppliedStep;
 use crate::step::Step;
 
 /// A step only state knows (a deletion node): its last apply.
@@ -41,8 +41,9 @@ pub(crate) struct Sealing<'a, 's> {
     pub order: &'a [u32],
     /// Nodes below this are spec steps (node `v` is `steps[v]`).
     pub spec_len: usize,
-    /// What state holds for spec step `v` (empty: nothing for any step).
-    pub recorded: &'a [Option<&'s StepState>],
+    /// Spec step `v` diffed against its state entry, as if no input source changed (`None`,
+    /// or empty for all: nothing in state). Sealing takes each diff.
+    pub recorded: &'a mut [Option<Diff>],
     /// Node `spec_len + k` is `removed[k]`.
     pub removed: &'a [Removed<'s>],
     /// Nodes kept only for a deletion to read (no-ops whatever their diff; empty: none).
@@ -99,13 +100,18 @@ pub(crate) fn seal(s: Sealing<'_, '_>, steps: Vec<Arc<Step>>) -> Vec<PlanNode> {
             deps.sort_unstable();
             deps.dedup();
         }
-        let (step, mut action, applied, in_doubt) = if i < s.spec_len {
+        let (step, mut action, prior, in_doubt) = if i < s.spec_len {
             // The permutation holds every kept spec step, in order; this never skips.
             let Some(step) = steps.next() else { continue };
-            let entry = s.recorded.get(i).copied().flatten();
-            let d = diff(&step, entry, upstream_changes);
-            changes[i] = d.action.is_change();
-            (step, d.action, d.applied, d.in_doubt)
+            let (mut action, prior, in_doubt) = match s.recorded.get_mut(i).and_then(Option::take) {
+                Some(d) => (d.action, d.prior, d.in_doubt),
+                None => (Action::Create, None, false),
+            };
+            if upstream_changes {
+                action = with_changing_inputs(action);
+            }
+            changes[i] = action.is_change();
+            (step, action, prior, in_doubt)
         } else {
             let Some(r) = s.removed.get(i - s.spec_len) else {
                 continue;
@@ -113,7 +119,7 @@ pub(crate) fn seal(s: Sealing<'_, '_>, steps: Vec<Arc<Step>>) -> Vec<PlanNode> {
             (
                 Arc::clone(&r.applied.step),
                 Action::Delete,
-                Some(r.applied),
+                Some(Prior::recorded(Arc::clone(r.applied))),
                 r.in_doubt,
             )
         };
@@ -123,7 +129,7 @@ pub(crate) fn seal(s: Sealing<'_, '_>, steps: Vec<Arc<Step>>) -> Vec<PlanNode> {
         nodes.push(PlanNode {
             step,
             action,
-            prior: applied.map(|a| Prior::recorded(Arc::clone(a))),
+            prior,
             in_doubt,
             deps: Deps::from(deps.as_slice()),
         });
