@@ -22,7 +22,7 @@
 //! One process writes a given log at a time (a run holds the state lock); a second
 //! [`SimCloud`] opened later on the same path sees everything the first wrote.
 //!
-//! In memory each resource is the text of its `put` line ([`stored`]), not a [`Resource`]
+//! In memory each resource is the text of its `put` line (module `stored`), not a [`Resource`]
 //! value: a large cloud then costs a few hundred bytes per resource, and reads parse it.
 //!
 //! Visibility for eventual consistency is kept in memory only (a tokio instant before which a
