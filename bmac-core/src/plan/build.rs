@@ -41,6 +41,7 @@
 //! it plans the deletion of everything in state, or of the targets and their dependents.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::dag::{Adjacency, PlanGraph};
@@ -71,6 +72,7 @@ pub struct Planner<'s> {
     excludes: Vec<StepId>,
     destroy: bool,
     sources: Option<Sources>,
+    threads: usize,
 }
 
 impl<'s> Planner<'s> {
@@ -87,6 +89,7 @@ impl<'s> Planner<'s> {
             excludes: Vec::new(),
             destroy: false,
             sources: None,
+            threads: 2,
         }
     }
 
@@ -115,14 +118,23 @@ impl<'s> Planner<'s> {
         self
     }
 
+    /// At most this many threads, the calling one included (default 2; more are not used).
+    /// With 1, planning never leaves the calling thread — for an embedder whose other cores
+    /// are busy, where a second thread would only compete with them.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
     /// Makes the plan.
     ///
-    /// A large spec planned against a non-empty state uses a second thread, when the
-    /// machine has a second core: state is matched and diffed there while this thread
-    /// builds and orders the spec graph (see the module docs). The plan is the same either
-    /// way.
+    /// A large spec (32k steps or more) planned against a non-empty state uses a second
+    /// thread, unless [`threads`](Self::threads) says 1 or the machine has one core: state is
+    /// matched and diffed there while this thread builds and orders the spec graph (see the
+    /// module docs). The plan is the same either way.
     pub fn plan(self) -> Result<Plan, PlanError> {
-        let second_thread = !self.destroy
+        let second_thread = self.threads > 1
+            && !self.destroy
             && self.steps.len() >= PARALLEL_FROM
             && !self.state.steps.is_empty()
             && cores() > 1;
@@ -138,6 +150,7 @@ impl<'s> Planner<'s> {
             excludes,
             destroy,
             sources,
+            threads: _,
         } = self;
         let sources = sources.as_ref();
         // In `destroy` mode the spec is not read at all: its steps are no nodes.
@@ -147,28 +160,40 @@ impl<'s> Planner<'s> {
         } else {
             spec.len()
         });
-        let (spec_graph, (mut recorded, matched)) = if second_thread {
+        // The spec graph, and state matched and diffed (see the module docs): whichever
+        // thread comes to the matching first takes it. A second thread that only starts
+        // once this one is done with the graph finds it taken, and the plan costs what it
+        // costs on one thread.
+        let taken = AtomicBool::new(false);
+        let take = || !taken.swap(true, Ordering::AcqRel);
+        let (graph, here, there) = if second_thread {
             let index = &mut index;
-            both(
-                || ordered(add_spec(spec, index, sources)?, spec, sources),
+            let (graph, there) = both(
                 || {
-                    // An index of its own (see the module docs); a duplicate id fails the
-                    // plan on this side.
-                    let mut own = IdIndex::with_capacity(spec.len());
-                    match index_spec(spec, &mut own, None, None) {
-                        Ok(_) => match_state(spec, state, &own),
-                        Err(_) => (Vec::new(), 0),
-                    }
+                    let graph = ordered(add_spec(spec, index, sources)?, spec, sources)?;
+                    Ok((graph, take().then(|| match_state(spec, state, index))))
                 },
-            )
+                || {
+                    // An index of its own; a duplicate id fails the plan on the other side.
+                    take().then(|| {
+                        let mut own = IdIndex::with_capacity(spec.len());
+                        index_spec(spec, &mut own, None, None)
+                            .ok()
+                            .map(|_| match_state(spec, state, &own))
+                    })?
+                },
+            );
+            let (graph, here) = graph?;
+            (graph, here, there)
         } else {
-            let graph = add_spec(spec, &mut index, sources)?;
-            (
-                ordered(graph, spec, sources),
-                match_state(spec, state, &index),
-            )
+            let graph = ordered(add_spec(spec, &mut index, sources)?, spec, sources)?;
+            (graph, None, None)
         };
-        let (mut graph, mut adj, mut order) = spec_graph?;
+        let (mut graph, mut adj, mut order) = graph;
+        let (mut recorded, matched) = match here.or(there) {
+            Some(matched) => matched,
+            None => match_state(spec, state, &index),
+        };
         // Every state entry matched a spec step: nothing can be deleted.
         let removed = if matched < state.steps.len() {
             add_deletions(state, &recorded, &mut graph, &mut index)
@@ -578,7 +603,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::plan::Summary;
+    use crate::plan::{Action, Summary};
     use crate::state::AppliedStep;
     use crate::step::{Kind, Outputs, Ref};
 
@@ -623,6 +648,33 @@ mod tests {
             );
         }
         state
+    }
+
+    #[test]
+    fn an_index_of_its_own_matches_state_as_the_plan_does() {
+        let kind = Kind::with_replace_on("k", ["/n"]);
+        let state = applied(spec(&kind, 1));
+        let mut steps: Vec<Arc<Step>> = spec(&kind, 2).into_iter().map(Arc::new).collect();
+        steps.swap(3, 300);
+        let mut index = IdIndex::with_capacity(steps.len());
+        let graph = add_spec(&steps, &mut index, None).unwrap();
+        assert!(ordered(graph, &steps, None).is_ok());
+        let mut own = IdIndex::with_capacity(steps.len());
+        assert!(!index_spec(&steps, &mut own, None, None).unwrap());
+        let summary = |(diffs, matched): (Vec<Option<Diff>>, usize)| {
+            let actions: Vec<Option<Action>> =
+                diffs.into_iter().map(|d| d.map(|d| d.action)).collect();
+            (actions, matched)
+        };
+        let (actions, matched) = summary(match_state(&steps, &state, &index));
+        assert_eq!(matched, 600);
+        assert!(actions
+            .iter()
+            .all(|a| matches!(a, Some(Action::Replace { .. }))));
+        assert_eq!(
+            summary(match_state(&steps, &state, &own)),
+            (actions, matched)
+        );
     }
 
     #[test]
