@@ -138,11 +138,12 @@ impl<'s> Planner<'s> {
             && self.steps.len() >= PARALLEL_FROM
             && !self.state.steps.is_empty()
             && cores() > 1;
-        self.plan_on(second_thread)
+        self.plan_on(second_thread, true)
     }
 
-    /// [`plan`](Self::plan), matching and diffing state on a second thread or not.
-    fn plan_on(self, second_thread: bool) -> Result<Plan, PlanError> {
+    /// [`plan`](Self::plan), matching and diffing state on a second thread or not; with
+    /// `here_too`, this thread takes the matching when it gets there first.
+    fn plan_on(self, second_thread: bool, here_too: bool) -> Result<Plan, PlanError> {
         let Planner {
             steps,
             state,
@@ -171,7 +172,8 @@ impl<'s> Planner<'s> {
             let (graph, there) = both(
                 || {
                     let graph = ordered(add_spec(spec, index, sources)?, spec, sources)?;
-                    Ok((graph, take().then(|| match_state(spec, state, index))))
+                    let mine = here_too && take();
+                    Ok((graph, mine.then(|| match_state(spec, state, index))))
                 },
                 || {
                     // An index of its own; a duplicate id fails the plan on the other side.
@@ -701,14 +703,21 @@ mod tests {
                 .depends_on(id("s0")),
         );
         fn both_ways<'s>(planner: &dyn Fn() -> Planner<'s>) -> Summary {
-            match (planner().plan_on(false), planner().plan_on(true)) {
-                (Ok(one), Ok(two)) => {
-                    assert_eq!(one.nodes(), two.nodes());
-                    assert_eq!(one.summary(), two.summary());
-                    one.summary()
+            let one = planner().plan_on(false, true);
+            // Matched and diffed on the second thread, or by whichever gets there first.
+            for two in [
+                planner().plan_on(true, false),
+                planner().plan_on(true, true),
+            ] {
+                match (&one, two) {
+                    (Ok(one), Ok(two)) => {
+                        assert_eq!(one.nodes(), two.nodes());
+                        assert_eq!(one.summary(), two.summary());
+                    }
+                    (one, two) => panic!("{one:?} against {two:?}"),
                 }
-                (one, two) => panic!("{one:?} against {two:?}"),
             }
+            one.map(|one| one.summary()).unwrap_or_default()
         }
         let summary = both_ways(&|| Planner::new(steps.clone(), &state));
         assert!(summary.create >= 1 && summary.update >= 1 && summary.destroy >= 20);
@@ -720,9 +729,11 @@ mod tests {
         // Errors are the same too.
         let error = |steps: Vec<Step>| {
             let one = Planner::new(steps.clone(), &state)
-                .plan_on(false)
+                .plan_on(false, true)
                 .unwrap_err();
-            let two = Planner::new(steps, &state).plan_on(true).unwrap_err();
+            let two = Planner::new(steps, &state)
+                .plan_on(true, false)
+                .unwrap_err();
             assert_eq!(one.to_string(), two.to_string());
             one
         };
