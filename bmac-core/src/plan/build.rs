@@ -15,11 +15,12 @@
 //!    *state* — state is matched to the spec steps, and each step found there is diffed
 //!    against its entry (everything but "an input source changes", which pass 5 adds; see
 //!    `diff`). This needs an index of the spec's ids, not the graph: for a large spec
-//!    against a non-empty state it runs on a second thread, which indexes the ids again for
-//!    itself, while this one runs passes 1 and 2. Each side then reads its own data (state
-//!    records there, dependency lists and the graph here), so at 100k steps the two wait on
-//!    memory side by side rather than one after the other; indexing the ids twice costs
-//!    less than either side waiting for the other's index.
+//!    against a non-empty state it starts on a second thread, which indexes the ids again
+//!    for itself, while this one runs passes 1 and 2; state entries are handed out in
+//!    chunks, and this thread takes its share once the graph is done. Each side reads its
+//!    own data (state records there, dependency lists and the graph here), so at 100k steps
+//!    the two wait on memory side by side rather than one after the other; indexing the ids
+//!    twice costs less than either side waiting for the other's index.
 //! 3. *deletions* — each step applied in state but gone from the spec (every applied step in
 //!    `destroy` mode) becomes a `Delete` node, ordered *after* every node of a step that,
 //!    per state, depended on it: dependents go first, then what they used. A step that
@@ -41,7 +42,7 @@
 //! it plans the deletion of everything in state, or of the targets and their dependents.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::dag::{Adjacency, PlanGraph};
@@ -161,41 +162,50 @@ impl<'s> Planner<'s> {
         } else {
             spec.len()
         });
-        // The spec graph, and state matched and diffed (see the module docs): whichever
-        // thread comes to the matching first takes it. A second thread that only starts
-        // once this one is done with the graph finds it taken, and the plan costs what it
-        // costs on one thread.
-        let taken = AtomicBool::new(false);
-        let take = || !taken.swap(true, Ordering::AcqRel);
-        let (graph, here, there) = if second_thread {
+        // The spec graph, and state matched and diffed (see the module docs). State entries
+        // are handed out in chunks: the second thread takes them as soon as it has its own
+        // index, this one once the graph is done. A second thread that starts late finds
+        // them taken, and the plan costs what it costs on one thread.
+        let (graph, (mut recorded, matched)) = if second_thread {
+            let chunks = Chunks::new(state.steps.len());
             let index = &mut index;
             let (graph, there) = both(
                 || {
                     let graph = ordered(add_spec(spec, index, sources)?, spec, sources)?;
-                    let mine = here_too && take();
-                    Ok((graph, mine.then(|| match_state(spec, state, index))))
+                    let mut mine = Vec::new();
+                    let matched = if here_too {
+                        chunks.match_all(spec, state, index, |v, d| mine.push((v, d)))
+                    } else {
+                        0
+                    };
+                    Ok((graph, mine, matched))
                 },
                 || {
+                    if chunks.done() {
+                        return None;
+                    }
                     // An index of its own; a duplicate id fails the plan on the other side.
-                    take().then(|| {
-                        let mut own = IdIndex::with_capacity(spec.len());
-                        index_spec(spec, &mut own, None, None)
-                            .ok()
-                            .map(|_| match_state(spec, state, &own))
-                    })?
+                    let mut own = IdIndex::with_capacity(spec.len());
+                    index_spec(spec, &mut own, None, None).ok()?;
+                    let mut recorded = Vec::new();
+                    let matched = chunks.match_into(spec, state, &own, &mut recorded);
+                    Some((recorded, matched))
                 },
             );
-            let (graph, here) = graph?;
-            (graph, here, there)
+            let (graph, mine, matched_here) = graph?;
+            let (mut recorded, matched_there) = there.unwrap_or_default();
+            if recorded.is_empty() && !mine.is_empty() {
+                recorded.resize_with(spec.len(), || None);
+            }
+            for (v, d) in mine {
+                recorded[v] = Some(d);
+            }
+            (graph, (recorded, matched_here + matched_there))
         } else {
             let graph = ordered(add_spec(spec, &mut index, sources)?, spec, sources)?;
-            (graph, None, None)
+            (graph, match_state(spec, state, &index))
         };
         let (mut graph, mut adj, mut order) = graph;
-        let (mut recorded, matched) = match here.or(there) {
-            Some(matched) => matched,
-            None => match_state(spec, state, &index),
-        };
         // Every state entry matched a spec step: nothing can be deleted.
         let removed = if matched < state.steps.len() {
             add_deletions(state, &recorded, &mut graph, &mut index)
@@ -477,22 +487,83 @@ fn match_state(
     state: &State,
     index: &IdIndex<'_>,
 ) -> (Vec<Option<Diff>>, usize) {
-    if state.steps.is_empty() || steps.is_empty() {
-        return (Vec::new(), 0);
-    }
-    let mut recorded: Vec<Option<Diff>> = Vec::with_capacity(steps.len());
-    recorded.resize_with(steps.len(), || None);
-    let mut matched = 0;
-    for (id, entry) in &state.steps {
-        let Some(v) = index.get(id.as_str()).map(|v| v as usize) else {
-            continue;
-        };
-        if let (Some(slot), Some(step)) = (recorded.get_mut(v), steps.get(v)) {
-            *slot = Some(diff(step, Some(entry)));
-            matched += 1;
+    let mut recorded = Vec::new();
+    let matched = Chunks::new(state.steps.len()).match_into(steps, state, index, &mut recorded);
+    (recorded, matched)
+}
+
+/// State entries (by position) handed out in chunks to whichever thread asks next.
+struct Chunks {
+    next: AtomicUsize,
+    len: usize,
+}
+
+impl Chunks {
+    /// Entries per chunk: large enough that asking is rare, small enough that the two
+    /// threads finish close together.
+    const SIZE: usize = 2048;
+
+    fn new(len: usize) -> Self {
+        Chunks {
+            next: AtomicUsize::new(0),
+            len,
         }
     }
-    (recorded, matched)
+
+    /// Whether every chunk has been handed out.
+    fn done(&self) -> bool {
+        self.next.load(Ordering::Relaxed) >= self.len
+    }
+
+    /// [`match_all`](Self::match_all) into `recorded`, by node (sized for the spec at the
+    /// first match).
+    fn match_into(
+        &self,
+        steps: &[Arc<Step>],
+        state: &State,
+        index: &IdIndex<'_>,
+        recorded: &mut Vec<Option<Diff>>,
+    ) -> usize {
+        self.match_all(steps, state, index, |v, d| {
+            if recorded.is_empty() {
+                recorded.resize_with(steps.len(), || None);
+            }
+            recorded[v] = Some(d);
+        })
+    }
+
+    /// Matches and diffs chunk after chunk until none is left (see [`match_state`]), giving
+    /// each diff to `put` with its node; returns how many entries matched a spec step.
+    fn match_all(
+        &self,
+        steps: &[Arc<Step>],
+        state: &State,
+        index: &IdIndex<'_>,
+        mut put: impl FnMut(usize, Diff),
+    ) -> usize {
+        let mut matched = 0;
+        if steps.is_empty() {
+            return 0;
+        }
+        loop {
+            let start = self.next.fetch_add(Self::SIZE, Ordering::Relaxed);
+            if start >= self.len {
+                return matched;
+            }
+            for k in start..(start + Self::SIZE).min(self.len) {
+                let Some((id, entry)) = state.steps.get_index(k) else {
+                    continue;
+                };
+                let Some(v) = index.get(id.as_str()).map(|v| v as usize) else {
+                    continue;
+                };
+                if let Some(step) = steps.get(v) {
+                    put(v, diff(step, Some(entry)));
+                    matched += 1;
+                }
+            }
+        }
+    }
 }
 
 /// Pass 3: a `Delete` node for each applied step without a node yet, placed after the nodes
