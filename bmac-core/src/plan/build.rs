@@ -417,16 +417,14 @@ fn index_spec<'a>(
     Ok(complete)
 }
 
-/// The edges of the spec steps, every id indexed (replacing any already added).
+/// The edges of the spec steps, once every id is indexed and has its node (replacing any
+/// edges already added).
 fn add_edges<'a>(
     steps: &'a [Arc<Step>],
     index: &IdIndex<'a>,
     graph: &mut PlanGraph,
     sources: Option<&Sources>,
 ) -> Result<(), PlanError> {
-    if graph.node_count() < steps.len() {
-        graph.add_nodes(steps.len() - graph.node_count());
-    }
     graph.clear_edges();
     // Dependencies that name no step: (dependent, named dependency, input).
     let mut missing: Vec<(&'a Step, &'a StepId, Option<&'a str>)> = Vec::new();

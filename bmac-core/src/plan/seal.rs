@@ -13,9 +13,8 @@
 //! input sources first, so whether one of them changes is known when the step is reached, and
 //! the rule for that is applied in the same visit that moves the step into its node. Each
 //! node's dependency list is its incoming edges mapped to plan positions, sorted and without
-//! repeats (a step may name the same dependency
-//! in `depends_on` and in a reference), stored inline in the node (see `deps`). Priors are
-//! shared with state, not copied.
+//! repeats (a step may name the same dependency in `depends_on` and in a reference), stored
+//! inline in the node (see `deps`). Priors are shared with state, not copied.
 
 use std::sync::Arc;
 
