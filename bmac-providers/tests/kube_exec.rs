@@ -153,7 +153,10 @@ async fn planner_and_executor_harden_an_existing_cluster_and_destroy_leaves_it_a
     assert_eq!(writes(&c.admin).await, before);
 
     // 3. One namespace's level changes: one step updates, with exactly one write.
-    let changed = steps(&c.kubeconfig, &app, "baseline");
+    let changed: Vec<Arc<Step>> = steps(&c.kubeconfig, &app, "baseline")
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     let state = store.load().await.expect("load").state;
     let plan = Planner::new(changed.clone(), &state).plan().expect("plan");
     let updates: Vec<&str> = plan
