@@ -9,7 +9,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::support::*;
-use crate::event::SkipReason;
 use crate::exec::{Executor, FailurePolicy};
 use crate::provider::{
     ApplyRequest, DestroyRequest, ObserveRequest, Observed, Provider, ProviderError, Providers,
@@ -130,19 +129,8 @@ async fn a_provider_that_panics_before_it_awaits_fails_only_its_step() {
         .await
         .expect("the run ends")
         .unwrap();
-    let failure = report.failure("buggy").expect("buggy failed");
-    assert!(failure.error.contains("panicked"), "{}", failure.error);
-    assert_eq!(journal_of(&store, "buggy")[0], "intent:apply");
-    assert!(journal_of(&store, "buggy")[1].starts_with("failed:"));
-    assert!(store.state().steps[&id("buggy")].in_doubt);
+    assert_panic_failed_only(&report, &store, "buggy", "after_buggy");
     assert_eq!(report.counts.succeeded, 2);
-    assert_eq!(
-        report.skip_reason("after_buggy"),
-        Some(&SkipReason::DependencyFailed {
-            dependency: id("buggy")
-        })
-    );
-    assert!(store.current_lock().is_none());
 }
 
 /// Yields once (so its work moves to a spawned task), then blocks its thread until all
@@ -184,11 +172,7 @@ impl Provider for Rendezvous {
 
 #[test]
 fn slow_provider_calls_run_in_parallel_on_worker_threads() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = cli_runtime();
     let provider = Arc::new(Rendezvous {
         expected: 2,
         inside: AtomicUsize::new(0),

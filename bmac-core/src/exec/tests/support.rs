@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::event::Event;
+use crate::event::{Event, SkipReason};
 use crate::exec::{ExecError, Executor, RetryPolicy, RunReport};
 use crate::plan::{Action, Plan, PlanNode, StateRef};
 use crate::provider::{
@@ -410,6 +410,39 @@ pub async fn run_ok(
 ) -> (RunReport, Vec<Event>) {
     let (result, events) = run(executor, plan, store).await;
     (result.expect("run failed to start"), events)
+}
+
+/// A multi-thread runtime of two workers, under whose `block_on` the CLI runs the executor.
+pub fn cli_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A provider's panic in `step` failed that step alone: the error says it panicked, the
+/// journal holds its intent and then the failure, state leaves it in doubt, `dependent` was
+/// skipped because of it, and the run released its lock.
+pub fn assert_panic_failed_only(
+    report: &RunReport,
+    store: &MemoryStore,
+    step: &str,
+    dependent: &str,
+) {
+    let failure = report.failure(step).expect("the step failed");
+    assert!(failure.error.contains("panicked"), "{}", failure.error);
+    let journal = journal_of(store, step);
+    assert_eq!(journal[0], "intent:apply");
+    assert!(journal[1].starts_with("failed:"), "{journal:?}");
+    assert!(store.state().steps[&id(step)].in_doubt);
+    assert_eq!(
+        report.skip_reason(dependent),
+        Some(&SkipReason::DependencyFailed {
+            dependency: id(step)
+        })
+    );
+    assert!(store.current_lock().is_none());
 }
 
 /// The kinds of records journaled for one step, as short names.

@@ -8,32 +8,37 @@
 use std::time::Duration;
 
 use super::support::*;
+use crate::exec::Executor;
+use crate::plan::Plan;
 use crate::state::MemoryStore;
 
 #[test]
 fn runs_under_block_on_never_stall() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let mut builder = PlanBuilder::new();
     for i in 0..400 {
         // Independent steps: as many tasks messaging at once as the cap allows.
         builder.create(&format!("s{i}"), &[]);
     }
-    let plan = builder.build();
-    for round in 0..150 {
-        let provider = TestProvider::new();
+    never_stalls(&builder.build(), 150, || {
+        executor(&TestProvider::new()).parallelism(64)
+    });
+}
+
+/// Runs `plan` `rounds` times under `block_on` on the CLI's runtime, each time with a fresh
+/// store and the executor `make` gives, and checks that every run ends within a watchdog,
+/// every step succeeded, and each journaled an intent and a result.
+fn never_stalls(plan: &Plan, rounds: usize, make: impl Fn() -> Executor) {
+    let rt = cli_runtime();
+    for round in 0..rounds {
         let store = MemoryStore::new();
-        let executor = executor(&provider).parallelism(64);
+        let executor = make();
         let run = executor.run(plan.clone(), &store);
         let report = rt
             .block_on(async { tokio::time::timeout(Duration::from_secs(10), run).await })
             .unwrap_or_else(|_| panic!("round {round}: the run stalled with work queued"))
             .expect("the run starts");
-        assert_eq!(report.counts.succeeded, 400, "round {round}");
-        assert_eq!(store.records().len(), 800, "round {round}");
+        assert_eq!(report.counts.succeeded, plan.len(), "round {round}");
+        assert_eq!(store.records().len(), 2 * plan.len(), "round {round}");
     }
 }
 
@@ -68,11 +73,6 @@ impl crate::provider::Provider for YieldsOnce {
 
 #[test]
 fn spawned_steps_under_block_on_never_stall() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let mut builder = PlanBuilder::new();
     for i in 0..200 {
         // A chain every fourth step: hand-offs on the critical path as well as fan-out.
@@ -84,20 +84,8 @@ fn spawned_steps_under_block_on_never_stall() {
         let deps: Vec<&str> = deps.iter().map(String::as_str).collect();
         builder.create(&format!("s{i}"), &deps);
     }
-    let plan = builder.build();
     let provider: std::sync::Arc<dyn crate::provider::Provider> = std::sync::Arc::new(YieldsOnce);
-    for round in 0..60 {
-        let store = MemoryStore::new();
-        let executor = crate::exec::Executor::new(
-            crate::provider::Providers::new().fallback(provider.clone()),
-        )
-        .parallelism(16);
-        let run = executor.run(plan.clone(), &store);
-        let report = rt
-            .block_on(async { tokio::time::timeout(Duration::from_secs(10), run).await })
-            .unwrap_or_else(|_| panic!("round {round}: the run stalled with work queued"))
-            .expect("the run starts");
-        assert_eq!(report.counts.succeeded, 200, "round {round}");
-        assert_eq!(store.records().len(), 400, "round {round}");
-    }
+    never_stalls(&builder.build(), 60, || {
+        Executor::new(crate::provider::Providers::new().fallback(provider.clone())).parallelism(16)
+    });
 }
