@@ -539,10 +539,10 @@ impl Chunks {
         index: &IdIndex<'_>,
         mut put: impl FnMut(usize, Diff),
     ) -> usize {
-        let mut matched = 0;
         if steps.is_empty() {
             return 0;
         }
+        let mut matched = 0;
         loop {
             let start = self.next.fetch_add(Self::SIZE, Ordering::Relaxed);
             if start >= self.len {
