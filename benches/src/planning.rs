@@ -89,6 +89,7 @@ pub fn full_state(steps: &[Step]) -> State {
                     applied: Some(Arc::new(applied)),
                     in_doubt: false,
                     last_error: None,
+                    checkpoint: None,
                 },
             )
         })

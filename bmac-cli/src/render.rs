@@ -33,6 +33,7 @@ fn node_lines(out: &mut String, node: &PlanNode) {
         Action::Replace { .. } => "must be replaced",
         Action::Delete => "will be destroyed",
         Action::NoOp => "is up to date",
+        _ => "will change",
     };
     let doubt = if node.in_doubt {
         " (in doubt after an interrupted run: will be observed first)"

@@ -81,6 +81,7 @@ fn doing(action: &Action) -> &'static str {
         Action::Replace { .. } => "replacing",
         Action::Delete => "destroying",
         Action::NoOp => "checking",
+        _ => "working",
     }
 }
 
@@ -94,6 +95,7 @@ fn done(action: &Action, changed: bool) -> &'static str {
         Action::Replace { .. } => "replaced",
         Action::Delete => "destroyed",
         Action::NoOp => "unchanged",
+        _ => "done",
     }
 }
 
@@ -109,6 +111,7 @@ pub fn plain_line(e: &Event, verb: Verb) -> Option<String> {
             format!("Running {steps} steps, at most {parallelism} at a time.")
         }
         Event::StepStarted { id, action, .. } => format!("{id}: {}…", doing(action)),
+        Event::StepProgress { id, message, .. } => format!("{id}: {message}"),
         Event::StepRetrying {
             id,
             attempt,
@@ -155,6 +158,7 @@ pub fn plain_line(e: &Event, verb: Verb) -> Option<String> {
                 secs(*duration)
             )
         }
+        _ => return None,
     })
 }
 
@@ -173,6 +177,7 @@ fn skip_text(reason: &SkipReason) -> String {
         SkipReason::DependencyFailed { dependency } => format!("{dependency} failed"),
         SkipReason::FailFast => "another step failed".to_owned(),
         SkipReason::Cancelled => "cancelled".to_owned(),
+        _ => "not run".to_owned(),
     }
 }
 
@@ -213,7 +218,7 @@ impl Live {
                 bar.enable_steady_tick(Duration::from_millis(120));
                 self.running.insert(id.clone(), bar);
             }
-            Event::StepRetrying { id, .. } => {
+            Event::StepRetrying { id, .. } | Event::StepProgress { id, .. } => {
                 if let (Some(bar), Some(line)) = (self.running.get(id), plain_line(e, self.verb)) {
                     bar.set_message(line);
                 }
@@ -235,7 +240,7 @@ impl Live {
                     let _ = self.multi.println(line);
                 }
             }
-            Event::RunStarted { .. } | Event::PlanReady { .. } => {}
+            _ => {}
         }
     }
 

@@ -47,6 +47,7 @@ pub struct MovedField {
 /// What was found for one step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum StepDrift {
     /// Exists as applied.
     InSync,
@@ -59,6 +60,13 @@ pub enum StepDrift {
     Missing,
     /// Never applied (a plain `apply` creates it).
     NotApplied,
+    /// Exists, but is still being created, updated or deleted (what the provider says); the
+    /// next `apply` waits for it before deciding anything.
+    InProgress {
+        /// The provider's status text.
+        #[serde(rename = "provider_status")]
+        status: String,
+    },
     /// The provider could not observe it.
     Unobservable {
         /// Why.
@@ -120,6 +128,9 @@ impl DriftReport {
                 }
                 StepDrift::NotApplied => {
                     let _ = writeln!(out, "+ {} ({}) is not built yet", s.id, s.kind);
+                }
+                StepDrift::InProgress { status } => {
+                    let _ = writeln!(out, "… {} ({}) is in progress: {status}", s.id, s.kind);
                 }
                 StepDrift::Unobservable { error } => {
                     let _ = writeln!(
@@ -215,6 +226,8 @@ pub async fn refresh(
         };
         match &s.drift {
             StepDrift::Missing => entry.applied = None,
+            // Still being changed: the executor must look (and wait) before acting.
+            StepDrift::InProgress { .. } => entry.in_doubt = true,
             StepDrift::Drifted { fields } => {
                 // Copy on write: the refreshed state shares its records with `state`.
                 if let Some(applied) = entry.applied.as_mut().map(Arc::make_mut) {
@@ -309,6 +322,7 @@ async fn observe_all(
                     error: e.to_string(),
                 },
                 Ok(Observed::Absent) => StepDrift::Missing,
+                Ok(Observed::Pending { status }) => StepDrift::InProgress { status },
                 Ok(Observed::Present { config, outputs: o }) => {
                     outputs.insert(node.step.id.clone(), o);
                     let applied = prior.cloned().unwrap_or(Value::Null);

@@ -4,18 +4,22 @@
 //! These are deliberately not the executor's internal messages: the coordinator translates
 //! what it learns into `Event`s and sends them down an unbounded channel, so a slow reporter
 //! never holds up scheduling. Events carry no secrets: outputs are redacted before they get
-//! here. Every event serialises to one JSON object (`--output json` prints one per line).
+//! here, and credentials are minted inside providers and never reach them. Every event
+//! serialises to one JSON object (`--output json` prints one per line). The enums that will
+//! grow are `#[non_exhaustive]`: match them with a wildcard arm.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::exec::StepError;
 use crate::plan::{Action, Summary};
 use crate::step::{Outputs, StepId};
 
 /// Why a step did not run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SkipReason {
     /// A step it depends on failed (or was itself skipped).
     DependencyFailed {
@@ -70,6 +74,7 @@ pub struct Counts {
 /// One thing that happened during a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Event {
     /// The plan is ready.
     PlanReady {
@@ -104,6 +109,16 @@ pub enum Event {
         /// The error.
         error: String,
     },
+    /// A long call reported how it is going (`cluster CREATING, 6m12s`), or the executor is
+    /// waiting for a resource observed pending.
+    StepProgress {
+        /// The step.
+        id: StepId,
+        /// What the provider said.
+        message: String,
+        /// When it said it (RFC 3339, UTC).
+        at: String,
+    },
     /// A step finished successfully.
     StepSucceeded {
         /// The step.
@@ -123,8 +138,8 @@ pub enum Event {
     StepFailed {
         /// The step.
         id: StepId,
-        /// The error, with its causes.
-        error: String,
+        /// The error, with its class, code and causes.
+        error: StepError,
         /// Wall time including retries.
         #[serde(serialize_with = "millis", deserialize_with = "from_millis")]
         duration: Duration,

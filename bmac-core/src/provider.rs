@@ -12,9 +12,29 @@
 //! - [`Provider::destroy`] to remove what apply made.
 //!
 //! Errors are classified: [`ErrorClass::Retryable`] (throttling, 5xx, timeouts — the executor
-//! retries them with backoff) or [`ErrorClass::Permanent`] (bad request, denied — it does not).
-//! A provider observes the run's cancellation through [`StepContext::cancel`] and may stop
-//! early; the executor gives it a grace period before dropping the call.
+//! retries them with backoff) or [`ErrorClass::Permanent`] (bad request, denied — it does not),
+//! and carry the remote side's own error code when there is one (`AccessDeniedException`,
+//! `RESOURCE_EXHAUSTED`), which the executor keeps through the report, the events and the JSON
+//! output. A provider observes the run's cancellation through [`StepContext::cancel`] and may
+//! stop early; the executor gives it a grace period before dropping the call.
+//!
+//! # Long operations
+//! Real clouds take minutes to create a control plane and report a status the whole time. The
+//! contract has room for that:
+//! - `observe` may answer [`Observed::Pending`]: the resource exists but is still being
+//!   created, updated or deleted. A step left *in doubt* by a crash that is observed pending is
+//!   waited for — observed again every [`Provider::poll_interval`], with progress events —
+//!   never adopted half made and never created a second time.
+//! - A running call reports progress with [`StepContext::progress`] (a timestamped public
+//!   event) and may [`StepContext::checkpoint`] what it needs to pick the operation up again
+//!   (an operation id): the checkpoint is journaled durably as its own record and handed back,
+//!   through [`StepContext::last_checkpoint`], to the step's next call — a retry in the same
+//!   run, or `apply`/`observe` after a crash — so the resumed run polls the *same* operation.
+//! - A kind declares how long its calls may take ([`Provider::max_duration`], the per-attempt
+//!   timeout; the executor's default otherwise). A create that timed out is in doubt: before
+//!   it is retried the step is observed, and adopted or waited for if it exists.
+//! - [`Provider::concurrency_group`] puts steps in a named group with its own limit (one update
+//!   at a time per cluster, a per-API request budget), on top of the run's parallelism cap.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,6 +45,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::exec::StepLink;
 use crate::state::AppliedStep;
 use crate::step::{Fingerprint, Inputs, Outputs, Step};
 
@@ -41,9 +62,13 @@ pub enum ErrorClass {
 /// An error from a provider call.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
+#[non_exhaustive]
 pub struct ProviderError {
     /// Retryable or permanent.
     pub class: ErrorClass,
+    /// The remote side's error code, when it has one (`AccessDeniedException`,
+    /// `RESOURCE_EXHAUSTED`, `Conflict`); `bmac::timeout` for an attempt the executor timed out.
+    pub code: Option<String>,
     /// What went wrong, for people. Must not contain secrets.
     pub message: String,
     /// A delay the remote side asked for (e.g. `Retry-After`), honoured over backoff when longer.
@@ -58,6 +83,7 @@ impl ProviderError {
     pub fn retryable(message: impl Into<String>) -> Self {
         ProviderError {
             class: ErrorClass::Retryable,
+            code: None,
             message: message.into(),
             retry_after: None,
             source: None,
@@ -68,6 +94,7 @@ impl ProviderError {
     pub fn permanent(message: impl Into<String>) -> Self {
         ProviderError {
             class: ErrorClass::Permanent,
+            code: None,
             message: message.into(),
             retry_after: None,
             source: None,
@@ -77,6 +104,12 @@ impl ProviderError {
     /// Attaches the underlying error.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Records the remote side's error code.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
         self
     }
 
@@ -92,20 +125,122 @@ impl ProviderError {
     }
 }
 
-/// What a provider call knows about the run it is part of.
-#[derive(Debug, Clone)]
+/// What a provider call knows about the run it is part of, and how it talks back to it.
+///
+/// Inside a run, [`progress`](StepContext::progress) and
+/// [`checkpoint`](StepContext::checkpoint) reach the executor; a context made with
+/// [`StepContext::new`] (a test calling a provider directly) is connected to nothing, so both
+/// are accepted and go nowhere.
+#[derive(Clone)]
 pub struct StepContext {
     /// Cancelled when the run is asked to stop; a long call may return early.
     pub cancel: CancellationToken,
     /// 1 for the first attempt, 2 for the first retry, …
     pub attempt: u32,
+    /// The step's last checkpoint, from this run or one before it.
+    resume: Option<Arc<Value>>,
+    /// The run this call belongs to, if any.
+    link: Option<StepLink>,
 }
 
 impl Default for StepContext {
     fn default() -> Self {
+        StepContext::new(CancellationToken::new(), 1)
+    }
+}
+
+impl fmt::Debug for StepContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepContext")
+            .field("attempt", &self.attempt)
+            .field("cancelled", &self.cancel.is_cancelled())
+            .field("checkpoint", &self.resume)
+            .field("in_run", &self.link.is_some())
+            .finish()
+    }
+}
+
+impl StepContext {
+    /// A context outside any run: attempt `attempt`, cancelled through `cancel`.
+    pub fn new(cancel: CancellationToken, attempt: u32) -> Self {
         StepContext {
-            cancel: CancellationToken::new(),
-            attempt: 1,
+            cancel,
+            attempt,
+            resume: None,
+            link: None,
+        }
+    }
+
+    /// The same context, resuming from `checkpoint` (what a crashed run checkpointed).
+    pub fn with_checkpoint(mut self, checkpoint: Value) -> Self {
+        self.resume = Some(Arc::new(checkpoint));
+        self
+    }
+
+    /// A context of a call inside a run.
+    pub(crate) fn linked(
+        cancel: CancellationToken,
+        attempt: u32,
+        resume: Option<Arc<Value>>,
+        link: StepLink,
+    ) -> Self {
+        StepContext {
+            cancel,
+            attempt,
+            resume,
+            link: Some(link),
+        }
+    }
+
+    /// What this step had last checkpointed when this call started — in an earlier attempt
+    /// of this run, or in a run that was interrupted — until the step is applied or
+    /// destroyed. A provider that finds an operation id here polls that operation instead of
+    /// starting a new one.
+    pub fn last_checkpoint(&self) -> Option<&Value> {
+        self.resume.as_deref()
+    }
+
+    /// Reports progress of a long call (`"cluster CREATING, 6m12s"`): a timestamped public
+    /// event. Must not contain secrets.
+    pub fn progress(&self, message: impl Into<String>) {
+        if let Some(link) = &self.link {
+            link.progress(message.into());
+        }
+    }
+
+    /// Records what the call needs to resume its operation after a crash (an operation id),
+    /// durably, as its own journal record, before returning; the step's later calls (a retry,
+    /// or the next run's `apply` or `observe`) find it in
+    /// [`last_checkpoint`](StepContext::last_checkpoint). Checkpoints are journaled in clear:
+    /// never put a secret in one. Fails (permanently) only if the journal cannot be written —
+    /// then the call should stop, since nothing after it would be recorded.
+    pub async fn checkpoint(&self, data: Value) -> Result<(), ProviderError> {
+        match &self.link {
+            Some(link) => link
+                .checkpoint(Arc::new(data))
+                .await
+                .map_err(|_| ProviderError::permanent("the checkpoint could not be journaled")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A named group of steps that may run only so many at a time (see
+/// [`Provider::concurrency_group`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConcurrencyGroup {
+    /// The group's name; steps naming the same group share its limit (`eks:prod/updates`).
+    pub name: String,
+    /// At most this many of its steps run at once (at least 1).
+    pub limit: usize,
+}
+
+impl ConcurrencyGroup {
+    /// A group `name` of at most `limit` running steps.
+    pub fn new(name: impl Into<String>, limit: usize) -> Self {
+        ConcurrencyGroup {
+            name: name.into(),
+            limit: limit.max(1),
         }
     }
 }
@@ -280,9 +415,16 @@ pub struct DestroyRequest<'a> {
 
 /// What `observe` found.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Observed {
     /// Nothing exists for this step.
     Absent,
+    /// The resource exists but is still being created, updated or deleted; observing it again
+    /// later will tell. Never adopted as it is.
+    Pending {
+        /// The provider's own status text (`CREATING`, `PROVISIONING`, `Updating`).
+        status: String,
+    },
     /// The resource exists.
     Present {
         /// Its actual configuration, in the same shape as the step's config. Fields the
@@ -303,6 +445,26 @@ pub trait Provider: Send + Sync {
     /// How long applying this step usually takes, if the provider knows. The executor orders
     /// ready steps by the longest remaining path weighted by these estimates (1 s when `None`).
     fn expected_duration(&self, _step: &Step) -> Option<Duration> {
+        None
+    }
+
+    /// The longest one call for this step may take before the executor gives up on the
+    /// attempt (a cluster is not a label); `None` for the executor's default
+    /// ([`Executor::step_timeout`](crate::Executor::step_timeout)). A timed-out create is in
+    /// doubt, and is observed before it is retried.
+    fn max_duration(&self, _step: &Step) -> Option<Duration> {
+        None
+    }
+
+    /// How often a resource observed [`Observed::Pending`] is observed again (default 5 s);
+    /// waits grow from it to four times it.
+    fn poll_interval(&self, _step: &Step) -> Duration {
+        Duration::from_secs(5)
+    }
+
+    /// The group this step's calls count against, on top of the run's parallelism cap
+    /// (`None`: only the cap).
+    fn concurrency_group(&self, _step: &Step) -> Option<ConcurrencyGroup> {
         None
     }
 

@@ -25,6 +25,7 @@ fn applied(step: Step) -> StepState {
         })),
         in_doubt: false,
         last_error: None,
+        checkpoint: None,
     }
 }
 

@@ -90,7 +90,7 @@ async fn a_second_run_sees_what_the_first_built_and_can_destroy_it() {
             assert!(outputs.get("credentials").unwrap().value().is_some());
             assert!(outputs.get("credentials").unwrap().is_sensitive());
         }
-        Observed::Absent => panic!("the cluster vanished between runs"),
+        other => panic!("the cluster reads as {other:?} between runs"),
     }
     // Re-applying the same spec in the new run converges: nothing is created.
     apply(&second, &c).await;

@@ -25,10 +25,7 @@ fn faulty(faults: &str, speed: f64) -> SimProvider {
 }
 
 async fn apply(p: &SimProvider, s: &Step, attempt: u32) -> Result<Outputs, ProviderError> {
-    let ctx = StepContext {
-        attempt,
-        ..StepContext::default()
-    };
+    let ctx = StepContext::new(Default::default(), attempt);
     p.apply(ApplyRequest {
         step: s,
         inputs: &Inputs::default(),
@@ -39,10 +36,7 @@ async fn apply(p: &SimProvider, s: &Step, attempt: u32) -> Result<Outputs, Provi
 }
 
 async fn destroy(p: &SimProvider, s: &Step, attempt: u32) -> Result<(), ProviderError> {
-    let ctx = StepContext {
-        attempt,
-        ..StepContext::default()
-    };
+    let ctx = StepContext::new(Default::default(), attempt);
     let prior = Prior::new(s.config.clone(), Outputs::new());
     p.destroy(DestroyRequest {
         step: s,

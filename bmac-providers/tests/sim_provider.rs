@@ -26,10 +26,7 @@ fn provider(seed: u64, speed: f64) -> SimProvider {
 }
 
 fn ctx(attempt: u32) -> StepContext {
-    StepContext {
-        attempt,
-        ..StepContext::default()
-    }
+    StepContext::new(Default::default(), attempt)
 }
 
 async fn apply(p: &SimProvider, s: &Step, attempt: u32) -> Result<Outputs, ProviderError> {
@@ -235,7 +232,7 @@ async fn observe_reports_what_exists_and_destroy_removes_it() {
             assert_eq!(config, c.config);
             assert_eq!(seen, outputs);
         }
-        Observed::Absent => panic!("created cluster reads as absent"),
+        other => panic!("created cluster reads as {other:?}"),
     }
     destroy(&p, &c).await.unwrap();
     assert_eq!(observe(&p, &c).await, Observed::Absent);

@@ -46,8 +46,9 @@ use crate::plan::Action;
 use crate::state::{Record, RecordKind, StateError};
 use crate::step::Outputs;
 
+use super::groups::Groups;
 use super::journal::{Journal, Settled, Waiter};
-use super::report::{RunReport, StepFailure, StepSkip};
+use super::report::{RunReport, StepError, StepFailure, StepSkip};
 use super::running::RunningSteps;
 use super::shared::{prior_outputs, Finished, Message, Shared, StepResult, TaskMode};
 use super::start::{self, Start};
@@ -96,6 +97,8 @@ pub(crate) struct Coordinator<'a> {
     priority: Vec<u64>,
     status: Vec<Status>,
     ready: ReadyQueue,
+    /// Concurrency groups: their limits, and the ready nodes parked until a slot frees.
+    groups: Groups,
     /// The run's journal; the coordinator is its only writer.
     journal: Journal<'a>,
     /// Started steps' work.
@@ -131,6 +134,7 @@ impl<'a> Coordinator<'a> {
     ) -> Self {
         let n = shared.plan.len();
         Coordinator {
+            groups: Groups::build(&shared.plan, &shared.providers, settings.order),
             steps: RunningSteps::new(n, shared.messages.clone()),
             journal,
             done: Vec::new(),
@@ -180,6 +184,10 @@ impl<'a> Coordinator<'a> {
                 self.ready.unpop(i, self.priority[i as usize]);
                 break;
             }
+            if !self.groups.admit(i, self.priority[i as usize]) {
+                // Its group is full: parked until one of the group stops running.
+                continue;
+            }
             match start::decide(&shared, i, reread) {
                 Start::Complete(outputs) => {
                     self.counts.unchanged += 1;
@@ -204,6 +212,7 @@ impl<'a> Coordinator<'a> {
                 Start::Journal(intent, mode) => {
                     self.status[i as usize] = Status::Journaling;
                     self.running += 1;
+                    self.groups.started(i);
                     let intent = Record {
                         id: node.step.id.clone(),
                         kind: intent,
@@ -212,6 +221,7 @@ impl<'a> Coordinator<'a> {
                 }
                 Start::Spawn(mode) => {
                     self.running += 1;
+                    self.groups.started(i);
                     self.launch(i, mode);
                 }
             }
@@ -250,7 +260,7 @@ impl<'a> Coordinator<'a> {
                 Waiter::Start(i, _) if self.status[i as usize] != Status::Journaling => {}
                 Waiter::Start(i, mode) if durable => self.launch(i, mode),
                 Waiter::Start(i, _) => {
-                    self.running -= 1;
+                    self.release(i);
                     self.emit_started(i);
                     self.journal_down(i, Duration::ZERO);
                 }
@@ -265,8 +275,19 @@ impl<'a> Coordinator<'a> {
         }
     }
 
+    /// Node `i` no longer journals or runs: frees its place under the cap and in its group
+    /// (where a parked node may take it).
+    fn release(&mut self, i: u32) {
+        self.running -= 1;
+        if let Some(next) = self.groups.release(i) {
+            if self.status[next as usize] == Status::Ready {
+                self.ready.push(next, self.priority[next as usize]);
+            }
+        }
+    }
+
     fn journal_down(&mut self, i: u32, duration: Duration) {
-        let error = "the state journal could not be written".to_owned();
+        let error = StepError::engine("the state journal could not be written");
         self.fail(i, error, duration);
         self.stop_starting();
     }
@@ -329,22 +350,27 @@ impl<'a> Coordinator<'a> {
                 delay,
                 error,
             }),
+            Message::Progress { node, message, at } => self.emit(|| Event::StepProgress {
+                id: self.shared.plan.nodes()[node as usize].step.id.clone(),
+                message,
+                at: crate::state::rfc3339(at),
+            }),
             Message::Finished(finished) => self.step_finished(finished),
             Message::Journal { records, ack } => {
                 self.journal.queue_waited(records, Waiter::Task(ack));
             }
             Message::Vanished { node } => {
                 let duration = self.steps.settle(node);
-                self.running -= 1;
-                let error = if self.abandoning {
-                    ABANDONED.to_owned()
+                self.release(node);
+                let error = StepError::engine(if self.abandoning {
+                    ABANDONED
                 } else {
-                    "the step's task ended without a result (its provider panicked)".to_owned()
-                };
+                    "the step's task ended without a result (its provider panicked)"
+                });
                 let record = Record {
                     id: self.shared.plan.nodes()[node as usize].step.id.clone(),
                     kind: RecordKind::Failed {
-                        error: error.clone(),
+                        error: error.to_string(),
                     },
                 };
                 self.journal.queue(record);
@@ -362,7 +388,7 @@ impl<'a> Coordinator<'a> {
             mut records,
         } = finished;
         self.steps.settle(node);
-        self.running -= 1;
+        self.release(node);
         for record in records.drain(..) {
             self.journal.queue(record);
         }
@@ -412,7 +438,7 @@ impl<'a> Coordinator<'a> {
     }
 
     /// Records a node's failure and applies the failure policy.
-    fn fail(&mut self, i: u32, error: String, duration: Duration) {
+    fn fail(&mut self, i: u32, error: StepError, duration: Duration) {
         self.status[i as usize] = Status::Failed;
         self.counts.failed += 1;
         let id = self.shared.plan.nodes()[i as usize].step.id.clone();
@@ -472,11 +498,12 @@ impl<'a> Coordinator<'a> {
     /// stays an intent without a result: the next run observes it before acting.
     fn skip_unstarted(&mut self, reason: SkipReason) {
         self.ready.drain();
+        self.groups.drain_parked();
         for i in 0..self.status.len() as u32 {
             match self.status[i as usize] {
                 Status::Waiting | Status::Ready => self.skip(i, reason.clone()),
                 Status::Journaling => {
-                    self.running -= 1;
+                    self.release(i);
                     self.skip(i, reason.clone());
                 }
                 _ => {}

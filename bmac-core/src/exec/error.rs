@@ -10,6 +10,7 @@ use crate::step::StepId;
 
 /// What stopped a run. User-facing: every variant has a code and a help line.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
 pub enum ExecError {
     /// Another run holds the state lock.
     #[error("cannot apply: the state is locked by {holder}{}", if *stale { " (its process is gone: the lock looks stale)" } else { "" })]

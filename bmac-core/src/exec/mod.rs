@@ -16,7 +16,8 @@
 //! A ready queue driven by dependency counters, ordered by the longest remaining path to a
 //! sink weighted by each provider's `expected_duration` ([`SchedulingOrder::CriticalPath`], the
 //! default; [`SchedulingOrder::Fifo`] exists for comparison). At most `parallelism` provider
-//! calls run at once.
+//! calls run at once, and at most its limit of each concurrency group a provider puts steps in
+//! (module `groups`).
 //!
 //! # Failures, retries, cancellation
 //! Each attempt has a timeout; retryable errors (and timeouts) are retried with exponential
@@ -38,6 +39,7 @@
 
 mod coordinator;
 mod error;
+mod groups;
 mod journal;
 mod report;
 mod retry;
@@ -51,8 +53,9 @@ mod topology;
 mod tests;
 
 pub use error::ExecError;
-pub use report::{RunReport, StepFailure, StepSkip};
+pub use report::{RunReport, StepError, StepFailure, StepSkip};
 pub use retry::RetryPolicy;
+pub(crate) use shared::StepLink;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +75,7 @@ use topology::Topology;
 
 /// What happens to the rest of the run when a step fails.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FailurePolicy {
     /// Stop starting new steps; let running ones finish; skip the rest.
     #[default]
@@ -236,6 +240,7 @@ impl Executor {
             CancellationToken::new(),
         );
         shared.timed = self.events.is_some();
+        shared.load_checkpoints(&loaded.state);
         let shared = Arc::new(shared);
         let settings = Settings {
             parallelism: self.parallelism,

@@ -23,10 +23,17 @@ use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use std::sync::Arc;
+
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::provider::{ProviderError, StepContext};
+
+use super::shared::Shared;
+
+/// The code of the error an attempt that ran out of time ends with.
+pub(crate) const TIMEOUT_CODE: &str = "bmac::timeout";
 
 /// How retryable errors are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +110,9 @@ pub(crate) struct Attempts<'a> {
     pub cancel: &'a CancellationToken,
     /// Seed of the jitter generator (executor seed mixed with the step index).
     pub seed: u64,
+    /// The run and node the calls belong to (their contexts report progress and checkpoints
+    /// there, and carry the node's latest checkpoint); `None` outside a run.
+    pub link: Option<(&'a Arc<Shared>, u32)>,
 }
 
 impl Attempts<'_> {
@@ -127,9 +137,9 @@ impl Attempts<'_> {
                     "cancelled before the provider call started",
                 ));
             }
-            let ctx = StepContext {
-                cancel: self.cancel.clone(),
-                attempt,
+            let ctx = match self.link {
+                Some((shared, node)) => shared.context(node, attempt),
+                None => StepContext::new(self.cancel.clone(), attempt),
             };
             let error = match within(self.timeout, pin!(op(ctx))).await {
                 Some(Ok(value)) => return Ok(value),
@@ -137,7 +147,8 @@ impl Attempts<'_> {
                 None => ProviderError::retryable(format!(
                     "timed out after {}",
                     human_duration(self.timeout)
-                )),
+                ))
+                .with_code(TIMEOUT_CODE),
             };
             if !error.is_retryable() || attempt >= self.policy.max_attempts {
                 return Err(error);

@@ -1,23 +1,28 @@
 //! What one run's coordinator and its step tasks share, and the messages between them.
 //!
 //! [`Shared`] is created once per run and handed to every task in an `Arc`: the plan, provider
-//! routing, retry settings, the channel to the coordinator, the run's step cancellation, and
-//! one write-once output slot per node. Only the coordinator writes a slot, when the node
+//! routing, retry settings, the channel to the coordinator, the run's step cancellation, one
+//! write-once output slot per node, and the steps' latest checkpoints. Only the coordinator writes a slot, when the node
 //! finishes and before any dependent starts, so tasks read their inputs without locks. Tasks
-//! answer with a [`Finished`] (returned, or sent as a [`Message`] by a spawned task) and ask
-//! for journal appends with [`Shared::append`]; nothing else flows back.
+//! answer with a [`Finished`] (returned, or sent as a [`Message`] by a spawned task), ask for
+//! journal appends with [`Shared::append`], and report progress and checkpoints through the
+//! [`StepLink`] their provider calls' contexts carry; nothing else flows back.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime};
 
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::plan::{Action, Plan, PlanNode};
 use crate::provider::{ObserveRequest, Observed, Providers, StepContext};
-use crate::state::Record;
+use crate::state::{Record, RecordKind, State};
 use crate::step::{Fingerprint, Inputs, Outputs, StepId};
+
+use super::report::StepError;
 
 use super::journal::JournalDown;
 use super::retry::RetryPolicy;
@@ -51,6 +56,11 @@ pub(crate) struct Shared {
     /// digests, and a deletion's upstream is deleted after it). Held across the observe, so
     /// each step is observed once however many deletions need it.
     reread: tokio::sync::Mutex<HashMap<u32, Outputs>>,
+    /// Each node's latest checkpoint: from state at the start, then what its calls
+    /// checkpoint during the run.
+    checkpoints: Mutex<HashMap<u32, Arc<Value>>>,
+    /// Whether `checkpoints` has ever held anything (most runs never lock it).
+    any_checkpoint: AtomicBool,
 }
 
 impl Shared {
@@ -78,7 +88,59 @@ impl Shared {
             cancel,
             index: OnceLock::new(),
             reread: tokio::sync::Mutex::new(HashMap::new()),
+            checkpoints: Mutex::new(HashMap::new()),
+            any_checkpoint: AtomicBool::new(false),
         }
+    }
+
+    /// Takes the checkpoints `state` (the state the plan was made against) holds for the
+    /// plan's steps.
+    pub(crate) fn load_checkpoints(&self, state: &State) {
+        let mut found = state
+            .steps
+            .iter()
+            .filter_map(|(id, s)| Some((id, s.checkpoint.as_ref()?)))
+            .peekable();
+        if found.peek().is_none() {
+            return;
+        }
+        let mut checkpoints = self.lock_checkpoints();
+        for (id, data) in found {
+            if let Some(node) = self.index_of(id) {
+                checkpoints.insert(node, Arc::clone(data));
+            }
+        }
+        self.any_checkpoint
+            .store(!checkpoints.is_empty(), Ordering::Release);
+    }
+
+    /// Node `node`'s latest checkpoint.
+    pub(crate) fn checkpoint(&self, node: u32) -> Option<Arc<Value>> {
+        if !self.any_checkpoint.load(Ordering::Acquire) {
+            return None;
+        }
+        self.lock_checkpoints().get(&node).cloned()
+    }
+
+    fn lock_checkpoints(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<Value>>> {
+        // Inserts and clones only: a panic elsewhere cannot leave the map torn.
+        self.checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A provider call's context for node `node`, attempt `attempt`, carrying its latest
+    /// checkpoint and the link back to this run.
+    pub(crate) fn context(self: &Arc<Self>, node: u32, attempt: u32) -> StepContext {
+        StepContext::linked(
+            self.cancel.clone(),
+            attempt,
+            self.checkpoint(node),
+            StepLink {
+                shared: Arc::clone(self),
+                node,
+            },
+        )
     }
 
     /// Appends `records` to the journal (through the coordinator, which owns it) and waits
@@ -147,10 +209,7 @@ impl Shared {
                 })?;
             inputs.0.insert(name.clone(), value.clone());
         }
-        let ctx = StepContext {
-            cancel: self.cancel.clone(),
-            attempt: 1,
-        };
+        let ctx = StepContext::new(self.cancel.clone(), 1);
         let observed = provider
             .observe(ObserveRequest {
                 step,
@@ -167,6 +226,10 @@ impl Shared {
             }
             Observed::Absent => Err(format!(
                 "cannot re-read the secrets of `{}`: it no longer exists",
+                step.id
+            )),
+            Observed::Pending { status } => Err(format!(
+                "cannot re-read the secrets of `{}`: it is still in progress ({status})",
                 step.id
             )),
         }
@@ -187,9 +250,53 @@ impl Shared {
     }
 }
 
+/// The way back from a provider call's [`StepContext`] to the run: progress goes to the
+/// coordinator as a message; a checkpoint is kept for the step's later calls and journaled.
+#[derive(Clone)]
+pub(crate) struct StepLink {
+    shared: Arc<Shared>,
+    node: u32,
+}
+
+impl StepLink {
+    /// Sends a progress report to the coordinator (which turns it into an event).
+    pub(crate) fn progress(&self, message: String) {
+        let _ = self.shared.messages.send(Message::Progress {
+            node: self.node,
+            message,
+            at: SystemTime::now(),
+        });
+    }
+
+    /// Keeps `data` as the step's latest checkpoint and journals it; ready once durable.
+    ///
+    /// The record goes straight to the journal: a step's unsent result records are always
+    /// flushed before it makes a provider call (every mutating call follows a journaled
+    /// intent, and the only call made before one is the first `observe`), so none can be
+    /// waiting behind it.
+    pub(crate) async fn checkpoint(&self, data: Arc<Value>) -> Result<(), JournalDown> {
+        let shared = &self.shared;
+        shared
+            .lock_checkpoints()
+            .insert(self.node, Arc::clone(&data));
+        shared.any_checkpoint.store(true, Ordering::Release);
+        let record = Record {
+            id: shared.plan.nodes()[self.node as usize].step.id.clone(),
+            kind: RecordKind::Checkpoint { data },
+        };
+        shared.append(vec![record]).await
+    }
+}
+
 /// What a task tells the coordinator.
 #[derive(Debug)]
 pub(crate) enum Message {
+    /// A provider reported progress (or the task waits for a pending resource).
+    Progress {
+        node: u32,
+        message: String,
+        at: SystemTime,
+    },
     /// A retryable error; the next attempt follows after `delay`.
     Retrying {
         node: u32,
@@ -234,7 +341,7 @@ pub(crate) enum StepResult {
     /// In doubt, found existing as desired, adopted.
     Adopted(Outputs),
     /// Failed for good.
-    Failed(String),
+    Failed(StepError),
     /// The journal refused a record; the run must stop.
     JournalDown,
 }

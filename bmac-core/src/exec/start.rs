@@ -11,6 +11,7 @@ use crate::plan::Action;
 use crate::state::{Operation, RecordKind};
 use crate::step::Outputs;
 
+use super::report::StepError;
 use super::shared::{prior_outputs, resolve_inputs, Planned, Shared, TaskMode};
 
 /// What to do with a ready node.
@@ -21,7 +22,7 @@ pub(crate) enum Start {
     /// An update whose fingerprint, once inputs are known, did not move: done, no call.
     Unchanged(Outputs),
     /// It cannot start (an input cannot be resolved).
-    Fail(String),
+    Fail(StepError),
     /// Journal this intent, then spawn the task.
     Journal(RecordKind, TaskMode),
     /// Spawn the task now; it journals for itself.
@@ -41,17 +42,17 @@ pub(crate) fn decide(shared: &Shared, i: u32, reread: bool) -> Start {
         action => {
             let inputs = match resolve_inputs(shared, i) {
                 Ok(inputs) => inputs,
-                Err(message) => return Start::Fail(message),
+                Err(message) => return Start::Fail(StepError::engine(message)),
             };
             if *action == Action::Delete {
                 if inputs.0.values().any(|v| v.value().is_none()) {
                     return Start::Spawn(TaskMode::DeleteRereading);
                 }
                 if node.prior.is_none() {
-                    return Start::Fail(format!(
+                    return Start::Fail(StepError::engine(format!(
                         "step `{}` is planned for deletion but state has no record of what was applied",
                         node.step.id
-                    ));
+                    )));
                 }
                 let intent = destroy_intent();
                 let call = Planned::Delete;

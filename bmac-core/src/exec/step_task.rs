@@ -13,13 +13,19 @@
 //! destroy, then the create under its own intent. Otherwise ([`TaskMode::Converge`]):
 //!
 //! - Create / Update / Replace: resolve inputs; if the step is *in doubt* (a crash or failure
-//!   left an intent without a result), `observe` first: present as desired → adopt it
-//!   (journal `Applied` with what exists, no apply); absent → create; present but different →
-//!   apply over what was observed. An Update whose fingerprint (config + resolved inputs) equals
+//!   left an intent without a result), `observe` first: pending (still being created) → wait,
+//!   observing again with backoff and reporting progress, until it is not; then present as
+//!   desired → adopt it (journal `Applied` with what exists, no apply); absent → create;
+//!   present but different → apply over what was observed. An Update whose fingerprint (config + resolved inputs) equals
 //!   the last applied one makes no call at all. Replace destroys the old resource first.
 //! - Delete: `Intent{Destroy}` → destroy → `Destroyed`.
 //! - Re-read: a step with nothing to do whose redacted secret a changing dependent needs is
 //!   observed, only to learn the secret again; nothing is journaled.
+//!
+//! An apply attempt that timed out leaves the step in doubt as well: the next attempt looks
+//! (the same observe, wait and adopt) before it calls `apply` again. Every attempt's timeout
+//! is the provider's [`max_duration`](crate::provider::Provider::max_duration) for the step,
+//! else the executor's default.
 //!
 //! If the work is dropped without reporting (a provider panicked, the coordinator aborted it
 //! after the cancellation grace period, or it was dropped before its first poll), its
@@ -29,8 +35,9 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 use tokio::time::Instant;
@@ -42,7 +49,8 @@ use crate::provider::{
 use crate::state::{Operation, Record, RecordKind};
 use crate::step::{Fingerprint, Inputs, Outputs, Step};
 
-use super::retry::{step_seed, Attempts};
+use super::report::StepError;
+use super::retry::{human_duration, step_seed, Attempts, TIMEOUT_CODE};
 use super::shared::{
     prior_outputs, resolve_inputs, Finished, Message, Planned, Shared, StepResult, TaskMode,
 };
@@ -120,7 +128,7 @@ pub(crate) fn step_work(
 /// and what it holds are borrowed all the way down: every copy would be part of the future
 /// allocated per started step.)
 async fn execute(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     node: u32,
     mode: &TaskMode,
     buffer: Vec<Record>,
@@ -132,7 +140,7 @@ async fn execute(
             "no provider serves kind `{}` (step `{}`)",
             step.kind, step.id
         );
-        return (StepResult::Failed(error), buffer);
+        return (StepResult::Failed(StepError::engine(error)), buffer);
     };
     let resolved = match mode {
         TaskMode::Journaled { .. } => Ok(Inputs::default()),
@@ -142,7 +150,7 @@ async fn execute(
     };
     let resolved = match resolved {
         Ok(inputs) => inputs,
-        Err(message) => return (StepResult::Failed(message), buffer),
+        Err(message) => return (StepResult::Failed(StepError::engine(message)), buffer),
     };
     let (inputs, journaled) = match mode {
         TaskMode::Journaled { inputs, call } => (inputs, Ok(call)),
@@ -158,9 +166,10 @@ async fn execute(
         inputs,
         attempts: Attempts {
             policy: &shared.retry,
-            timeout: shared.step_timeout,
+            timeout: provider.max_duration(step).unwrap_or(shared.step_timeout),
             cancel: &shared.cancel,
             seed: step_seed(shared.seed, node),
+            link: Some((shared, node)),
         },
         unsent: Mutex::new(buffer),
     };
@@ -210,21 +219,14 @@ pub(crate) fn config_matches(desired: &Value, observed: &Value) -> bool {
     }
 }
 
-/// An error with its chain of causes, for people. A cause whose text the message already
-/// carries (providers often write `format!("cannot …: {e}")` and attach `e` as the source) is
-/// not repeated.
-pub(crate) fn describe(error: &ProviderError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+/// What looking at an in-doubt step found, once it is no longer pending.
+enum Examined {
+    /// It exists as desired: adopt it.
+    Matches(Outputs),
+    /// It exists, otherwise: apply over what was observed.
+    Differs(Prior),
+    /// Nothing exists: create it.
+    Absent,
 }
 
 /// One step's provider calls.
@@ -247,9 +249,18 @@ impl Call<'_> {
                 node: self.node,
                 attempt,
                 delay,
-                error: describe(error),
+                error: StepError::from_provider(error).to_string(),
             });
         }
+    }
+
+    /// Reports progress the executor itself makes (waiting for a pending resource).
+    fn progress(&self, message: String) {
+        let _ = self.shared.messages.send(Message::Progress {
+            node: self.node,
+            message,
+            at: SystemTime::now(),
+        });
     }
 
     /// Appends a record that a provider call depends on (an intent), after any unsent
@@ -320,22 +331,83 @@ impl Call<'_> {
             .await
     }
 
+    /// Observes a step that may exist half made, waits while it is pending, and says whether
+    /// what exists is what is desired.
+    async fn examine(&self, prior: Option<&Prior>) -> Result<Examined, ProviderError> {
+        Ok(match self.observe_settled(prior).await? {
+            Observed::Present { config, outputs } if config_matches(&self.step.config, &config) => {
+                Examined::Matches(outputs)
+            }
+            Observed::Present { config, outputs } => Examined::Differs(Prior::new(config, outputs)),
+            Observed::Absent => Examined::Absent,
+            Observed::Pending { status } => {
+                unreachable!("settle returned a pending resource ({status})")
+            }
+        })
+    }
+
+    /// Observes the step, waiting while it is pending: the answer is never
+    /// [`Observed::Pending`].
+    async fn observe_settled(&self, prior: Option<&Prior>) -> Result<Observed, ProviderError> {
+        match self.observe(prior).await? {
+            Observed::Pending { status } => self.settle(prior, status).await,
+            settled => Ok(settled),
+        }
+    }
+
+    /// Observes a pending resource again, every poll interval growing to four times it, until
+    /// it is no longer pending; reports progress before each wait. Gives up (retryably) after
+    /// the step's maximum duration, and at once when the run is cancelled.
+    async fn settle(
+        &self,
+        prior: Option<&Prior>,
+        mut status: String,
+    ) -> Result<Observed, ProviderError> {
+        let poll = self
+            .provider
+            .poll_interval(self.step)
+            .max(Duration::from_millis(1));
+        let limit = self.attempts.timeout;
+        let started = Instant::now();
+        let mut wait = poll;
+        loop {
+            let waited = started.elapsed();
+            self.progress(format!("{status}, {}", human_duration(waited)));
+            if waited >= limit {
+                return Err(ProviderError::retryable(format!(
+                    "still {status} after {}",
+                    human_duration(limit)
+                ))
+                .with_code(TIMEOUT_CODE));
+            }
+            let sleep = Box::pin(tokio::time::sleep(wait.min(limit - waited)));
+            tokio::select! {
+                biased;
+                _ = self.shared.cancel.cancelled() => {
+                    return Err(ProviderError::permanent(format!(
+                        "cancelled while waiting for the resource ({status})"
+                    )));
+                }
+                _ = sleep => {}
+            }
+            match self.observe(prior).await? {
+                Observed::Pending { status: now } => status = now,
+                settled => return Ok(settled),
+            }
+            wait = (wait * 3 / 2).min(poll * 4);
+        }
+    }
+
     /// Create, update or replace, observing first when in doubt.
     async fn converge(&self, node: &PlanNode, reread_secrets: bool) -> StepResult {
         let fingerprint = self.step.fingerprint(self.inputs);
         let mut prior: Option<Cow<'_, Prior>> = node.prior.as_ref().map(Cow::Borrowed);
         if node.in_doubt {
-            match self.observe(node.prior.as_ref()).await {
-                Err(e) => return StepResult::Failed(describe(&e)),
-                Ok(Observed::Present { config, outputs })
-                    if config_matches(&self.step.config, &config) =>
-                {
-                    return self.adopt(fingerprint, outputs).await;
-                }
-                Ok(Observed::Present { config, outputs }) => {
-                    prior = Some(Cow::Owned(Prior::new(config, outputs)));
-                }
-                Ok(Observed::Absent) => prior = None,
+            match self.examine(node.prior.as_ref()).await {
+                Err(e) => return StepResult::Failed(StepError::from_provider(&e)),
+                Ok(Examined::Matches(outputs)) => return self.adopt(fingerprint, outputs).await,
+                Ok(Examined::Differs(observed)) => prior = Some(Cow::Owned(observed)),
+                Ok(Examined::Absent) => prior = None,
             }
         } else if matches!(node.action, Action::Update { .. })
             && node.prior_fingerprint() == Some(fingerprint)
@@ -344,11 +416,11 @@ impl Call<'_> {
             if !(reread_secrets && recorded.has_redacted_secret()) {
                 return StepResult::Unchanged(recorded);
             }
-            match self.observe(node.prior.as_ref()).await {
-                Err(e) => return StepResult::Failed(describe(&e)),
+            match self.observe_settled(node.prior.as_ref()).await {
+                Err(e) => return StepResult::Failed(StepError::from_provider(&e)),
                 Ok(Observed::Present { outputs, .. }) => return self.reread_result(outputs),
                 // Gone behind our back: create it again.
-                Ok(Observed::Absent) => prior = None,
+                Ok(_) => prior = None,
             }
         }
         if matches!(node.action, Action::Replace { .. }) {
@@ -379,13 +451,31 @@ impl Call<'_> {
         self.call_apply(prior, &fingerprint).await
     }
 
-    /// Applies (its intent is durable) and queues the result.
+    /// Applies (its intent is durable) and queues the result. After an attempt that timed
+    /// out, the next one looks first: what the timed-out call made may exist, or still be in
+    /// the making.
     async fn call_apply(&self, prior: Option<&Prior>, fingerprint: &Fingerprint) -> StepResult {
         let (provider, step, inputs) = (self.provider, self.step, self.inputs);
+        let timed_out = AtomicBool::new(false);
+        let timed_out = &timed_out;
+        let mut on_retry = self.on_retry();
         let outcome = self
             .attempts
             .run(
                 |ctx| async move {
+                    // `Some(found)` once looked at: what exists (`None`: nothing).
+                    let mut looked: Option<Option<Prior>> = None;
+                    if timed_out.swap(false, Ordering::Relaxed) {
+                        looked = Some(match self.examine(prior).await? {
+                            Examined::Matches(outputs) => return Ok(outputs),
+                            Examined::Differs(observed) => Some(observed),
+                            Examined::Absent => None,
+                        });
+                    }
+                    let prior = match &looked {
+                        Some(found) => found.as_ref(),
+                        None => prior,
+                    };
                     provider
                         .apply(ApplyRequest {
                             step,
@@ -395,7 +485,12 @@ impl Call<'_> {
                         })
                         .await
                 },
-                self.on_retry(),
+                |attempt, delay, error: &ProviderError| {
+                    if error.code.as_deref() == Some(TIMEOUT_CODE) {
+                        timed_out.store(true, Ordering::Relaxed);
+                    }
+                    on_retry(attempt, delay, error);
+                },
             )
             .await;
         match outcome {
@@ -403,7 +498,7 @@ impl Call<'_> {
                 self.record_applied(*fingerprint, &outputs);
                 StepResult::Changed(outputs)
             }
-            Err(e) => self.failed(describe(&e)),
+            Err(e) => self.failed(StepError::from_provider(&e)),
         }
     }
 
@@ -442,17 +537,17 @@ impl Call<'_> {
                 self.record(RecordKind::Destroyed);
                 Ok(())
             }
-            Err(e) => Err(self.failed(describe(&e))),
+            Err(e) => Err(self.failed(StepError::from_provider(&e))),
         }
     }
 
     /// Destroys a step planned for deletion (`journaled`: its intent is already durable).
     async fn delete(&self, prior: Option<&Prior>, journaled: bool) -> StepResult {
         let Some(prior) = prior else {
-            return StepResult::Failed(format!(
+            return StepResult::Failed(StepError::engine(format!(
                 "step `{}` is planned for deletion but state has no record of what was applied",
                 self.step.id
-            ));
+            )));
         };
         let destroyed = if journaled {
             self.call_destroy(prior).await
@@ -467,30 +562,30 @@ impl Call<'_> {
 
     /// A planned no-op observed to learn its secrets again.
     async fn reread(&self, prior: Option<&Prior>) -> StepResult {
-        match self.observe(prior).await {
-            Err(e) => StepResult::Failed(describe(&e)),
+        match self.observe_settled(prior).await {
+            Err(e) => StepResult::Failed(StepError::from_provider(&e)),
             Ok(Observed::Present { outputs, .. }) => self.reread_result(outputs),
-            Ok(Observed::Absent) => StepResult::Failed(format!(
+            Ok(_) => StepResult::Failed(StepError::engine(format!(
                 "step `{}` no longer exists, but a dependent needs its sensitive outputs; \
                  plan again to re-create it",
                 self.step.id
-            )),
+            ))),
         }
     }
 
     fn reread_result(&self, outputs: Outputs) -> StepResult {
         if outputs.has_redacted_secret() {
-            return StepResult::Failed(format!(
+            return StepResult::Failed(StepError::engine(format!(
                 "observing step `{}` did not return the value of its sensitive outputs",
                 self.step.id
-            ));
+            )));
         }
         StepResult::Unchanged(outputs)
     }
 
-    fn failed(&self, error: String) -> StepResult {
+    fn failed(&self, error: StepError) -> StepResult {
         self.record(RecordKind::Failed {
-            error: error.clone(),
+            error: error.to_string(),
         });
         StepResult::Failed(error)
     }

@@ -715,6 +715,7 @@ mod tests {
                     applied: Some(Arc::new(applied)),
                     in_doubt: i % 97 == 5,
                     last_error: None,
+                    checkpoint: None,
                 },
             );
         }

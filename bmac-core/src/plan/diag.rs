@@ -63,6 +63,7 @@ impl Sources {
 /// carrying a `PlanError` stays small); the enum forwards `Display`, `source` and every
 /// miette [`Diagnostic`] method to it.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlanError {
     /// Steps depend on each other in a circle (`bmac::plan::cycle`).
     #[error(transparent)]

@@ -204,6 +204,7 @@ mod tests {
             })),
             in_doubt,
             last_error: None,
+            checkpoint: None,
         }
     }
 

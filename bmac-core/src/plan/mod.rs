@@ -45,6 +45,7 @@ use crate::step::{Fingerprint, Step, StepId};
 /// What a plan does with one step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Action {
     /// Up to date; its recorded outputs feed its dependents.
     NoOp,

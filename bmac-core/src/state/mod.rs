@@ -44,6 +44,7 @@ pub enum Operation {
 /// What a journal record says about one step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RecordKind {
     /// A provider call is about to start.
     Intent {
@@ -71,6 +72,12 @@ pub enum RecordKind {
     },
     /// The resource was destroyed; the step leaves state.
     Destroyed,
+    /// A running call checkpointed what it needs to resume its operation (an operation id);
+    /// kept until the step is applied or destroyed, and handed to its next call.
+    Checkpoint {
+        /// What the provider checkpointed (never a secret).
+        data: Arc<serde_json::Value>,
+    },
 }
 
 /// One journal record.
@@ -119,6 +126,10 @@ pub struct StepState {
     /// The last failure's message, until a later success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// What the last call checkpointed, until the step is applied or destroyed: a crashed
+    /// create's operation id, handed to the next call so it resumes that operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Arc<serde_json::Value>>,
 }
 
 /// Every step state knows about, keyed by id, in the order the steps were first recorded — for
@@ -163,6 +174,7 @@ impl State {
                 }));
                 entry.in_doubt = false;
                 entry.last_error = None;
+                entry.checkpoint = None;
             }
             RecordKind::Failed { error } => {
                 let entry = self.steps.entry(record.id.clone()).or_default();
@@ -171,6 +183,11 @@ impl State {
             }
             RecordKind::Destroyed => {
                 self.steps.swap_remove(&record.id);
+            }
+            RecordKind::Checkpoint { data } => {
+                let entry = self.steps.entry(record.id.clone()).or_default();
+                entry.in_doubt = true;
+                entry.checkpoint = Some(Arc::clone(data));
             }
         }
     }
@@ -192,6 +209,7 @@ pub struct Loaded {
 
 /// Errors from state backends.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
 pub enum StateError {
     /// Another run holds the lock.
     #[error("the state is locked by {holder}{}", if *stale { "; the lock looks stale: that process is no longer running on this host" } else { "" })]

@@ -183,7 +183,7 @@ impl Run {
 pub fn present(observed: Observed) -> (serde_json::Value, Outputs) {
     match observed {
         Observed::Present { config, outputs } => (config, outputs),
-        Observed::Absent => panic!("expected the step's objects to be present"),
+        other => panic!("expected the step's objects to be present, found {other:?}"),
     }
 }
 

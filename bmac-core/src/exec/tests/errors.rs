@@ -142,8 +142,9 @@ fn executor_settings_are_clamped() {
 
 #[test]
 fn a_cause_the_message_already_carries_is_not_repeated() {
-    use crate::exec::step_task::describe;
+    use crate::exec::StepError;
     use crate::provider::ProviderError;
+    let describe = |e: &ProviderError| StepError::from_provider(e).to_string();
     let io = || std::io::Error::other("connection refused");
     let repeated =
         ProviderError::retryable("cannot get namespaces: connection refused").with_source(io());

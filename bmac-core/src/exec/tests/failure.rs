@@ -50,7 +50,10 @@ async fn fail_fast_lets_running_steps_finish_and_skips_the_rest() {
     assert_eq!(report.counts.succeeded, 1);
     assert_eq!(report.counts.failed, 1);
     assert_eq!(report.counts.skipped, 3);
-    assert_eq!(report.failure("broken").unwrap().error, "permission denied");
+    assert_eq!(
+        report.failure("broken").unwrap().error.to_string(),
+        "permission denied"
+    );
     assert!(events.contains(&Event::Cancelling {
         reason: CancelReason::StepFailed
     }));

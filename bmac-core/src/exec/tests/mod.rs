@@ -9,6 +9,7 @@ mod cancel;
 mod errors;
 mod failure;
 mod inline;
+mod long_ops;
 mod perf;
 mod props;
 mod resume;

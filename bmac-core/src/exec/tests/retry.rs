@@ -80,7 +80,10 @@ async fn permanent_errors_are_not_retried() {
     .await;
     assert_eq!(provider.count(Op::Apply, "denied"), 1);
     assert!(retries(&events).is_empty());
-    assert_eq!(report.failure("denied").unwrap().error, "permission denied");
+    assert_eq!(
+        report.failure("denied").unwrap().error.to_string(),
+        "permission denied"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -102,7 +105,9 @@ async fn a_timeout_is_retryable_and_attempts_are_bounded() {
     // 3 s + 1 s + 3 s + 2 s + 3 s.
     assert_eq!(secs_since(start), 12.0);
     let error = &report.failure("hangs").unwrap().error;
-    assert_eq!(error, "timed out after 3s");
+    assert_eq!(error.to_string(), "timed out after 3s");
+    assert_eq!(error.code.as_deref(), Some("bmac::timeout"));
+    assert_eq!(error.class, crate::provider::ErrorClass::Retryable);
     assert_eq!(
         journal_of(&store, "hangs"),
         ["intent:apply", "failed:timed out after 3s"]

@@ -166,9 +166,21 @@ async fn a_missing_output_fails_the_step_naming_step_and_output() {
     let store = MemoryStore::new();
     let (report, _) = run_ok(executor(&provider), plan.build(), &store).await;
     let failure = report.failure("pool").expect("pool failed");
-    assert!(failure.error.contains("`pool`"), "{}", failure.error);
-    assert!(failure.error.contains("`ca_bundle`"), "{}", failure.error);
-    assert!(failure.error.contains("`cluster`"), "{}", failure.error);
+    assert!(
+        failure.error.to_string().contains("`pool`"),
+        "{}",
+        failure.error
+    );
+    assert!(
+        failure.error.to_string().contains("`ca_bundle`"),
+        "{}",
+        failure.error
+    );
+    assert!(
+        failure.error.to_string().contains("`cluster`"),
+        "{}",
+        failure.error
+    );
     assert_eq!(provider.count(Op::Apply, "pool"), 0);
     assert!(
         journal_of(&store, "pool").is_empty(),

@@ -41,6 +41,19 @@ pub struct Script {
     pub expected: Option<Duration>,
     /// Apply panics (a provider bug).
     pub panic: bool,
+    /// What successive observe calls report before falling back to `observe` (a resource
+    /// still being created: `Pending` a few times, then what it settled as).
+    pub observe_seq: Vec<Observed>,
+    /// The provider's maximum duration for the step's calls.
+    pub max: Option<Duration>,
+    /// The provider's poll interval for the step.
+    pub poll: Option<Duration>,
+    /// The concurrency group the provider puts the step in.
+    pub group: Option<(&'static str, usize)>,
+    /// Progress apply reports before it waits.
+    pub progress: Vec<String>,
+    /// What apply checkpoints before it waits (when it has not seen one already).
+    pub checkpoint: Option<Value>,
 }
 
 /// Which provider method.
@@ -64,6 +77,10 @@ pub struct Call {
     pub end_seq: Option<u64>,
     /// When the call ended on the test clock (`None`: it never returned).
     pub ended: Option<Instant>,
+    /// When it started, on the test clock.
+    pub started: Instant,
+    /// The checkpoint its context carried.
+    pub checkpoint: Option<Value>,
 }
 
 /// Records calls, follows per-step scripts, tracks concurrency.
@@ -147,7 +164,7 @@ impl TestProvider {
         step: &Step,
         inputs: &Inputs,
         prior: Option<&Prior>,
-        attempt: u32,
+        ctx: &crate::provider::StepContext,
     ) -> (usize, Running<'_>) {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
@@ -157,7 +174,9 @@ impl TestProvider {
             step: step.id.to_string(),
             inputs: inputs.clone(),
             prior: prior.cloned(),
-            attempt,
+            attempt: ctx.attempt,
+            started: Instant::now(),
+            checkpoint: ctx.last_checkpoint().cloned(),
             start_seq: self.seq.fetch_add(1, Ordering::SeqCst),
             end_seq: None,
             ended: None,
@@ -194,11 +213,31 @@ impl Provider for TestProvider {
         self.get(step.id.as_str()).expected
     }
 
+    fn max_duration(&self, step: &Step) -> Option<Duration> {
+        self.get(step.id.as_str()).max
+    }
+
+    fn poll_interval(&self, step: &Step) -> Duration {
+        self.get(step.id.as_str())
+            .poll
+            .unwrap_or(Duration::from_secs(5))
+    }
+
+    fn concurrency_group(&self, step: &Step) -> Option<crate::provider::ConcurrencyGroup> {
+        let (name, limit) = self.get(step.id.as_str()).group?;
+        Some(crate::provider::ConcurrencyGroup::new(name, limit))
+    }
+
     async fn apply(&self, req: ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
         let id = req.step.id.as_str();
         let script = self.get(id);
-        let (call, _running) =
-            self.begin(Op::Apply, req.step, req.inputs, req.prior, req.ctx.attempt);
+        let (call, _running) = self.begin(Op::Apply, req.step, req.inputs, req.prior, req.ctx);
+        for message in &script.progress {
+            req.ctx.progress(message.clone());
+        }
+        if let (Some(data), None) = (&script.checkpoint, req.ctx.last_checkpoint()) {
+            req.ctx.checkpoint(data.clone()).await?;
+        }
         let finished = self.wait(&script, &req.ctx.cancel).await;
         self.end(call);
         if !finished {
@@ -228,26 +267,20 @@ impl Provider for TestProvider {
 
     async fn observe(&self, req: ObserveRequest<'_>) -> Result<Observed, ProviderError> {
         let script = self.get(req.step.id.as_str());
-        let (call, _running) = self.begin(
-            Op::Observe,
-            req.step,
-            req.inputs,
-            req.prior,
-            req.ctx.attempt,
-        );
+        let (call, _running) = self.begin(Op::Observe, req.step, req.inputs, req.prior, req.ctx);
         self.end(call);
+        let mut scripts = self.scripts.lock().unwrap();
+        let live = scripts.entry(req.step.id.to_string()).or_default();
+        if !live.observe_seq.is_empty() {
+            return Ok(live.observe_seq.remove(0));
+        }
         Ok(script.observe.unwrap_or(Observed::Absent))
     }
 
     async fn destroy(&self, req: DestroyRequest<'_>) -> Result<(), ProviderError> {
         let script = self.get(req.step.id.as_str());
-        let (call, _running) = self.begin(
-            Op::Destroy,
-            req.step,
-            req.inputs,
-            Some(req.prior),
-            req.ctx.attempt,
-        );
+        let (call, _running) =
+            self.begin(Op::Destroy, req.step, req.inputs, Some(req.prior), req.ctx);
         let finished = self.wait(&script, &req.ctx.cancel).await;
         self.end(call);
         if !finished {
@@ -431,7 +464,11 @@ pub fn assert_panic_failed_only(
     dependent: &str,
 ) {
     let failure = report.failure(step).expect("the step failed");
-    assert!(failure.error.contains("panicked"), "{}", failure.error);
+    assert!(
+        failure.error.to_string().contains("panicked"),
+        "{}",
+        failure.error
+    );
     let journal = journal_of(store, step);
     assert_eq!(journal[0], "intent:apply");
     assert!(journal[1].starts_with("failed:"), "{journal:?}");
@@ -456,6 +493,7 @@ pub fn journal_of(store: &MemoryStore, step: &str) -> Vec<String> {
             RecordKind::Applied { .. } => "applied".to_owned(),
             RecordKind::Failed { error } => format!("failed:{error}"),
             RecordKind::Destroyed => "destroyed".to_owned(),
+            RecordKind::Checkpoint { data } => format!("checkpoint:{data}"),
         })
         .collect()
 }
@@ -471,6 +509,9 @@ pub fn events_of(events: &[Event], step: &str) -> Vec<String> {
                 Some(format!("succeeded(changed={changed})"))
             }
             Event::StepFailed { id, .. } if id.as_str() == step => Some("failed".to_owned()),
+            Event::StepProgress { id, message, .. } if id.as_str() == step => {
+                Some(format!("progress({message})"))
+            }
             Event::StepSkipped { id, .. } if id.as_str() == step => Some("skipped".to_owned()),
             _ => None,
         })
