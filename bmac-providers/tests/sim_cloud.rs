@@ -138,9 +138,10 @@ async fn the_op_log_only_ever_grows() {
         (stats.creates, stats.updates, stats.unchanged),
         (10, 40, 50)
     );
-    // One line per change; re-applies write nothing.
+    // One line per change (a node pool's create two: accepted, then done); re-applies write
+    // nothing.
     let lines = previous.iter().filter(|b| **b == b'\n').count();
-    assert_eq!(lines, 50);
+    assert_eq!(lines, 60);
 }
 
 #[tokio::test]
@@ -181,7 +182,8 @@ async fn a_complete_last_op_missing_only_its_newline_is_kept() {
     drop(reopened);
     let again = at(&path);
     assert_eq!(again.cloud().len(), 2);
-    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+    // The cluster's create (accepted, then done) and the namespace.
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
 }
 
 #[tokio::test]

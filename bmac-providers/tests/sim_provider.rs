@@ -330,26 +330,64 @@ async fn the_cluster_credentials_are_sensitive_everywhere() {
     );
 }
 
+/// Applies `s` with `context`, cancelling the context after `after`; the call must fail.
+async fn apply_cancelled_after(
+    p: &SimProvider,
+    s: &Step,
+    context: &StepContext,
+    after: Duration,
+) -> ProviderError {
+    let token = context.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        token.cancel();
+    });
+    p.apply(ApplyRequest {
+        step: s,
+        inputs: &Inputs::default(),
+        prior: None,
+        ctx: context,
+    })
+    .await
+    .unwrap_err()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_create_is_accepted_at_once_and_goes_on_in_the_cloud_when_the_caller_stops() {
+    let p = provider(0, 1.0);
+    let c = cluster();
+    let err = apply_cancelled_after(&p, &c, &ctx(1), Duration::from_secs(60)).await;
+    assert!(err.is_retryable());
+    assert!(
+        err.message.contains("the create goes on"),
+        "{}",
+        err.message
+    );
+    // The cloud accepted the create: the cluster exists, still being created.
+    assert_eq!(p.stats().total.creates, 1);
+    let operation = p.cloud().get("prod.cluster").unwrap().operation.unwrap();
+    assert!(operation.id.starts_with("sim-op-") && !operation.done);
+    match observe(&p, &c).await {
+        Observed::Pending { status } => {
+            assert_eq!(status, format!("CREATING (operation {})", operation.id))
+        }
+        other => panic!("a cluster being created reads as {other:?}"),
+    }
+    // Applying again polls the same operation; nothing is created a second time.
+    apply(&p, &c, 2).await.unwrap();
+    assert_eq!(p.stats().total.creates, 1);
+    let done = p.cloud().get("prod.cluster").unwrap().operation.unwrap();
+    assert_eq!((done.id, done.done), (operation.id, true));
+}
+
 #[tokio::test(start_paused = true)]
 async fn cancellation_mid_latency_returns_promptly_without_the_change() {
     let p = provider(0, 1.0);
-    let c = cluster();
+    // A policy engine takes 90 s and is not a long operation: cancelled, nothing is made.
+    let c = step("policy", "policy_engine", json!({"engine": "kyverno"}));
     let context = ctx(1);
-    let token = context.cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        token.cancel();
-    });
     let start = Instant::now();
-    let err = p
-        .apply(ApplyRequest {
-            step: &c,
-            inputs: &Inputs::default(),
-            prior: None,
-            ctx: &context,
-        })
-        .await
-        .unwrap_err();
+    let err = apply_cancelled_after(&p, &c, &context, Duration::from_secs(1)).await;
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "{:?}",

@@ -60,6 +60,29 @@ pub struct Resource {
     pub created_at_ms: u64,
     /// 1 when created, +1 on every update or tamper.
     pub generation: u64,
+    /// The long operation that created it (clusters and node pools, as real clouds do):
+    /// while it runs the resource exists but is not ready.
+    pub operation: Option<Operation>,
+}
+
+/// A long-running create, as a managed cloud reports it: accepted at once, ready later.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Operation {
+    /// Its id (`sim-op-` and 12 hex digits), what a caller checkpoints to poll it again.
+    pub id: String,
+    /// When it is done, in milliseconds since the Unix epoch (wall clock, so that another
+    /// process polling the same operation sees it finish on time).
+    pub ready_at_ms: u64,
+    /// Whether the cloud has recorded it as finished.
+    #[serde(default)]
+    pub done: bool,
+}
+
+impl Operation {
+    /// Whether it still runs at `now_ms`.
+    pub fn running(&self, now_ms: u64) -> bool {
+        !self.done && now_ms < self.ready_at_ms
+    }
 }
 
 struct Entry {

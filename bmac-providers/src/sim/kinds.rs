@@ -49,6 +49,15 @@ pub const KNOWN_KINDS: &[(&str, Duration)] = &[
     ("manifest", Duration::from_millis(500)),
 ];
 
+/// The kinds whose create is a long operation (accepted at once, polled until done), as a
+/// managed cloud's control planes and node groups are.
+pub const LONG_KINDS: &[&str] = &["cluster", "node_pool"];
+
+/// Whether creating a `kind` is a long operation ([`LONG_KINDS`]).
+pub fn is_long(kind: &str) -> bool {
+    LONG_KINDS.contains(&kind)
+}
+
 /// The real-world latency of creating a resource of `kind` (1 s for unknown kinds).
 pub fn base_latency(kind: &str) -> Duration {
     KNOWN_KINDS

@@ -11,6 +11,16 @@
 //!   scaled consistency window ago still reads as `Absent`.
 //! - `destroy` removes the resource; removing something already gone is success.
 //!
+//! Long operations, as managed clouds run them: creating a cluster or a node pool
+//! ([`kinds::LONG_KINDS`]) is *accepted at once* — the resource exists from that moment, with
+//! an [`Operation`] that finishes after the kind's scaled latency — then polled. The call
+//! checkpoints `{"operation": "<id>"}` right after the create is accepted and reports progress
+//! (`cluster CREATING (sim-op-…), 2m0s`) while it waits. Killed mid-create, the resource stays
+//! in the cloud, creating: `observe` answers [`Observed::Pending`] with the operation's id
+//! until it is done (the cloud finishes it whether or not anyone polls: past its end it reads
+//! as present), and an `apply` that finds the operation running polls *it* instead
+//! of creating again.
+//!
 //! Timing: a mutation waits `base_latency(kind) × speed × jitter` (jitter in 0.8..1.2, seeded
 //! by step id and attempt; destroy takes half), a read or a no-op apply waits a 100 ms
 //! round trip (scaled), a rejected request (throttle, 5xx, 400) a 50 ms one. Every wait is a
@@ -36,7 +46,7 @@ use bmac_core::provider::{
 use bmac_core::step::{Outputs, Step, StepId};
 use tokio::time::Instant;
 
-use super::cloud::{now_ms, Resource, SimCloud};
+use super::cloud::{now_ms, Operation, Resource, SimCloud};
 use super::config::{FaultKind, SimConfig};
 use super::error::SimError;
 use super::kinds;
@@ -273,6 +283,7 @@ impl SimProvider {
                     outputs,
                     created_at_ms: now_ms(),
                     generation: 1,
+                    operation: None,
                 },
                 self.visible_at(step, 1),
             ),
@@ -281,6 +292,95 @@ impl SimProvider {
             .put(&resource, visible_at)
             .map_err(Self::storage_error)?;
         Ok((change, resource))
+    }
+
+    /// Starts the long create of `step`: the resource exists at once, with a running
+    /// operation, and the operation's id is checkpointed before anything else happens.
+    async fn start_operation(
+        &self,
+        step: &Step,
+        outputs: Outputs,
+        ctx: &StepContext,
+    ) -> Result<(Resource, Duration), ProviderError> {
+        let latency = self.latency(step, ctx.attempt);
+        let started = now_ms();
+        let id = format!(
+            "sim-op-{}",
+            seed::hex(
+                self.config.seed,
+                &format!("operation:{started}:{}", ctx.attempt),
+                step.id.as_str(),
+                12
+            )
+        );
+        let resource = Resource {
+            id: step.id.clone(),
+            kind: step.kind.name().to_owned(),
+            config: step.config.value().clone(),
+            outputs,
+            created_at_ms: started,
+            generation: 1,
+            operation: Some(Operation {
+                id: id.clone(),
+                ready_at_ms: started + u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+                done: false,
+            }),
+        };
+        self.cloud
+            .put(&resource, self.visible_at(step, 1))
+            .map_err(Self::storage_error)?;
+        self.record(step.kind.name(), |c| c.creates += 1);
+        ctx.checkpoint(serde_json::json!({ "operation": id }))
+            .await?;
+        Ok((resource, latency))
+    }
+
+    /// Polls the running operation of `resource` until it is done, reporting progress, then
+    /// records it done. The wait is `left` for an operation just started, else what was left
+    /// of it (wall clock) when polling began.
+    async fn await_operation(
+        &self,
+        step: &Step,
+        mut resource: Resource,
+        left: Option<Duration>,
+        ctx: &StepContext,
+    ) -> Result<Outputs, ProviderError> {
+        let Some(operation) = resource.operation.clone() else {
+            return Ok(resource.outputs);
+        };
+        let left = left.unwrap_or_else(|| {
+            Duration::from_millis(operation.ready_at_ms.saturating_sub(now_ms()))
+        });
+        let slice = (left / 4).max(Duration::from_millis(1));
+        let polling = Instant::now();
+        let mut waited = Duration::ZERO;
+        while waited < left {
+            let elapsed = Duration::from_millis(now_ms().saturating_sub(resource.created_at_ms));
+            ctx.progress(format!(
+                "{} CREATING ({}), {}",
+                step.kind,
+                operation.id,
+                human(elapsed)
+            ));
+            self.wait(slice.min(left - waited), ctx, "create", step)
+                .await
+                .map_err(|_| {
+                    ProviderError::retryable(format!(
+                        "cancelled while `{}` is being created; the create goes on in the cloud \
+                         (operation {})",
+                        step.id, operation.id
+                    ))
+                })?;
+            waited = polling.elapsed();
+        }
+        resource.operation = Some(Operation {
+            done: true,
+            ..operation
+        });
+        self.cloud
+            .put(&resource, None)
+            .map_err(Self::storage_error)?;
+        Ok(resource.outputs)
     }
 
     fn storage_error(err: SimError) -> ProviderError {
@@ -299,6 +399,16 @@ fn classify(existing: Option<&Resource>, step: &Step, outputs: &Outputs) -> Chan
         Some(r) if r.config == step.config && r.outputs == *outputs => Change::Unchanged,
         Some(_) => Change::Update,
         None => Change::Create,
+    }
+}
+
+/// `125s` → "2m5s" (whole seconds).
+fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    match (secs / 60, secs % 60) {
+        (0, s) => format!("{s}s"),
+        (m, 0) => format!("{m}m"),
+        (m, s) => format!("{m}m{s}s"),
     }
 }
 
@@ -324,6 +434,22 @@ impl Provider for SimProvider {
         })
     }
 
+    fn max_duration(&self, step: &Step) -> Option<Duration> {
+        // A long create may take three times its usual latency before an attempt is given up
+        // (never less than a minute, so a loaded machine does not time out a quick build).
+        kinds::is_long(step.kind.name()).then(|| {
+            self.config
+                .scale(kinds::base_latency(step.kind.name()) * 3)
+                .max(Duration::from_secs(60))
+        })
+    }
+
+    fn poll_interval(&self, step: &Step) -> Duration {
+        // Real clouds are polled every 15-30 s while a control plane comes up.
+        self.jittered(Duration::from_secs(15), "poll", step, 0)
+            .max(Duration::from_millis(10))
+    }
+
     async fn apply(&self, req: ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
         let step = req.step;
         let kind = step.kind.name();
@@ -345,7 +471,27 @@ impl Provider for SimProvider {
             }
         };
         let existing = self.cloud.lookup(step.id.as_str());
-        let delay = match classify(existing.as_ref().map(|(r, _)| r), step, &outputs) {
+        let change = classify(existing.as_ref().map(|(r, _)| r), step, &outputs);
+        let running = existing
+            .as_ref()
+            .map(|(r, _)| r)
+            .filter(|r| r.kind == kind && r.operation.as_ref().is_some_and(|op| !op.done));
+        if running.is_some() || (change == Change::Create && kinds::is_long(kind)) {
+            // A create already under way is polled, never started again.
+            let (resource, left) = match running {
+                Some(resource) => (resource.clone(), None),
+                None => {
+                    let (resource, latency) = self.start_operation(step, outputs, req.ctx).await?;
+                    (resource, Some(latency))
+                }
+            };
+            let outputs = self.await_operation(step, resource, left, req.ctx).await?;
+            if let Some(f @ (_, FaultKind::Timeout)) = fault {
+                return Err(self.rejection(f, "apply", step));
+            }
+            return Ok(outputs);
+        }
+        let delay = match change {
             Change::Unchanged => self.jittered(READ_LATENCY, "read", step, attempt),
             Change::Create | Change::Update => self.latency(step, attempt),
         };
@@ -371,6 +517,17 @@ impl Provider for SimProvider {
             Some((_, Some(visible_at))) if Instant::now() < visible_at => Observed::Absent,
             // What exists under this id is another kind of thing: the step's resource does not.
             Some((resource, _)) if resource.kind != step.kind.name() => Observed::Absent,
+            Some((resource, _))
+                if resource
+                    .operation
+                    .as_ref()
+                    .is_some_and(|op| op.running(now_ms())) =>
+            {
+                let id = resource.operation.as_ref().map_or("", |op| op.id.as_str());
+                Observed::Pending {
+                    status: format!("CREATING (operation {id})"),
+                }
+            }
             Some((resource, _)) => Observed::Present {
                 config: resource.config,
                 outputs: resource.outputs,

@@ -20,7 +20,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
-use super::Resource;
+use super::{Operation, Resource};
 use crate::sim::error::SimError;
 
 /// An output as the cloud stores it: the value in clear (the cloud is where secrets live),
@@ -57,6 +57,8 @@ pub(super) struct PutOp {
     outputs: BTreeMap<String, StoredOutput>,
     created_at_ms: u64,
     generation: u64,
+    #[serde(default)]
+    operation: Option<Operation>,
 }
 
 impl PutOp {
@@ -69,6 +71,7 @@ impl PutOp {
             outputs: load_outputs(self.outputs),
             created_at_ms: self.created_at_ms,
             generation: self.generation,
+            operation: self.operation,
         }
     }
 }
@@ -83,6 +86,8 @@ struct PutLine<'a> {
     outputs: StoredOutputs<'a>,
     created_at_ms: u64,
     generation: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operation: Option<&'a Operation>,
 }
 
 /// Outputs with secrets in clear, `{"name": {"value": …, "sensitive": true}}`.
@@ -143,6 +148,7 @@ impl Stored {
             outputs: StoredOutputs(&resource.outputs),
             created_at_ms: resource.created_at_ms,
             generation: resource.generation,
+            operation: resource.operation.as_ref(),
         })
         .map_err(unstorable)?;
         let stored = Stored(text.into_boxed_str());
@@ -251,6 +257,7 @@ mod tests {
                 .with("endpoint", "https://x")
                 .with_sensitive("token", "hunter2"),
             created_at_ms: 7,
+            operation: None,
             generation: 2,
         }
     }
