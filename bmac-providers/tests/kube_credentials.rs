@@ -59,6 +59,29 @@ async fn an_exec_plugin_user_authenticates_the_cluster_and_in_cluster_steps() {
     }
     assert_eq!(plugin.runs(), runs, "a fresh token is not minted again");
 
+    // Steps that start together in a fresh process wait for one client: the plugin runs as
+    // often as for one step (kube-rs runs it more than once while building a client).
+    let one = Run::with_inputs(KubeProvider::new(), run.inputs.clone());
+    one.observe(&default_namespace()).await.expect("observe");
+    let per_client = plugin.runs() - runs;
+    let together = Run::with_inputs(KubeProvider::new(), run.inputs.clone());
+    let step = default_namespace();
+    let (a, b, c3, d) = tokio::join!(
+        together.observe(&step),
+        together.observe(&step),
+        together.observe(&step),
+        together.observe(&step)
+    );
+    for observed in [a, b, c3, d] {
+        observed.expect("observe");
+    }
+    assert_eq!(
+        plugin.runs() - runs,
+        2 * per_client,
+        "one client for four steps"
+    );
+    let runs = plugin.runs();
+
     // The same plugin named directly as an exec source.
     let mut inputs = run.inputs.clone();
     let source = CredentialSource::Exec {
@@ -197,6 +220,48 @@ async fn a_token_rejected_twice_is_a_permanent_error_naming_the_source_not_the_t
     assert!(
         err.message
             .contains("no token minter for source type `eks` is registered"),
+        "{}",
+        err.message
+    );
+}
+
+/// A minter whose token API fails.
+struct Throttled;
+
+#[async_trait]
+impl TokenMinter for Throttled {
+    async fn mint(&self, _: &CredentialSource) -> Result<MintedToken, ProviderError> {
+        Err(ProviderError::retryable(
+            "the token API is throttling requests",
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_failing_minter_fails_the_step_with_its_own_class_and_words() {
+    let Some(c) = connect("a_failing_minter_fails_the_step_with_its_own_class_and_words").await
+    else {
+        return;
+    };
+    let (run, _) = minted_run(&c, 0).await;
+    let throttled = Run::with_inputs(
+        KubeProvider::new().with_minter("eks", Arc::new(Throttled)),
+        run.inputs.clone(),
+    );
+    let err = throttled
+        .observe(&default_namespace())
+        .await
+        .expect_err("no token");
+    assert!(
+        err.is_retryable(),
+        "the minter said retryable: {}",
+        err.message
+    );
+    assert!(
+        err.message.starts_with("step ns.default: cannot get ")
+            && err
+                .message
+                .ends_with(": the token API is throttling requests"),
         "{}",
         err.message
     );

@@ -223,10 +223,14 @@ struct ClientKey {
 /// One provider call made with a connection (boxed: the call may be made twice).
 pub(crate) type Call<'a, T> = Pin<Box<dyn Future<Output = Result<T, ProviderError>> + Send + 'a>>;
 
+/// One cache entry, filled once: steps of one cluster that start together wait for one client
+/// (one exec plugin run, one mint) instead of each building its own.
+type Slot = Arc<tokio::sync::OnceCell<Connection>>;
+
 /// Clients by endpoint, CA and credentials, and the token minters they may need.
 #[derive(Default)]
 pub(crate) struct ClientCache {
-    clients: Mutex<HashMap<ClientKey, Connection>>,
+    clients: Mutex<HashMap<ClientKey, Slot>>,
     /// Token minters by source type (`eks`, `gke`, …).
     pub minters: HashMap<String, Arc<dyn TokenMinter>>,
 }
@@ -264,15 +268,16 @@ impl ClientCache {
 
     /// The cached connection for `access`, building one on first use.
     async fn connect(&self, access: &ClusterAccess) -> Result<Connection, ProviderError> {
-        let key = access.key();
-        if let Some(c) = self.lock().get(&key) {
-            return Ok(c.clone());
-        }
-        let connection = Connection {
-            client: super::auth::client(access, &self.minters).await?,
-            discovery: Arc::new(Discovery::default()),
-        };
-        Ok(self.lock().entry(key).or_insert(connection).clone())
+        let slot = self.lock().entry(access.key()).or_default().clone();
+        let connection = slot
+            .get_or_try_init(|| async {
+                Ok::<_, ProviderError>(Connection {
+                    client: super::auth::client(access, &self.minters).await?,
+                    discovery: Arc::new(Discovery::default()),
+                })
+            })
+            .await?;
+        Ok(connection.clone())
     }
 
     /// Drops the cached connection for `access` if it is still `used` (a concurrent call may
@@ -280,15 +285,16 @@ impl ClientCache {
     fn forget(&self, access: &ClusterAccess, used: &Connection) {
         let key = access.key();
         let mut clients = self.lock();
-        if clients
+        let still_used = clients
             .get(&key)
-            .is_some_and(|c| Arc::ptr_eq(&c.discovery, &used.discovery))
-        {
+            .and_then(|slot| slot.get())
+            .is_some_and(|c| Arc::ptr_eq(&c.discovery, &used.discovery));
+        if still_used {
             clients.remove(&key);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, Connection>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, Slot>> {
         // A poisoned lock only means another call panicked mid-insert; the map is still valid.
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }

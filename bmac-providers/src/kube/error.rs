@@ -130,6 +130,14 @@ fn service_error(e: tower::BoxError, op: &Operation<'_>) -> ProviderError {
     };
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*e);
     while let Some(c) = cause {
+        if let Some(minted) = c.downcast_ref::<ProviderError>() {
+            // Wrapped on the way up (by a buffer): keep its class and words.
+            let message = format!("cannot {op}: {}", minted.message);
+            return match minted.is_retryable() {
+                true => ProviderError::retryable(message),
+                false => ProviderError::permanent(message),
+            };
+        }
         if let Some(auth) = c.downcast_ref::<AuthError>() {
             return ProviderError::permanent(format!(
                 "cannot {op}: authentication failed: {}",
