@@ -127,13 +127,17 @@ impl TokenMinter for Minter {
     }
 }
 
-/// A run whose credentials are an EKS source minted by `minter`, for the test cluster.
-async fn minted_run(c: &TestCluster, bad: usize) -> (Run, Arc<Minter>) {
-    let minter = Arc::new(Minter {
+/// A minter giving `bad` rejected tokens before the test cluster's admin token.
+fn counting(c: &TestCluster, bad: usize) -> Arc<Minter> {
+    Arc::new(Minter {
         calls: AtomicUsize::new(0),
         bad,
         good: admin_token(&c.kubeconfig),
-    });
+    })
+}
+
+/// A run on the test cluster whose credentials are an EKS source minted by `minter`.
+async fn eks_run(c: &TestCluster, minter: Option<Arc<dyn TokenMinter>>) -> Run {
     let (admin, _) = Run::new(&c.kubeconfig, "bmac-admin")
         .await
         .expect("cluster");
@@ -146,8 +150,11 @@ async fn minted_run(c: &TestCluster, bad: usize) -> (Run, Arc<Minter>) {
         INPUT_CREDENTIALS.into(),
         OutputValue::Plain(source.to_value()),
     );
-    let provider = KubeProvider::new().with_minter("eks", minter.clone());
-    (Run::with_inputs(provider, inputs), minter)
+    let provider = match minter {
+        Some(minter) => KubeProvider::new().with_minter("eks", minter),
+        None => KubeProvider::new(),
+    };
+    Run::with_inputs(provider, inputs)
 }
 
 #[tokio::test]
@@ -156,7 +163,8 @@ async fn a_rejected_minted_token_is_minted_again_once_and_then_cached() {
     else {
         return;
     };
-    let (run, minter) = minted_run(&c, 1).await;
+    let minter = counting(&c, 1);
+    let run = eks_run(&c, Some(minter.clone())).await;
     let observed = run
         .observe(&default_namespace())
         .await
@@ -185,7 +193,8 @@ async fn a_token_rejected_twice_is_a_permanent_error_naming_the_source_not_the_t
     else {
         return;
     };
-    let (run, minter) = minted_run(&c, usize::MAX).await;
+    let minter = counting(&c, usize::MAX);
+    let run = eks_run(&c, Some(minter.clone())).await;
     let err = run
         .observe(&default_namespace())
         .await
@@ -212,8 +221,8 @@ async fn a_token_rejected_twice_is_a_permanent_error_naming_the_source_not_the_t
     );
 
     // Without the minter the source cannot be used at all: a clear error naming the minter.
-    let bare = Run::with_inputs(KubeProvider::new(), run.inputs.clone());
-    let err = bare
+    let err = eks_run(&c, None)
+        .await
         .observe(&default_namespace())
         .await
         .expect_err("no minter");
@@ -243,12 +252,8 @@ async fn a_failing_minter_fails_the_step_with_its_own_class_and_words() {
     else {
         return;
     };
-    let (run, _) = minted_run(&c, 0).await;
-    let throttled = Run::with_inputs(
-        KubeProvider::new().with_minter("eks", Arc::new(Throttled)),
-        run.inputs.clone(),
-    );
-    let err = throttled
+    let err = eks_run(&c, Some(Arc::new(Throttled)))
+        .await
         .observe(&default_namespace())
         .await
         .expect_err("no token");

@@ -224,6 +224,14 @@ mod tests {
         ClusterAccess::from_inputs(&inputs).expect("access")
     }
 
+    /// The error building a client for `access` without minters.
+    async fn build_error(access: &ClusterAccess) -> ProviderError {
+        match client(access, &HashMap::new()).await {
+            Ok(_) => panic!("a client was built for {}", access.credentials.describe()),
+            Err(e) => e,
+        }
+    }
+
     #[tokio::test]
     async fn cloud_sources_without_a_minter_name_the_missing_minter() {
         let eks = access(json!({"type": "eks", "cluster": "shop", "region": "eu-west-1"}));
@@ -256,10 +264,7 @@ mod tests {
             .expect("chmod");
         let exec = access(json!({"type": "exec", "command": script,
             "api_version": "client.authentication.k8s.io/v1beta1"}));
-        let err = client(&exec, &HashMap::new())
-            .await
-            .err()
-            .expect("plugin fails");
+        let err = build_error(&exec).await;
         assert!(
             err.message.contains("exit status: 3")
                 && err.message.contains("not logged in: run login first"),
@@ -270,10 +275,7 @@ mod tests {
 
         let missing = access(json!({"type": "exec", "command": dir.path().join("nope"),
             "api_version": "client.authentication.k8s.io/v1", "install_hint": "apt install nope"}));
-        let err = client(&missing, &HashMap::new())
-            .await
-            .err()
-            .expect("no plugin");
+        let err = build_error(&missing).await;
         assert!(
             err.message.contains("cannot run the exec plugin")
                 && err.message.contains("(apt install nope)"),
