@@ -456,3 +456,96 @@ async fn missing_rights_are_reported_as_verb_and_resource() {
     assert_clear_denial(&ns_error);
     assert!(namespace(&c.admin, &apps).await.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_plugin_kubeconfig_works_and_its_token_stays_out_of_the_state() {
+    let Some(c) =
+        connect("an_exec_plugin_kubeconfig_works_and_its_token_stays_out_of_the_state").await
+    else {
+        return;
+    };
+    ensure_no_kyverno(&c.admin).await;
+    let sfx = suffix();
+    let apps = format!("apps-{sfx}");
+    let plugin_dir = tempfile::tempdir().expect("tempdir");
+    let plugin = ExecPlugin::new(plugin_dir.path(), &c.kubeconfig);
+    let ws = Workspace::new(|text| {
+        let text = own_names(text, &sfx);
+        replace_once(
+            &text,
+            "context = \"bmac-admin\"",
+            &format!(
+                "kubeconfig = \"{}\"\ncontext = \"{EXEC_CONTEXT}\"",
+                plugin.kubeconfig_path()
+            ),
+        )
+    });
+
+    // 1. The apply authenticates through the plugin and builds everything.
+    let first = ws
+        .bmac(&["--output", "json", "apply", "--auto-approve"])
+        .await;
+    first.expect_code(0, "apply through an exec plugin");
+    assert_eq!(outcome(&first.events()).as_deref(), Some("succeeded"));
+    assert_eq!(
+        namespace_labels(&c.admin, &apps).await,
+        Some(merged(
+            &[("owner", "platform")],
+            &psa_labels("baseline", "restricted", "restricted")
+        ))
+    );
+    assert_eq!(crd_established(&c.admin, KYVERNO_CRD).await, Some(true));
+    assert!(plugin.runs() >= 1, "the plugin was run");
+
+    // 2. Applying again changes nothing: no step starts, the server sees no write.
+    let before = writes(&c.admin).await;
+    let again = ws
+        .bmac(&["--output", "json", "apply", "--auto-approve"])
+        .await;
+    again.expect_code(0, "second apply");
+    assert!(
+        ids(&again.events(), "step_started").is_empty(),
+        "{}",
+        again.stdout
+    );
+    let plan = ws.bmac(&["plan", "--detailed-exitcode"]).await;
+    plan.expect_code(0, "plan after apply");
+    assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
+    assert_eq!(writes(&c.admin).await - before, 0);
+
+    // 3. The token is in no file bmac wrote and in nothing it printed.
+    let token = admin_token(&c.kubeconfig);
+    let state = ws.path().join(".bmac");
+    assert!(
+        state.is_dir(),
+        "bmac keeps its state in {}",
+        state.display()
+    );
+    assert_eq!(
+        files_containing(&state, &token),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert!(
+        !files_containing(&state, EXEC_CONTEXT).is_empty(),
+        "the state records the source (the context), not the token"
+    );
+    for run in [&first, &again, &plan] {
+        assert!(!run.stdout.contains(&token) && !run.stderr.contains(&token));
+    }
+
+    // 4. A destroy in a fresh process rebuilds its clients from the recorded source.
+    let runs = plugin.runs();
+    let finalizer = NamespaceFinalizer::start(&c.admin);
+    let destroy = ws
+        .bmac(&["--output", "json", "destroy", "--auto-approve"])
+        .await;
+    drop(finalizer);
+    destroy.expect_code(0, "destroy through an exec plugin");
+    assert!(namespace(&c.admin, &apps).await.is_none());
+    assert_eq!(crd_established(&c.admin, KYVERNO_CRD).await, None);
+    assert!(plugin.runs() > runs, "the destroy minted its own token");
+    assert_eq!(
+        files_containing(ws.path(), &token),
+        Vec::<std::path::PathBuf>::new()
+    );
+}

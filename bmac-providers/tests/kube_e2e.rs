@@ -52,15 +52,15 @@ async fn existing_cluster_is_taken_from_a_kubeconfig_context() {
         outputs.get("endpoint").and_then(|v| v.value()),
         server.map(Value::from).as_ref()
     );
+    // The credentials are a plain source naming the context: no token anywhere in the outputs.
     let credentials = outputs.get("credentials").expect("credentials output");
-    assert!(credentials.is_sensitive());
-    assert!(credentials.value().and_then(|v| v.get("token")).is_some());
-    assert!(!format!("{outputs:?}").contains(
-        credentials
-            .value()
-            .and_then(|v| v["token"].as_str())
-            .unwrap_or("?")
-    ));
+    assert!(!credentials.is_sensitive());
+    assert_eq!(
+        credentials.value(),
+        Some(&json!({"type": "kubeconfig", "path": c.kubeconfig, "context": "bmac-admin"}))
+    );
+    let token = admin_token(&c.kubeconfig);
+    assert!(!format!("{outputs:?}").contains(&token));
 
     let step = cluster_step(&c.kubeconfig, "bmac-admin");
     let (config, _) = present(run.observe(&step).await.expect("observe cluster"));
@@ -91,11 +91,10 @@ async fn existing_cluster_is_taken_from_a_kubeconfig_context() {
     let (cert_run, cert_outputs) = Run::new(&c.kubeconfig, "bmac-admin-cert")
         .await
         .expect("cert context");
-    let creds = cert_outputs
-        .get("credentials")
-        .and_then(|v| v.value())
-        .expect("creds");
-    assert!(creds.get("client_certificate_data").is_some());
+    assert_eq!(
+        cert_outputs.get("credentials").and_then(|v| v.value()),
+        Some(&json!({"type": "kubeconfig", "path": c.kubeconfig, "context": "bmac-admin-cert"}))
+    );
     let default_ns = in_cluster("ns.default", kinds::NAMESPACE, &namespace("default", &[]));
     assert!(matches!(
         cert_run

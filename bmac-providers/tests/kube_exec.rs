@@ -239,10 +239,14 @@ async fn planner_and_executor_harden_an_existing_cluster_and_destroy_leaves_it_a
     assert!(report.has_drift());
 
     // 5. Destroy: everything bmac made goes; `default` keeps only its own labels.
-    // The executor hands deleted steps the cluster step's *recorded* outputs, where the
-    // credentials are only a digest; the provider recalls them because this process read them
-    // in the runs above. (A fresh process needs the executor to re-read the cluster step
-    // before deleting its dependents; until it does, it gets a clear error naming that.)
+    // The executor hands deleted steps the cluster step's *recorded* outputs. The credentials
+    // among them are a plain source (the kubeconfig context), so a provider that has read
+    // nothing in this process — as in a fresh `bmac destroy` — builds its client from them.
+    let fresh = Providers::new().route(
+        KubeProvider::KINDS.iter().copied(),
+        Arc::new(KubeProvider::new()),
+    );
+    let executor = Executor::new(fresh);
     let finalizer = NamespaceFinalizer::start(&c.admin);
     let state = store.load().await.expect("load").state;
     let plan = Planner::new(changed, &state)

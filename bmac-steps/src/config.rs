@@ -10,6 +10,14 @@
 //! service accounts, storage classes, manifests) take three inputs from the cluster step —
 //! [`INPUT_ENDPOINT`], [`INPUT_CA_DATA`] and [`INPUT_CREDENTIALS`] — from which the provider
 //! builds its Kubernetes client when the step runs (never at plan time).
+//!
+//! # Credentials are sources, not values
+//! A cluster step's `credentials` output is a [`CredentialSource`]: *how* to mint credentials
+//! for the cluster (a kubeconfig context, an exec plugin, the cloud's token API), never a token
+//! or a key. It is a plain output: it names no secret, so it is kept in state, shown in plans
+//! and hashed into the fingerprint of every in-cluster step — and because it does not change
+//! when a token rotates, no fingerprint moves when one does. The provider that runs an
+//! in-cluster step mints the token from the source at call time and keeps it in memory only.
 
 use std::collections::BTreeMap;
 
@@ -20,8 +28,10 @@ use serde_json::Value;
 pub const INPUT_ENDPOINT: &str = "endpoint";
 /// Input name: base64 PEM of the cluster CA (from the cluster step's `ca_data` output).
 pub const INPUT_CA_DATA: &str = "ca_data";
-/// Input name: sensitive JSON object with `token`, or `client_certificate_data` and
-/// `client_key_data` (from the cluster step's `credentials` output).
+/// Input name: the [`CredentialSource`] in-cluster steps authenticate with (from the cluster
+/// step's `credentials` output). Embedders and test harnesses may instead pass static
+/// credentials as a *sensitive* JSON object with `token`, or `client_certificate_data` and
+/// `client_key_data`; no built-in cluster step produces those.
 pub const INPUT_CREDENTIALS: &str = "credentials";
 /// Input name: the cloud role a service account is bound to (from an `iam_role` step's `arn`).
 pub const INPUT_ROLE: &str = "role";
@@ -39,8 +49,8 @@ pub const INPUT_BUCKET: &str = "bucket";
 pub const OUTPUT_ENDPOINT: &str = "endpoint";
 /// Output of `cluster`: base64 PEM of the cluster CA.
 pub const OUTPUT_CA_DATA: &str = "ca_data";
-/// Output of `cluster` (sensitive): a JSON object with `token`, or `client_certificate_data`
-/// and `client_key_data`.
+/// Output of `cluster`: the [`CredentialSource`] to authenticate with (a plain value; it
+/// holds no secret).
 pub const OUTPUT_CREDENTIALS: &str = "credentials";
 /// Output of `cluster`: the OIDC issuer URL workload identity trusts.
 pub const OUTPUT_OIDC_ISSUER: &str = "oidc_issuer";
@@ -89,6 +99,164 @@ pub struct ClusterConfig {
     /// For `kube`: the context naming the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+}
+
+/// How to mint credentials for a cluster: the `credentials` output of a cluster step and the
+/// `credentials` input of every in-cluster step (see the module docs).
+///
+/// Serialised internally tagged by `type`: `{"type": "kubeconfig", "context": "prod"}`. A source
+/// holds no secret — put none in it (an exec plugin's `env` is recorded in state as written).
+///
+/// Who mints what:
+/// - [`Kubeconfig`](Self::Kubeconfig) and [`Exec`](Self::Exec) are minted by the `kube`
+///   provider itself, through kube-rs (which runs exec plugins and re-reads token files when
+///   their tokens expire);
+/// - [`Sim`](Self::Sim) by the simulated cloud;
+/// - [`Eks`](Self::Eks), [`Gke`](Self::Gke) and [`Aks`](Self::Aks) are placeholders for the
+///   cloud providers, which will register a token minter for their type with the `kube`
+///   provider; until one is registered the `kube` provider answers a permanent error naming
+///   the missing minter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CredentialSource {
+    /// Authenticate as the user of a kubeconfig context, read when a call is made: the file at
+    /// `path` (a leading `~/` is the home directory), else `$KUBECONFIG` (several files merged
+    /// as kubectl does), else `~/.kube/config`. The user may have a token, a token file, a
+    /// client certificate and key (inline or as files) or an exec plugin.
+    Kubeconfig {
+        /// The kubeconfig file; absent for `$KUBECONFIG`, then `~/.kube/config`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+        /// The context whose user is authenticated as.
+        context: String,
+    },
+    /// Run a program that prints a `client.authentication.k8s.io` `ExecCredential` (the shape
+    /// of a kubeconfig's `user.exec`, with snake_case field names). It runs non-interactively.
+    Exec {
+        /// The program (looked up on `PATH` unless it is a path).
+        command: String,
+        /// Its arguments.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        args: Vec<String>,
+        /// Extra environment variables (not secrets: they are recorded in state).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        env: Vec<ExecEnvVar>,
+        /// The `ExecCredential` version the program speaks
+        /// (`client.authentication.k8s.io/v1` or `/v1beta1`).
+        api_version: String,
+        /// Whether the program is given the cluster's endpoint and CA in
+        /// `KUBERNETES_EXEC_INFO`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        provide_cluster_info: bool,
+        /// Shown when the program cannot be started (how to install it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        install_hint: Option<String>,
+    },
+    /// A cluster of the simulated cloud, which mints its token.
+    Sim {
+        /// The simulated cluster's id.
+        cluster_id: String,
+    },
+    /// An EKS cluster: a token presigned from the caller's AWS credentials (minted by the AWS
+    /// provider once it exists).
+    Eks {
+        /// The EKS cluster name.
+        cluster: String,
+        /// Its AWS region.
+        region: String,
+    },
+    /// A GKE cluster: an OAuth access token of the caller's Google credentials (minted by the
+    /// GCP provider once it exists).
+    Gke {
+        /// The Google Cloud project.
+        project: String,
+        /// The cluster's region or zone.
+        location: String,
+        /// The GKE cluster name.
+        cluster: String,
+    },
+    /// An AKS cluster: an Entra ID token for the AKS server application (minted by the Azure
+    /// provider once it exists).
+    Aks {
+        /// The Azure subscription id.
+        subscription_id: String,
+        /// The resource group holding the cluster.
+        resource_group: String,
+        /// The AKS cluster name.
+        cluster: String,
+    },
+}
+
+/// One environment variable of an [`CredentialSource::Exec`] program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecEnvVar {
+    /// Variable name.
+    pub name: String,
+    /// Its value.
+    pub value: String,
+}
+
+impl CredentialSource {
+    /// A kubeconfig context as a source (`path` absent for `$KUBECONFIG`/`~/.kube/config`).
+    pub fn kubeconfig(path: Option<String>, context: impl Into<String>) -> Self {
+        CredentialSource::Kubeconfig {
+            path,
+            context: context.into(),
+        }
+    }
+
+    /// The source's `type` tag: `kubeconfig`, `exec`, `sim`, `eks`, `gke` or `aks` (what token
+    /// minters are registered under).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            CredentialSource::Kubeconfig { .. } => "kubeconfig",
+            CredentialSource::Exec { .. } => "exec",
+            CredentialSource::Sim { .. } => "sim",
+            CredentialSource::Eks { .. } => "eks",
+            CredentialSource::Gke { .. } => "gke",
+            CredentialSource::Aks { .. } => "aks",
+        }
+    }
+
+    /// The source as a JSON value (its serialised form; what the `credentials` output holds).
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// For messages: `kubeconfig context "prod" (~/.kube/prod)`, `exec plugin "aws"`,
+/// `EKS cluster "shop" in us-east-1`, … — never a secret, as a source holds none.
+impl std::fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CredentialSource::Kubeconfig { path, context } => {
+                write!(f, "kubeconfig context {context:?}")?;
+                match path {
+                    Some(path) => write!(f, " ({path})"),
+                    None => Ok(()),
+                }
+            }
+            CredentialSource::Exec { command, .. } => write!(f, "exec plugin {command:?}"),
+            CredentialSource::Sim { cluster_id } => write!(f, "simulated cluster {cluster_id:?}"),
+            CredentialSource::Eks { cluster, region } => {
+                write!(f, "EKS cluster {cluster:?} in {region}")
+            }
+            CredentialSource::Gke {
+                project,
+                location,
+                cluster,
+            } => write!(f, "GKE cluster {cluster:?} in {project}/{location}"),
+            CredentialSource::Aks {
+                resource_group,
+                cluster,
+                ..
+            } => write!(
+                f,
+                "AKS cluster {cluster:?} in resource group {resource_group:?}"
+            ),
+        }
+    }
 }
 
 /// `cni`: the network plugin.

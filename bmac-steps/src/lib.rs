@@ -5,7 +5,8 @@
 //! [`expand`] turns a [`bmac_core::spec::Spec`] into an [`Expansion`]: the steps, and the
 //! [`bmac_core::plan::Sources`] the planner needs to point its diagnostics into the spec.
 //! [`kinds`] names the step kinds and their replacement fields; [`config`] holds the typed,
-//! provider-neutral desired state of each kind, which providers read back; [`policies`]
+//! provider-neutral desired state of each kind, which providers read back, and the
+//! [`CredentialSource`] a cluster step hands its in-cluster steps; [`policies`]
 //! renders the baseline policies as Kyverno or Gatekeeper objects.
 //!
 //! Step ids (what `--target`, `depends_on` and the plan show): `cluster`, `cni`,
@@ -23,6 +24,7 @@ mod objects;
 pub mod policies;
 
 pub use bundle::{verify_bundle, verify_bundle_in};
+pub use config::CredentialSource;
 pub use error::{
     BundleError, CatalogueError, InvalidIdError, InvalidObjectError, ParseObjectsError,
     ReadObjectsError,

@@ -22,11 +22,14 @@
 
 #[path = "../../../bmac-providers/tests/kube_support/apiserver.rs"]
 mod apiserver;
+#[path = "../../../bmac-providers/tests/kube_support/exec_plugin.rs"]
+mod exec_plugin;
 pub mod lifecycle;
 pub mod rbac;
 pub mod workspace;
 
 pub use apiserver::*;
+pub use exec_plugin::*;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -3,27 +3,31 @@
 //! Apply and observe read the kubeconfig (the config's `kubeconfig` path, else `$KUBECONFIG`
 //! — which may list several files, merged as kubectl does — else `~/.kube/config`), pick the
 //! context the config names (else the current context), check that the API server answers
-//! `/version`, and output what in-cluster steps need: `endpoint`, `ca_data` (base64 PEM),
-//! `credentials` (sensitive: a token or a client certificate and key), `server_version` and
-//! `context`.
+//! `/version` with a client built as every in-cluster step builds one, and output what
+//! in-cluster steps need: `endpoint`, `ca_data` (base64 PEM), `credentials`, `server_version`
+//! and `context`.
 //!
-//! Only credentials that can be handed to other steps are supported: tokens (inline or a token
-//! file) and client certificates (inline or files). Exec plugins and auth providers produce
-//! short-lived credentials through a program on this machine; the error says so.
+//! `credentials` is a plain [`CredentialSource::Kubeconfig`] naming the kubeconfig path as the
+//! spec wrote it (absent for `$KUBECONFIG`) and the *resolved* context: no token, no key. Each
+//! in-cluster step authenticates as that context's user when it runs — whatever the user has:
+//! a token, a token file, a client certificate, or an exec plugin (`aws eks get-token`,
+//! `gke-gcloud-auth-plugin`, `kubelogin`), which kube-rs runs again as its tokens expire. The
+//! output does not change when a token rotates, so no fingerprint moves, and a deleted
+//! in-cluster step rebuilds its client from the recorded source in any later process.
+//! Users bmac cannot authenticate as (basic auth, legacy auth-providers other than `gcp` with a
+//! `cmd-path`) are refused with what to use instead (`kubeconfig.rs`).
 //!
 //! Destroy deletes nothing: the cluster existed before bmac and is not bmac's to remove.
 
-use std::path::{Path, PathBuf};
-
-use base64::Engine as _;
 use bmac_core::provider::Observed;
 use bmac_core::{Outputs, ProviderError, Step};
 use bmac_steps::config::ClusterConfig;
-use kube::config::{AuthInfo, Kubeconfig};
+use bmac_steps::CredentialSource;
 use serde_json::json;
 
-use super::access::{ClusterAccess, Credentials};
+use super::access::{Call, ClientCache, ClusterAccess, Connection, Credentials};
 use super::error::{map_error, Operation};
+use super::kubeconfig;
 
 /// The cluster's config, refused unless its provider is `kube`.
 pub(crate) fn check_kube(step: &Step) -> Result<(), ProviderError> {
@@ -43,18 +47,18 @@ fn kube_config(step: &Step) -> Result<ClusterConfig, ProviderError> {
 }
 
 /// Resolves the context and checks the cluster answers.
-pub(crate) async fn apply(step: &Step) -> Result<Outputs, ProviderError> {
+pub(crate) async fn apply(step: &Step, clients: &ClientCache) -> Result<Outputs, ProviderError> {
     let cfg = kube_config(step)?;
     let (access, context) = resolve(&cfg)?;
-    let version = server_version(&access).await?;
-    Ok(outputs(&access, &context, &version))
+    let version = server_version(clients, &access).await?;
+    Ok(outputs(&cfg, &access, &context, &version))
 }
 
 /// The same as apply: an existing cluster is present when its context resolves and answers.
-pub(crate) async fn observe(step: &Step) -> Result<Observed, ProviderError> {
+pub(crate) async fn observe(step: &Step, clients: &ClientCache) -> Result<Observed, ProviderError> {
     let cfg = kube_config(step)?;
     let (access, context) = resolve(&cfg)?;
-    let version = server_version(&access).await?;
+    let version = server_version(clients, &access).await?;
     let mut config = json!({ "provider": "kube", "context": context });
     if let Some(path) = &cfg.kubeconfig {
         config["kubeconfig"] = json!(path);
@@ -68,21 +72,28 @@ pub(crate) async fn observe(step: &Step) -> Result<Observed, ProviderError> {
     }
     Ok(Observed::Present {
         config,
-        outputs: outputs(&access, &context, &version),
+        outputs: outputs(&cfg, &access, &context, &version),
     })
 }
 
-fn outputs(access: &ClusterAccess, context: &str, version: &str) -> Outputs {
+fn outputs(cfg: &ClusterConfig, access: &ClusterAccess, context: &str, version: &str) -> Outputs {
     Outputs::new()
         .with("endpoint", access.endpoint.clone())
         .with("ca_data", access.ca_data.clone())
-        .with_sensitive("credentials", access.credentials.to_json())
+        .with("credentials", source(cfg, context).to_value())
         .with("server_version", version.to_owned())
         .with("context", context.to_owned())
 }
 
-async fn server_version(access: &ClusterAccess) -> Result<String, ProviderError> {
-    let client = access.client().await?;
+/// The credential source of the resolved context: the spec's kubeconfig path, as written.
+fn source(cfg: &ClusterConfig, context: &str) -> CredentialSource {
+    CredentialSource::kubeconfig(cfg.kubeconfig.clone(), context)
+}
+
+async fn server_version(
+    clients: &ClientCache,
+    access: &ClusterAccess,
+) -> Result<String, ProviderError> {
     let op = Operation {
         verb: "get",
         resource: "/version",
@@ -90,27 +101,24 @@ async fn server_version(access: &ClusterAccess) -> Result<String, ProviderError>
         name: None,
         namespace: None,
     };
-    let info = client
-        .apiserver_version()
-        .await
-        .map_err(|e| map_error(e, &op))?;
-    Ok(info.git_version)
+    let op = &op;
+    let call = |conn: Connection| -> Call<'_, String> {
+        Box::pin(async move {
+            let info = conn
+                .client
+                .apiserver_version()
+                .await
+                .map_err(|e| map_error(e, op))?;
+            Ok(info.git_version)
+        })
+    };
+    clients.with_connection(access, call).await
 }
 
-/// Reads the kubeconfig and turns the chosen context into cluster access.
+/// Reads the kubeconfig and turns the chosen context into cluster access, with the context as
+/// the credential source.
 fn resolve(cfg: &ClusterConfig) -> Result<(ClusterAccess, String), ProviderError> {
-    let kubeconfig = match &cfg.kubeconfig {
-        Some(path) => Kubeconfig::read_from(expand_home(path)),
-        None => Kubeconfig::read(),
-    }
-    .map_err(|e| {
-        ProviderError::permanent(format!(
-            "cannot read the kubeconfig ({}): {e}",
-            cfg.kubeconfig
-                .as_deref()
-                .unwrap_or("$KUBECONFIG or ~/.kube/config")
-        ))
-    })?;
+    let kubeconfig = kubeconfig::read(cfg.kubeconfig.as_deref())?;
     let name = cfg
         .context
         .clone()
@@ -120,33 +128,8 @@ fn resolve(cfg: &ClusterConfig) -> Result<(ClusterAccess, String), ProviderError
                 "the cluster config names no `context` and the kubeconfig has no current context",
             )
         })?;
-    let context = kubeconfig
-        .contexts
-        .iter()
-        .find(|c| c.name == name)
-        .and_then(|c| c.context.as_ref())
-        .ok_or_else(|| {
-            let known: Vec<&str> = kubeconfig
-                .contexts
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect();
-            ProviderError::permanent(format!(
-                "kubeconfig has no context {name:?} (it has: {})",
-                known.join(", ")
-            ))
-        })?;
-    let cluster = kubeconfig
-        .clusters
-        .iter()
-        .find(|c| c.name == context.cluster)
-        .and_then(|c| c.cluster.as_ref())
-        .ok_or_else(|| {
-            ProviderError::permanent(format!(
-                "context {name:?} names cluster {:?}, which the kubeconfig does not define",
-                context.cluster
-            ))
-        })?;
+    let context = kubeconfig::context(&kubeconfig, &name)?;
+    let cluster = kubeconfig::cluster(&kubeconfig, &name, context)?;
     let endpoint = cluster.server.clone().ok_or_else(|| {
         ProviderError::permanent(format!("cluster {:?} has no `server`", context.cluster))
     })?;
@@ -162,86 +145,17 @@ fn resolve(cfg: &ClusterConfig) -> Result<(ClusterAccess, String), ProviderError
         &cluster.certificate_authority,
     ) {
         (Some(data), _) => data.trim().to_owned(),
-        (None, Some(file)) => encode_file(file, "certificate-authority")?,
+        (None, Some(file)) => kubeconfig::encode_file(file, "certificate-authority")?,
         (None, None) => String::new(),
     };
-    let user_name = context.user.clone().unwrap_or_default();
-    let user = kubeconfig
-        .auth_infos
-        .iter()
-        .find(|u| u.name == user_name)
-        .and_then(|u| u.auth_info.as_ref())
-        .ok_or_else(|| {
-            ProviderError::permanent(format!(
-                "context {name:?} names user {user_name:?}, which the kubeconfig does not define"
-            ))
-        })?;
-    let credentials = credentials(user, &user_name)?;
     Ok((
         ClusterAccess {
             endpoint,
             ca_data,
-            credentials,
+            credentials: Credentials::Source(source(cfg, &name)),
         },
         name,
     ))
-}
-
-fn credentials(user: &AuthInfo, name: &str) -> Result<Credentials, ProviderError> {
-    use secrecy::ExposeSecret as _;
-    if let Some(token) = &user.token {
-        return Ok(Credentials::Token(token.expose_secret().trim().to_owned()));
-    }
-    if let Some(file) = &user.token_file {
-        let token = std::fs::read_to_string(file).map_err(|e| {
-            ProviderError::permanent(format!(
-                "cannot read token-file {file:?} of user {name:?}: {e}"
-            ))
-        })?;
-        return Ok(Credentials::Token(token.trim().to_owned()));
-    }
-    let certificate = match (&user.client_certificate_data, &user.client_certificate) {
-        (Some(d), _) => Some(d.trim().to_owned()),
-        (None, Some(f)) => Some(encode_file(f, "client-certificate")?),
-        (None, None) => None,
-    };
-    let key = match (&user.client_key_data, &user.client_key) {
-        (Some(d), _) => Some(d.expose_secret().trim().to_owned()),
-        (None, Some(f)) => Some(encode_file(f, "client-key")?),
-        (None, None) => None,
-    };
-    if let (Some(certificate_data), Some(key_data)) = (certificate, key) {
-        return Ok(Credentials::ClientCertificate {
-            certificate_data,
-            key_data,
-        });
-    }
-    let how = if user.exec.is_some() {
-        "an exec plugin"
-    } else if user.auth_provider.is_some() {
-        "an auth-provider"
-    } else if user.username.is_some() {
-        "basic auth"
-    } else {
-        "no credentials"
-    };
-    Err(ProviderError::permanent(format!(
-        "user {name:?} authenticates with {how}; bmac hands credentials to in-cluster steps and \
-         supports a token or a client certificate and key — use a context with one of those"
-    )))
-}
-
-fn encode_file(path: &str, what: &str) -> Result<String, ProviderError> {
-    let bytes = std::fs::read(expand_home(path))
-        .map_err(|e| ProviderError::permanent(format!("cannot read {what} file {path:?}: {e}")))?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
-}
-
-fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => Path::new(&home).join(rest),
-        _ => PathBuf::from(path),
-    }
 }
 
 #[cfg(test)]
@@ -249,6 +163,7 @@ mod tests {
     use super::*;
     use bmac_core::StepId;
     use serde_json::Value;
+    use std::path::Path;
 
     fn step(cfg: Value) -> Step {
         Step::new(
@@ -268,41 +183,59 @@ mod tests {
         path.to_str().unwrap().to_owned()
     }
 
+    fn cfg(path: &str, context: Option<&str>) -> ClusterConfig {
+        serde_json::from_value(
+            json!({"name": "x", "provider": "kube", "kubeconfig": path, "context": context}),
+        )
+        .unwrap()
+    }
+
     #[test]
-    fn contexts_resolve_to_endpoint_ca_and_credentials() {
+    fn contexts_resolve_to_endpoint_ca_and_a_source_naming_the_context() {
         let dir = tempfile::tempdir().unwrap();
         let path = kubeconfig(dir.path(), "    token: abc");
-        let cfg: ClusterConfig = serde_json::from_value(
-            json!({"name": "x", "provider": "kube", "kubeconfig": path, "context": "ctx"}),
-        )
-        .unwrap();
+        // No context in the spec: the current one is resolved and recorded.
+        let cfg = cfg(&path, None);
         let (access, context) = resolve(&cfg).unwrap();
         assert_eq!(context, "ctx");
         assert_eq!(access.endpoint, "https://127.0.0.1:1");
         assert_eq!(access.ca_data, "Q0E=");
-        assert_eq!(access.credentials.to_json(), json!({"token": "abc"}));
+        let outputs = outputs(&cfg, &access, &context, "v1.20.2");
+        let credentials = outputs.get("credentials").unwrap();
+        assert!(!credentials.is_sensitive());
+        assert_eq!(
+            credentials.value(),
+            Some(&json!({"type": "kubeconfig", "path": path, "context": "ctx"}))
+        );
+        assert!(!format!("{outputs:?}").contains("abc"));
     }
 
     #[test]
-    fn unknown_contexts_and_exec_users_are_clear_errors() {
+    fn exec_users_are_taken_and_unusable_users_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = kubeconfig(
             dir.path(),
             "    exec: {command: aws, apiVersion: client.authentication.k8s.io/v1beta1}",
         );
-        let mut cfg: ClusterConfig = serde_json::from_value(
-            json!({"name": "x", "provider": "kube", "kubeconfig": path, "context": "nope"}),
-        )
-        .unwrap();
-        let err = resolve(&cfg).err().unwrap();
+        let err = resolve(&cfg(&path, Some("nope"))).err().unwrap();
         assert!(
             err.message.contains("no context \"nope\" (it has: ctx)"),
             "{}",
             err.message
         );
-        cfg.context = Some("ctx".into());
-        let err = resolve(&cfg).err().unwrap();
-        assert!(err.message.contains("exec plugin"), "{}", err.message);
+        assert!(
+            resolve(&cfg(&path, Some("ctx"))).is_ok(),
+            "exec users are fine"
+        );
+
+        let path = kubeconfig(dir.path(), "    username: admin\n    password: hunter2");
+        let (access, _) = resolve(&cfg(&path, Some("ctx"))).unwrap();
+        let err = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(server_version(&ClientCache::default(), &access))
+            .err()
+            .unwrap();
+        assert!(err.message.contains("basic auth"), "{}", err.message);
         assert!(!err.is_retryable());
     }
 

@@ -4,19 +4,40 @@
 //! error names what bmac was doing, not the HTTP exchange. Classification:
 //! - 403 → permanent: "permission denied: cannot patch namespaces "payments" as user "x";
 //!   grant the `patch` verb on `namespaces`";
-//! - 401 → permanent (the credentials are rejected; retrying sends the same ones);
+//! - 401 → permanent, marked [`Unauthorized`] so the provider drops the client, mints the
+//!   credentials again and retries the call once (`access.rs`); the executor's own retries
+//!   would send the same credentials;
 //! - 400, 404, 410, 422 → permanent, with the server's own message;
 //! - 409 from a server-side apply field conflict → permanent (bmac does not force fields on
 //!   objects it did not create; the message names the other managers); any other 409 → retryable;
 //! - 429, 5xx, connection and timeout errors → retryable, honouring `retryAfterSeconds`.
 //!
+//! - a request that could not be authenticated — an exec plugin failing when kube-rs refreshes
+//!   its token, a [`TokenMinter`](super::TokenMinter) failing — keeps the minter's class, or is
+//!   permanent for an exec plugin, and says what the plugin reported on stderr.
+//!
 //! A 404 on delete is success; callers handle that before mapping.
+//!
+//! Messages never carry credentials: kube-rs's own text for an exec plugin failure includes the
+//! plugin's stdout (where a token would be), so auth errors are described by [`describe_auth`]
+//! from their parts instead.
 
 use std::fmt;
 use std::time::Duration;
 
 use bmac_core::ProviderError;
+use kube::client::AuthError;
 use kube::core::Status;
+
+/// Marks a [`ProviderError`] made from a 401 Unauthorized answer (its `source`).
+#[derive(Debug, thiserror::Error)]
+#[error("the API server answered 401 Unauthorized")]
+pub(crate) struct Unauthorized;
+
+/// Whether `e` is the API server rejecting the credentials (a 401).
+pub(crate) fn is_unauthorized(e: &ProviderError) -> bool {
+    e.source.as_deref().is_some_and(|s| s.is::<Unauthorized>())
+}
 
 /// What an API call was doing, for error messages.
 #[derive(Debug, Clone)]
@@ -49,15 +70,20 @@ impl fmt::Display for Operation<'_> {
 /// Maps a kube-rs error from `op` to a classified provider error.
 pub(crate) fn map_error(err: kube::Error, op: &Operation<'_>) -> ProviderError {
     match err {
+        kube::Error::Api(status) if status.code == 401 => ProviderError::permanent(format!(
+            "cannot {op}: the API server rejected the credentials (401 Unauthorized)"
+        ))
+        .with_source(Unauthorized),
         kube::Error::Api(status) => map_status(*status, op),
-        e @ (kube::Error::HyperError(_) | kube::Error::Service(_)) => {
+        kube::Error::Service(e) => service_error(e, op),
+        e @ kube::Error::HyperError(_) => {
             ProviderError::retryable(format!("cannot {op}: the API server is unreachable: {e}"))
                 .with_source(e)
         }
-        e @ kube::Error::Auth(_) => {
-            ProviderError::permanent(format!("cannot {op}: authentication failed: {e}"))
-                .with_source(e)
-        }
+        kube::Error::Auth(e) => ProviderError::permanent(format!(
+            "cannot {op}: authentication failed: {}",
+            describe_auth(&e, None)
+        )),
         e => ProviderError::permanent(format!("cannot {op}: {e}")).with_source(e),
     }
 }
@@ -66,10 +92,6 @@ fn map_status(status: Status, op: &Operation<'_>) -> ProviderError {
     let server = status.message.trim().to_owned();
     let err = match status.code {
         403 => ProviderError::permanent(forbidden_message(op, &server)),
-        401 => ProviderError::permanent(format!(
-            "cannot {op}: the API server rejected the credentials (401 Unauthorized); \
-             refresh the cluster step's credentials"
-        )),
         409 if is_field_conflict(&status) => ProviderError::permanent(format!(
             "cannot {op}: {server}. bmac forces its fields only on objects it created; \
              remove the other manager's value, or let bmac own the object"
@@ -92,6 +114,74 @@ fn map_status(status: Status, op: &Operation<'_>) -> ProviderError {
     match retry {
         Some(secs) => err.with_retry_after(Duration::from_secs(u64::from(secs))),
         None => err,
+    }
+}
+
+/// A request that failed below the API: a mint error (the minter's own [`ProviderError`]), an
+/// exec plugin failing on refresh, or the server out of reach.
+fn service_error(e: tower::BoxError, op: &Operation<'_>) -> ProviderError {
+    let e = match e.downcast::<ProviderError>() {
+        Ok(minted) => {
+            let mut minted = *minted;
+            minted.message = format!("cannot {op}: {}", minted.message);
+            return minted;
+        }
+        Err(e) => e,
+    };
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*e);
+    while let Some(c) = cause {
+        if let Some(minted) = c.downcast_ref::<ProviderError>() {
+            // Wrapped on the way up (by a buffer): keep its class and words.
+            let message = format!("cannot {op}: {}", minted.message);
+            return match minted.is_retryable() {
+                true => ProviderError::retryable(message),
+                false => ProviderError::permanent(message),
+            };
+        }
+        if let Some(auth) = c.downcast_ref::<AuthError>() {
+            return ProviderError::permanent(format!(
+                "cannot {op}: authentication failed: {}",
+                describe_auth(auth, None)
+            ));
+        }
+        cause = c.source();
+    }
+    ProviderError::retryable(format!("cannot {op}: the API server is unreachable: {e}"))
+        .with_source(kube::Error::Service(e))
+}
+
+/// What went wrong authenticating, without the secrets kube-rs's own message may hold (the
+/// stdout of a failed exec plugin). `command` names the plugin when the caller knows it.
+pub(crate) fn describe_auth(e: &AuthError, command: Option<&str>) -> String {
+    let plugin = match command {
+        Some(c) => format!("exec plugin {c:?}"),
+        None => "exec plugin".to_owned(),
+    };
+    match e {
+        AuthError::AuthExecRun { out, .. } => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let stderr = stderr.trim();
+            let said = if stderr.is_empty() {
+                String::new()
+            } else {
+                let tail: String = stderr.chars().rev().take(500).collect();
+                format!(": {}", tail.chars().rev().collect::<String>())
+            };
+            format!("the {plugin} failed ({}){said}", out.status)
+        }
+        AuthError::AuthExecStart(io) => format!("cannot run the {plugin}: {io}"),
+        AuthError::AuthExecParse(_) => {
+            format!("the output of the {plugin} is not an ExecCredential (JSON or YAML)")
+        }
+        AuthError::ExecPluginFailed => {
+            format!("the {plugin} printed an ExecCredential without a status")
+        }
+        AuthError::MalformedTokenExpirationDate(_) => {
+            format!("the {plugin} printed an expirationTimestamp that is not an RFC 3339 time")
+        }
+        AuthError::InvalidBearerToken(_) => "the token is not a valid HTTP header value".to_owned(),
+        AuthError::InvalidBasicAuth(_) => "the basic-auth credentials are not valid".to_owned(),
+        other => other.to_string(),
     }
 }
 
@@ -187,7 +277,37 @@ mod tests {
         let invalid = map_error(status(422, "spec.x: Invalid value"), &op());
         assert!(!invalid.is_retryable());
         assert!(invalid.message.contains("spec.x: Invalid value"));
-        assert!(!map_error(status(401, "Unauthorized"), &op()).is_retryable());
+        let unauthorized = map_error(status(401, "Unauthorized"), &op());
+        assert!(!unauthorized.is_retryable());
+        assert!(is_unauthorized(&unauthorized));
+        assert!(!is_unauthorized(&map_error(status(403, "no"), &op())));
+    }
+
+    #[test]
+    fn a_failed_exec_plugin_is_described_without_its_stdout() {
+        use std::os::unix::process::ExitStatusExt as _;
+        let out = std::process::Output {
+            status: std::process::ExitStatus::from_raw(1 << 8),
+            stdout: b"{\"status\": {\"token\": \"s3cr3t\"}}".to_vec(),
+            stderr: b"error: the SSO session has expired\n".to_vec(),
+        };
+        let e = AuthError::AuthExecRun {
+            cmd: "\"aws\" \"s3cr3t\"".into(),
+            out: Box::new(out),
+        };
+        let text = describe_auth(&e, Some("aws"));
+        assert_eq!(
+            text,
+            "the exec plugin \"aws\" failed (exit status: 1): error: the SSO session has expired"
+        );
+        let minted =
+            kube::Error::Service(Box::new(ProviderError::retryable("token API throttled")));
+        let e = map_error(minted, &op());
+        assert!(e.is_retryable(), "the minter's class is kept");
+        assert_eq!(
+            e.message,
+            "cannot patch namespaces \"payments\": token API throttled"
+        );
     }
 
     #[test]

@@ -6,23 +6,33 @@
 //! # Kinds served ([`KubeProvider::KINDS`])
 //! - `cluster` with `provider = "kube"`: apply and observe resolve the kubeconfig (the path in
 //!   the config, else `$KUBECONFIG`, else `~/.kube/config`) and its context, call `/version`
-//!   to check the cluster answers, and output `endpoint`, `ca_data`, `credentials`
-//!   (sensitive) and `server_version`. **Destroying it deletes nothing**: the cluster is not
-//!   bmac's, so removing the step only forgets it.
+//!   to check the cluster answers, and output `endpoint`, `ca_data`, `credentials` (a plain
+//!   [`CredentialSource`] naming the context, never a token) and `server_version`.
+//!   **Destroying it deletes nothing**: the cluster is not bmac's, so removing the step only
+//!   forgets it.
 //! - `namespace`, `pod_security_labels`, `policy_engine`, `policy`, `service_account`,
 //!   `storage_class`, `manifest`: Kubernetes objects applied by server-side apply (see
 //!   `objects.rs` for the write, force and removal rules, and each kind's module for its shape).
 //!
 //! # Where the client comes from
 //! Every in-cluster step has the inputs `endpoint`, `ca_data` and `credentials`, wired to the
-//! cluster step's outputs. The client is built from them when the step runs and cached per
-//! endpoint + credential digest (`access.rs`) — so the same steps work whether the cluster
-//! step is an EKS/GKE build that finished a minute ago or a kubeconfig context.
+//! cluster step's outputs. `credentials` is a [`CredentialSource`]: *how* to mint credentials,
+//! not credentials. The client is built from the three when the step runs and cached per
+//! endpoint, CA and source (`access.rs`) — so the same steps work whether the cluster step is
+//! an EKS/GKE build that finished a minute ago or a kubeconfig context.
 //!
-//! Credentials that reach a call only as a digest (the executor gives a deleted step the
-//! *recorded* outputs of its cluster step, and state never keeps secrets) are recalled from
-//! what this provider instance read earlier in the process; a fresh process gets a clear error
-//! asking for the cluster step to be observed first.
+//! Tokens are minted at call time and are ephemeral: never in outputs, the journal, events,
+//! log lines or error messages. kube-rs mints for kubeconfig users and exec plugins (re-running
+//! a plugin as its token nears expiry, re-reading token files); a [`TokenMinter`] registered
+//! with [`KubeProvider::with_minter`] mints for the cloud sources (`eks`, `gke`, `aks`, `sim`),
+//! cached until shortly before expiry (`minter.rs`). On a 401 the client is dropped, the
+//! credentials minted again and the call made once more; a second 401 is a permanent error
+//! naming the source.
+//!
+//! Because the source is a plain value, state keeps it as it is: a deleted in-cluster step
+//! rebuilds its client from its cluster step's *recorded* outputs in any process, a fresh one
+//! included. Static credentials (a sensitive `{"token": …}`, which embedders and test harnesses
+//! may still hand in) reach only the process they were given to.
 //!
 //! # What this provider does not do
 //! - It does not wait for workloads (the policy engine's Deployments) to become ready unless
@@ -36,11 +46,14 @@
 //!   retryable error naming the remaining finalizers.
 
 mod access;
+mod auth;
 mod bundle;
 mod cluster;
 mod engine;
 mod error;
 mod fields;
+mod kubeconfig;
+mod minter;
 mod namespace;
 mod object_set;
 mod objects;
@@ -48,6 +61,7 @@ mod pod_security;
 mod service_account;
 mod storage_class;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -57,7 +71,10 @@ use bmac_steps::kinds;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use access::{ClientCache, ClusterAccess, CredentialMemory};
+use access::{Call, ClientCache, ClusterAccess};
+#[cfg(doc)]
+use bmac_steps::CredentialSource;
+pub use minter::{MintedToken, TokenMinter};
 use objects::Session;
 pub use objects::{WaitPolicy, CREATED_BY, FIELD_MANAGER};
 pub use pod_security::POD_SECURITY_FIELD_MANAGER;
@@ -65,7 +82,6 @@ pub use pod_security::POD_SECURITY_FIELD_MANAGER;
 /// The provider serving clusters taken from kubeconfig contexts and every in-cluster kind.
 pub struct KubeProvider {
     clients: ClientCache,
-    credentials: CredentialMemory,
     wait: WaitPolicy,
     wait_for_workloads: bool,
 }
@@ -81,6 +97,7 @@ impl std::fmt::Debug for KubeProvider {
         f.debug_struct("KubeProvider")
             .field("wait", &self.wait)
             .field("wait_for_workloads", &self.wait_for_workloads)
+            .field("minters", &self.clients.minters.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -103,7 +120,6 @@ impl KubeProvider {
     pub fn new() -> Self {
         KubeProvider {
             clients: ClientCache::default(),
-            credentials: CredentialMemory::default(),
             wait: WaitPolicy::default(),
             wait_for_workloads: false,
         }
@@ -123,26 +139,41 @@ impl KubeProvider {
         self
     }
 
-    fn remember_credentials(&self, outputs: &Outputs) {
-        if let Some(value) = outputs.get("credentials").and_then(|c| c.value()) {
-            self.credentials.remember(value);
-        }
+    /// Registers the token minter for credential sources of `source_type` (`eks`, `gke`,
+    /// `aks`, `sim`, or a type of an embedder's own): clients for such sources get their
+    /// bearer token from it, minted on first use and again shortly before it expires or after
+    /// a 401. A minter registered for `kubeconfig` or `exec` replaces the built-in minting.
+    pub fn with_minter(
+        mut self,
+        source_type: impl Into<String>,
+        minter: Arc<dyn TokenMinter>,
+    ) -> Self {
+        self.clients.minters.insert(source_type.into(), minter);
+        self
     }
 
-    async fn session<'a>(
+    /// Runs `call` with a session for the step's cluster (retried once after a 401, see
+    /// `access.rs`); errors are prefixed with the step id.
+    async fn in_cluster<'a, T>(
         &self,
         step: &'a Step,
         inputs: &Inputs,
         cancel: &'a CancellationToken,
-    ) -> Result<Session<'a>, ProviderError> {
-        let access =
-            ClusterAccess::from_inputs(inputs, &self.credentials).map_err(|e| prefixed(step, e))?;
-        Ok(Session {
-            conn: self.clients.connect(&access).await?,
-            wait: self.wait,
-            cancel,
-            step: &step.id,
-        })
+        call: impl Fn(Session<'a>) -> Call<'a, T>,
+    ) -> Result<T, ProviderError> {
+        let access = ClusterAccess::from_inputs(inputs).map_err(|e| prefixed(step, e))?;
+        let with_session = |conn| {
+            call(Session {
+                conn,
+                wait: self.wait,
+                cancel,
+                step: &step.id,
+            })
+        };
+        self.clients
+            .with_connection(&access, with_session)
+            .await
+            .map_err(|e| prefixed(step, e))
     }
 }
 
@@ -187,51 +218,54 @@ impl Provider for KubeProvider {
     async fn apply(&self, req: ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
         let step = req.step;
         if step.kind.name() == kinds::CLUSTER {
-            let outputs = cluster::apply(step).await.map_err(|e| prefixed(step, e))?;
-            self.remember_credentials(&outputs);
-            return Ok(outputs);
+            return cluster::apply(step, &self.clients)
+                .await
+                .map_err(|e| prefixed(step, e));
         }
         if !KubeProvider::KINDS.contains(&step.kind.name()) {
             return Err(unsupported(step));
         }
-        let s = self.session(step, req.inputs, &req.ctx.cancel).await?;
-        let result = match step.kind.name() {
-            kinds::NAMESPACE => namespace::apply(&s, step).await,
-            kinds::POD_SECURITY_LABELS => pod_security::apply(&s, step).await,
-            kinds::POLICY_ENGINE => engine::apply(&s, step, self.wait_for_workloads).await,
-            kinds::POLICY | kinds::MANIFEST => object_set::apply(&s, step).await,
-            kinds::SERVICE_ACCOUNT => service_account::apply(&s, step, req.inputs).await,
-            kinds::STORAGE_CLASS => storage_class::apply(&s, step).await,
-            _ => Err(unsupported(step)),
-        };
-        result.map_err(|e| prefixed(step, e))
+        let inputs = req.inputs;
+        self.in_cluster(step, inputs, &req.ctx.cancel, |s| {
+            Box::pin(async move {
+                match step.kind.name() {
+                    kinds::NAMESPACE => namespace::apply(&s, step).await,
+                    kinds::POD_SECURITY_LABELS => pod_security::apply(&s, step).await,
+                    kinds::POLICY_ENGINE => engine::apply(&s, step, self.wait_for_workloads).await,
+                    kinds::POLICY | kinds::MANIFEST => object_set::apply(&s, step).await,
+                    kinds::SERVICE_ACCOUNT => service_account::apply(&s, step, inputs).await,
+                    kinds::STORAGE_CLASS => storage_class::apply(&s, step).await,
+                    _ => Err(unsupported(step)),
+                }
+            })
+        })
+        .await
     }
 
     async fn observe(&self, req: ObserveRequest<'_>) -> Result<Observed, ProviderError> {
         let step = req.step;
         if step.kind.name() == kinds::CLUSTER {
-            let observed = cluster::observe(step)
+            return cluster::observe(step, &self.clients)
                 .await
-                .map_err(|e| prefixed(step, e))?;
-            if let Observed::Present { outputs, .. } = &observed {
-                self.remember_credentials(outputs);
-            }
-            return Ok(observed);
+                .map_err(|e| prefixed(step, e));
         }
         if !KubeProvider::KINDS.contains(&step.kind.name()) {
             return Err(unsupported(step));
         }
-        let s = self.session(step, req.inputs, &req.ctx.cancel).await?;
-        let result = match step.kind.name() {
-            kinds::NAMESPACE => namespace::observe(&s, step).await,
-            kinds::POD_SECURITY_LABELS => pod_security::observe(&s, step).await,
-            kinds::POLICY_ENGINE => engine::observe(&s, step).await,
-            kinds::POLICY | kinds::MANIFEST => object_set::observe(&s, step).await,
-            kinds::SERVICE_ACCOUNT => service_account::observe(&s, step).await,
-            kinds::STORAGE_CLASS => storage_class::observe(&s, step).await,
-            _ => Err(unsupported(step)),
-        };
-        result.map_err(|e| prefixed(step, e))
+        self.in_cluster(step, req.inputs, &req.ctx.cancel, |s| {
+            Box::pin(async move {
+                match step.kind.name() {
+                    kinds::NAMESPACE => namespace::observe(&s, step).await,
+                    kinds::POD_SECURITY_LABELS => pod_security::observe(&s, step).await,
+                    kinds::POLICY_ENGINE => engine::observe(&s, step).await,
+                    kinds::POLICY | kinds::MANIFEST => object_set::observe(&s, step).await,
+                    kinds::SERVICE_ACCOUNT => service_account::observe(&s, step).await,
+                    kinds::STORAGE_CLASS => storage_class::observe(&s, step).await,
+                    _ => Err(unsupported(step)),
+                }
+            })
+        })
+        .await
     }
 
     async fn destroy(&self, req: DestroyRequest<'_>) -> Result<(), ProviderError> {
@@ -243,17 +277,21 @@ impl Provider for KubeProvider {
         if !KubeProvider::KINDS.contains(&step.kind.name()) {
             return Err(unsupported(step));
         }
-        let s = self.session(step, req.inputs, &req.ctx.cancel).await?;
-        let result = match step.kind.name() {
-            kinds::NAMESPACE => namespace::destroy(&s, step).await,
-            kinds::POD_SECURITY_LABELS => pod_security::destroy(&s, step).await,
-            kinds::POLICY_ENGINE | kinds::POLICY | kinds::MANIFEST => {
-                object_set::destroy(&s, step, req.prior.outputs()).await
-            }
-            kinds::SERVICE_ACCOUNT => service_account::destroy(&s, step).await,
-            kinds::STORAGE_CLASS => storage_class::destroy(&s, step).await,
-            _ => Err(unsupported(step)),
-        };
-        result.map_err(|e| prefixed(step, e))
+        let prior = req.prior;
+        self.in_cluster(step, req.inputs, &req.ctx.cancel, |s| {
+            Box::pin(async move {
+                match step.kind.name() {
+                    kinds::NAMESPACE => namespace::destroy(&s, step).await,
+                    kinds::POD_SECURITY_LABELS => pod_security::destroy(&s, step).await,
+                    kinds::POLICY_ENGINE | kinds::POLICY | kinds::MANIFEST => {
+                        object_set::destroy(&s, step, prior.outputs()).await
+                    }
+                    kinds::SERVICE_ACCOUNT => service_account::destroy(&s, step).await,
+                    kinds::STORAGE_CLASS => storage_class::destroy(&s, step).await,
+                    _ => Err(unsupported(step)),
+                }
+            })
+        })
+        .await
     }
 }

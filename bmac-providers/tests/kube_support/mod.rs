@@ -15,9 +15,12 @@
 #![allow(dead_code)]
 
 mod apiserver;
+mod exec_plugin;
 pub mod fixtures;
 
 pub use apiserver::*;
+#[allow(unused_imports)]
+pub use exec_plugin::*;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -102,14 +105,18 @@ impl Run {
                 inputs.0.insert(name.to_owned(), v.clone());
             }
         }
-        let run = Run {
+        Ok((Run::with_inputs(provider, inputs), outputs))
+    }
+
+    /// A run of `provider` whose in-cluster steps get `inputs` (no cluster step applied).
+    pub fn with_inputs(provider: KubeProvider, inputs: Inputs) -> Run {
+        Run {
             provider,
             inputs,
             extra: HashMap::new(),
             priors: HashMap::new(),
-            ctx,
-        };
-        Ok((run, outputs))
+            ctx: StepContext::default(),
+        }
     }
 
     fn inputs_for(&self, step: &Step) -> Inputs {

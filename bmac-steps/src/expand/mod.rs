@@ -6,7 +6,8 @@
 //! with the dependencies the real world has (node pools after the cluster and the CNI, the
 //! policy engine after there are nodes to run it and the mirrors its images come from, …).
 //! Outputs flow as input references: every in-cluster step takes `endpoint`, `ca_data` and
-//! `credentials` from the `cluster` step, a service account takes its role's `arn`, the audit
+//! `credentials` (a plain [`CredentialSource`](crate::CredentialSource), never a secret) from
+//! the `cluster` step, a service account takes its role's `arn`, the audit
 //! archive its log group and bucket.
 //!
 //! Concerns are expanded in dependency order (what another concern refers to first), so a
