@@ -398,7 +398,7 @@ async fn missing_rights_are_reported_as_verb_and_resource() {
         .filter(|e| e["event"] == "step_failed")
         .map(|e| {
             let id = e["id"].as_str().unwrap_or_default().to_owned();
-            (id, e["error"].as_str().unwrap_or_default().to_owned())
+            (id, error_text(&e["error"]))
         })
         .collect();
     let ns_error = failed
@@ -445,9 +445,8 @@ async fn missing_rights_are_reported_as_verb_and_resource() {
     let ns_error = events
         .iter()
         .find(|e| e["event"] == "step_failed" && e["id"] == json!(format!("namespace.{apps}")))
-        .and_then(|e| e["error"].as_str())
-        .unwrap_or_else(|| panic!("namespace step did not fail: {events:?}"))
-        .to_owned();
+        .map(|e| error_text(&e["error"]))
+        .unwrap_or_else(|| panic!("namespace step did not fail: {events:?}"));
     assert!(
         ns_error.contains(&format!("cannot patch namespaces \"{apps}\""))
             && ns_error.contains("grant the `patch` verb on `namespaces`"),
@@ -548,4 +547,14 @@ async fn an_exec_plugin_kubeconfig_works_and_its_token_stays_out_of_the_state() 
         files_containing(ws.path(), &token),
         Vec::<std::path::PathBuf>::new()
     );
+}
+
+/// A `step_failed` event's structured error as one line: the message, then its causes.
+fn error_text(error: &serde_json::Value) -> String {
+    let mut text = error["message"].as_str().unwrap_or_default().to_owned();
+    for cause in error["causes"].as_array().into_iter().flatten() {
+        text.push_str(": ");
+        text.push_str(cause.as_str().unwrap_or_default());
+    }
+    text
 }

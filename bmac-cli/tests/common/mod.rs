@@ -290,10 +290,14 @@ pub fn graph_edges(graph: &str) -> Vec<(String, String)> {
     edges
 }
 
-/// The insta filters: durations, lock ids, pids, hosts, users, times and fingerprints.
+/// The insta filters: durations, long operations' ids and progress times, lock ids, pids, hosts, users, times and fingerprints.
 pub fn filters() -> Vec<(&'static str, &'static str)> {
     vec![
         (r"\b\d+\.\ds\b", "[T]"),
+        (
+            r"CREATING \(sim-op-[0-9a-f]{12}\), [0-9ms]+",
+            "CREATING ([OPERATION]), [T]",
+        ),
         (r"\b[0-9a-f]{64}\b", "[FINGERPRINT]"),
         (r"\b[0-9a-f]{16}\b", "[LOCK]"),
         (r"pid \d+", "pid [PID]"),

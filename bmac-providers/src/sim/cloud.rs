@@ -4,7 +4,7 @@
 //! A [`SimCloud`] holds one [`Resource`] per step id. With a path it persists itself as an
 //! **append-only op log** of JSON lines — `put` (create or update), `delete`, `tamper` (an edit
 //! made "by hand", outside bmac) — replayed in order on open and written through on every
-//! mutation. Invariants and why:
+//! mutation (and `done`, a resource's long operation finishing). Invariants and why:
 //! - A mutation appends exactly one line with one `write` call and never rewrites the file, so
 //!   a run of 100k steps costs 100k small appends, not 100k rewrites (the quadratic trap
 //!   hashicorp/terraform#34296 fell into). No fsync: the log must survive the *bmac process*
@@ -42,7 +42,7 @@ use bmac_core::step::{Outputs, StepId};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use self::stored::{delete_line, set_pointer, tamper_line, Op, Stored};
+use self::stored::{delete_line, done_line, set_pointer, tamper_line, Op, Stored};
 use super::error::SimError;
 
 /// One resource in the simulated cloud.
@@ -253,6 +253,28 @@ impl SimCloud {
         Ok(())
     }
 
+    /// Records that `id`'s long operation `operation` finished (nothing happens if the
+    /// resource is gone or runs another operation).
+    pub(crate) fn finish_operation(&self, id: &StepId, operation: &str) -> Result<(), SimError> {
+        let mut state = self.lock();
+        let Some(mut resource) = state.resources.get(id).and_then(|e| e.stored.decode()) else {
+            return Ok(());
+        };
+        if !finish(&mut resource, operation) {
+            return Ok(());
+        }
+        let stored = Stored::encode(&resource)?;
+        let line = done_line(id, operation).map_err(|source| SimError::Unstorable {
+            id: id.to_string(),
+            source,
+        })?;
+        self.append(&mut state, &line)?;
+        if let Some(entry) = state.resources.get_mut(id) {
+            entry.stored = stored;
+        }
+        Ok(())
+    }
+
     /// Removes a resource; `Ok(false)` when it did not exist (nothing is written then).
     pub(crate) fn delete(&self, id: &StepId) -> Result<bool, SimError> {
         let mut state = self.lock();
@@ -364,6 +386,15 @@ fn apply_op(resources: &mut HashMap<StepId, Entry>, op: Op) -> Result<(), SimErr
         Op::Delete { id } => {
             resources.remove(&id);
         }
+        Op::Done { id, operation } => {
+            if let Some(entry) = resources.get_mut(&id) {
+                if let Some(mut resource) = entry.stored.decode() {
+                    if finish(&mut resource, &operation) {
+                        entry.stored = Stored::encode(&resource)?;
+                    }
+                }
+            }
+        }
         Op::Tamper { id, pointer, value } => {
             // Tampers were validated before they were logged, so this succeeds; if the log
             // was edited so that it does not, the resource keeps its config.
@@ -380,6 +411,17 @@ fn apply_op(resources: &mut HashMap<StepId, Entry>, op: Op) -> Result<(), SimErr
         }
     }
     Ok(())
+}
+
+/// Marks `resource`'s operation `operation` done; false when it runs no such operation.
+fn finish(resource: &mut Resource, operation: &str) -> bool {
+    match resource.operation.as_mut() {
+        Some(op) if op.id == operation && !op.done => {
+            op.done = true;
+            true
+        }
+        _ => false,
+    }
 }
 
 fn compact(path: &Path, resources: &HashMap<StepId, Entry>) -> std::io::Result<()> {

@@ -57,6 +57,8 @@ use super::stats::{Counters, SimStats};
 const READ_LATENCY: Duration = Duration::from_millis(100);
 /// The real-world round trip of a request the cloud rejects.
 const REJECT_LATENCY: Duration = Duration::from_millis(50);
+/// How many times a long create is polled (and reports progress) while it runs.
+const POLLS: u32 = 4;
 /// The `Retry-After` a throttled call carries, before scaling.
 const THROTTLE_RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -351,10 +353,9 @@ impl SimProvider {
         let left = left.unwrap_or_else(|| {
             Duration::from_millis(operation.ready_at_ms.saturating_sub(now_ms()))
         });
-        let slice = (left / 4).max(Duration::from_millis(1));
-        let polling = Instant::now();
-        let mut waited = Duration::ZERO;
-        while waited < left {
+        // Four polls, each reporting progress first: the same number whatever the speed.
+        let slice = left / POLLS;
+        for poll in 0..POLLS {
             let elapsed = Duration::from_millis(now_ms().saturating_sub(resource.created_at_ms));
             ctx.progress(format!(
                 "{} CREATING ({}), {}",
@@ -362,24 +363,26 @@ impl SimProvider {
                 operation.id,
                 human(elapsed)
             ));
-            self.wait(slice.min(left - waited), ctx, "create", step)
-                .await
-                .map_err(|_| {
-                    ProviderError::retryable(format!(
-                        "cancelled while `{}` is being created; the create goes on in the cloud \
-                         (operation {})",
-                        step.id, operation.id
-                    ))
-                })?;
-            waited = polling.elapsed();
+            let wait = if poll + 1 == POLLS {
+                left - slice * (POLLS - 1)
+            } else {
+                slice
+            };
+            self.wait(wait, ctx, "create", step).await.map_err(|_| {
+                ProviderError::retryable(format!(
+                    "cancelled while `{}` is being created; the create goes on in the cloud \
+                     (operation {})",
+                    step.id, operation.id
+                ))
+            })?;
         }
+        self.cloud
+            .finish_operation(&step.id, &operation.id)
+            .map_err(Self::storage_error)?;
         resource.operation = Some(Operation {
             done: true,
             ..operation
         });
-        self.cloud
-            .put(&resource, None)
-            .map_err(Self::storage_error)?;
         Ok(resource.outputs)
     }
 

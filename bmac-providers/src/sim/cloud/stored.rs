@@ -40,6 +40,8 @@ pub(super) enum Op {
     Put(PutOp),
     /// A resource was removed.
     Delete { id: StepId },
+    /// A resource's long operation finished.
+    Done { id: StepId, operation: String },
     /// A resource's config was edited by hand.
     Tamper {
         id: StepId,
@@ -122,6 +124,14 @@ struct TamperLine<'a> {
     value: &'a Value,
 }
 
+/// A done line.
+#[derive(Serialize)]
+struct DoneLine<'a> {
+    op: &'static str,
+    id: &'a StepId,
+    operation: &'a str,
+}
+
 /// A delete line.
 #[derive(Serialize)]
 struct DeleteLine<'a> {
@@ -169,11 +179,20 @@ impl Stored {
     fn parse(&self) -> Result<Resource, serde_json::Error> {
         match serde_json::from_str::<Op>(&self.0)? {
             Op::Put(put) => Ok(put.into_resource()),
-            Op::Delete { .. } | Op::Tamper { .. } => Err(serde::de::Error::custom(
-                "a stored resource is not a `put` operation",
-            )),
+            Op::Delete { .. } | Op::Tamper { .. } | Op::Done { .. } => Err(
+                serde::de::Error::custom("a stored resource is not a `put` operation"),
+            ),
         }
     }
+}
+
+/// The text of a done line.
+pub(super) fn done_line(id: &StepId, operation: &str) -> serde_json::Result<String> {
+    serde_json::to_string(&DoneLine {
+        op: "done",
+        id,
+        operation,
+    })
 }
 
 /// The text of a tamper line.
