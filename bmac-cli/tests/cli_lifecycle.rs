@@ -234,38 +234,60 @@ fn a_saved_plan_applies_once_and_a_stale_one_is_refused() {
 #[test]
 fn secrets_stay_hidden_in_state_events_and_files() {
     let sandbox = Sandbox::new("quickstart.toml");
-    let applied = sandbox.run_expecting(&["--output", "json", "apply", "--auto-approve"], 0);
-    // The sim's cluster token: it lives in the (simulated) cloud only.
-    let cloud = std::fs::read_to_string(sandbox.state_dir().join("sim-cloud.log"))
-        .expect("read the sim cloud");
-    assert!(
-        cloud.contains("simtok."),
-        "the fixture's cluster has a token"
+    // Cluster tokens that rotate on every call and live 50 ms of the fixture's scaled time:
+    // every in-cluster call mints (or re-mints after a 401), in memory only.
+    let rotating = [
+        ("BMAC_SIM_TOKEN_USES", "1"),
+        ("BMAC_SIM_TOKEN_TTL_MS", "50000"),
+    ];
+    let plan_file = sandbox.path().join("first.plan.json");
+    sandbox.run_with_env(
+        &["plan", "--out", plan_file.to_str().expect("utf-8 path")],
+        &rotating,
+        0,
     );
+    let applied = sandbox.run_with_env(
+        &["--output", "json", "apply", "--auto-approve"],
+        &rotating,
+        0,
+    );
+    let again = sandbox.run_with_env(&["plan", "--detailed-exitcode"], &rotating, 0);
     assert!(
-        !text(&applied.stdout).contains("simtok."),
-        "events leak the token"
+        text(&again.stdout).contains("No changes"),
+        "{}",
+        text(&again.stdout)
     );
 
     let shown = sandbox.run_expecting(&["state", "show", "cluster"], 0);
     let shown = text(&shown.stdout);
-    assert!(shown.contains("credentials = (sensitive)"), "{shown}");
-    assert!(!shown.contains("simtok."), "{shown}");
+    // The cluster's credentials are where to mint a token, shown as they are.
+    assert!(shown.contains("credentials = {"), "{shown}");
+    assert!(shown.contains("\"type\":\"sim\""), "{shown}");
     assert!(shown.contains("endpoint = \"https://"), "{shown}");
     assert_masked_snapshot!("state_show_cluster", shown);
 
+    let mut written = vec![
+        ("events".to_owned(), applied.stdout.clone()),
+        ("state show".to_owned(), shown.into_bytes()),
+        (
+            "plan file".to_owned(),
+            std::fs::read(&plan_file).expect("read the plan file"),
+        ),
+    ];
     for entry in std::fs::read_dir(sandbox.state_dir()).expect("list .bmac") {
         let path = entry.expect("a state file").path();
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
         assert_eq!(mode & 0o077, 0, "{} is private", path.display());
-        if path.file_name().is_some_and(|n| n != "sim-cloud.log") {
-            let bytes = std::fs::read(&path).expect("read a state file");
-            assert!(
-                !text(&bytes).contains("simtok."),
-                "{} holds the token",
-                path.display()
-            );
-        }
+        written.push((
+            path.display().to_string(),
+            std::fs::read(&path).expect("read a state file"),
+        ));
+    }
+    assert!(written
+        .iter()
+        .any(|(name, _)| name.ends_with("sim-cloud.log")));
+    for (name, bytes) in &written {
+        assert!(!text(bytes).contains("simtok."), "{name} holds a token");
     }
 
     let unknown = sandbox.run_expecting(&["state", "show", "clustr"], 1);

@@ -170,3 +170,28 @@ fn defaults_make_the_quickstart_take_seconds() {
     );
     assert!(d.faults.is_empty() && d.cloud_path.is_none());
 }
+
+#[test]
+fn token_lifetime_and_rotation_come_from_the_environment() {
+    let config = SimConfig::default()
+        .with_vars(vars(&[
+            ("BMAC_SIM_TOKEN_TTL_MS", "60000"),
+            ("BMAC_SIM_TOKEN_USES", "1"),
+        ]))
+        .unwrap();
+    assert_eq!(config.token_ttl, Duration::from_secs(60));
+    assert_eq!(config.token_uses, Some(1));
+    let defaults = SimConfig::default().with_vars(vars(&[])).unwrap();
+    assert_eq!(defaults.token_ttl, Duration::from_secs(15 * 60));
+    assert_eq!(defaults.token_uses, None);
+    for (var, value) in [
+        ("BMAC_SIM_TOKEN_USES", "0"),
+        ("BMAC_SIM_TOKEN_USES", "often"),
+        ("BMAC_SIM_TOKEN_TTL_MS", "1.5"),
+    ] {
+        let err = SimConfig::default()
+            .with_vars(vars(&[(var, value)]))
+            .unwrap_err();
+        assert!(err.to_string().contains(var), "{err}");
+    }
+}

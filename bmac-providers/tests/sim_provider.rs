@@ -1,5 +1,5 @@
 //! The simulated provider's behaviour as the executor sees it: latency, idempotency,
-//! determinism, eventual consistency, secrets and cancellation.
+//! determinism, eventual consistency, cluster tokens and cancellation.
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use bmac_core::provider::{
     ApplyRequest, DestroyRequest, ErrorClass, ObserveRequest, Observed, Prior, Provider,
     ProviderError, StepContext,
 };
-use bmac_core::step::{Inputs, Kind, Outputs, Step, StepId};
+use bmac_core::step::{Inputs, Kind, OutputValue, Outputs, Step, StepId};
 use bmac_providers::sim::{FaultRule, SimConfig, SimProvider};
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -40,14 +40,31 @@ async fn apply(p: &SimProvider, s: &Step, attempt: u32) -> Result<Outputs, Provi
 }
 
 async fn observe(p: &SimProvider, s: &Step) -> Observed {
+    observe_with(p, s, &Inputs::default()).await.unwrap()
+}
+
+async fn observe_with(
+    p: &SimProvider,
+    s: &Step,
+    inputs: &Inputs,
+) -> Result<Observed, ProviderError> {
     p.observe(ObserveRequest {
         step: s,
-        inputs: &Inputs::default(),
+        inputs,
         prior: None,
         ctx: &ctx(1),
     })
     .await
-    .unwrap()
+}
+
+async fn apply_with(p: &SimProvider, s: &Step, inputs: &Inputs) -> Result<Outputs, ProviderError> {
+    p.apply(ApplyRequest {
+        step: s,
+        inputs,
+        prior: None,
+        ctx: &ctx(1),
+    })
+    .await
 }
 
 async fn destroy(p: &SimProvider, s: &Step) -> Result<(), ProviderError> {
@@ -297,37 +314,88 @@ async fn new_resources_become_visible_within_the_consistency_window() {
 }
 
 #[tokio::test]
-async fn the_cluster_credentials_are_sensitive_everywhere() {
+async fn the_cluster_hands_out_a_source_and_in_cluster_calls_mint_tokens() {
     let p = provider(5, 0.0);
     let c = cluster();
     let outputs = apply(&p, &c, 1).await.unwrap();
+    // Where to mint tokens, never a token: a plain output naming the simulated cluster.
     let credentials = outputs.get("credentials").unwrap();
-    assert!(credentials.is_sensitive());
-    let secret = credentials
-        .value()
-        .and_then(|v| v.get("token"))
-        .and_then(Value::as_str)
-        .unwrap()
-        .to_owned();
-    assert!(secret.starts_with("simtok."), "{secret}");
-    assert!(!format!("{outputs:?}").contains(&secret));
-    assert!(!serde_json::to_string(&outputs).unwrap().contains(&secret));
-    for name in ["endpoint", "ca_data", "oidc_issuer", "cluster_id"] {
-        assert!(!outputs.get(name).unwrap().is_sensitive(), "{name}");
-    }
-    // Observe re-reads the secret's value (state keeps only its digest).
-    let Observed::Present { outputs: seen, .. } = observe(&p, &c).await else {
-        panic!("absent");
-    };
-    assert!(seen.get("credentials").unwrap().is_sensitive());
+    assert!(!credentials.is_sensitive());
     assert_eq!(
-        seen.get("credentials")
-            .unwrap()
-            .value()
-            .and_then(|v| v.get("token"))
-            .and_then(Value::as_str),
-        Some(secret.as_str())
+        credentials.value(),
+        Some(&json!({"type": "sim", "cluster_id": text(&outputs, "cluster_id")}))
     );
+    assert!(!serde_json::to_string(&outputs).unwrap().contains("simtok."));
+
+    // An in-cluster step authenticates with a token minted from that source; the token stays
+    // in the provider's memory, out of every output.
+    let mut inputs = Inputs::default();
+    inputs.0.insert("credentials".into(), credentials.clone());
+    let ns = step("prod.ns", "namespace", json!({"name": "apps"}));
+    let made = apply_with(&p, &ns, &inputs).await.unwrap();
+    assert!(!format!("{made:?}").contains("simtok."));
+    assert!(!serde_json::to_string(&made).unwrap().contains("simtok."));
+    assert!(matches!(
+        observe_with(&p, &ns, &inputs).await.unwrap(),
+        Observed::Present { .. }
+    ));
+    let counted = p.stats().kind("namespace");
+    assert_eq!((counted.tokens_minted, counted.unauthorized), (1, 0));
+
+    // A source the simulator cannot mint from is a permanent error naming it.
+    let mut kube = Inputs::default();
+    kube.0.insert(
+        "credentials".into(),
+        OutputValue::Plain(json!({"type": "kubeconfig", "context": "prod"})),
+    );
+    let err = apply_with(&p, &ns, &kube).await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::Permanent);
+    assert_eq!(err.code.as_deref(), Some("InvalidCredentialSource"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn tokens_that_rotate_on_every_call_and_expire_are_reminted_once_each_time() {
+    let p = SimProvider::new(SimConfig {
+        seed: 3,
+        speed: 1.0,
+        token_ttl: Duration::from_secs(2),
+        token_uses: Some(1),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let c = cluster();
+    let outputs = apply(&p, &c, 1).await.unwrap();
+    let mut inputs = Inputs::default();
+    inputs.0.insert(
+        "credentials".into(),
+        outputs.get("credentials").unwrap().clone(),
+    );
+    let ns = step("prod.ns", "namespace", json!({"name": "apps"}));
+    // First call: one mint, admitted. Every later call: the used-up token is refused (401),
+    // dropped and re-minted once.
+    apply_with(&p, &ns, &inputs).await.unwrap();
+    for _ in 0..3 {
+        observe_with(&p, &ns, &inputs).await.unwrap();
+    }
+    let counted = p.stats().kind("namespace");
+    assert_eq!((counted.tokens_minted, counted.unauthorized), (4, 3));
+
+    // Past its lifetime a token is re-minted before use, without a 401 round trip.
+    let q = SimProvider::with_cloud(
+        SimConfig {
+            seed: 3,
+            speed: 1.0,
+            token_ttl: Duration::from_secs(2),
+            ..SimConfig::default()
+        },
+        p.cloud().clone(),
+    )
+    .unwrap();
+    observe_with(&q, &ns, &inputs).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    observe_with(&q, &ns, &inputs).await.unwrap();
+    let counted = q.stats().kind("namespace");
+    assert_eq!((counted.tokens_minted, counted.unauthorized), (2, 0));
 }
 
 /// Applies `s` with `context`, cancelling the context after `after`; the call must fail.

@@ -176,8 +176,8 @@ async fn an_in_cluster_change_runs_alone_while_the_cluster_is_left_as_it_is() {
     let plan = plan_for(&spec, &state(&store).await);
     assert!(run(&spec, dir.path(), &store, plan).await.is_success());
 
-    // The namespace step takes the cluster's outputs as inputs (state keeps the credentials
-    // only as a digest) while the cluster itself has nothing to do.
+    // The namespace step takes the cluster's outputs as inputs (its credential source comes
+    // from state; the token is minted at call time) while the cluster itself has nothing to do.
     let text = std::fs::read_to_string(quickstart_path()).unwrap();
     let relabelled = text.replacen(
         "labels = { team = \"web\" }",

@@ -4,7 +4,7 @@
 //! error names what bmac was doing, not the HTTP exchange. Classification:
 //! - 403 → permanent: "permission denied: cannot patch namespaces "payments" as user "x";
 //!   grant the `patch` verb on `namespaces`";
-//! - 401 → permanent, marked [`Unauthorized`] so the provider drops the client, mints the
+//! - 401 → permanent, with code [`UNAUTHORIZED`] so the provider drops the client, mints the
 //!   credentials again and retries the call once (`access.rs`); the executor's own retries
 //!   would send the same credentials;
 //! - 400, 404, 410, 422 → permanent, with the server's own message;
@@ -15,6 +15,10 @@
 //! - a request that could not be authenticated — an exec plugin failing when kube-rs refreshes
 //!   its token, a [`TokenMinter`](super::TokenMinter) failing — keeps the minter's class, or is
 //!   permanent for an exec plugin, and says what the plugin reported on stderr.
+//!
+//! Every error from an API answer carries the API server's own `reason` as its code
+//! (`Forbidden`, `Conflict`, `Invalid`, `TooManyRequests`, `InternalError` …; the HTTP status
+//! code when the answer names no reason), so reports and `--output json` show it.
 //!
 //! A 404 on delete is success; callers handle that before mapping.
 //!
@@ -29,14 +33,12 @@ use bmac_core::ProviderError;
 use kube::client::AuthError;
 use kube::core::Status;
 
-/// Marks a [`ProviderError`] made from a 401 Unauthorized answer (its `source`).
-#[derive(Debug, thiserror::Error)]
-#[error("the API server answered 401 Unauthorized")]
-pub(crate) struct Unauthorized;
+/// The code of a [`ProviderError`] made from a 401 answer: the API server's `reason`.
+pub(crate) const UNAUTHORIZED: &str = "Unauthorized";
 
 /// Whether `e` is the API server rejecting the credentials (a 401).
 pub(crate) fn is_unauthorized(e: &ProviderError) -> bool {
-    e.source.as_deref().is_some_and(|s| s.is::<Unauthorized>())
+    e.code.as_deref() == Some(UNAUTHORIZED)
 }
 
 /// What an API call was doing, for error messages.
@@ -73,7 +75,7 @@ pub(crate) fn map_error(err: kube::Error, op: &Operation<'_>) -> ProviderError {
         kube::Error::Api(status) if status.code == 401 => ProviderError::permanent(format!(
             "cannot {op}: the API server rejected the credentials (401 Unauthorized)"
         ))
-        .with_source(Unauthorized),
+        .with_code(UNAUTHORIZED),
         kube::Error::Api(status) => map_status(*status, op),
         kube::Error::Service(e) => service_error(e, op),
         e @ kube::Error::HyperError(_) => {
@@ -90,6 +92,10 @@ pub(crate) fn map_error(err: kube::Error, op: &Operation<'_>) -> ProviderError {
 
 fn map_status(status: Status, op: &Operation<'_>) -> ProviderError {
     let server = status.message.trim().to_owned();
+    let code = match status.reason.trim() {
+        "" => status.code.to_string(),
+        reason => reason.to_owned(),
+    };
     let err = match status.code {
         403 => ProviderError::permanent(forbidden_message(op, &server)),
         409 if is_field_conflict(&status) => ProviderError::permanent(format!(
@@ -106,6 +112,7 @@ fn map_status(status: Status, op: &Operation<'_>) -> ProviderError {
         422 => ProviderError::permanent(format!("cannot {op}: the object is invalid: {server}")),
         code => ProviderError::permanent(format!("cannot {op}: {server} ({code})")),
     };
+    let err = err.with_code(code);
     let retry = status
         .details
         .as_ref()
@@ -280,7 +287,21 @@ mod tests {
         let unauthorized = map_error(status(401, "Unauthorized"), &op());
         assert!(!unauthorized.is_retryable());
         assert!(is_unauthorized(&unauthorized));
+        assert_eq!(unauthorized.code.as_deref(), Some("Unauthorized"));
         assert!(!is_unauthorized(&map_error(status(403, "no"), &op())));
+    }
+
+    #[test]
+    fn the_servers_reason_is_the_error_code() {
+        let mut conflict = Status::failure("the object has been modified", "Conflict");
+        conflict.code = 409;
+        let e = map_error(kube::Error::Api(Box::new(conflict)), &op());
+        assert_eq!(e.code.as_deref(), Some("Conflict"));
+        // An answer without a reason keeps its HTTP status as the code.
+        assert_eq!(
+            map_error(status(503, "later"), &op()).code.as_deref(),
+            Some("503")
+        );
     }
 
     #[test]

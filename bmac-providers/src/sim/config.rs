@@ -12,6 +12,8 @@
 //! | `BMAC_SIM_SPEED` | latency multiplier (1 = real time, 0 = instant) | `0.01` |
 //! | `BMAC_SIM_CONSISTENCY_MS` | eventual-consistency window before scaling, in ms | `2000` |
 //! | `BMAC_SIM_CLOUD` | path of the persisted cloud's op log | `.bmac/sim-cloud.log` |
+//! | `BMAC_SIM_TOKEN_TTL_MS` | cluster tokens' lifetime before scaling, in ms | `900000` |
+//! | `BMAC_SIM_TOKEN_USES` | calls one cluster token admits (`1`: rotate every call) | `1` |
 //!
 //! Invariants: a validated config has a finite speed ≥ 0 and fault rates within `0..=1`;
 //! bad input is a typed [`SimError`], never a panic. A fault rule prints back in the syntax it
@@ -30,6 +32,9 @@ pub const DEFAULT_SPEED: f64 = 0.005;
 
 /// The default eventual-consistency window, before scaling by speed.
 pub const DEFAULT_CONSISTENCY_DELAY: Duration = Duration::from_secs(2);
+
+/// The default lifetime of a cluster token, before scaling: EKS's 15 minutes.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// The kind of failure a fault rule injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -224,6 +229,12 @@ pub struct SimConfig {
     pub consistency_delay: Duration,
     /// Where the cloud persists itself (an append-only op log); `None` keeps it in memory.
     pub cloud_path: Option<PathBuf>,
+    /// How long (before scaling by `speed`) a cluster token is admitted (see
+    /// [`tokens`](super::tokens)).
+    pub token_ttl: Duration,
+    /// How many calls one cluster token admits; `None` for as many as its lifetime allows,
+    /// `Some(1)` rotates the token on every call.
+    pub token_uses: Option<u32>,
 }
 
 impl Default for SimConfig {
@@ -234,6 +245,8 @@ impl Default for SimConfig {
             faults: Vec::new(),
             consistency_delay: DEFAULT_CONSISTENCY_DELAY,
             cloud_path: None,
+            token_ttl: DEFAULT_TOKEN_TTL,
+            token_uses: None,
         }
     }
 }
@@ -269,13 +282,24 @@ impl SimConfig {
                 problem: "not a number".into(),
             })?;
         }
-        if let Some(ms) = non_empty(lookup("BMAC_SIM_CONSISTENCY_MS")) {
-            let ms: u64 = ms.trim().parse().map_err(|_| SimError::Env {
-                var: "BMAC_SIM_CONSISTENCY_MS",
-                value: ms.clone(),
-                problem: "not a whole number of milliseconds".into(),
-            })?;
-            self.consistency_delay = Duration::from_millis(ms);
+        if let Some(delay) = millis(&lookup, "BMAC_SIM_CONSISTENCY_MS")? {
+            self.consistency_delay = delay;
+        }
+        if let Some(ttl) = millis(&lookup, "BMAC_SIM_TOKEN_TTL_MS")? {
+            self.token_ttl = ttl;
+        }
+        if let Some(uses) = non_empty(lookup("BMAC_SIM_TOKEN_USES")) {
+            let n: u32 =
+                uses.trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| SimError::Env {
+                        var: "BMAC_SIM_TOKEN_USES",
+                        value: uses.clone(),
+                        problem: "not a whole number of calls greater than 0".into(),
+                    })?;
+            self.token_uses = Some(n);
         }
         if let Some(path) = non_empty(lookup("BMAC_SIM_CLOUD")) {
             self.cloud_path = Some(PathBuf::from(path));
@@ -305,6 +329,22 @@ impl SimConfig {
         // products beyond `Duration`'s range.
         Duration::try_from_secs_f64(real.as_secs_f64() * self.speed).unwrap_or(Duration::MAX)
     }
+}
+
+/// The duration in whole milliseconds that variable `var` holds, if it is set.
+fn millis(
+    lookup: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+) -> Result<Option<Duration>, SimError> {
+    let Some(ms) = non_empty(lookup(var)) else {
+        return Ok(None);
+    };
+    let parsed: u64 = ms.trim().parse().map_err(|_| SimError::Env {
+        var,
+        value: ms.clone(),
+        problem: "not a whole number of milliseconds".into(),
+    })?;
+    Ok(Some(Duration::from_millis(parsed)))
 }
 
 fn non_empty(v: Option<String>) -> Option<String> {

@@ -12,7 +12,8 @@
 //! `existing`, a service account's `namespace`/`name`/`role_annotation`, a policy's `name`,
 //! a manifest's `objects`, the Pod Security modes `enforce`/`audit`/`warn`. Output names are
 //! the ones the catalogue references: the cluster's `endpoint`, `ca_data`, `oidc_issuer` and
-//! sensitive `credentials` (`{"token": …}`, the shape in-cluster steps build a client from),
+//! `credentials` (a plain [`CredentialSource::Sim`] naming the cluster: tokens are minted per
+//! call, see [`tokens`](super::tokens)),
 //! a role's `arn`, an audit log's `log_group`, a bucket's `bucket`.
 //!
 //! Invariant: outputs are a pure function of `(seed, step id, config, inputs)`. Identifiers
@@ -25,6 +26,7 @@
 use std::time::Duration;
 
 use bmac_core::step::{Inputs, Outputs, Step};
+use bmac_steps::CredentialSource;
 use serde_json::{json, Map, Value};
 
 use super::seed;
@@ -152,6 +154,7 @@ fn cluster(view: &ConfigView<'_>) -> Result<Outputs, String> {
         }
     }
     view.string("version")?;
+    let cluster_id = view.sim_id("cluster");
     // A certificate-shaped PEM block of seeded bytes, base64-encoded as kubeconfigs carry it.
     let body: Vec<u8> = (0..3)
         .flat_map(|i| seed::digest(view.seed, "ca", view.id, i))
@@ -173,10 +176,10 @@ fn cluster(view: &ConfigView<'_>) -> Result<Outputs, String> {
                 seed::hex(view.seed, "oidc", view.id, 32).to_uppercase()
             ),
         )
-        .with("cluster_id", view.sim_id("cluster"))
-        .with_sensitive(
+        .with("cluster_id", cluster_id.clone())
+        .with(
             "credentials",
-            json!({"token": format!("simtok.{}", seed::hex(view.seed, "token", view.id, 48))}),
+            CredentialSource::Sim { cluster_id }.to_value(),
         ))
 }
 

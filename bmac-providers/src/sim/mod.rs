@@ -11,6 +11,9 @@
 //! - **Injectable faults** ([`FaultRule`]: throttling, 5xx, timeouts, permanent errors),
 //!   chosen in the spec or `BMAC_SIM_FAULTS`, drawn per `(seed, step, attempt)` so a faulty
 //!   run replays exactly.
+//! - **Short-lived cluster tokens** ([`tokens`]): a cluster hands out a credential source,
+//!   in-cluster calls mint tokens that expire (and, if configured, rotate on every call) and
+//!   re-mint on a 401 — in memory only.
 //! - **Its own persisted cloud** ([`SimCloud`], an append-only op log) so resume, drift
 //!   (see [`SimCloud::tamper`]) and destroy are observable from one run to the next.
 //!
@@ -24,6 +27,7 @@ pub mod kinds;
 pub mod provider;
 mod seed;
 pub mod stats;
+pub mod tokens;
 
 pub use cloud::{Resource, SimCloud};
 pub use config::{FaultKind, FaultRule, SimConfig};

@@ -21,6 +21,10 @@
 //! as present), and an `apply` that finds the operation running polls *it* instead
 //! of creating again.
 //!
+//! In-cluster calls (steps with a `credentials` input) authenticate first with a short-lived
+//! token minted from the cluster's credential source ([`tokens`](super::tokens)); a token the
+//! cluster refuses is re-minted once, and a second refusal is a permanent `Unauthorized`.
+//!
 //! Timing: a mutation waits `base_latency(kind) × speed × jitter` (jitter in 0.8..1.2, seeded
 //! by step id and attempt; destroy takes half), a read or a no-op apply waits a 100 ms
 //! round trip (scaled), a rejected request (throttle, 5xx, 400) a 50 ms one. Every wait is a
@@ -43,7 +47,7 @@ use async_trait::async_trait;
 use bmac_core::provider::{
     ApplyRequest, DestroyRequest, ObserveRequest, Observed, Provider, ProviderError, StepContext,
 };
-use bmac_core::step::{Outputs, Step, StepId};
+use bmac_core::step::{Inputs, Outputs, Step, StepId};
 use tokio::time::Instant;
 
 use super::cloud::{now_ms, Operation, Resource, SimCloud};
@@ -52,6 +56,7 @@ use super::error::SimError;
 use super::kinds;
 use super::seed;
 use super::stats::{Counters, SimStats};
+use super::tokens::{AuthOutcome, Tokens};
 
 /// The real-world round trip of a read (observe, or an apply that finds nothing to do).
 const READ_LATENCY: Duration = Duration::from_millis(100);
@@ -70,6 +75,8 @@ pub struct SimProvider {
     stats: Mutex<SimStats>,
     /// How many times each fault rule (by index) has fired for each step.
     fired: Mutex<HashMap<(usize, StepId), u32>>,
+    /// The simulated clusters' token service and this provider's token cache.
+    tokens: Tokens,
 }
 
 /// What an apply will do to the cloud.
@@ -102,11 +109,17 @@ impl SimProvider {
     /// providers with different fault rules sharing one cloud in a test.
     pub fn with_cloud(config: SimConfig, cloud: Arc<SimCloud>) -> Result<Self, SimError> {
         config.validate()?;
+        let tokens = Tokens::new(
+            config.seed,
+            config.scale(config.token_ttl),
+            config.token_uses,
+        );
         Ok(SimProvider {
             config,
             cloud,
             stats: Mutex::new(SimStats::default()),
             fired: Mutex::new(HashMap::new()),
+            tokens,
         })
     }
 
@@ -171,7 +184,19 @@ impl SimProvider {
         None
     }
 
-    /// The error a rejected request (throttle, 5xx, 400) returns.
+    /// Authenticates an in-cluster call to its cluster's API server (see
+    /// [`tokens`](super::tokens)), counting the tokens minted and the 401s received.
+    fn authenticate(&self, step: &Step, inputs: &Inputs) -> Result<(), ProviderError> {
+        let (outcome, result) = self.tokens.authenticate(step.id.as_str(), inputs);
+        if outcome != AuthOutcome::default() {
+            self.record(step.kind.name(), |c| {
+                c.tokens_minted += outcome.minted;
+                c.unauthorized += outcome.unauthorized;
+            });
+        }
+        result
+    }
+
     /// Draws this call's fault. A rejecting one (throttle, 5xx, permanent) answers with its
     /// error after the rejection latency; what is left — nothing, or a timeout, whose change
     /// still lands — is the caller's to play out.
@@ -457,6 +482,7 @@ impl Provider for SimProvider {
         let step = req.step;
         let kind = step.kind.name();
         let attempt = req.ctx.attempt;
+        self.authenticate(step, req.inputs)?;
         let fault = self.draw_or_reject("apply", step, req.ctx).await?;
         let outputs = match kinds::outputs(self.config.seed, step, req.inputs) {
             Ok(outputs) => outputs,
@@ -513,6 +539,7 @@ impl Provider for SimProvider {
 
     async fn observe(&self, req: ObserveRequest<'_>) -> Result<Observed, ProviderError> {
         let step = req.step;
+        self.authenticate(step, req.inputs)?;
         let delay = self.jittered(READ_LATENCY, "observe", step, req.ctx.attempt);
         self.wait(delay, req.ctx, "observe", step).await?;
         self.record(step.kind.name(), |c| c.observes += 1);
@@ -542,6 +569,7 @@ impl Provider for SimProvider {
     async fn destroy(&self, req: DestroyRequest<'_>) -> Result<(), ProviderError> {
         let step = req.step;
         let attempt = req.ctx.attempt;
+        self.authenticate(step, req.inputs)?;
         let fault = self.draw_or_reject("destroy", step, req.ctx).await?;
         let delay = if self.cloud.lookup(step.id.as_str()).is_some() {
             self.latency(step, attempt) / 2

@@ -21,6 +21,11 @@ pub struct Counters {
     pub observes: u64,
     /// Faults injected by fault rules.
     pub faults_injected: u64,
+    /// Cluster tokens minted for in-cluster calls of this kind.
+    pub tokens_minted: u64,
+    /// In-cluster calls of this kind refused with `401 Unauthorized` (each followed by one
+    /// re-mint and retry).
+    pub unauthorized: u64,
 }
 
 impl Counters {
@@ -31,6 +36,8 @@ impl Counters {
         self.destroys += other.destroys;
         self.observes += other.observes;
         self.faults_injected += other.faults_injected;
+        self.tokens_minted += other.tokens_minted;
+        self.unauthorized += other.unauthorized;
     }
 }
 
