@@ -5,12 +5,15 @@
 //! examples, the benches and most of the test suite run against. The real backends (`kube`,
 //! `aws`, `gcp`) sit behind cargo features of the same names so that the engine and the
 //! simulated path build fast without their SDKs. [`for_spec`] picks the providers a spec
-//! asks for.
+//! asks for, configured by one [`CloudConfig`] (region, profile, endpoint overrides, the
+//! simulator's knobs) resolved from the spec, the environment and flags.
 
+pub mod config;
 #[cfg(feature = "kube")]
 pub mod kube;
 pub mod setup;
 pub mod sim;
 
-pub use setup::{for_spec, SetupError};
+pub use config::{CloudConfig, Overrides};
+pub use setup::{for_config, for_spec, SetupError};
 pub use sim::{SimCloud, SimConfig, SimError, SimProvider};

@@ -1,8 +1,9 @@
-//! Choosing the providers for a spec: [`for_spec`].
+//! Choosing the providers for a spec: [`for_spec`], or [`for_config`] with a
+//! [`CloudConfig`] resolved from the spec, the environment and flags.
 //!
 //! The spec's `[cluster] provider` decides the backend:
 //! - `sim` — one [`SimProvider`] serving every kind (as the fallback), configured from the
-//!   spec's `[sim]` table ([`sim_config`]) layered with the `BMAC_SIM_*` environment (set
+//!   spec's `[sim]` table ([`sim_settings`]) layered with the `BMAC_SIM_*` environment (set
 //!   variables win, so CI can inject faults without editing the spec), its cloud persisted at
 //!   `<state_dir>/sim-cloud.log` next to the state it belongs with;
 //! - `kube` — the kube-rs provider for an existing cluster and every in-cluster kind (cargo
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use bmac_core::spec::{FaultError, Provider, Spec};
 use bmac_core::Providers;
 
+use crate::config::CloudConfig;
 use crate::sim::{FaultKind, FaultRule, SimConfig, SimError, SimProvider};
 
 /// The file, inside the state directory, where the simulated cloud persists itself.
@@ -56,6 +58,20 @@ pub enum SetupError {
         /// The step it names.
         step: String,
     },
+    /// An endpoint override is not a usable URL.
+    #[error("the endpoint for `{service}` (from {origin}) is not usable: {problem}")]
+    #[diagnostic(
+        code(bmac::setup::endpoint),
+        help("write it as an absolute URL, e.g. http://127.0.0.1:5000")
+    )]
+    Endpoint {
+        /// The service it is for (`eks`, `s3`, `*` …).
+        service: String,
+        /// Where it was set (`$AWS_ENDPOINT_URL_EKS`, `--endpoint eks=…`).
+        origin: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The simulated cloud could not be configured or opened.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -63,11 +79,17 @@ pub enum SetupError {
 }
 
 /// The providers that build `spec`, with any local provider state (the simulated cloud) kept
-/// in `state_dir`.
+/// in `state_dir`, configured from the process environment
+/// ([`CloudConfig::from_env`]).
 pub fn for_spec(spec: &Spec, state_dir: &Path) -> Result<Providers, SetupError> {
-    match spec.cluster.provider.value {
+    for_config(&CloudConfig::from_env(spec, state_dir)?)
+}
+
+/// The providers for the cluster provider `config` was resolved for, configured from it alone.
+pub fn for_config(config: &CloudConfig) -> Result<Providers, SetupError> {
+    match config.provider {
         Provider::Sim => {
-            let sim = SimProvider::new(sim_config(spec, state_dir)?)?;
+            let sim = SimProvider::new(config.sim.clone())?;
             Ok(Providers::new().fallback(Arc::new(sim)))
         }
         Provider::Kube => kube(),
@@ -98,8 +120,14 @@ fn kube() -> Result<Providers, SetupError> {
 }
 
 /// The simulator's configuration for `spec`: `[sim]` seed, speed and faults, the cloud at
-/// `<state_dir>/sim-cloud.log`, then the `BMAC_SIM_*` environment on top.
+/// `<state_dir>/sim-cloud.log`, then the process's `BMAC_SIM_*` environment on top.
 pub fn sim_config(spec: &Spec, state_dir: &Path) -> Result<SimConfig, SetupError> {
+    Ok(sim_settings(spec, state_dir)?.with_env()?)
+}
+
+/// The simulator's configuration from `spec` alone: `[sim]` seed, speed and faults, the cloud
+/// at `<state_dir>/sim-cloud.log` (no environment).
+pub fn sim_settings(spec: &Spec, state_dir: &Path) -> Result<SimConfig, SetupError> {
     let faults = spec
         .sim
         .faults
@@ -132,5 +160,6 @@ pub fn sim_config(spec: &Spec, state_dir: &Path) -> Result<SimConfig, SetupError
         cloud_path: Some(state_dir.join(SIM_CLOUD_FILE)),
         ..SimConfig::default()
     };
-    Ok(config.with_env()?)
+    config.validate()?;
+    Ok(config)
 }

@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use bmac_core::spec::Spec;
-use bmac_providers::setup::{sim_config, SIM_CLOUD_FILE};
+use bmac_providers::setup::{sim_config, sim_settings, SIM_CLOUD_FILE};
 use bmac_providers::sim::FaultKind;
-use bmac_providers::{for_spec, SetupError};
+use bmac_providers::{for_config, for_spec, CloudConfig, Overrides, SetupError};
 use miette::Diagnostic;
 
 fn spec(provider_lines: &str, sim: &str) -> Spec {
@@ -21,22 +21,13 @@ fn example(name: &str) -> Spec {
     Spec::load(&path).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
-/// Whether the `BMAC_SIM_*` environment could override what a test checks.
-fn sim_env_set() -> bool {
-    [
-        "BMAC_SIM_FAULTS",
-        "BMAC_SIM_SEED",
-        "BMAC_SIM_SPEED",
-        "BMAC_SIM_CLOUD",
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some())
-}
-
 #[test]
 fn a_sim_spec_gets_a_simulated_cloud_in_the_state_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let providers = for_spec(&example("quickstart.toml"), dir.path()).unwrap();
+    // Resolved from an empty environment: whatever `BMAC_SIM_*` this process has is ignored.
+    let spec = example("quickstart.toml");
+    let config = CloudConfig::resolve(&spec, dir.path(), [], &Overrides::default()).unwrap();
+    let providers = for_config(&config).unwrap();
     for kind in bmac_steps::kinds::ALL.iter().chain(["custom_kind"].iter()) {
         assert_eq!(
             providers.for_kind(kind).map(|p| p.name()),
@@ -44,16 +35,11 @@ fn a_sim_spec_gets_a_simulated_cloud_in_the_state_dir() {
             "{kind}"
         );
     }
-    if !sim_env_set() {
-        assert!(dir.path().join(SIM_CLOUD_FILE).exists());
-    }
+    assert!(dir.path().join(SIM_CLOUD_FILE).exists());
 }
 
 #[test]
 fn sim_settings_and_faults_come_from_the_spec() {
-    if sim_env_set() {
-        return;
-    }
     let s = spec(
         "provider = \"sim\"",
         "[sim]\nseed = 9\nspeed = 0.5\nfaults = [\
@@ -61,7 +47,7 @@ fn sim_settings_and_faults_come_from_the_spec() {
          { kind = \"cluster\", error = \"server\", rate = 1.0 }]",
     );
     let dir = Path::new("/tmp/bmac-state");
-    let config = sim_config(&s, dir).unwrap();
+    let config = sim_settings(&s, dir).unwrap();
     assert_eq!(config.seed, 9);
     assert_eq!(config.speed, 0.5);
     assert_eq!(
