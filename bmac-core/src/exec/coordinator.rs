@@ -174,8 +174,7 @@ impl<'a> Coordinator<'a> {
                 continue;
             }
             let node = &nodes[i as usize];
-            let reread = self.must_reread(i);
-            if node.action == Action::NoOp && !reread {
+            if node.action == Action::NoOp {
                 self.counts.unchanged += 1;
                 self.complete(i, prior_outputs(node));
                 continue;
@@ -188,7 +187,7 @@ impl<'a> Coordinator<'a> {
                 // Its group is full: parked until one of the group stops running.
                 continue;
             }
-            match start::decide(&shared, i, reread) {
+            match start::decide(&shared, i) {
                 Start::Complete(outputs) => {
                     self.counts.unchanged += 1;
                     self.complete(i, outputs);
@@ -230,9 +229,7 @@ impl<'a> Coordinator<'a> {
 
     /// Launches node `i`'s work (already counted in `running`).
     fn launch(&mut self, i: u32, mode: TaskMode) {
-        if !matches!(mode, TaskMode::Reread) {
-            self.emit_started(i);
-        }
+        self.emit_started(i);
         self.status[i as usize] = Status::Running;
         let buffer = self.buffers.pop().unwrap_or_default();
         let work = step_future(Arc::clone(&self.shared), i, mode, buffer);
@@ -290,31 +287,6 @@ impl<'a> Coordinator<'a> {
         let error = StepError::engine("the state journal could not be written");
         self.fail(i, error, duration);
         self.stop_starting();
-    }
-
-    /// Whether a changing dependent consumes a secret of node `i` that its recorded outputs
-    /// hold only as a digest (so `i` must be observed to learn it again).
-    fn must_reread(&self, i: u32) -> bool {
-        let nodes = self.shared.plan.nodes();
-        let node = &nodes[i as usize];
-        let Some(prior) = node
-            .prior
-            .as_ref()
-            .filter(|p| p.outputs().has_redacted_secret())
-        else {
-            return false;
-        };
-        self.dependents.of(i).iter().any(|&d| {
-            let dependent = &nodes[d as usize];
-            dependent.action.is_change()
-                && dependent.step.inputs.values().any(|r| {
-                    r.step == node.step.id
-                        && prior
-                            .outputs()
-                            .get(&r.output)
-                            .is_some_and(|v| v.value().is_none())
-                })
-        })
     }
 
     fn make_ready(&mut self, i: u32) {

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::plan::{Action, Plan, PlanNode};
 use crate::provider::{ObserveRequest, Observed, Providers, StepContext};
 use crate::state::{Record, RecordKind, State};
-use crate::step::{Fingerprint, Inputs, Outputs, StepId};
+use crate::step::{Fingerprint, Inputs, OutputValue, Outputs, StepId};
 
 use super::report::StepError;
 
@@ -52,10 +52,10 @@ pub(crate) struct Shared {
     /// Step id → node index, built only if an input references a step that is not a direct
     /// dependency (deletions, whose edges are reversed).
     index: OnceLock<HashMap<StepId, u32>>,
-    /// Outputs re-read by observing a step whose secret a deletion needs (state keeps only
-    /// digests, and a deletion's upstream is deleted after it). Held across the observe, so
-    /// each step is observed once however many deletions need it.
-    reread: tokio::sync::Mutex<HashMap<u32, Outputs>>,
+    /// Live outputs of steps observed because a call needs a secret of theirs that state
+    /// keeps only as a digest (see [`Shared::resolve_filling`]): one cell per such step, so
+    /// each is observed at most once per run however many calls need it.
+    reread: Mutex<HashMap<u32, Arc<tokio::sync::OnceCell<Outputs>>>>,
     /// Each node's latest checkpoint: from state at the start, then what its calls
     /// checkpoint during the run.
     checkpoints: Mutex<HashMap<u32, Arc<Value>>>,
@@ -87,7 +87,7 @@ impl Shared {
             timed: true,
             cancel,
             index: OnceLock::new(),
-            reread: tokio::sync::Mutex::new(HashMap::new()),
+            reread: Mutex::new(HashMap::new()),
             checkpoints: Mutex::new(HashMap::new()),
             any_checkpoint: AtomicBool::new(false),
         }
@@ -152,40 +152,64 @@ impl Shared {
         done.await.unwrap_or(Err(JournalDown))
     }
 
-    /// A deletion's inputs with every secret that state keeps only as a digest re-read from
-    /// the live resource of the step that produced it (see [`Shared::live_outputs`]).
-    pub(crate) async fn resolve_rereading(&self, node: u32) -> Result<Inputs, String> {
+    /// Node `node`'s inputs, with every secret known only by its digest — recorded by an
+    /// earlier run, which journals no secret — re-read from the live resource of the step that
+    /// produced it ([`Shared::live_outputs`]). This is the one way the engine learns a secret
+    /// again: the call that needs it asks, just before the call; a run in which nothing needs
+    /// a secret observes nothing for it.
+    pub(crate) async fn resolve_filling(&self, node: u32) -> Result<Inputs, String> {
         let mut inputs = resolve_inputs(self, node)?;
         let this = &self.plan.nodes()[node as usize];
         for (name, reference) in &this.step.inputs {
             if inputs.get(name).is_some_and(|v| v.value().is_some()) {
                 continue;
             }
-            let source = self.index_of(&reference.step).ok_or_else(|| {
-                format!(
-                    "step `{}`: `{}` is not in the plan",
-                    this.step.id, reference.step
-                )
-            })?;
-            let live = self.live_outputs(source).await?;
-            let value = live.get(&reference.output).cloned().ok_or_else(|| {
-                format!(
-                    "step `{}`: input `{name}`: step `{}` no longer reports output `{}`",
-                    this.step.id, reference.step, reference.output
-                )
-            })?;
+            let value = self
+                .live_output(&this.step.id, &reference.step, &reference.output)
+                .await
+                .map_err(|e| format!("step `{}`: input `{name}`: {e}", this.step.id))?;
             inputs.0.insert(name.clone(), value);
         }
         Ok(inputs)
     }
 
-    /// The live outputs of `source`, observed once per run. The source's own inputs come from
-    /// state; a source that itself needs a redacted secret cannot be re-read this way.
-    async fn live_outputs(&self, source: u32) -> Result<Outputs, String> {
-        let mut cache = self.reread.lock().await;
-        if let Some(outputs) = cache.get(&source) {
-            return Ok(outputs.clone());
-        }
+    /// Output `output` of step `source`, read from what exists (for `consumer`'s messages).
+    async fn live_output(
+        &self,
+        consumer: &StepId,
+        source: &StepId,
+        output: &str,
+    ) -> Result<OutputValue, String> {
+        let index = self
+            .index_of(source)
+            .ok_or_else(|| format!("`{consumer}` needs `{source}`, which is not in the plan"))?;
+        let live = self.live_outputs(index).await?;
+        live.get(output)
+            .cloned()
+            .ok_or_else(|| format!("step `{source}` no longer reports output `{output}`"))
+    }
+
+    /// The live outputs of `source`, observed once per run. Its own inputs come from this
+    /// run's outputs or from state, and a secret among them that is known only by its digest
+    /// is re-read the same way, from its own producer (the graph is acyclic, so this ends).
+    fn live_outputs(
+        &self,
+        source: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Outputs, String>> + Send + '_>>
+    {
+        Box::pin(async move {
+            let cell = {
+                let mut cells = self.reread.lock().unwrap_or_else(PoisonError::into_inner);
+                Arc::clone(cells.entry(source).or_default())
+            };
+            cell.get_or_try_init(|| self.observe_for_secrets(source))
+                .await
+                .cloned()
+        })
+    }
+
+    /// Observes `source` to learn the values of its sensitive outputs.
+    async fn observe_for_secrets(&self, source: u32) -> Result<Outputs, String> {
         let node = &self.plan.nodes()[source as usize];
         let step = &node.step;
         let provider = self.providers.for_kind(step.kind.name()).ok_or_else(|| {
@@ -196,18 +220,25 @@ impl Shared {
         })?;
         let mut inputs = Inputs::default();
         for (name, reference) in &step.inputs {
-            let value = self
-                .index_of(&reference.step)
-                .and_then(|i| self.plan.nodes()[i as usize].prior.as_ref())
-                .and_then(|p| p.outputs().get(&reference.output))
-                .filter(|v| v.value().is_some())
-                .ok_or_else(|| {
-                    format!(
-                        "cannot re-read the secrets of `{}`: its input `{name}` is not known",
-                        step.id
-                    )
-                })?;
-            inputs.0.insert(name.clone(), value.clone());
+            let known = self.index_of(&reference.step).and_then(|i| {
+                let i = i as usize;
+                let this_run = self.outputs[i].get();
+                let recorded = self.plan.nodes()[i].prior.as_ref().map(|p| p.outputs());
+                [this_run, recorded]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|o| o.get(&reference.output))
+                    .find(|v| v.value().is_some())
+                    .cloned()
+            });
+            let value = match known {
+                Some(value) => value,
+                None => self
+                    .live_output(&step.id, &reference.step, &reference.output)
+                    .await
+                    .map_err(|e| format!("cannot re-read the secrets of `{}`: {e}", step.id))?,
+            };
+            inputs.0.insert(name.clone(), value);
         }
         let ctx = StepContext::new(self.cancel.clone(), 1);
         let observed = provider
@@ -220,12 +251,14 @@ impl Shared {
             .await
             .map_err(|e| format!("re-reading the secrets of `{}` failed: {e}", step.id))?;
         match observed {
-            Observed::Present { outputs, .. } => {
-                cache.insert(source, outputs.clone());
-                Ok(outputs)
-            }
+            Observed::Present { outputs, .. } if outputs.has_redacted_secret() => Err(format!(
+                "observing step `{}` did not return the value of its sensitive outputs",
+                step.id
+            )),
+            Observed::Present { outputs, .. } => Ok(outputs),
             Observed::Absent => Err(format!(
-                "cannot re-read the secrets of `{}`: it no longer exists",
+                "cannot re-read the secrets of `{}`: it no longer exists; plan again to \
+                 re-create it",
                 step.id
             )),
             Observed::Pending { status } => Err(format!(
@@ -351,15 +384,9 @@ pub(crate) enum StepResult {
 pub(crate) enum TaskMode {
     /// The coordinator resolved the inputs and journaled the intent of `call`: make the call.
     Journaled { inputs: Inputs, call: Planned },
-    /// Resolve inputs, observe first if the step is in doubt, journal its own intents.
-    /// `reread_secrets`: a changing dependent needs a secret this step's recorded outputs hold
-    /// only as a digest.
-    Converge { reread_secrets: bool },
-    /// A planned no-op observed only to re-read its secrets.
-    Reread,
-    /// A deletion needing a secret that state keeps only as a digest: re-read it from the
-    /// step that produced it, then journal the intent and destroy.
-    DeleteRereading,
+    /// Resolve inputs (re-reading secrets known only by digest), observe first if the step is
+    /// in doubt, journal its own intents.
+    Converge,
 }
 
 /// The provider call whose intent the coordinator journaled.

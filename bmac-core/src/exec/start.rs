@@ -4,8 +4,9 @@
 //! itself before spawning the task — intents of many ready steps then share one append, and a
 //! task costs one round trip (spawn, report). The coordinator resolves the node's inputs (it
 //! owns the finished outputs) and computes its fingerprint, which the intent records. Steps
-//! that must look before they leap — in doubt, or needing a secret re-read — are handed to
-//! their task, which observes and journals on its own.
+//! that must look before they leap — in doubt, or calling with a secret that state keeps only
+//! as a digest (re-read from its producer just before the call) — are handed to their task,
+//! which observes and journals on its own.
 
 use crate::plan::Action;
 use crate::state::{Operation, RecordKind};
@@ -29,24 +30,23 @@ pub(crate) enum Start {
     Spawn(TaskMode),
 }
 
-/// Decides how node `i` starts. `reread`: a changing dependent needs one of its redacted
-/// secrets.
-pub(crate) fn decide(shared: &Shared, i: u32, reread: bool) -> Start {
+/// Decides how node `i` starts.
+pub(crate) fn decide(shared: &Shared, i: u32) -> Start {
     let node = &shared.plan.nodes()[i as usize];
     match &node.action {
-        Action::NoOp if reread => Start::Spawn(TaskMode::Reread),
         Action::NoOp => Start::Complete(prior_outputs(node)),
-        _ if node.in_doubt => Start::Spawn(TaskMode::Converge {
-            reread_secrets: reread,
-        }),
+        _ if node.in_doubt => Start::Spawn(TaskMode::Converge),
         action => {
             let inputs = match resolve_inputs(shared, i) {
                 Ok(inputs) => inputs,
                 Err(message) => return Start::Fail(StepError::engine(message)),
             };
+            // A call needs every input's value; one known only by its digest is re-read by the
+            // task. (The fingerprint needs only digests, so an unchanged update needs no call.)
+            let rereads = inputs.0.values().any(|v| v.value().is_none());
             if *action == Action::Delete {
-                if inputs.0.values().any(|v| v.value().is_none()) {
-                    return Start::Spawn(TaskMode::DeleteRereading);
+                if rereads {
+                    return Start::Spawn(TaskMode::Converge);
                 }
                 if node.prior.is_none() {
                     return Start::Fail(StepError::engine(format!(
@@ -65,15 +65,9 @@ pub(crate) fn decide(shared: &Shared, i: u32, reread: bool) -> Start {
                     Start::Journal(destroy_intent(), TaskMode::Journaled { inputs, call })
                 }
                 Action::Update { .. } if node.prior_fingerprint() == Some(fingerprint) => {
-                    let recorded = prior_outputs(node);
-                    if reread && recorded.has_redacted_secret() {
-                        Start::Spawn(TaskMode::Converge {
-                            reread_secrets: true,
-                        })
-                    } else {
-                        Start::Unchanged(recorded)
-                    }
+                    Start::Unchanged(prior_outputs(node))
                 }
+                _ if rereads => Start::Spawn(TaskMode::Converge),
                 _ => {
                     let intent = RecordKind::Intent {
                         op: Operation::Apply,

@@ -51,9 +51,7 @@ use crate::step::{Fingerprint, Inputs, Outputs, Step};
 
 use super::report::StepError;
 use super::retry::{human_duration, step_seed, Attempts, TIMEOUT_CODE};
-use super::shared::{
-    prior_outputs, resolve_inputs, Finished, Message, Planned, Shared, StepResult, TaskMode,
-};
+use super::shared::{prior_outputs, Finished, Message, Planned, Shared, StepResult, TaskMode};
 
 /// A step's work, boxed so that it can be moved to a spawned task after a first poll.
 pub(crate) type StepFuture = Pin<Box<dyn Future<Output = Finished> + Send + 'static>>;
@@ -144,19 +142,15 @@ async fn execute(
     };
     let resolved = match mode {
         TaskMode::Journaled { .. } => Ok(Inputs::default()),
-        TaskMode::Converge { .. } | TaskMode::Reread => resolve_inputs(shared, node),
-        // A deletion (its action is Delete) that journals its own intent once inputs are known.
-        TaskMode::DeleteRereading => Box::pin(shared.resolve_rereading(node)).await,
+        TaskMode::Converge => Box::pin(shared.resolve_filling(node)).await,
     };
     let resolved = match resolved {
         Ok(inputs) => inputs,
         Err(message) => return (StepResult::Failed(StepError::engine(message)), buffer),
     };
     let (inputs, journaled) = match mode {
-        TaskMode::Journaled { inputs, call } => (inputs, Ok(call)),
-        TaskMode::Converge { reread_secrets } => (&resolved, Err(Some(*reread_secrets))),
-        TaskMode::Reread => (&resolved, Err(None)),
-        TaskMode::DeleteRereading => (&resolved, Err(Some(false))),
+        TaskMode::Journaled { inputs, call } => (inputs, Some(call)),
+        TaskMode::Converge => (&resolved, None),
     };
     let call = Call {
         shared,
@@ -178,17 +172,13 @@ async fn execute(
 }
 
 impl Call<'_> {
-    /// The step's calls: the one whose intent the coordinator journaled (`Ok`), or everything
-    /// from the start (`Err(Some(reread_secrets))`), or a re-read (`Err(None)`).
-    async fn run(
-        &self,
-        plan_node: &PlanNode,
-        journaled: Result<&Planned, Option<bool>>,
-    ) -> StepResult {
+    /// The step's calls: the one whose intent the coordinator journaled (`Some`), or
+    /// everything from the start (`None`).
+    async fn run(&self, plan_node: &PlanNode, journaled: Option<&Planned>) -> StepResult {
         let prior = plan_node.prior.as_ref();
         match journaled {
-            Ok(Planned::Apply(fingerprint)) => self.call_apply(prior, fingerprint).await,
-            Ok(Planned::Replace(fingerprint)) => {
+            Some(Planned::Apply(fingerprint)) => self.call_apply(prior, fingerprint).await,
+            Some(Planned::Replace(fingerprint)) => {
                 if let Some(old) = prior {
                     if let Err(result) = self.call_destroy(old).await {
                         return result;
@@ -196,13 +186,12 @@ impl Call<'_> {
                 }
                 Box::pin(self.apply(None, *fingerprint)).await
             }
-            Ok(Planned::Delete) => self.delete(prior, true).await,
+            Some(Planned::Delete) => self.delete(prior, true).await,
             // The rarer paths are boxed so that the common one keeps the task small.
-            Err(None) => Box::pin(self.reread(prior)).await,
-            Err(Some(reread_secrets)) => match &plan_node.action {
+            None => match &plan_node.action {
                 Action::NoOp => StepResult::Unchanged(prior_outputs(plan_node)),
                 Action::Delete => Box::pin(self.delete(prior, false)).await,
-                _ => Box::pin(self.converge(plan_node, reread_secrets)).await,
+                _ => Box::pin(self.converge(plan_node)).await,
             },
         }
     }
@@ -399,7 +388,7 @@ impl Call<'_> {
     }
 
     /// Create, update or replace, observing first when in doubt.
-    async fn converge(&self, node: &PlanNode, reread_secrets: bool) -> StepResult {
+    async fn converge(&self, node: &PlanNode) -> StepResult {
         let fingerprint = self.step.fingerprint(self.inputs);
         let mut prior: Option<Cow<'_, Prior>> = node.prior.as_ref().map(Cow::Borrowed);
         if node.in_doubt {
@@ -412,16 +401,7 @@ impl Call<'_> {
         } else if matches!(node.action, Action::Update { .. })
             && node.prior_fingerprint() == Some(fingerprint)
         {
-            let recorded = prior_outputs(node);
-            if !(reread_secrets && recorded.has_redacted_secret()) {
-                return StepResult::Unchanged(recorded);
-            }
-            match self.observe_settled(node.prior.as_ref()).await {
-                Err(e) => return StepResult::Failed(StepError::from_provider(&e)),
-                Ok(Observed::Present { outputs, .. }) => return self.reread_result(outputs),
-                // Gone behind our back: create it again.
-                Ok(_) => prior = None,
-            }
+            return StepResult::Unchanged(prior_outputs(node));
         }
         if matches!(node.action, Action::Replace { .. }) {
             if let Some(old) = prior.take() {
@@ -558,29 +538,6 @@ impl Call<'_> {
             Ok(()) => StepResult::Destroyed,
             Err(result) => result,
         }
-    }
-
-    /// A planned no-op observed to learn its secrets again.
-    async fn reread(&self, prior: Option<&Prior>) -> StepResult {
-        match self.observe_settled(prior).await {
-            Err(e) => StepResult::Failed(StepError::from_provider(&e)),
-            Ok(Observed::Present { outputs, .. }) => self.reread_result(outputs),
-            Ok(_) => StepResult::Failed(StepError::engine(format!(
-                "step `{}` no longer exists, but a dependent needs its sensitive outputs; \
-                 plan again to re-create it",
-                self.step.id
-            ))),
-        }
-    }
-
-    fn reread_result(&self, outputs: Outputs) -> StepResult {
-        if outputs.has_redacted_secret() {
-            return StepResult::Failed(StepError::engine(format!(
-                "observing step `{}` did not return the value of its sensitive outputs",
-                self.step.id
-            )));
-        }
-        StepResult::Unchanged(outputs)
     }
 
     fn failed(&self, error: StepError) -> StepResult {

@@ -50,6 +50,18 @@ fn observable_cluster() -> std::sync::Arc<TestProvider> {
     provider
 }
 
+/// A first run building `cluster` (whose `token` is a secret) and `app`, which takes it.
+async fn cluster_and_app(provider: &Arc<TestProvider>) -> MemoryStore {
+    let store = MemoryStore::new();
+    let mut first = PlanBuilder::new();
+    first
+        .create("cluster", &[])
+        .create("app", &[])
+        .input("app", "token", "cluster", "token");
+    run_ok(executor(provider), first.build(), &store).await;
+    store
+}
+
 #[tokio::test]
 async fn secrets_reach_dependents_but_never_the_journal_or_events() {
     let provider = TestProvider::new();
@@ -138,13 +150,7 @@ async fn after_a_restart_an_unchanged_upstream_is_observed_to_reread_its_secret(
 async fn an_unchanged_dependent_does_not_trigger_a_reread() {
     let provider = TestProvider::new();
     provider.edit("cluster", |s| s.outputs = Some(cluster_outputs()));
-    let store = MemoryStore::new();
-    let mut first = PlanBuilder::new();
-    first
-        .create("cluster", &[])
-        .create("app", &[])
-        .input("app", "token", "cluster", "token");
-    run_ok(executor(&provider), first.build(), &store).await;
+    let store = cluster_and_app(&provider).await;
 
     let state = store.state();
     let mut again = PlanBuilder::against(&state);
@@ -206,4 +212,103 @@ async fn a_deletion_after_a_restart_rereads_the_secret_it_needs_once() {
     }
     assert!(store.state().steps.is_empty());
     assert_no_secret(&events, &store);
+}
+
+#[tokio::test]
+async fn a_secret_made_from_a_secret_is_reread_through_its_producer_once_each() {
+    const PASSWORD: &str = "derived-from-the-token";
+    let provider = observable_cluster();
+    let vault_outputs = || Outputs::new().with_sensitive("password", PASSWORD);
+    provider.edit("vault", |s| {
+        s.outputs = Some(vault_outputs());
+        s.observe = Some(Observed::Present {
+            config: config("vault"),
+            outputs: vault_outputs(),
+        });
+    });
+    let store = MemoryStore::new();
+    let mut first = PlanBuilder::new();
+    first
+        .create("cluster", &[])
+        .create("vault", &[])
+        .input("vault", "token", "cluster", "token")
+        .create("app", &[])
+        .input("app", "password", "vault", "password")
+        .create("worker", &[])
+        .input("worker", "password", "vault", "password");
+    run_ok(executor(&provider), first.build(), &store).await;
+
+    // A new process: both secrets are digests in state. Two dependents of `vault` change.
+    let state = store.state();
+    let mut again = PlanBuilder::against(&state);
+    again
+        .add("cluster", Action::NoOp, &[])
+        .add("vault", Action::NoOp, &[])
+        .input("vault", "token", "cluster", "token")
+        .add("app", update(), &[])
+        .input("app", "password", "vault", "password")
+        .add("worker", update(), &[])
+        .input("worker", "password", "vault", "password");
+    for step in ["cluster", "vault", "app", "worker"] {
+        again.recorded(step, &state);
+    }
+    for step in ["app", "worker"] {
+        Arc::make_mut(&mut again.node(step).step).config =
+            json!({"name": step, "replicas": 3}).into();
+    }
+    let (report, events) = run_ok(executor(&provider), again.build(), &store).await;
+
+    // `vault` is observed with the token re-read from `cluster`; each is observed once
+    // although two calls needed the password.
+    assert_eq!(provider.count(Op::Observe, "cluster"), 1);
+    assert_eq!(provider.count(Op::Observe, "vault"), 1);
+    assert_eq!(
+        provider.last(Op::Observe, "vault").inputs.str("token"),
+        Some(SECRET)
+    );
+    for step in ["app", "worker"] {
+        assert_eq!(
+            provider.last(Op::Apply, step).inputs.str("password"),
+            Some(PASSWORD),
+            "{step}"
+        );
+    }
+    assert_eq!(report.counts.succeeded, 2);
+    assert_eq!(report.counts.unchanged, 2);
+    assert_no_secret(&events, &store);
+    for e in &events {
+        assert!(!format!("{e:?}").contains(PASSWORD));
+    }
+}
+
+#[tokio::test]
+async fn a_producer_gone_behind_our_back_fails_the_call_that_needs_its_secret() {
+    let provider = TestProvider::new();
+    provider.edit("cluster", |s| {
+        s.outputs = Some(cluster_outputs());
+        s.observe = Some(Observed::Absent);
+    });
+    let store = cluster_and_app(&provider).await;
+
+    let state = store.state();
+    let mut again = PlanBuilder::against(&state);
+    again
+        .add("cluster", Action::NoOp, &[])
+        .add("app", update(), &[])
+        .input("app", "token", "cluster", "token");
+    again.recorded("cluster", &state).recorded("app", &state);
+    Arc::make_mut(&mut again.node("app").step).config =
+        json!({"name": "app", "replicas": 3}).into();
+    let report = executor(&provider)
+        .run(again.build(), &store)
+        .await
+        .expect("the run itself completes");
+    assert_eq!(report.counts.failed, 1, "{report:?}");
+    let failure = format!("{report:?}");
+    assert!(failure.contains("no longer exists"), "{failure}");
+    assert_eq!(
+        provider.count(Op::Apply, "app"),
+        1,
+        "no call without the token"
+    );
 }
