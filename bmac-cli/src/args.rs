@@ -21,6 +21,15 @@ pub struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
+    /// The profile of the cloud's credentials chain (default: `AWS_PROFILE` for `eks`,
+    /// `CLOUDSDK_ACTIVE_CONFIG_NAME` for `gke`).
+    #[arg(long, global = true, env = "BMAC_PROFILE")]
+    pub profile: Option<String>,
+    /// Call a cloud service at this URL instead of its public endpoint, as `SERVICE=URL`
+    /// (`eks=http://127.0.0.1:5000`); repeatable; wins over `AWS_ENDPOINT_URL_<SERVICE>` and
+    /// `CLOUDSDK_API_ENDPOINT_OVERRIDES_<SERVICE>`.
+    #[arg(long = "endpoint", global = true, value_name = "SERVICE=URL", value_parser = bmac_providers::Overrides::parse_endpoint)]
+    pub endpoints: Vec<(String, String)>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -10,6 +10,7 @@ use bmac_core::exec::FailurePolicy;
 use bmac_core::plan::GraphFormat;
 use bmac_core::spec::lint;
 use bmac_core::{Executor, Plan, Planner, State, StateStore, StepId};
+use bmac_providers::Overrides;
 use miette::{miette, IntoDiagnostic, Result};
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +21,11 @@ use crate::{render, report};
 
 /// Runs the command line and returns the process exit code.
 pub async fn run(cli: Cli) -> Result<Exit> {
-    let project = || Project::load(&cli.spec, cli.state_dir.as_deref());
+    let overrides = Overrides {
+        profile: cli.profile.clone(),
+        endpoints: cli.endpoints.clone(),
+    };
+    let project = || Project::load(&cli.spec, cli.state_dir.as_deref(), overrides.clone());
     match &cli.command {
         Command::Validate => validate(&project()?),
         Command::Lint { deny } => lint_cmd(&project()?, deny.is_some(), cli.output),

@@ -3,9 +3,14 @@
 //!
 //! State lives in `--state-dir`, else `[state] path` (relative to the spec file), else `.bmac`
 //! beside the spec file, so running bmac from another directory finds the same state.
+//!
+//! The providers are built once per command, from one [`CloudConfig`] resolved from the spec,
+//! the environment and the `--profile` / `--endpoint` flags.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use bmac_providers::{CloudConfig, Overrides};
 
 use bmac_core::plan::Sources;
 use bmac_core::spec::{Spec, StateBackendKind};
@@ -18,11 +23,19 @@ pub struct Project {
     pub spec: Spec,
     /// The state directory.
     pub state_dir: PathBuf,
+    /// The flags that override the spec's and the environment's cloud settings.
+    overrides: Overrides,
+    /// The providers, once built.
+    providers: OnceLock<Providers>,
 }
 
 impl Project {
     /// Loads the spec (with full diagnostics) and resolves the state directory.
-    pub fn load(spec_path: &Path, state_dir: Option<&Path>) -> Result<Project> {
+    pub fn load(
+        spec_path: &Path,
+        state_dir: Option<&Path>,
+        overrides: Overrides,
+    ) -> Result<Project> {
         let spec = Spec::load(spec_path)?;
         if spec.state.backend != StateBackendKind::Local {
             return Err(miette!(
@@ -38,7 +51,12 @@ impl Project {
             (None, Some(path)) => base.join(path),
             (None, None) => base.join(".bmac"),
         };
-        Ok(Project { spec, state_dir })
+        Ok(Project {
+            spec,
+            state_dir,
+            overrides,
+            providers: OnceLock::new(),
+        })
     }
 
     /// The steps of the spec, with the spans the planner points its diagnostics at.
@@ -67,8 +85,17 @@ impl Project {
         Ok(loaded.state)
     }
 
-    /// The providers serving this spec's steps.
+    /// The providers serving this spec's steps, built on first use and shared by every later
+    /// call of the same command (a refresh and the run after it talk to the same providers).
     pub fn providers(&self) -> Result<Providers> {
-        Ok(bmac_providers::for_spec(&self.spec, &self.state_dir)?)
+        if let Some(providers) = self.providers.get() {
+            return Ok(providers.clone());
+        }
+        let env = std::env::vars_os().filter_map(|(name, value)| {
+            Some((name.into_string().ok()?, value.into_string().ok()?))
+        });
+        let config = CloudConfig::resolve(&self.spec, &self.state_dir, env, &self.overrides)?;
+        let providers = bmac_providers::for_config(&config)?;
+        Ok(self.providers.get_or_init(|| providers).clone())
     }
 }

@@ -175,3 +175,43 @@ fn apply_refuses_a_spec_failing_the_baseline_unless_told_otherwise() {
     sandbox.run_expecting(&["apply", "--auto-approve", "--allow-lint-errors"], 0);
     assert_eq!(sandbox.state_ids().len(), 28);
 }
+
+#[test]
+fn endpoint_overrides_are_checked_before_any_provider_call() {
+    let sandbox = Sandbox::new("quickstart.toml");
+    let bad = sandbox.run_expecting(
+        &[
+            "--endpoint",
+            "eks=127.0.0.1:5000",
+            "apply",
+            "--auto-approve",
+        ],
+        1,
+    );
+    let err = text(&bad.stderr);
+    assert!(err.contains("bmac::setup::endpoint"), "{err}");
+    assert!(err.contains("--endpoint eks=127.0.0.1:5000"), "{err}");
+    assert!(err.contains("http://"), "the help shows the form: {err}");
+    assert!(sandbox.state_ids().is_empty(), "nothing was applied");
+
+    // Not SERVICE=URL at all: a usage error from the parser.
+    let usage = sandbox.run_expecting(&["--endpoint", "eks", "plan"], 2);
+    assert!(
+        text(&usage.stderr).contains("SERVICE=URL"),
+        "{}",
+        text(&usage.stderr)
+    );
+
+    // A well-formed override is accepted (the simulated cloud has no endpoints to move).
+    sandbox.run_expecting(
+        &[
+            "--endpoint",
+            "eks=http://127.0.0.1:9",
+            "--profile",
+            "ci",
+            "apply",
+            "--auto-approve",
+        ],
+        0,
+    );
+}
