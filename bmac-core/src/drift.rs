@@ -4,12 +4,14 @@
 //! last applied config), then asks each applied step's provider to `observe` it — with inputs
 //! resolved from what its upstream steps *observed*, so a secret that state keeps only as a
 //! digest is re-read rather than needed. For each step it reports:
-//! - **moved fields**: leaf fields (JSON pointers) of the last applied config whose live value
+//! - **moved fields**: fields (JSON pointers) of the last applied config whose live value
 //!   differs. By the provider contract ([`Observed::Present`]) a field left out of what was
 //!   observed is one the provider cannot see or does not manage, so only fields present on both
 //!   sides are compared; a managed value removed by hand (a deleted label) is reported by the
 //!   provider as an explicit `null`, which is drift. Fields that exist only live (added by other
-//!   managers) are not bmac's and are ignored;
+//!   managers) are not bmac's and are ignored. An array whose length changed moved as a whole.
+//!   This is the same rule the executor uses to decide whether an in-doubt step exists as
+//!   desired (`plan::diff::moved_pointers`), so the two never disagree;
 //! - **missing**: the resource is gone;
 //! - **pending**: fields where the spec differs from the last apply (not drift: `apply` will
 //!   change them anyway), so a reader sees both at once.
@@ -28,7 +30,7 @@ use futures::future::join_all;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::plan::{changed_fields, Action, PlanError, Planner};
+use crate::plan::{changed_fields, moved_pointers, Action, PlanError, Planner};
 use crate::provider::{ObserveRequest, Observed, Providers, StepContext};
 use crate::state::State;
 use crate::step::{Fingerprint, Inputs, Outputs, Step, StepId};
@@ -370,12 +372,12 @@ fn resolve(step: &Step, observed: &HashMap<StepId, Outputs>, state: &State) -> I
     inputs
 }
 
-/// Leaf fields of `applied` whose value in `actual` differs, compared only where `actual` has
-/// the field (see the module docs).
+/// The fields of `applied` whose value in `actual` differs, by the one rule for "does what
+/// exists match" (see the module docs): compared only where both sides have the field; an
+/// array whose length changed moved as a whole.
 pub fn moved_fields(applied: &Value, actual: &Value) -> Vec<MovedField> {
-    changed_fields(applied, actual)
+    moved_pointers(applied, actual)
         .into_iter()
-        .filter(|field| applied.pointer(field).is_some() && actual.pointer(field).is_some())
         .map(|field| MovedField {
             applied: applied.pointer(&field).cloned(),
             actual: actual.pointer(&field).cloned(),
@@ -399,6 +401,21 @@ mod tests {
         assert_eq!(fields, ["/labels/team", "/labels/tier"]);
         assert_eq!(moved[0].actual, Some(json!("ops")));
         assert_eq!(moved[1].actual, Some(Value::Null));
+    }
+
+    #[test]
+    fn an_array_that_grew_or_shrank_is_drift() {
+        let applied = json!({"zones": ["a", "b"]});
+        let actual = json!({"zones": ["a", "b", "c"]});
+        assert_eq!(
+            moved_fields(&applied, &actual),
+            [MovedField {
+                field: "/zones".into(),
+                applied: Some(json!(["a", "b"])),
+                actual: Some(json!(["a", "b", "c"])),
+            }]
+        );
+        assert_eq!(moved_fields(&actual, &applied)[0].field, "/zones");
     }
 
     #[test]
