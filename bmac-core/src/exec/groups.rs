@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use crate::plan::{Action, Plan};
+use crate::plan::PlanNode;
 use crate::provider::Providers;
 
 use super::topology::ReadyQueue;
@@ -33,13 +33,19 @@ pub(crate) struct Groups {
 }
 
 impl Groups {
-    /// The groups the providers put the plan's changing steps in. Steps naming one group
-    /// with different limits get the smallest.
-    pub(crate) fn build(plan: &Plan, providers: &Providers, order: SchedulingOrder) -> Self {
+    /// The groups the providers put a plan's steps in — those that `counts` says make
+    /// provider calls (a run's changing steps). Steps naming one
+    /// group with different limits get the smallest.
+    pub(crate) fn build(
+        nodes: &[PlanNode],
+        providers: &Providers,
+        order: SchedulingOrder,
+        counts: impl Fn(&PlanNode) -> bool,
+    ) -> Self {
         let mut groups = Groups::default();
         let mut names: HashMap<String, u32> = HashMap::new();
-        for (i, node) in plan.nodes().iter().enumerate() {
-            if node.action == Action::NoOp {
+        for (i, node) in nodes.iter().enumerate() {
+            if !counts(node) {
                 continue;
             }
             let Some(group) = providers
@@ -59,7 +65,7 @@ impl Groups {
                 *limit = (*limit).min(group.limit.max(1));
             }
             if groups.of.is_empty() {
-                groups.of = vec![NONE; plan.len()];
+                groups.of = vec![NONE; nodes.len()];
             }
             groups.of[i] = g;
         }

@@ -43,9 +43,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::plan::{moved_pointers, Action, PlanNode};
-use crate::provider::{
-    ApplyRequest, DestroyRequest, ObserveRequest, Observed, Prior, Provider, ProviderError,
-};
+use crate::provider::{ApplyRequest, DestroyRequest, Observed, Prior, Provider, ProviderError};
 use crate::state::{Operation, Record, RecordKind};
 use crate::step::{Fingerprint, Inputs, Outputs, Step};
 
@@ -310,19 +308,13 @@ impl Call<'_> {
     }
 
     async fn observe(&self, prior: Option<&Prior>) -> Result<Observed, ProviderError> {
-        let (provider, step, inputs) = (self.provider, self.step, self.inputs);
         self.attempts
-            .run(
-                |ctx| async move {
-                    provider
-                        .observe(ObserveRequest {
-                            step,
-                            inputs,
-                            prior,
-                            ctx: &ctx,
-                        })
-                        .await
-                },
+            .observe(
+                self.provider,
+                self.step,
+                self.inputs,
+                prior,
+                None,
                 self.on_retry(),
             )
             .await
