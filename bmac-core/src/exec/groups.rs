@@ -2,7 +2,8 @@
 //! run's parallelism cap ([`Provider::concurrency_group`](crate::provider::Provider::concurrency_group)
 //! — one update at a time per cluster, a per-API request budget).
 //!
-//! Groups are resolved once per run, when the topology is built: each node gets a group
+//! The coordinator and a refresh ([`Executor::refresh`](super::Executor::refresh)) both use
+//! them. Groups are resolved once per run, when the topology is built: each node gets a group
 //! number (or none), each group its limit. A ready node whose group is full is *parked* in its
 //! group's own queue (in the run's scheduling order) instead of starting; when a node of the
 //! group stops running, the best parked one goes back to the ready queue. A run whose provider
@@ -34,7 +35,7 @@ pub(crate) struct Groups {
 
 impl Groups {
     /// The groups the providers put a plan's steps in — those that `counts` says make
-    /// provider calls (a run's changing steps). Steps naming one
+    /// provider calls (a run's changing steps, a refresh's applied ones). Steps naming one
     /// group with different limits get the smallest.
     pub(crate) fn build(
         nodes: &[PlanNode],

@@ -1,5 +1,5 @@
 //! Retrying provider calls: the [`RetryPolicy`], its backoff, and the attempt loop every
-//! provider call of a step goes through.
+//! provider call of a step goes through — in a run, and in a refresh's observes.
 //!
 //! Each attempt runs under the per-step timeout; a timeout counts as a retryable error.
 //! Retryable errors are retried up to `max_attempts` in total, waiting

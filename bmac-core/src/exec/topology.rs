@@ -3,7 +3,8 @@
 //! scheduling priority; plus the [`ReadyQueue`] ordered by that priority.
 //!
 //! Priority is the longest remaining path from a node to a sink, weighted by the provider's
-//! `expected_duration` (1 s when it has no estimate; planned no-ops weigh nothing). Because a
+//! `expected_duration` (1 s when it has no estimate; planned no-ops weigh nothing). A refresh
+//! builds the same topology with its own weights (every observed step alike). Because a
 //! sealed plan stores nodes in topological order (every dependency has a smaller index), one
 //! reverse pass computes it: a node's dependents all come later, so theirs are known. Starting
 //! the ready node with the longest tail first is what keeps a long chain (cluster → node pool
