@@ -4,34 +4,44 @@
 //! last applied config), then asks each applied step's provider to `observe` it — with inputs
 //! resolved from what its upstream steps *observed*, so a secret that state keeps only as a
 //! digest is re-read rather than needed. For each step it reports:
-//! - **moved fields**: leaf fields (JSON pointers) of the last applied config whose live value
+//! - **moved fields**: fields (JSON pointers) of the last applied config whose live value
 //!   differs. By the provider contract ([`Observed::Present`]) a field left out of what was
 //!   observed is one the provider cannot see or does not manage, so only fields present on both
 //!   sides are compared; a managed value removed by hand (a deleted label) is reported by the
 //!   provider as an explicit `null`, which is drift. Fields that exist only live (added by other
-//!   managers) are not bmac's and are ignored;
+//!   managers) are not bmac's and are ignored. An array whose length changed moved as a whole.
+//!   This is the same rule the executor uses to decide whether an in-doubt step exists as
+//!   desired (`plan::diff::moved_pointers`), so the two never disagree;
 //! - **missing**: the resource is gone;
 //! - **pending**: fields where the spec differs from the last apply (not drift: `apply` will
 //!   change them anyway), so a reader sees both at once.
 //!
-//! Steps are observed one dependency layer at a time, concurrently within a layer.
+//! Observing runs through the executor ([`Executor::drift`], [`Executor::refresh`], module
+//! `exec::refresh`): each step is observed as soon as the steps it depends on have been, under
+//! the executor's parallelism cap and the providers' concurrency groups, each observe retried
+//! with backoff and timed out as a run's provider calls are, and the whole stopped by the
+//! executor's cancellation. A step still being changed ([`Observed::Pending`]) is reported in
+//! progress, not waited for. [`detect`] and [`refresh`] here are the same with an executor of
+//! default settings.
 //!
 //! [`refresh`] folds the drift into a copy of the state, which is what `plan` and `apply`
 //! plan against by default: a field moved by hand becomes an update back to the spec, a
 //! resource deleted by hand is created again.
+//!
+//! [`Executor::drift`]: crate::Executor::drift
+//! [`Executor::refresh`]: crate::Executor::refresh
 
-use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use futures::future::join_all;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::plan::{changed_fields, Action, PlanError, Planner};
-use crate::provider::{ObserveRequest, Observed, Providers, StepContext};
+use crate::exec::{Executor, StepError};
+use crate::plan::{changed_fields, moved_pointers, PlanError};
+use crate::provider::{Observed, Prior, ProviderError, Providers};
 use crate::state::State;
-use crate::step::{Fingerprint, Inputs, Outputs, Step, StepId};
+use crate::step::{Fingerprint, Outputs, Step, StepId};
 
 /// One field that moved.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -174,6 +184,7 @@ fn show(v: Option<&Value>) -> String {
 
 /// Errors from drift detection.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[non_exhaustive]
 pub enum DriftError {
     /// The spec's graph is invalid.
     #[error(transparent)]
@@ -188,15 +199,22 @@ pub enum DriftError {
         /// Its kind.
         kind: String,
     },
+    /// The executor's cancellation fired before every step was observed; what was observed
+    /// is dropped (a partial refresh would plan against a state half old, half new).
+    #[error("refresh cancelled before every step was observed")]
+    #[diagnostic(code(bmac::drift::cancelled))]
+    Cancelled,
 }
 
-/// Observes every applied step of the spec and compares. See the module docs.
+/// Observes every applied step of the spec and compares, with an executor of default
+/// settings over `providers` (see [`Executor::drift`](crate::Executor::drift) to choose
+/// them). See the module docs.
 pub async fn detect(
     steps: &[Arc<Step>],
     state: &State,
     providers: &Providers,
 ) -> Result<DriftReport, DriftError> {
-    Ok(refresh(steps, state, providers).await?.report)
+    Executor::new(providers.clone()).drift(steps, state).await
 }
 
 /// A state brought up to date with what exists, and the drift that took.
@@ -212,13 +230,19 @@ pub struct Refreshed {
 
 /// Refreshes state from what exists, as Terraform does before planning: observes every applied
 /// step of the spec (see [`detect`]) and folds the drift into a copy of the state, so that
-/// `apply` restores what moved by hand. The journal is not touched.
+/// `apply` restores what moved by hand. The journal is not touched. Uses an executor of default
+/// settings over `providers` (see [`Executor::refresh`](crate::Executor::refresh) to choose
+/// them).
 pub async fn refresh(
     steps: &[Arc<Step>],
     state: &State,
     providers: &Providers,
 ) -> Result<Refreshed, DriftError> {
-    let report = observe_all(steps, state, providers).await?;
+    Executor::new(providers.clone()).refresh(steps, state).await
+}
+
+/// Folds what `report` found into a copy of `state` (see [`Refreshed::state`]).
+pub(crate) fn fold(state: &State, report: DriftReport) -> Refreshed {
     let mut refreshed = state.clone();
     for s in &report.steps {
         let Some(entry) = refreshed.steps.get_mut(&s.id) else {
@@ -250,132 +274,63 @@ pub async fn refresh(
             _ => {}
         }
     }
-    Ok(Refreshed {
+    Refreshed {
         state: refreshed,
         report,
-    })
+    }
 }
 
-async fn observe_all(
-    steps: &[Arc<Step>],
-    state: &State,
-    providers: &Providers,
-) -> Result<DriftReport, DriftError> {
-    let plan = Planner::new(steps.iter().cloned(), state).plan()?;
-    let nodes = plan.nodes();
-    // Layer = longest distance from a root; nodes are topologically ordered, so one pass.
-    let mut layer = vec![0usize; nodes.len()];
-    for (i, n) in nodes.iter().enumerate() {
-        layer[i] = n
-            .deps
-            .iter()
-            .map(|&d| layer[d as usize] + 1)
-            .max()
-            .unwrap_or(0);
+impl StepReport {
+    /// A step that was never applied.
+    pub(crate) fn not_applied(step: &Step) -> Self {
+        StepReport::new(step, StepDrift::NotApplied, Vec::new())
     }
-    let mut layers: Vec<Vec<usize>> = vec![Vec::new(); layer.iter().max().map_or(0, |m| m + 1)];
-    for (i, &l) in layer.iter().enumerate() {
-        layers[l].push(i);
-    }
-    let mut outputs: HashMap<StepId, Outputs> = HashMap::new();
-    let mut reports: Vec<Option<StepReport>> = vec![None; nodes.len()];
-    let ctx = StepContext::default();
-    for members in &layers {
-        let mut calls = Vec::new();
-        for &i in members {
-            let node = &nodes[i];
-            if matches!(node.action, Action::Delete) {
-                continue;
+
+    /// What observing `step`, last applied as `prior`, found — with the outputs it has now,
+    /// when it exists (its dependents' inputs come from them).
+    pub(crate) fn observed(
+        step: &Step,
+        prior: &Prior,
+        observed: Result<Observed, ProviderError>,
+    ) -> (Self, Option<Outputs>) {
+        let applied = prior.config();
+        let pending = changed_fields(applied, &step.config);
+        let (drift, outputs) = match observed {
+            Err(e) => {
+                let error = StepError::from_provider(&e).to_string();
+                (StepDrift::Unobservable { error }, None)
             }
-            let Some(prior) = node.prior.as_ref() else {
-                reports[i] = Some(report(&node.step, StepDrift::NotApplied, Vec::new()));
-                continue;
-            };
-            let provider = providers.for_kind(node.step.kind.name()).ok_or_else(|| {
-                DriftError::NoProvider {
-                    id: node.step.id.clone(),
-                    kind: node.step.kind.name().to_owned(),
-                }
-            })?;
-            let inputs = resolve(&node.step, &outputs, state);
-            let ctx = &ctx;
-            calls.push(async move {
-                let observed = provider
-                    .observe(ObserveRequest {
-                        step: &node.step,
-                        inputs: &inputs,
-                        prior: Some(prior),
-                        ctx,
-                    })
-                    .await;
-                (i, observed)
-            });
-        }
-        for (i, observed) in join_all(calls).await {
-            let node = &nodes[i];
-            let prior = node.prior.as_ref().map(|p| p.config());
-            let pending = prior
-                .map(|c| changed_fields(c, &node.step.config))
-                .unwrap_or_default();
-            let drift = match observed {
-                Err(e) => StepDrift::Unobservable {
-                    error: e.to_string(),
-                },
-                Ok(Observed::Absent) => StepDrift::Missing,
-                Ok(Observed::Pending { status }) => StepDrift::InProgress { status },
-                Ok(Observed::Present { config, outputs: o }) => {
-                    outputs.insert(node.step.id.clone(), o);
-                    let applied = prior.cloned().unwrap_or(Value::Null);
-                    let fields = moved_fields(&applied, &config);
-                    if fields.is_empty() {
-                        StepDrift::InSync
-                    } else {
-                        StepDrift::Drifted { fields }
-                    }
-                }
-            };
-            reports[i] = Some(report(&node.step, drift, pending));
-        }
+            Ok(Observed::Absent) => (StepDrift::Missing, None),
+            Ok(Observed::Pending { status }) => (StepDrift::InProgress { status }, None),
+            Ok(Observed::Present { config, outputs }) => {
+                let fields = moved_fields(applied, &config);
+                let drift = if fields.is_empty() {
+                    StepDrift::InSync
+                } else {
+                    StepDrift::Drifted { fields }
+                };
+                (drift, Some(outputs))
+            }
+        };
+        (StepReport::new(step, drift, pending), outputs)
     }
-    Ok(DriftReport {
-        steps: reports.into_iter().flatten().collect(),
-    })
-}
 
-fn report(step: &Step, drift: StepDrift, pending: Vec<String>) -> StepReport {
-    StepReport {
-        kind: step.kind.name().to_owned(),
-        id: step.id.clone(),
-        drift,
-        pending,
+    fn new(step: &Step, drift: StepDrift, pending: Vec<String>) -> Self {
+        StepReport {
+            kind: step.kind.name().to_owned(),
+            id: step.id.clone(),
+            drift,
+            pending,
+        }
     }
 }
 
-/// Inputs from observed outputs where we have them, else from state.
-fn resolve(step: &Step, observed: &HashMap<StepId, Outputs>, state: &State) -> Inputs {
-    let mut inputs = Inputs::default();
-    for (name, r) in &step.inputs {
-        let value = observed
-            .get(&r.step)
-            .and_then(|o| o.get(&r.output))
-            .or_else(|| {
-                state
-                    .applied(&r.step)
-                    .and_then(|a| a.outputs.get(&r.output))
-            });
-        if let Some(v) = value {
-            inputs.0.insert(name.clone(), v.clone());
-        }
-    }
-    inputs
-}
-
-/// Leaf fields of `applied` whose value in `actual` differs, compared only where `actual` has
-/// the field (see the module docs).
+/// The fields of `applied` whose value in `actual` differs, by the one rule for "does what
+/// exists match" (see the module docs): compared only where both sides have the field; an
+/// array whose length changed moved as a whole.
 pub fn moved_fields(applied: &Value, actual: &Value) -> Vec<MovedField> {
-    changed_fields(applied, actual)
+    moved_pointers(applied, actual)
         .into_iter()
-        .filter(|field| applied.pointer(field).is_some() && actual.pointer(field).is_some())
         .map(|field| MovedField {
             applied: applied.pointer(&field).cloned(),
             actual: actual.pointer(&field).cloned(),
@@ -402,6 +357,21 @@ mod tests {
     }
 
     #[test]
+    fn an_array_that_grew_or_shrank_is_drift() {
+        let applied = json!({"zones": ["a", "b"]});
+        let actual = json!({"zones": ["a", "b", "c"]});
+        assert_eq!(
+            moved_fields(&applied, &actual),
+            [MovedField {
+                field: "/zones".into(),
+                applied: Some(json!(["a", "b"])),
+                actual: Some(json!(["a", "b", "c"])),
+            }]
+        );
+        assert_eq!(moved_fields(&actual, &applied)[0].field, "/zones");
+    }
+
+    #[test]
     fn fields_other_managers_added_are_not_drift() {
         let applied = json!({"labels": {"team": "pay"}});
         let actual = json!({"labels": {"team": "pay", "added-by-someone": "x"}});
@@ -410,10 +380,10 @@ mod tests {
 
     mod refresh {
         use super::*;
-        use crate::plan::Action;
-        use crate::provider::{ApplyRequest, DestroyRequest, Provider, ProviderError};
+        use crate::plan::{Action, Planner};
+        use crate::provider::{ApplyRequest, DestroyRequest, ObserveRequest, Provider};
         use crate::state::{Record, RecordKind};
-        use crate::step::Kind;
+        use crate::step::{Inputs, Kind};
         use async_trait::async_trait;
         use std::sync::Arc;
 

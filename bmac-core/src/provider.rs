@@ -177,6 +177,14 @@ impl StepContext {
         self
     }
 
+    /// The same context, resuming from `checkpoint` when there is one (shared, not copied).
+    pub(crate) fn resuming(mut self, checkpoint: Option<&Arc<Value>>) -> Self {
+        if let Some(data) = checkpoint {
+            self.resume = Some(Arc::clone(data));
+        }
+        self
+    }
+
     /// A context of a call inside a run.
     pub(crate) fn linked(
         cancel: CancellationToken,

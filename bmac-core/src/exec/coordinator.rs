@@ -134,7 +134,12 @@ impl<'a> Coordinator<'a> {
     ) -> Self {
         let n = shared.plan.len();
         Coordinator {
-            groups: Groups::build(&shared.plan, &shared.providers, settings.order),
+            groups: Groups::build(
+                shared.plan.nodes(),
+                &shared.providers,
+                settings.order,
+                |node| node.action != Action::NoOp,
+            ),
             steps: RunningSteps::new(n, shared.messages.clone()),
             journal,
             done: Vec::new(),

@@ -2,7 +2,8 @@
 //! run's parallelism cap ([`Provider::concurrency_group`](crate::provider::Provider::concurrency_group)
 //! — one update at a time per cluster, a per-API request budget).
 //!
-//! Groups are resolved once per run, when the topology is built: each node gets a group
+//! The coordinator and a refresh ([`Executor::refresh`](super::Executor::refresh)) both use
+//! them. Groups are resolved once per run, when the topology is built: each node gets a group
 //! number (or none), each group its limit. A ready node whose group is full is *parked* in its
 //! group's own queue (in the run's scheduling order) instead of starting; when a node of the
 //! group stops running, the best parked one goes back to the ready queue. A run whose provider
@@ -10,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use crate::plan::{Action, Plan};
+use crate::plan::PlanNode;
 use crate::provider::Providers;
 
 use super::topology::ReadyQueue;
@@ -33,13 +34,19 @@ pub(crate) struct Groups {
 }
 
 impl Groups {
-    /// The groups the providers put the plan's changing steps in. Steps naming one group
-    /// with different limits get the smallest.
-    pub(crate) fn build(plan: &Plan, providers: &Providers, order: SchedulingOrder) -> Self {
+    /// The groups the providers put a plan's steps in — those that `counts` says make
+    /// provider calls (a run's changing steps, a refresh's applied ones). Steps naming one
+    /// group with different limits get the smallest.
+    pub(crate) fn build(
+        nodes: &[PlanNode],
+        providers: &Providers,
+        order: SchedulingOrder,
+        counts: impl Fn(&PlanNode) -> bool,
+    ) -> Self {
         let mut groups = Groups::default();
         let mut names: HashMap<String, u32> = HashMap::new();
-        for (i, node) in plan.nodes().iter().enumerate() {
-            if node.action == Action::NoOp {
+        for (i, node) in nodes.iter().enumerate() {
+            if !counts(node) {
                 continue;
             }
             let Some(group) = providers
@@ -59,7 +66,7 @@ impl Groups {
                 *limit = (*limit).min(group.limit.max(1));
             }
             if groups.of.is_empty() {
-                groups.of = vec![NONE; plan.len()];
+                groups.of = vec![NONE; nodes.len()];
             }
             groups.of[i] = g;
         }

@@ -33,6 +33,12 @@
 //! result is *in doubt* and is observed first — adopted if it exists as desired, applied again
 //! otherwise — never blindly created twice. A journal that cannot be written stops the run.
 //!
+//! # Refresh and drift
+//! [`Executor::drift`] and [`Executor::refresh`] observe every applied step of a spec under the
+//! same settings — parallelism cap, concurrency groups, per-attempt timeout, retry with
+//! backoff, cancellation with its grace period — through the same attempt loop and ready
+//! queue (module `refresh`). They journal nothing and take no lock.
+//!
 //! # Locking
 //! `run` holds the store's lock for its whole length and releases it on every path, and it
 //! refuses a plan made against a state that has moved since ([`ExecError::StalePlan`]).
@@ -41,6 +47,7 @@ mod coordinator;
 mod error;
 mod groups;
 mod journal;
+mod refresh;
 mod report;
 mod retry;
 mod running;

@@ -1,5 +1,5 @@
 //! Retrying provider calls: the [`RetryPolicy`], its backoff, and the attempt loop every
-//! provider call of a step goes through.
+//! provider call of a step goes through — in a run, and in a refresh's observes.
 //!
 //! Each attempt runs under the per-step timeout; a timeout counts as a retryable error.
 //! Retryable errors are retried up to `max_attempts` in total, waiting
@@ -28,7 +28,10 @@ use std::sync::Arc;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use crate::provider::{ProviderError, StepContext};
+use serde_json::Value;
+
+use crate::provider::{ObserveRequest, Observed, Prior, Provider, ProviderError, StepContext};
+use crate::step::{Inputs, Step};
 
 use super::shared::Shared;
 
@@ -166,6 +169,37 @@ impl Attempts<'_> {
             }
             attempt += 1;
         }
+    }
+
+    /// Observes `step` through the attempt loop ([`run`](Attempts::run)); each call's context
+    /// resumes from `resume` when given (a context linked to a run carries its own).
+    pub(crate) async fn observe<R>(
+        &self,
+        provider: &dyn Provider,
+        step: &Step,
+        inputs: &Inputs,
+        prior: Option<&Prior>,
+        resume: Option<&Arc<Value>>,
+        on_retry: R,
+    ) -> Result<Observed, ProviderError>
+    where
+        R: FnMut(u32, Duration, &ProviderError),
+    {
+        self.run(
+            |ctx| async move {
+                let ctx = ctx.resuming(resume);
+                provider
+                    .observe(ObserveRequest {
+                        step,
+                        inputs,
+                        prior,
+                        ctx: &ctx,
+                    })
+                    .await
+            },
+            on_retry,
+        )
+        .await
     }
 }
 

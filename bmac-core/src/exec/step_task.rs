@@ -42,10 +42,8 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::plan::{Action, PlanNode};
-use crate::provider::{
-    ApplyRequest, DestroyRequest, ObserveRequest, Observed, Prior, Provider, ProviderError,
-};
+use crate::plan::{moved_pointers, Action, PlanNode};
+use crate::provider::{ApplyRequest, DestroyRequest, Observed, Prior, Provider, ProviderError};
 use crate::state::{Operation, Record, RecordKind};
 use crate::step::{Fingerprint, Inputs, Outputs, Step};
 
@@ -197,15 +195,12 @@ impl Call<'_> {
     }
 }
 
-/// Whether what exists matches what is desired: every field of the desired config (recursively
-/// for objects) equals the observed one. Observed fields the config does not set are ignored.
+/// Whether what exists matches what is desired, by the rule drift uses too
+/// ([`moved_pointers`]): nothing the provider observed differs from the desired config. Fields
+/// the provider left out (it cannot see them) and fields only the live object has are not
+/// compared.
 pub(crate) fn config_matches(desired: &Value, observed: &Value) -> bool {
-    match (desired, observed) {
-        (Value::Object(want), Value::Object(have)) => want
-            .iter()
-            .all(|(k, v)| have.get(k).is_some_and(|h| config_matches(v, h))),
-        _ => desired == observed,
-    }
+    moved_pointers(desired, observed).is_empty()
 }
 
 /// What looking at an in-doubt step found, once it is no longer pending.
@@ -302,19 +297,13 @@ impl Call<'_> {
     }
 
     async fn observe(&self, prior: Option<&Prior>) -> Result<Observed, ProviderError> {
-        let (provider, step, inputs) = (self.provider, self.step, self.inputs);
         self.attempts
-            .run(
-                |ctx| async move {
-                    provider
-                        .observe(ObserveRequest {
-                            step,
-                            inputs,
-                            prior,
-                            ctx: &ctx,
-                        })
-                        .await
-                },
+            .observe(
+                self.provider,
+                self.step,
+                self.inputs,
+                prior,
+                None,
                 self.on_retry(),
             )
             .await

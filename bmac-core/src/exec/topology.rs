@@ -3,7 +3,8 @@
 //! scheduling priority; plus the [`ReadyQueue`] ordered by that priority.
 //!
 //! Priority is the longest remaining path from a node to a sink, weighted by the provider's
-//! `expected_duration` (1 s when it has no estimate; planned no-ops weigh nothing). Because a
+//! `expected_duration` (1 s when it has no estimate; planned no-ops weigh nothing). A refresh
+//! builds the same topology with its own weights (every observed step alike). Because a
 //! sealed plan stores nodes in topological order (every dependency has a smaller index), one
 //! reverse pass computes it: a node's dependents all come later, so theirs are known. Starting
 //! the ready node with the longest tail first is what keeps a long chain (cluster → node pool
@@ -13,7 +14,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Plan, PlanNode};
 use crate::provider::Providers;
 
 use super::{ExecError, SchedulingOrder};
@@ -49,22 +50,47 @@ pub(crate) struct Topology {
 }
 
 impl Topology {
-    /// Builds the topology, checking the plan's ordering invariant and that every changing
-    /// step has a provider.
+    /// Builds the topology of a run, checking the plan's ordering invariant and that every
+    /// changing step has a provider. A step weighs its provider's `expected_duration`.
     pub(crate) fn build(plan: &Plan, providers: &Providers) -> Result<Self, ExecError> {
-        let nodes = plan.nodes();
+        for (i, node) in plan.nodes().iter().enumerate() {
+            if let Some(&d) = node.deps.iter().find(|&&d| d as usize >= i) {
+                return Err(ExecError::InvalidPlan {
+                    node: i,
+                    step: node.step.id.clone(),
+                    dependency: d,
+                });
+            }
+        }
+        Topology::weighted(plan.nodes(), |node| {
+            if node.action == Action::NoOp {
+                return Ok(Duration::ZERO);
+            }
+            let provider =
+                providers
+                    .for_kind(node.step.kind.name())
+                    .ok_or_else(|| ExecError::NoProvider {
+                        step: node.step.id.clone(),
+                        kind: node.step.kind.name().to_owned(),
+                    })?;
+            Ok(provider
+                .expected_duration(&node.step)
+                .unwrap_or(DEFAULT_WEIGHT))
+        })
+    }
+
+    /// The topology of a plan's nodes, which are in topological order (every dependency has
+    /// a smaller index, as the planner makes them), each node weighing what `weight` says (the
+    /// first error it returns is returned).
+    pub(crate) fn weighted<E>(
+        nodes: &[PlanNode],
+        mut weight: impl FnMut(&PlanNode) -> Result<Duration, E>,
+    ) -> Result<Self, E> {
         let n = nodes.len();
         let mut pending = vec![0u32; n];
         let mut counts = vec![0u32; n + 1];
         for (i, node) in nodes.iter().enumerate() {
             for &d in &node.deps {
-                if d as usize >= i {
-                    return Err(ExecError::InvalidPlan {
-                        node: i,
-                        step: node.step.id.clone(),
-                        dependency: d,
-                    });
-                }
                 counts[d as usize + 1] += 1;
             }
             pending[i] = node.deps.len() as u32;
@@ -86,20 +112,7 @@ impl Topology {
 
         let mut priority = vec![0u64; n];
         for i in (0..n).rev() {
-            let node = &nodes[i];
-            let weight = if node.action == Action::NoOp {
-                Duration::ZERO
-            } else {
-                let provider = providers.for_kind(node.step.kind.name()).ok_or_else(|| {
-                    ExecError::NoProvider {
-                        step: node.step.id.clone(),
-                        kind: node.step.kind.name().to_owned(),
-                    }
-                })?;
-                provider
-                    .expected_duration(&node.step)
-                    .unwrap_or(DEFAULT_WEIGHT)
-            };
+            let weight = weight(&nodes[i])?;
             let weight = u64::try_from(weight.as_micros()).unwrap_or(u64::MAX);
             let tail = dependents
                 .of(i as u32)

@@ -165,6 +165,51 @@ pub(crate) fn changed_fields(before: &Value, after: &Value) -> Vec<String> {
     out
 }
 
+/// Where what exists no longer matches what was applied, as sorted JSON pointers: the one rule
+/// for "does what exists match" — drift's moved fields and the executor's adoption of an
+/// in-doubt step both ask it.
+///
+/// `actual` is what a provider observed ([`Observed::Present`]), which leaves out what the
+/// provider cannot see or does not manage. So:
+/// - objects are compared over the keys present on both sides: a key applied but absent from
+///   what was observed is invisible to the provider and skipped; a key only in the live object
+///   belongs to someone else and is ignored. A managed value removed by hand is observed as an
+///   explicit `null`, which does differ;
+/// - arrays of equal length are compared element by element; arrays whose length changed
+///   moved as a whole (the array's own pointer: their elements have no identity to pair);
+/// - anything else (scalars, or a value whose type changed) moved if unequal.
+///
+/// Like [`changed_fields`], the walk is iterative.
+///
+/// [`Observed::Present`]: crate::provider::Observed::Present
+pub(crate) fn moved_pointers(applied: &Value, actual: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack: Vec<(String, &Value, &Value)> = vec![(String::new(), applied, actual)];
+    while let Some((at, a, b)) = stack.pop() {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                for (k, va) in x {
+                    if let Some(vb) = y.get(k) {
+                        stack.push((child(&at, k), va, vb));
+                    }
+                }
+            }
+            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+                for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                    stack.push((child(&at, &i.to_string()), va, vb));
+                }
+            }
+            (a, b) => {
+                if a != b {
+                    out.push(at);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// `parent` + `/` + the escaped key (`~` → `~0`, `/` → `~1`).
 fn child(parent: &str, key: &str) -> String {
     let mut p = String::with_capacity(parent.len() + key.len() + 1);
@@ -231,6 +276,38 @@ mod tests {
         );
         assert!(changed_fields(&a, &a).is_empty());
         assert_eq!(changed_fields(&json!(1), &json!({"a": 1})), [""]);
+    }
+
+    #[test]
+    fn moved_pointers_compare_only_what_both_sides_show() {
+        let applied = json!({"name": "payments", "labels": {"team": "pay", "tier": "1"},
+                             "quota": {"cpu": 4}, "zones": ["a", "b"],
+                             "rules": [{"port": 80, "note": "x"}], "size": 3});
+        // `name` and `quota` are invisible to the provider; `tier` was deleted by hand;
+        // `owner` and a rule's `uid` belong to other managers; `size` changed type.
+        let actual = json!({"labels": {"team": "ops", "tier": null, "owner": "x"},
+                            "zones": ["a", "c"], "rules": [{"port": 80, "uid": 7}],
+                            "size": "3"});
+        assert_eq!(
+            moved_pointers(&applied, &actual),
+            ["/labels/team", "/labels/tier", "/size", "/zones/1"]
+        );
+        assert!(moved_pointers(&applied, &applied).is_empty());
+        // Nothing visible: nothing moved.
+        assert!(moved_pointers(&applied, &json!({})).is_empty());
+        assert_eq!(moved_pointers(&json!({"a": 1}), &json!(null)), [""]);
+    }
+
+    #[test]
+    fn an_array_whose_length_changed_moved_as_a_whole() {
+        let applied = json!({"zones": ["a", "b"], "deep": {"list": [1]}});
+        let grown = json!({"zones": ["a", "b", "c"], "deep": {"list": []}});
+        assert_eq!(moved_pointers(&applied, &grown), ["/deep/list", "/zones"]);
+        // Where the old field diff names the extra indices, which one side lacks.
+        assert_eq!(
+            changed_fields(&applied, &grown),
+            ["/deep/list/0", "/zones/2"]
+        );
     }
 
     #[test]

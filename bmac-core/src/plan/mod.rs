@@ -31,7 +31,7 @@ pub use diag::{
     CycleError, DuplicateStepError, InvalidPlanFile, PlanError, Sources, StaleError,
     UnknownDepError, UnknownTargetError,
 };
-pub(crate) use diff::changed_fields;
+pub(crate) use diff::{changed_fields, moved_pointers};
 pub use graph::{GraphFormat, MAX_INDENT_DEPTH};
 
 use std::fmt;

@@ -12,6 +12,7 @@ mod inline;
 mod long_ops;
 mod perf;
 mod props;
+mod refresh;
 mod resume;
 mod retry;
 mod scheduling;

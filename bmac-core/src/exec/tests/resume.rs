@@ -132,6 +132,23 @@ async fn an_in_doubt_step_found_as_desired_is_adopted_without_apply() {
 }
 
 #[tokio::test]
+async fn an_in_doubt_step_is_compared_only_on_what_its_provider_can_see() {
+    // The provider cannot see `name` (it leaves it out): by the rule drift uses as well, what
+    // it does see matches, so the step is adopted rather than applied again.
+    let provider = TestProvider::new();
+    provider.edit("cluster", |s| {
+        s.observe = Some(Observed::Present {
+            config: json!({"status": "RUNNING"}),
+            outputs: Outputs::new().with("id", "found-cluster"),
+        })
+    });
+    let store = crashed_store().await;
+    let (report, _) = run_ok(executor(&provider), in_doubt_plan(&store), &store).await;
+    assert_eq!(provider.count(Op::Apply, "cluster"), 0);
+    assert_eq!(report.counts.adopted, 1);
+}
+
+#[tokio::test]
 async fn an_in_doubt_step_that_does_not_exist_is_applied() {
     let provider = TestProvider::new(); // observe reports Absent
     let store = crashed_store().await;

@@ -27,7 +27,7 @@ pub struct Script {
     pub delay: Duration,
     /// The first N apply attempts fail retryably.
     pub fail_retryable: u32,
-    /// `retry_after` of those failures.
+    /// `retry_after` of those failures (and of failed observes).
     pub retry_after: Option<Duration>,
     /// Every apply fails permanently.
     pub fail_permanent: bool,
@@ -54,6 +54,10 @@ pub struct Script {
     pub progress: Vec<String>,
     /// What apply checkpoints before it waits (when it has not seen one already).
     pub checkpoint: Option<Value>,
+    /// How long an observe call takes.
+    pub observe_delay: Duration,
+    /// The first N observe attempts fail retryably (throttled, with `retry_after`).
+    pub fail_observe_retryable: u32,
 }
 
 /// Which provider method.
@@ -89,6 +93,7 @@ pub struct TestProvider {
     scripts: Mutex<HashMap<String, Script>>,
     calls: Mutex<Vec<Call>>,
     applies_seen: Mutex<HashMap<String, u32>>,
+    observes_seen: Mutex<HashMap<String, u32>>,
     seq: AtomicU64,
     running: AtomicUsize,
     max_running: AtomicUsize,
@@ -190,16 +195,37 @@ impl TestProvider {
         calls[call].ended = Some(Instant::now());
     }
 
-    async fn wait(&self, script: &Script, cancel: &tokio_util::sync::CancellationToken) -> bool {
+    /// Waits `delay` (cut short by `cancel` when the script honours it); false if cut short.
+    async fn wait(
+        &self,
+        script: &Script,
+        delay: Duration,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> bool {
         if script.honour_cancel {
             tokio::select! {
                 _ = cancel.cancelled() => false,
-                _ = tokio::time::sleep(script.delay) => true,
+                _ = tokio::time::sleep(delay) => true,
             }
         } else {
-            tokio::time::sleep(script.delay).await;
+            tokio::time::sleep(delay).await;
             true
         }
+    }
+
+    /// Counts one more call in `seen` for `step`; returns how many there were.
+    fn seen(seen: &Mutex<HashMap<String, u32>>, step: &str) -> u32 {
+        let mut seen = seen.lock().unwrap();
+        let n = seen.entry(step.to_owned()).or_default();
+        *n += 1;
+        *n
+    }
+
+    /// A throttling error, with the script's `retry_after`.
+    fn throttled(script: &Script) -> ProviderError {
+        let mut e = ProviderError::retryable("throttled");
+        e.retry_after = script.retry_after;
+        e
     }
 }
 
@@ -238,17 +264,12 @@ impl Provider for TestProvider {
         if let (Some(data), None) = (&script.checkpoint, req.ctx.last_checkpoint()) {
             req.ctx.checkpoint(data.clone()).await?;
         }
-        let finished = self.wait(&script, &req.ctx.cancel).await;
+        let finished = self.wait(&script, script.delay, &req.ctx.cancel).await;
         self.end(call);
         if !finished {
             return Err(ProviderError::permanent("interrupted by cancellation"));
         }
-        let seen = {
-            let mut applies = self.applies_seen.lock().unwrap();
-            let n = applies.entry(id.to_owned()).or_default();
-            *n += 1;
-            *n
-        };
+        let seen = TestProvider::seen(&self.applies_seen, id);
         if script.panic {
             panic!("provider bug in {id}");
         }
@@ -256,9 +277,7 @@ impl Provider for TestProvider {
             return Err(ProviderError::permanent("permission denied"));
         }
         if seen <= script.fail_retryable {
-            let mut e = ProviderError::retryable("throttled");
-            e.retry_after = script.retry_after;
-            return Err(e);
+            return Err(TestProvider::throttled(&script));
         }
         Ok(script
             .outputs
@@ -266,9 +285,21 @@ impl Provider for TestProvider {
     }
 
     async fn observe(&self, req: ObserveRequest<'_>) -> Result<Observed, ProviderError> {
-        let script = self.get(req.step.id.as_str());
+        let id = req.step.id.as_str();
+        let script = self.get(id);
         let (call, _running) = self.begin(Op::Observe, req.step, req.inputs, req.prior, req.ctx);
+        // No timer at all for an instant observe: it answers on its first poll.
+        let finished = script.observe_delay.is_zero()
+            || self
+                .wait(&script, script.observe_delay, &req.ctx.cancel)
+                .await;
         self.end(call);
+        if !finished {
+            return Err(ProviderError::permanent("interrupted by cancellation"));
+        }
+        if TestProvider::seen(&self.observes_seen, id) <= script.fail_observe_retryable {
+            return Err(TestProvider::throttled(&script));
+        }
         let mut scripts = self.scripts.lock().unwrap();
         let live = scripts.entry(req.step.id.to_string()).or_default();
         if !live.observe_seq.is_empty() {
@@ -281,7 +312,7 @@ impl Provider for TestProvider {
         let script = self.get(req.step.id.as_str());
         let (call, _running) =
             self.begin(Op::Destroy, req.step, req.inputs, Some(req.prior), req.ctx);
-        let finished = self.wait(&script, &req.ctx.cancel).await;
+        let finished = self.wait(&script, script.delay, &req.ctx.cancel).await;
         self.end(call);
         if !finished {
             return Err(ProviderError::permanent("interrupted by cancellation"));
