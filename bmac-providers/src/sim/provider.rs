@@ -23,7 +23,7 @@
 //!
 //! In-cluster calls (steps with a `credentials` input) authenticate first with a short-lived
 //! token minted from the cluster's credential source ([`tokens`](super::tokens)); a token the
-//! cluster refuses is re-minted once, and a second refusal is a permanent `Unauthorized`.
+//! cluster refuses (expired, rotated) is dropped and re-minted once.
 //!
 //! Timing: a mutation waits `base_latency(kind) × speed × jitter` (jitter in 0.8..1.2, seeded
 //! by step id and attempt; destroy takes half), a read or a no-op apply waits a 100 ms

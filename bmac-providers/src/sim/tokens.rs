@@ -9,8 +9,8 @@
 //!    before they expire);
 //! 2. the cluster's API server admits it or answers `401 Unauthorized` (unknown token, expired,
 //!    or used up);
-//! 3. on a 401 the provider drops the token, mints a fresh one and tries once more; a second
-//!    401 is a permanent error with code `Unauthorized`.
+//! 3. on a 401 the provider drops the token and mints a fresh one, which the server admits as
+//!    it issues it (a fresh token is always good, so the call goes on: one re-mint per call).
 //!
 //! Tokens live in this process's memory only: they never reach an output, the cloud's log,
 //! the journal, a plan or an event. A new process mints new ones (an old process's tokens are
@@ -67,22 +67,15 @@ struct Cached {
     refresh_at: Instant,
 }
 
-/// Why the API server refused a token.
+/// Why the API server refused a token (a 401).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
+    /// Not one this cluster issued (or issued and forgotten).
     Unknown,
+    /// Past its lifetime.
     Expired,
+    /// Rotated: it admitted as many calls as it may.
     UsedUp,
-}
-
-impl Refusal {
-    fn as_str(self) -> &'static str {
-        match self {
-            Refusal::Unknown => "the token is not one this cluster issued",
-            Refusal::Expired => "the token has expired",
-            Refusal::UsedUp => "the token was rotated",
-        }
-    }
 }
 
 /// What one authentication did, for the provider's counters.
@@ -167,33 +160,20 @@ impl Tokens {
                 )
             }
         };
-        let mut last = Refusal::Unknown;
-        for fresh in [false, true] {
-            let token = match self.cached(&cluster).filter(|_| !fresh) {
-                Some(token) => token,
-                None => {
-                    outcome.minted += 1;
-                    self.mint(&cluster)
-                }
-            };
+        if let Some(token) = self.cached(&cluster) {
             match self.admit(&token) {
                 Ok(()) => return (outcome, Ok(())),
-                Err(refusal) => {
+                Err(_) => {
                     outcome.unauthorized += 1;
                     self.forget(&cluster, &token);
-                    last = refusal;
                 }
             }
         }
-        (
-            outcome,
-            Err(ProviderError::permanent(format!(
-                "401 Unauthorized: the simulated cluster `{cluster}` refused a freshly minted \
-                 token for `{step}` ({})",
-                last.as_str()
-            ))
-            .with_code("Unauthorized")),
-        )
+        // A fresh token is admitted as it is issued: no other call can use it up or let it
+        // expire in between.
+        outcome.minted += 1;
+        self.mint(&cluster);
+        (outcome, Ok(()))
     }
 
     /// The cached token for `cluster`, unless it is due for refresh.
@@ -205,7 +185,8 @@ impl Tokens {
             .map(|c| c.token.clone())
     }
 
-    /// Mints a new token for `cluster` (server side) and caches it (client side).
+    /// Mints a new token for `cluster` (server side), spends its first use on the call that
+    /// asked for it, and caches it (client side).
     fn mint(&self, cluster: &str) -> String {
         let n = {
             let mut minted = lock(&self.minted);
@@ -222,7 +203,7 @@ impl Tokens {
             token.clone(),
             Issued {
                 expires_at: now + self.ttl,
-                uses_left: self.uses,
+                uses_left: self.uses.map(|n| n.saturating_sub(1)),
             },
         );
         drop(issued);
@@ -313,10 +294,17 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_expired_token_is_refused_by_the_server() {
+    async fn an_expired_or_used_up_token_is_refused_by_the_server() {
         let tokens = Tokens::new(7, Duration::from_secs(10), None);
         let token = tokens.mint("c");
         assert_eq!(tokens.admit(&token), Ok(()));
+        let once = Tokens::new(7, Duration::from_secs(10), Some(1));
+        let spent = once.mint("c");
+        assert_eq!(
+            once.admit(&spent),
+            Err(Refusal::UsedUp),
+            "minted for one call, spent"
+        );
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(tokens.admit(&token), Err(Refusal::Expired));
         assert_eq!(tokens.admit("simtok.forged"), Err(Refusal::Unknown));
