@@ -1,68 +1,43 @@
-//! Embedding bmac: load a spec, expand it into steps, plan against local state and apply the
-//! plan from your own Rust program, watching progress through an event callback.
+//! Embedding bmac: open the quickstart as a stack, apply it with a progress callback, and read
+//! the cluster endpoint from the stack's outputs. State goes to a fresh temporary directory,
+//! so every run builds from scratch on the simulated cloud.
 //!
 //! ```text
-//! cargo run -p bmac-providers --example embed -- examples/quickstart.toml
+//! cargo run -p bmac --example embed -- examples/quickstart.toml
 //! ```
-//!
-//! State goes to a fresh temporary directory, so every run builds from scratch on the
-//! simulated cloud.
 
-use bmac_core::event::Event;
-use bmac_core::spec::Spec;
-use bmac_core::{Executor, LocalStore, Planner, StateStore};
+use bmac::prelude::*;
 use miette::{IntoDiagnostic, Result};
-
-/// What the embedding program does with each event: here, print the interesting ones.
-fn on_event(event: &Event) {
-    match event {
-        Event::StepSucceeded { id, duration, .. } => {
-            println!("  built {id} in {} ms", duration.as_millis())
-        }
-        Event::StepFailed { id, error, .. } => println!("  {id} failed: {error}"),
-        Event::RunFinished {
-            outcome, counts, ..
-        } => {
-            println!("run {outcome:?}: {} steps changed", counts.succeeded)
-        }
-        _ => {}
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let path = std::env::args()
+    let spec = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| "examples/quickstart.toml".to_owned());
-    let spec = Spec::load(path.as_ref())?;
-    let expansion = bmac_steps::expand(&spec)?;
+        .unwrap_or("examples/quickstart.toml".into());
+    let state = tempfile::tempdir().into_diagnostic()?;
+    let stack = Stack::open(spec, Options::new().state_dir(state.path()))?;
 
-    let state_dir = tempfile::tempdir().into_diagnostic()?;
-    let store = LocalStore::open(state_dir.path())?;
-    let state = store.load().await?.state;
-    let plan = Planner::new(expansion.steps, &state)
-        .sources(expansion.sources)
-        .plan()?;
-    println!("{}", plan.summary());
-
-    let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let watcher = tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            on_event(&event);
-        }
-    });
-    let providers = bmac_providers::for_spec(&spec, state_dir.path())?;
-    let report = Executor::new(providers)
-        .parallelism(16)
-        .events(events)
-        .run(plan, &store)
+    let report = stack
+        .apply(
+            ApplyOptions::new()
+                .parallelism(16)
+                .on_event(|event| match event {
+                    Event::PlanReady { summary } => println!("{summary}"),
+                    Event::StepSucceeded { id, duration, .. } => {
+                        println!("  built {id} in {} ms", duration.as_millis())
+                    }
+                    Event::StepFailed { id, error, .. } => println!("  {id} failed: {error}"),
+                    _ => {}
+                }),
+        )
         .await?;
-    watcher.await.into_diagnostic()?;
     if !report.is_success() {
-        return Err(miette::miette!(
-            "the build did not succeed: {:?}",
-            report.outcome
-        ));
+        miette::bail!("the build did not succeed: {:?}", report.outcome);
     }
+    let outputs = stack.outputs().await?;
+    println!(
+        "cluster endpoint: {}",
+        outputs.endpoint().unwrap_or("(none)")
+    );
     Ok(())
 }

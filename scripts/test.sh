@@ -42,7 +42,7 @@ cargo run -q --locked -p bmac-cli -- --spec "$job/examples/quickstart.toml" appl
   || { cat "$job/apply.log"; exit 1; }
 tail -n 1 "$job/apply.log"
 cargo run -q --locked -p bmac-cli -- --spec "$job/examples/quickstart.toml" plan --detailed-exitcode
-cargo run -q --locked -p bmac-providers --example embed >/dev/null
+cargo run -q --locked -p bmac --example embed >/dev/null
 cargo run -q --locked -p bmac-providers --example custom_step
 rm -rf "$job"
 

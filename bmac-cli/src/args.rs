@@ -28,7 +28,7 @@ pub struct Cli {
     /// Call a cloud service at this URL instead of its public endpoint, as `SERVICE=URL`
     /// (`eks=http://127.0.0.1:5000`); repeatable; wins over `AWS_ENDPOINT_URL_<SERVICE>` and
     /// `CLOUDSDK_API_ENDPOINT_OVERRIDES_<SERVICE>`.
-    #[arg(long = "endpoint", global = true, value_name = "SERVICE=URL", value_parser = bmac_providers::Overrides::parse_endpoint)]
+    #[arg(long = "endpoint", global = true, value_name = "SERVICE=URL", value_parser = bmac::providers::Overrides::parse_endpoint)]
     pub endpoints: Vec<(String, String)>,
     /// What to do.
     #[command(subcommand)]

@@ -1,41 +1,39 @@
-//! One function per verb, each a few lines over the library: load the project, call the
-//! planner / executor / drift check, render, and return the exit code.
+//! One function per verb, each a facade call plus rendering: open the [`Stack`], call it,
+//! render what it returns, and return the exit code. The recipe (where state lives, the bundle
+//! and baseline checks, refresh-then-plan, the executor) is the `bmac` crate's; what is left
+//! here is what a terminal needs — the prompt, Ctrl-C, the reporters, the exit codes.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
-use std::sync::Arc;
 
-use bmac_core::event::{Event, Outcome};
-use bmac_core::exec::FailurePolicy;
-use bmac_core::plan::GraphFormat;
-use bmac_core::spec::lint;
-use bmac_core::{Executor, Plan, Planner, State, StateStore, StepId};
-use bmac_providers::Overrides;
+use bmac::core::event::{Event, Outcome};
+use bmac::core::plan::GraphFormat;
+use bmac::core::spec::lint;
+use bmac::providers::Overrides;
+use bmac::{ApplyOptions, CancellationToken, Options, Plan, PlanOptions, Stack, StepId};
 use miette::{miette, IntoDiagnostic, Result};
-use tokio_util::sync::CancellationToken;
 
 use crate::args::{Cli, Command, GraphKind, OutputFormat, Selection, StateCommand};
 use crate::exit::{self, Exit};
-use crate::project::Project;
 use crate::{render, report};
 
 /// Runs the command line and returns the process exit code.
 pub async fn run(cli: Cli) -> Result<Exit> {
-    let overrides = Overrides {
-        profile: cli.profile.clone(),
-        endpoints: cli.endpoints.clone(),
-    };
-    let project = || Project::load(&cli.spec, cli.state_dir.as_deref(), overrides.clone());
+    let stack = || open(&cli);
     match &cli.command {
-        Command::Validate => validate(&project()?),
-        Command::Lint { deny } => lint_cmd(&project()?, deny.is_some(), cli.output),
+        Command::Validate => {
+            let steps = stack()?.validate()?;
+            println!("The spec is valid: {steps} steps.");
+            Ok(exit::OK)
+        }
+        Command::Lint { deny } => lint_cmd(&stack()?, deny.is_some(), cli.output),
         Command::Plan {
             out,
             detailed_exitcode,
             select,
         } => {
             plan_cmd(
-                &project()?,
+                &stack()?,
                 out.as_deref(),
                 *detailed_exitcode,
                 select,
@@ -51,27 +49,30 @@ pub async fn run(cli: Cli) -> Result<Exit> {
             allow_lint_errors,
             select,
         } => {
-            let p = project()?;
-            p.verify_bundle()?;
-            if !allow_lint_errors && lint_blocks(&p)? {
-                return Ok(exit::INVALID);
-            }
-            let store = p.store()?;
-            let state = p.state(&store).await?;
-            let plan = match planfile {
-                Some(file) => read_plan(file, &state)?,
-                None => {
-                    let state = refreshed(&p, state, select.refresh).await?;
-                    planner(&p, &state, select)?.plan()?
+            let stack = stack()?;
+            let run = ApplyOptions::new()
+                .parallelism(*parallelism)
+                .keep_going(*keep_going)
+                .allow_lint_errors(*allow_lint_errors);
+            match stack.preflight(&run) {
+                Err(bmac::Error::Lint(refusal)) => {
+                    for finding in refusal.findings {
+                        eprintln!("{:?}", miette::Report::new(finding));
+                    }
+                    eprintln!("Refusing to apply a spec that fails the security baseline; fix the errors above or pass --allow-lint-errors.");
+                    return Ok(exit::INVALID);
                 }
+                checked => checked?,
+            }
+            let plan = match planfile {
+                Some(file) => stack.saved_plan(file).await?,
+                None => stack.plan(&plan_options(select)?).await?,
             };
-            let run = RunOptions {
-                parallelism: *parallelism,
-                keep_going: *keep_going,
+            let confirm = Confirm {
                 auto_approve: *auto_approve,
                 verb: report::Verb::Apply,
             };
-            execute(&p, store, plan, &run, cli.output).await
+            execute(&stack, plan, run, confirm, cli.output).await
         }
         Command::Destroy {
             auto_approve,
@@ -79,54 +80,53 @@ pub async fn run(cli: Cli) -> Result<Exit> {
             keep_going,
             targets,
         } => {
-            let p = project()?;
-            let store = p.store()?;
-            let state = p.state(&store).await?;
+            let stack = stack()?;
             let select = Selection {
                 targets: targets.clone(),
                 ..Selection::default()
             };
-            let plan = planner(&p, &state, &select)?.destroy().plan()?;
-            let run = RunOptions {
-                parallelism: *parallelism,
-                keep_going: *keep_going,
+            let plan = stack.plan_destroy(&plan_options(&select)?).await?;
+            let run = ApplyOptions::new()
+                .parallelism(*parallelism)
+                .keep_going(*keep_going);
+            let confirm = Confirm {
                 auto_approve: *auto_approve,
                 verb: report::Verb::Destroy,
             };
-            execute(&p, store, plan, &run, cli.output).await
+            execute(&stack, plan, run, confirm, cli.output).await
         }
         Command::Graph { format } => {
             // The graph marked with what an apply would do against the recorded state.
-            let p = project()?;
-            let store = p.store()?;
-            let state = p.state(&store).await?;
-            let plan = planner(&p, &state, &Selection::default())?.plan()?;
             let format = match format {
                 GraphKind::Dot => GraphFormat::Dot,
                 GraphKind::Mermaid => GraphFormat::Mermaid,
                 GraphKind::Text => GraphFormat::Text,
             };
-            print!("{}", plan.render_graph(format));
+            print!("{}", stack()?.graph(format).await?);
             Ok(exit::OK)
         }
-        Command::State(cmd) => state_cmd(&project()?, cmd, cli.output).await,
-        Command::Drift => drift_cmd(&project()?, cli.output).await,
+        Command::State(cmd) => state_cmd(&stack()?, cmd, cli.output).await,
+        Command::Drift => drift_cmd(&stack()?, cli.output).await,
     }
 }
 
-fn validate(p: &Project) -> Result<Exit> {
-    let (steps, sources) = p.steps()?;
-    p.verify_bundle()?;
-    let n = steps.len();
-    Planner::new(steps, &State::default())
-        .sources(sources)
-        .plan()?;
-    println!("The spec is valid: {n} steps.");
-    Ok(exit::OK)
+/// The stack of `--spec`, its state in `--state-dir` when given; state warnings (a torn last
+/// record) go to stderr.
+fn open(cli: &Cli) -> Result<Stack> {
+    let mut options = Options::new()
+        .on_warning(|w| eprintln!("warning: {w}"))
+        .cloud(Overrides {
+            profile: cli.profile.clone(),
+            endpoints: cli.endpoints.clone(),
+        });
+    if let Some(dir) = &cli.state_dir {
+        options = options.state_dir(dir);
+    }
+    Ok(Stack::open(&cli.spec, options)?)
 }
 
-fn lint_cmd(p: &Project, deny_warnings: bool, output: OutputFormat) -> Result<Exit> {
-    let mut findings = lint::lint(&p.spec);
+fn lint_cmd(stack: &Stack, deny_warnings: bool, output: OutputFormat) -> Result<Exit> {
+    let mut findings = stack.lint();
     if deny_warnings {
         findings = lint::deny_warnings(findings);
     }
@@ -156,41 +156,16 @@ fn lint_cmd(p: &Project, deny_warnings: bool, output: OutputFormat) -> Result<Ex
     Ok(if failed { exit::INVALID } else { exit::OK })
 }
 
-/// Prints lint errors and says whether they block an apply.
-fn lint_blocks(p: &Project) -> Result<bool> {
-    let findings = lint::lint(&p.spec);
-    if !lint::has_errors(&findings) {
-        return Ok(false);
-    }
-    for f in findings {
-        if f.severity == lint::Severity::Error {
-            eprintln!("{:?}", miette::Report::new(f));
-        }
-    }
-    eprintln!("Refusing to apply a spec that fails the security baseline; fix the errors above or pass --allow-lint-errors.");
-    Ok(true)
-}
-
-fn planner<'s>(p: &Project, state: &'s State, select: &Selection) -> Result<Planner<'s>> {
-    let (steps, sources) = p.steps()?;
-    let mut planner = Planner::new(steps, state).sources(sources);
+/// The facade's plan options for `--target`, `--exclude` and `--refresh`.
+fn plan_options(select: &Selection) -> Result<PlanOptions> {
+    let mut options = PlanOptions::new().refresh(select.refresh);
     for t in &select.targets {
-        planner = planner.target(step_id(t)?);
+        options = options.target(step_id(t)?);
     }
     for x in &select.excludes {
-        planner = planner.exclude(step_id(x)?);
+        options = options.exclude(step_id(x)?);
     }
-    Ok(planner)
-}
-
-/// State refreshed from what exists (drift folded in), or as recorded when `refresh` is off.
-async fn refreshed(p: &Project, state: State, refresh: bool) -> Result<State> {
-    if !refresh || state.steps.is_empty() {
-        return Ok(state);
-    }
-    let (steps, _) = p.steps()?;
-    let refreshed = bmac_core::drift::refresh(&steps, &state, &p.providers()?).await?;
-    Ok(refreshed.state)
+    Ok(options)
 }
 
 fn step_id(text: &str) -> Result<StepId> {
@@ -198,17 +173,13 @@ fn step_id(text: &str) -> Result<StepId> {
 }
 
 async fn plan_cmd(
-    p: &Project,
+    stack: &Stack,
     out: Option<&Path>,
     detailed: bool,
     select: &Selection,
     output: OutputFormat,
 ) -> Result<Exit> {
-    p.verify_bundle()?;
-    let store = p.store()?;
-    let state = p.state(&store).await?;
-    let state = refreshed(p, state, select.refresh).await?;
-    let plan = planner(p, &state, select)?.plan()?;
+    let plan = stack.plan(&plan_options(select)?).await?;
     show_plan(&plan, output)?;
     if let Some(out) = out {
         write_private(out, plan.to_json().as_bytes())?;
@@ -242,15 +213,6 @@ fn show_plan(plan: &Plan, output: OutputFormat) -> Result<()> {
     Ok(())
 }
 
-fn read_plan(file: &Path, state: &State) -> Result<Plan> {
-    let text = std::fs::read_to_string(file)
-        .into_diagnostic()
-        .map_err(|e| e.wrap_err(format!("cannot read the plan file {}", file.display())))?;
-    let plan = Plan::from_json(&text)?;
-    plan.check_fresh(state)?;
-    Ok(plan)
-}
-
 /// Writes a file readable by its owner only (plans name every resource).
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -264,18 +226,19 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes).into_diagnostic()
 }
 
-struct RunOptions {
-    parallelism: usize,
-    keep_going: bool,
+/// Whether to ask before a run, and what the run is called.
+struct Confirm {
     auto_approve: bool,
     verb: report::Verb,
 }
 
+/// Shows the plan, asks (unless auto-approved), and runs it with Ctrl-C wired to cancel,
+/// its events rendered as they come.
 async fn execute(
-    p: &Project,
-    store: Arc<bmac_core::LocalStore>,
+    stack: &Stack,
     plan: Plan,
-    run: &RunOptions,
+    run: ApplyOptions,
+    confirm: Confirm,
     output: OutputFormat,
 ) -> Result<Exit> {
     // Scripts always get the plan's counts first, even when there is nothing to do.
@@ -283,28 +246,17 @@ async fn execute(
     if !plan.has_changes() {
         return Ok(exit::OK);
     }
-    if !run.auto_approve && !confirm(run.verb.as_str())? {
-        eprintln!("{} cancelled.", run.verb.as_str());
+    let verb = confirm.verb;
+    if !confirm.auto_approve && !ask(verb.as_str())? {
+        eprintln!("{} cancelled.", verb.as_str());
         return Ok(exit::OK);
     }
     let cancel = CancellationToken::new();
     watch_ctrl_c(cancel.clone());
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let changes = plan.nodes().iter().filter(|n| n.action.is_change()).count();
-    let reporter = tokio::spawn(report::consume(rx, output, changes, run.verb));
-    let executor = Executor::new(p.providers()?)
-        .parallelism(run.parallelism)
-        .failure_policy(if run.keep_going {
-            FailurePolicy::KeepGoing
-        } else {
-            FailurePolicy::FailFast
-        })
-        .cancel_token(cancel)
-        .events(tx);
-    let result = executor.run(plan, store.as_ref() as &dyn StateStore).await;
-    drop(executor);
-    let _ = reporter.await;
-    let report = result?;
+    let mut events = stack.apply_plan_stream(plan, run.cancel_token(cancel))?;
+    report::consume(&mut events, output, changes, verb).await;
+    let report = events.finish().await?;
     Ok(match report.outcome {
         Outcome::Succeeded => exit::OK,
         Outcome::Failed => exit::FAILED,
@@ -313,7 +265,7 @@ async fn execute(
 }
 
 /// Asks on the terminal; refuses to guess when stdin is not one.
-fn confirm(verb: &str) -> Result<bool> {
+fn ask(verb: &str) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
         return Err(miette!(
             code = "bmac::cli::confirm",
@@ -351,12 +303,11 @@ fn watch_ctrl_c(cancel: CancellationToken) {
     });
 }
 
-async fn state_cmd(p: &Project, cmd: &StateCommand, output: OutputFormat) -> Result<Exit> {
-    let store = p.store()?;
+async fn state_cmd(stack: &Stack, cmd: &StateCommand, output: OutputFormat) -> Result<Exit> {
     match cmd {
         StateCommand::List => {
-            let state = p.state(&store).await?;
-            if let Some(lock) = store.lock_info().await? {
+            let state = stack.state().await?;
+            if let Some(lock) = stack.lock_info().await? {
                 eprintln!("locked: {lock}");
             }
             match output {
@@ -368,7 +319,7 @@ async fn state_cmd(p: &Project, cmd: &StateCommand, output: OutputFormat) -> Res
             Ok(exit::OK)
         }
         StateCommand::Show { id } => {
-            let state = p.state(&store).await?;
+            let state = stack.state().await?;
             match render::state_show(&state, id) {
                 Some(text) => {
                     print!("{text}");
@@ -382,18 +333,15 @@ async fn state_cmd(p: &Project, cmd: &StateCommand, output: OutputFormat) -> Res
             }
         }
         StateCommand::Unlock { lock_id } => {
-            store.unlock(lock_id).await?;
+            stack.unlock(lock_id).await?;
             println!("Released lock `{lock_id}`.");
             Ok(exit::OK)
         }
     }
 }
 
-async fn drift_cmd(p: &Project, output: OutputFormat) -> Result<Exit> {
-    let store = p.store()?;
-    let state = p.state(&store).await?;
-    let (steps, _) = p.steps()?;
-    let report = bmac_core::drift::detect(&steps, &state, &p.providers()?).await?;
+async fn drift_cmd(stack: &Stack, output: OutputFormat) -> Result<Exit> {
+    let report = stack.drift().await?;
     match output {
         OutputFormat::Human => print!("{}", report.render()),
         OutputFormat::Json => println!("{}", serde_json::to_string(&report).into_diagnostic()?),

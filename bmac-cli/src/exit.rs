@@ -9,10 +9,10 @@
 //! | 4    | the state is locked by another run |
 //! | 130  | interrupted (Ctrl-C); `bmac apply` resumes |
 
-use bmac_core::exec::ExecError;
-use bmac_core::spec::SpecError;
-use bmac_core::state::StateError;
-use bmac_core::PlanError;
+use bmac::core::exec::ExecError;
+use bmac::core::state::StateError;
+use bmac::core::PlanError;
+use bmac::Error;
 
 /// A process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,31 +31,28 @@ pub const LOCKED: Exit = Exit(4);
 /// Interrupted.
 pub const INTERRUPTED: Exit = Exit(130);
 
-/// The exit code for an error.
-///
+/// The exit code for an error: the facade's [`Error`] by its variant, anything else 1.
+pub fn for_error(report: &miette::Report) -> Exit {
+    report
+        .downcast_ref::<Error>()
+        .map_or(FAILED, for_stack_error)
+}
+
 /// A stale or damaged saved plan is not an invalid spec: the spec may be fine and a fresh
 /// `bmac plan` succeeds, so it exits 1 (as Terraform does), not 3.
-pub fn for_error(report: &miette::Report) -> Exit {
-    let invalid_plan =
-        |e: &PlanError| !matches!(e, PlanError::Stale(_) | PlanError::InvalidFile(_));
-    if report.downcast_ref::<SpecError>().is_some()
-        || report.downcast_ref::<PlanError>().is_some_and(invalid_plan)
-        || report
-            .downcast_ref::<bmac_steps::CatalogueError>()
-            .is_some()
-    {
-        return INVALID;
-    }
+fn for_stack_error(error: &Error) -> Exit {
     let locked = |e: &StateError| matches!(e, StateError::Locked { .. });
-    if report.downcast_ref::<StateError>().is_some_and(locked) {
-        return LOCKED;
+    match error {
+        Error::Spec(_) | Error::Catalogue(_) | Error::Lint(_) => INVALID,
+        Error::Plan(e) if !matches!(e, PlanError::Stale(_) | PlanError::InvalidFile(_)) => INVALID,
+        Error::State(e) if locked(e) => LOCKED,
+        // The executor reports a held lock as its own `Locked` variant (`From<StateError>`
+        // converts it); a `State` variant carrying one is matched too, for errors built by hand.
+        Error::Exec(e) => match e.as_ref() {
+            ExecError::Locked { .. } => LOCKED,
+            ExecError::State(e) if locked(e) => LOCKED,
+            _ => FAILED,
+        },
+        _ => FAILED,
     }
-    // The executor reports a held lock as its own `Locked` variant (`From<StateError>`
-    // converts it); a `State` variant carrying one is matched too, for errors built by hand.
-    match report.downcast_ref::<ExecError>() {
-        Some(ExecError::Locked { .. }) => return LOCKED,
-        Some(ExecError::State(e)) if locked(e) => return LOCKED,
-        _ => {}
-    }
-    FAILED
 }

@@ -1,10 +1,10 @@
-//! `bmac`: the command line over the bmac library. Thin by design — parsing, rendering and
-//! exit codes live here; everything else is a library call.
+//! `bmac`: the command line over the `bmac` crate's [`bmac::Stack`]. Thin by design — parsing,
+//! rendering, the prompt and exit codes live here; every command is one facade call. Built with
+//! every provider (the `kube` and cloud features are on by default).
 
 mod args;
 mod commands;
 mod exit;
-mod project;
 mod render;
 mod report;
 

@@ -7,8 +7,8 @@
 
 use std::fmt::Write;
 
-use bmac_core::plan::{Action, Plan, PlanNode};
-use bmac_core::state::State;
+use bmac::core::plan::{Action, Plan, PlanNode};
+use bmac::core::state::State;
 use serde_json::Value;
 
 /// The plan as Terraform users expect to read it; planned no-ops are not listed.

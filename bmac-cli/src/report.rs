@@ -6,11 +6,10 @@ use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use bmac_core::event::{CancelReason, Event, Outcome, SkipReason};
-use bmac_core::plan::Action;
-use bmac_core::StepId;
+use bmac::core::event::{CancelReason, Event, Outcome, SkipReason};
+use bmac::core::plan::Action;
+use bmac::{RunStream, StepId};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::args::OutputFormat;
 
@@ -40,16 +39,11 @@ impl Verb {
     }
 }
 
-/// Drains events until the channel closes, showing them in the chosen format.
-pub async fn consume(
-    mut events: UnboundedReceiver<Event>,
-    format: OutputFormat,
-    total: usize,
-    verb: Verb,
-) {
+/// Reads a run's events until its stream ends, showing them in the chosen format.
+pub async fn consume(events: &mut RunStream, format: OutputFormat, total: usize, verb: Verb) {
     match format {
         OutputFormat::Json => {
-            while let Some(e) = events.recv().await {
+            while let Some(e) = events.next_event().await {
                 if let Ok(line) = serde_json::to_string(&e) {
                     let mut stdout = std::io::stdout().lock();
                     let _ = writeln!(stdout, "{line}");
@@ -59,13 +53,13 @@ pub async fn consume(
         }
         OutputFormat::Human if std::io::stderr().is_terminal() => {
             let mut live = Live::new(total, verb);
-            while let Some(e) = events.recv().await {
+            while let Some(e) = events.next_event().await {
                 live.event(&e);
             }
             live.finish();
         }
         OutputFormat::Human => {
-            while let Some(e) = events.recv().await {
+            while let Some(e) = events.next_event().await {
                 if let Some(line) = plain_line(&e, verb) {
                     eprintln!("{line}");
                 }

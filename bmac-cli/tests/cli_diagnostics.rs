@@ -215,3 +215,39 @@ fn endpoint_overrides_are_checked_before_any_provider_call() {
         0,
     );
 }
+
+/// The EKS example with local state (its `[state]` names S3, which is refused first).
+fn eks_with_local_state() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/eks-baseline.toml");
+    let spec = std::fs::read_to_string(path).expect("the EKS example");
+    let start = spec.find("[state]").expect("a [state] table");
+    let end = start
+        + spec[start..]
+            .find("\n\n")
+            .expect("a blank line after [state]");
+    format!(
+        "{}[state]\nbackend = \"local\"{}",
+        &spec[..start],
+        &spec[end..]
+    )
+}
+
+#[test]
+fn a_cloud_whose_provider_is_not_written_yet_is_refused_clearly() {
+    let sandbox = Sandbox::with_spec(&eks_with_local_state());
+    // Nothing needs the provider to validate or plan an empty state.
+    sandbox.run_expecting(&["validate"], 0);
+    sandbox.run_expecting(&["plan"], 0);
+    // The released binary has the `aws` feature, which is where EKS will land.
+    let out = sandbox.run_expecting(&["apply", "--auto-approve"], 1);
+    let err = unwrapped(&text(&out.stderr));
+    assert!(err.contains("bmac::setup::not_built_yet"), "{err}");
+    assert!(
+        err.contains("the spec asks for provider `eks`, which bmac does not implement yet"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the `aws` feature is where the `eks` provider lands"),
+        "{err}"
+    );
+}

@@ -8,7 +8,7 @@
 //! state or output; "no writes" is the API server's own `apiserver_request_total` counter.
 //!
 //! Run: `scripts/kube-env.sh start /tmp/k && . /tmp/k/env && BMAC_E2E=1 cargo test -p bmac-cli
-//! --features kube --test kube_cli`. Without a server (and without `BMAC_E2E=1`) every test
+//! --test kube_cli` (the `kube` feature is on by default). Without a server (and without `BMAC_E2E=1`) every test
 //! prints a notice and returns.
 
 #![cfg(feature = "kube")]

@@ -125,10 +125,7 @@ impl CloudConfig {
     /// Resolves the config for `spec` (simulator state in `state_dir`) from the process
     /// environment, with no overrides.
     pub fn from_env(spec: &Spec, state_dir: &Path) -> Result<Self, SetupError> {
-        let env = std::env::vars_os().filter_map(|(name, value)| {
-            Some((name.into_string().ok()?, value.into_string().ok()?))
-        });
-        CloudConfig::resolve(spec, state_dir, env, &Overrides::default())
+        CloudConfig::resolve(spec, state_dir, process_env(), &Overrides::default())
     }
 
     /// Resolves the config for `spec` from the environment `env` (name, value pairs; only the
@@ -216,6 +213,13 @@ impl CloudConfig {
     pub fn var(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(String::as_str)
     }
+}
+
+/// The process environment as `(name, value)` pairs, for [`CloudConfig::resolve`] (variables
+/// whose name or value is not UTF-8 are skipped: none of the [`CAPTURED`] ones can be).
+pub fn process_env() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
 }
 
 /// Whether `name` is one of the [`CAPTURED`] variables.

@@ -3,10 +3,11 @@
 //! One module per backend. [`sim`] — a deterministic simulated cloud that serves every step
 //! kind — is always compiled: it is the embedded default provider, what the quickstart, the
 //! examples, the benches and most of the test suite run against. The real backends (`kube`,
-//! `aws`, `gcp`) sit behind cargo features of the same names so that the engine and the
-//! simulated path build fast without their SDKs. [`for_spec`] picks the providers a spec
-//! asks for, configured by one [`CloudConfig`] (region, profile, endpoint overrides, the
-//! simulator's knobs) resolved from the spec, the environment and flags.
+//! `aws`, `gcp`, `azure`) sit behind cargo features of the same names so that the engine and
+//! the simulated path build fast without their SDKs (the cloud features are declared and still
+//! empty: EKS, GKE and AKS land there). [`for_spec`] picks the providers a spec asks for,
+//! configured by one [`CloudConfig`] (region, profile, endpoint overrides, the simulator's
+//! knobs) resolved from the spec, the environment and flags.
 
 pub mod config;
 #[cfg(feature = "kube")]

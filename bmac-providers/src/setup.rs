@@ -8,9 +8,10 @@
 //!   `<state_dir>/sim-cloud.log` next to the state it belongs with;
 //! - `kube` — the kube-rs provider for an existing cluster and every in-cluster kind (cargo
 //!   feature `kube`);
-//! - `eks`, `gke` — the AWS and GCP providers (features `aws`, `gcp`), not part of this build
-//!   yet: asking for them is a [`SetupError::FeatureMissing`] that says how to get them,
-//!   never a panic or a silent fallback to the simulator.
+//! - `eks`, `gke` — the AWS and GCP providers (features `aws`, `gcp`; `azure` is declared for
+//!   AKS), not written yet: asking for them is a [`SetupError::FeatureMissing`] that says how
+//!   to get them when the build lacks the feature, and a [`SetupError::NotBuiltYet`] when it
+//!   has the (still empty) feature — never a panic or a silent fallback to the simulator.
 //!
 //! The spec's fault rules map onto the simulator's [`FaultRule`]s one to one, with two
 //! differences the simulator imposes: a rule applies to a whole kind (a rule naming one
@@ -44,6 +45,18 @@ pub enum SetupError {
         /// The spec's provider (`eks`, `gke`, `kube`).
         provider: &'static str,
         /// The cargo feature that provides it.
+        feature: &'static str,
+    },
+    /// The spec's provider's feature is compiled in, but that provider is not written yet.
+    #[error("the spec asks for provider `{provider}`, which bmac does not implement yet")]
+    #[diagnostic(
+        code(bmac::setup::not_built_yet),
+        help("the `{feature}` feature is where the `{provider}` provider lands; until then use `provider = \"sim\"` to try the baseline, or `provider = \"kube\"` for a cluster you already have")
+    )]
+    NotBuiltYet {
+        /// The spec's provider (`eks`, `gke`).
+        provider: &'static str,
+        /// The cargo feature it will come with.
         feature: &'static str,
     },
     /// A `[sim]` fault names one step; the simulator injects faults per kind.
@@ -93,14 +106,17 @@ pub fn for_config(config: &CloudConfig) -> Result<Providers, SetupError> {
             Ok(Providers::new().fallback(Arc::new(sim)))
         }
         Provider::Kube => kube(),
-        Provider::Eks => Err(SetupError::FeatureMissing {
-            provider: "eks",
-            feature: "aws",
-        }),
-        Provider::Gke => Err(SetupError::FeatureMissing {
-            provider: "gke",
-            feature: "gcp",
-        }),
+        Provider::Eks => Err(cloud("eks", "aws", cfg!(feature = "aws"))),
+        Provider::Gke => Err(cloud("gke", "gcp", cfg!(feature = "gcp"))),
+    }
+}
+
+/// Why a cloud provider cannot be set up: its feature is missing, or compiled in but empty.
+fn cloud(provider: &'static str, feature: &'static str, compiled: bool) -> SetupError {
+    if compiled {
+        SetupError::NotBuiltYet { provider, feature }
+    } else {
+        SetupError::FeatureMissing { provider, feature }
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! - [`connect`] finds the server through `$KUBECONFIG` (context `bmac-admin`). With
 //!   `BMAC_E2E=1` an unreachable server FAILS the test; without it the test prints a notice and
-//!   returns early, so a plain `cargo test --features kube` on a machine without a server passes
+//!   returns early, so a plain `cargo test` on a machine without a server passes
 //!   without pretending to have checked anything.
 //! - Tests hold a process-wide lock while they run: they count the API server's own write
 //!   counter (`apiserver_request_total`), which parallel tests would disturb, and the policy

@@ -94,7 +94,7 @@ pub fn outcome(events: &[Value]) -> Option<String> {
         .and_then(|e| e["outcome"].as_str().map(str::to_owned))
 }
 
-/// The `bmac` binary cargo built for this test (with `--features kube`).
+/// The `bmac` binary cargo built for this test (with the `kube` feature, on by default).
 pub fn bmac_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_bmac"))
 }
@@ -105,7 +105,7 @@ pub fn bmac_bin() -> PathBuf {
 fn check_build(stderr: &str) {
     assert!(
         !stderr.contains("bmac::setup::feature_missing"),
-        "the bmac binary at {} has no kube provider (was it rebuilt without `--features kube` \
+        "the bmac binary at {} has no kube provider (was it rebuilt with `--no-default-features` \
          while this test ran?):\n{stderr}",
         bmac_bin().display()
     );

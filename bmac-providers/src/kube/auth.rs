@@ -56,16 +56,7 @@ pub(crate) async fn client(
     };
     let command = user.exec.as_ref().and_then(|e| e.command.clone());
     let hint = user.exec.as_ref().and_then(|e| e.install_hint.clone());
-    let invalid = |e: &dyn std::fmt::Display| {
-        ProviderError::permanent(format!(
-            "cannot build a Kubernetes client for {} with {}: {e}",
-            access.endpoint,
-            access.credentials.describe()
-        ))
-    };
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig_for(access, user), &options())
-        .await
-        .map_err(|e| invalid(&e))?;
+    let config = config_with(access, user).await?;
     let built = tokio::task::spawn_blocking(move || {
         let builder = ClientBuilder::try_from(config)?;
         Ok::<_, kube::Error>(match minted {
@@ -78,17 +69,48 @@ pub(crate) async fn client(
         })
     })
     .await
-    .map_err(|e| invalid(&e))?;
+    .map_err(|e| invalid(access, &e))?;
     built.map_err(|e| match e {
         kube::Error::Auth(auth) => {
             let mut said = describe_auth(&auth, command.as_deref());
             if let (Some(hint), kube::client::AuthError::AuthExecStart(_)) = (&hint, &auth) {
                 said = format!("{said} ({hint})");
             }
-            invalid(&said)
+            invalid(access, &said)
         }
-        other => invalid(&other),
+        other => invalid(access, &other),
     })
+}
+
+/// The kube-rs configuration for `access` when no token minter is registered: the user comes
+/// from its static credentials, kubeconfig context or exec plugin (a plugin runs when a client
+/// is built from the configuration, not now); a source only a minter serves is an error
+/// naming the missing minter.
+pub(crate) async fn config(access: &ClusterAccess) -> Result<kube::Config, ProviderError> {
+    let user = match &access.credentials {
+        Credentials::Static { secret, .. } => static_user(secret),
+        Credentials::Source(source) => source_user(source)?,
+    };
+    config_with(access, user).await
+}
+
+/// The configuration for the access's cluster, authenticating as `user`.
+async fn config_with(
+    access: &ClusterAccess,
+    user: AuthInfo,
+) -> Result<kube::Config, ProviderError> {
+    kube::Config::from_custom_kubeconfig(kubeconfig_for(access, user), &options())
+        .await
+        .map_err(|e| invalid(access, &e))
+}
+
+/// A client or configuration for `access` cannot be made: permanent, naming the source.
+fn invalid(access: &ClusterAccess, e: &dyn std::fmt::Display) -> ProviderError {
+    ProviderError::permanent(format!(
+        "cannot build a Kubernetes client for {} with {}: {e}",
+        access.endpoint,
+        access.credentials.describe()
+    ))
 }
 
 fn options() -> KubeConfigOptions {
@@ -282,5 +304,49 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[tokio::test]
+    async fn a_configuration_is_made_from_a_cluster_steps_outputs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\n\
+             clusters: [{name: c, cluster: {server: \"https://10.0.0.1:6443\"}}]\n\
+             users: [{name: u, user: {token: t0k3n}}]\n\
+             contexts: [{name: prod, context: {cluster: c, user: u}}]\n",
+        )
+        .expect("kubeconfig");
+        let cluster = |credentials: bmac_core::OutputValue| {
+            let mut outputs = bmac_core::Outputs::new()
+                .with("endpoint", "https://127.0.0.1:6443")
+                .with("ca_data", "");
+            outputs.insert("credentials", credentials);
+            outputs
+        };
+        let source = json!({"type": "kubeconfig", "path": path, "context": "prod"});
+        let config = crate::kube::client_config(&cluster(bmac_core::OutputValue::Plain(source)))
+            .await
+            .expect("a configuration");
+        // The cluster is the step's endpoint; only the user comes from the context.
+        assert_eq!(config.cluster_url.to_string(), "https://127.0.0.1:6443/");
+        assert!(config.auth_info.token.is_some());
+
+        // The simulated cloud's static token, as state keeps it: by digest only.
+        let secret = bmac_core::OutputValue::sensitive(json!({"token": "simtok"})).redacted();
+        let err = crate::kube::client_config(&cluster(secret))
+            .await
+            .expect_err("no token to use");
+        assert!(
+            err.message.contains("known only by its digest"),
+            "{}",
+            err.message
+        );
+        let eks = json!({"type": "eks", "cluster": "shop", "region": "eu-west-1"});
+        let err = crate::kube::client_config(&cluster(bmac_core::OutputValue::Plain(eks)))
+            .await
+            .expect_err("no minter");
+        assert!(err.message.contains("no token minter"), "{}", err.message);
     }
 }

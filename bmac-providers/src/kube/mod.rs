@@ -34,6 +34,9 @@
 //! included. Static credentials (a sensitive `{"token": …}`, which embedders and test harnesses
 //! may still hand in) reach only the process they were given to.
 //!
+//! [`client_config`] reads a cluster step's outputs the same way, for an embedder that wants a
+//! kube-rs client for the cluster bmac built.
+//!
 //! # What this provider does not do
 //! - It does not wait for workloads (the policy engine's Deployments) to become ready unless
 //!   [`KubeProvider::wait_for_workloads`] is set: readiness needs nodes, and applying the
@@ -175,6 +178,24 @@ impl KubeProvider {
             .await
             .map_err(|e| prefixed(step, e))
     }
+}
+
+/// A ready kube-rs configuration for the cluster a cluster step's `outputs` describe (its
+/// `endpoint`, `ca_data` and `credentials`), for code that talks to the built cluster outside
+/// a run — the front door's `kube_config`. It is read exactly as an in-cluster step reads its
+/// inputs, so it authenticates the same way: a kubeconfig context's user or an exec plugin
+/// (run when a client is built from the configuration), or static credentials given as a
+/// sensitive value. Sources that need a [`TokenMinter`] (`eks`, `gke`, `aks`, `sim`) are a
+/// permanent error naming the missing minter, and so are credentials that state keeps only by
+/// digest (the simulated cloud's static token).
+pub async fn client_config(outputs: &Outputs) -> Result<::kube::Config, ProviderError> {
+    let inputs = Inputs(
+        outputs
+            .iter()
+            .map(|(name, value)| (name.to_owned(), value.clone()))
+            .collect(),
+    );
+    auth::config(&ClusterAccess::from_inputs(&inputs)?).await
 }
 
 /// The step's typed config, or a permanent error naming the step and kind.
