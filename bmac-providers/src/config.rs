@@ -2,9 +2,10 @@
 //! cloud (region, endpoint overrides), as whom (the profile of the credentials chain), and the
 //! simulator's knobs — resolved once from the spec, the environment and command-line flags.
 //!
-//! Nothing else in the providers reads the process environment for settings: the environment
-//! is read once, here, through a lookup function (so tests and embedders pass a map instead of
-//! mutating the process), and what it held is visible in [`CloudConfig::vars`]. Credentials
+//! Providers built by [`for_config`](crate::for_config) read no other setting from the process
+//! environment: it is read once, here, as `(name, value)` pairs (so tests and embedders pass a
+//! list instead of mutating the process), and what it held is visible in [`CloudConfig::vars`].
+//! (`SimConfig::with_env` and `setup::sim_config` remain for using the simulator on its own.) Credentials
 //! themselves are not part of it: the SDKs' own chains read them (environment keys, profiles,
 //! SSO, web identity, instance metadata) when a provider first calls, and no variable holding a
 //! secret is ever captured here ([`CAPTURED`] lists what is).
