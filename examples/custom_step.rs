@@ -16,9 +16,9 @@ use async_trait::async_trait;
 use bmac_core::provider::{
     ApplyRequest, DestroyRequest, ObserveRequest, Observed, Provider, ProviderError,
 };
-use bmac_core::spec::Spec;
 use bmac_core::state::MemoryStore;
 use bmac_core::{Executor, Kind, Outputs, Planner, Ref, State, Step, StepId};
+use bmac_steps::spec::Spec;
 use miette::{IntoDiagnostic, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use bmac::core::event::{Event, Outcome};
 use bmac::core::plan::GraphFormat;
-use bmac::core::spec::lint;
 use bmac::providers::Overrides;
+use bmac::steps::spec::lint;
 use bmac::{ApplyOptions, CancellationToken, Options, Plan, PlanOptions, Stack, StepId};
 use miette::{miette, IntoDiagnostic, Result};
 

@@ -1,6 +1,6 @@
 //! bmac-core: the engine of bmac ("Build Me A Cluster"), with no cloud dependency.
 //!
-//! The flow: a spec ([`spec`]) is expanded (by `bmac-steps`) into [`step::Step`]s; the
+//! The flow: a spec (`bmac_steps::spec`) is expanded by `bmac-steps` into [`step::Step`]s; the
 //! [`plan::Planner`] turns steps and the current [`state::State`] into a sealed
 //! [`plan::Plan`]; the [`exec::Executor`] runs the plan concurrently against
 //! [`provider::Provider`]s, journaling every call to a [`state::StateStore`] so an interrupted
@@ -13,7 +13,6 @@ pub mod event;
 pub mod exec;
 pub mod plan;
 pub mod provider;
-pub mod spec;
 pub mod state;
 pub mod step;
 

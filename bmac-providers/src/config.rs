@@ -32,7 +32,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use bmac_core::spec::{Provider, Spec};
+use bmac_steps::spec::{Provider, Spec};
 
 use crate::setup::{sim_settings, SetupError};
 use crate::sim::SimConfig;

@@ -21,8 +21,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bmac_core::spec::{FaultError, Provider, Spec};
 use bmac_core::Providers;
+use bmac_steps::spec::{FaultError, Provider, Spec};
 
 use crate::config::CloudConfig;
 use crate::sim::{FaultKind, FaultRule, SimConfig, SimError, SimProvider};

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use bmac_core::spec::Spec;
 use bmac_providers::{CloudConfig, Overrides, SetupError};
+use bmac_steps::spec::Spec;
 use miette::Diagnostic;
 
 fn spec(lines: &str) -> Spec {

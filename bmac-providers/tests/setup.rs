@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use bmac_core::spec::Spec;
 use bmac_providers::setup::{sim_config, sim_settings, SIM_CLOUD_FILE};
 use bmac_providers::sim::FaultKind;
 use bmac_providers::{for_config, for_spec, CloudConfig, Overrides, SetupError};
+use bmac_steps::spec::Spec;
 use miette::Diagnostic;
 
 fn spec(provider_lines: &str, sim: &str) -> Spec {

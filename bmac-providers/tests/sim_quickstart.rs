@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bmac_core::plan::{Action, Planner};
-use bmac_core::spec::Spec;
 use bmac_core::state::State;
 use bmac_core::{Executor, LocalStore, Plan, StateStore};
 use bmac_providers::setup::SIM_CLOUD_FILE;
 use bmac_providers::{for_spec, SimCloud};
 use bmac_steps::expand;
+use bmac_steps::spec::Spec;
 use serde_json::Value;
 
 fn quickstart_path() -> PathBuf {

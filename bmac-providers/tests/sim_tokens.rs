@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use bmac_core::event::Event;
 use bmac_core::plan::Planner;
-use bmac_core::spec::Spec;
 use bmac_core::step::Fingerprint;
 use bmac_core::{Executor, LocalStore, Plan, Providers, StateStore};
 use bmac_providers::setup::sim_config;
 use bmac_providers::sim::tokens::{token, TOKEN_PREFIX};
 use bmac_providers::SimProvider;
 use bmac_steps::expand;
+use bmac_steps::spec::Spec;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use bmac_core::spec::{BundleSource, Spec};
+use crate::spec::{BundleSource, Spec};
 use sha2::{Digest, Sha256};
 
 use crate::error::{BundleError, CatalogueError};

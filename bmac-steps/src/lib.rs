@@ -1,8 +1,10 @@
-//! bmac-steps: the catalogue of build concerns — cluster, node pools, CNI, storage classes,
+//! bmac-steps: the spec and the catalogue of build concerns — cluster, node pools, CNI, storage classes,
 //! audit sink, PodSecurity, policy engine, registry mirror / allow-list, workload identity —
 //! and how each expands into [`bmac_core::Step`]s with the dependencies the real world has.
 //!
-//! [`expand`] turns a [`bmac_core::spec::Spec`] into an [`Expansion`]: the steps, and the
+//! [`spec`] reads `bmac.toml` into a typed model that remembers where everything was
+//! written (it sits next to the catalogue, its only reader, so cloud fields grow here and the
+//! engine stays free of cluster knowledge). [`expand`] turns a [`spec::Spec`] into an [`Expansion`]: the steps, and the
 //! [`bmac_core::plan::Sources`] the planner needs to point its diagnostics into the spec.
 //! [`kinds`] names the step kinds and their replacement fields; [`config`] holds the typed,
 //! provider-neutral desired state of each kind, which providers read back, and the
@@ -22,6 +24,7 @@ mod expand;
 pub mod kinds;
 mod objects;
 pub mod policies;
+pub mod spec;
 
 pub use bundle::{verify_bundle, verify_bundle_in};
 pub use config::CredentialSource;

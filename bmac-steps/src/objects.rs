@@ -15,7 +15,7 @@
 
 use std::path::Path;
 
-use bmac_core::spec::{Spec, TextSource};
+use crate::spec::{Spec, TextSource};
 use miette::SourceSpan;
 use serde::Deserialize;
 use serde_json::Value;

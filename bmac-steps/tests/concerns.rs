@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use bmac_core::spec::Spec;
 use bmac_core::step::Step;
 use bmac_steps::config::{
     IamRoleConfig, ManifestConfig, PodSecurityLabelsConfig, PolicyConfig, ServiceAccountConfig,
     StorageClassConfig,
 };
+use bmac_steps::spec::Spec;
 use bmac_steps::{expand, expand_in, CatalogueError, Expansion};
 use miette::Diagnostic;
 

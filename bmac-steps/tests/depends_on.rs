@@ -2,9 +2,9 @@
 //! one gets (unknown, with did-you-mean, at the item's span; a cycle listing its steps).
 
 use bmac_core::plan::{PlanError, Planner};
-use bmac_core::spec::Spec;
 use bmac_core::state::State;
 use bmac_core::step::StepId;
+use bmac_steps::spec::Spec;
 use bmac_steps::{expand, Expansion};
 
 const BASE: &str = r#"

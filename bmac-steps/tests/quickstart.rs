@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use bmac_core::plan::Planner;
-use bmac_core::spec::Spec;
 use bmac_core::state::State;
 use bmac_core::step::{Ref, Step, StepId};
 use bmac_steps::config::{PolicyConfig, PolicyEngineConfig, ServiceAccountConfig};
+use bmac_steps::spec::Spec;
 use bmac_steps::{expand, kinds, Expansion};
 
 fn quickstart() -> (Spec, Expansion) {

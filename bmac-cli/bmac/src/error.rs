@@ -12,11 +12,11 @@ use std::path::PathBuf;
 
 use bmac_core::drift::DriftError;
 use bmac_core::exec::ExecError;
-use bmac_core::spec::lint::Finding;
-use bmac_core::spec::SpecError;
 use bmac_core::state::StateError;
 use bmac_core::PlanError;
 use bmac_providers::SetupError;
+use bmac_steps::spec::lint::Finding;
+use bmac_steps::spec::SpecError;
 use bmac_steps::CatalogueError;
 
 /// Why a stack call failed.

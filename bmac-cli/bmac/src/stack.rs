@@ -20,11 +20,11 @@ use std::sync::{Arc, OnceLock};
 
 use bmac_core::drift::{DriftReport, Refreshed};
 use bmac_core::plan::GraphFormat;
-use bmac_core::spec::lint::{self, Finding, Severity};
-use bmac_core::spec::{Spec, StateBackendKind};
 use bmac_core::state::LockInfo;
 use bmac_core::{LocalStore, Plan, Planner, Providers, State, StateStore, Step};
 use bmac_providers::CloudConfig;
+use bmac_steps::spec::lint::{self, Finding, Severity};
+use bmac_steps::spec::{Spec, StateBackendKind};
 use bmac_steps::Expansion;
 
 use crate::error::{Error, LintRefusal};

@@ -8,10 +8,10 @@
 use std::sync::{Arc, Mutex};
 
 use bmac::core::event::Counts;
-use bmac::core::spec::lint::Severity;
 use bmac::prelude::*;
 use bmac::providers::setup::SIM_CLOUD_FILE;
 use bmac::providers::SimCloud;
+use bmac::steps::spec::lint::Severity;
 use tempfile::TempDir;
 
 const QUICKSTART: &str = concat!(

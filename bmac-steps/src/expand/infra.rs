@@ -7,7 +7,7 @@
 //! mirror is wired to the cluster it serves. The cluster's `log_types` stay empty: control-plane
 //! logging belongs to the `audit.logging` step, so toggling audit never touches the cluster.
 
-use bmac_core::spec::{Provider, Spanned};
+use crate::spec::{Provider, Spanned};
 
 use super::Catalogue;
 use crate::config::{

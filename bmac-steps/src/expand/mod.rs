@@ -31,8 +31,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::spec::Spec;
 use bmac_core::plan::Sources;
-use bmac_core::spec::Spec;
 use bmac_core::step::{Ref, Step, StepId};
 use miette::SourceSpan;
 use serde::Serialize;

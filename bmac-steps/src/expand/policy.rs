@@ -11,7 +11,7 @@
 //! Unpinned engine versions default to [`KYVERNO_VERSION`] / [`GATEKEEPER_VERSION`], the
 //! releases bmac's policies are written against.
 
-use bmac_core::spec::{BaselinePolicy, BundleSource, Policy, PolicyEngine, Spanned};
+use crate::spec::{BaselinePolicy, BundleSource, Policy, PolicyEngine, Spanned};
 
 use super::workloads::{default_labels, exempt_namespaces};
 use super::Catalogue;
@@ -25,10 +25,7 @@ pub const KYVERNO_VERSION: &str = "1.12.5";
 /// The Gatekeeper release used when the spec pins none.
 pub const GATEKEEPER_VERSION: &str = "3.16.3";
 
-fn bundle(
-    c: &Catalogue<'_>,
-    b: &Spanned<bmac_core::spec::Bundle>,
-) -> Result<Bundle, CatalogueError> {
+fn bundle(c: &Catalogue<'_>, b: &Spanned<crate::spec::Bundle>) -> Result<Bundle, CatalogueError> {
     let fail = |problem: String, help: &str| {
         CatalogueError::Bundle(Box::new(BundleError {
             problem,
@@ -146,7 +143,7 @@ pub(super) fn expand(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
 }
 
 /// What the baseline policies are generated from.
-fn context(spec: &bmac_core::spec::Spec, policy: &Policy) -> PolicyContext {
+fn context(spec: &crate::spec::Spec, policy: &Policy) -> PolicyContext {
     let engine = policy.engine.value;
     let mut registries: Vec<String> = Vec::new();
     if let Some(r) = &spec.registries {

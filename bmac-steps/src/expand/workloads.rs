@@ -18,7 +18,7 @@
 //!   Pod Security labels, and after every policy — so the workloads a spec ships are admitted
 //!   under the baseline, never before it is in force.
 
-use bmac_core::spec::{Provider, PsaLevel, PsaOverride, PsaSetting, Spec};
+use crate::spec::{Provider, PsaLevel, PsaOverride, PsaSetting, Spec};
 use bmac_core::step::{Ref, StepId};
 
 use super::infra::role_annotation;
@@ -195,8 +195,8 @@ pub(super) fn workload_identities(c: &mut Catalogue<'_>) -> Result<(), Catalogue
         };
         let short = entry.segments().last().unwrap_or(entry.as_str());
         let (existing, permissions) = match &wi.access {
-            bmac_core::spec::Access::Role(r) => (Some(r.value.clone()), Vec::new()),
-            bmac_core::spec::Access::Permissions(p) => {
+            crate::spec::Access::Role(r) => (Some(r.value.clone()), Vec::new()),
+            crate::spec::Access::Permissions(p) => {
                 (None, p.iter().map(|p| p.value.clone()).collect())
             }
         };

@@ -9,7 +9,7 @@
 //! one `AssignMetadata` per label, and `AssignMetadata` by design only adds a label that is
 //! missing, which is exactly "add if absent".
 
-use bmac_core::spec::{BaselinePolicy, PolicyMode};
+use crate::spec::{BaselinePolicy, PolicyMode};
 use serde_json::{json, Value};
 
 use super::{describe, PolicyContext};

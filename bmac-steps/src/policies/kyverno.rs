@@ -9,7 +9,7 @@
 //! every container sets it. The namespace-label default is a `mutate` rule whose `+(label)`
 //! anchors add a label only when it is absent.
 
-use bmac_core::spec::{BaselinePolicy, PolicyMode};
+use crate::spec::{BaselinePolicy, PolicyMode};
 use serde_json::{json, Map, Value};
 
 use super::{describe, PolicyContext};

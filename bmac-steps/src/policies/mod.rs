@@ -20,7 +20,7 @@
 pub mod gatekeeper;
 pub mod kyverno;
 
-use bmac_core::spec::{BaselinePolicy, PolicyEngine, PolicyMode};
+use crate::spec::{BaselinePolicy, PolicyEngine, PolicyMode};
 use serde_json::Value;
 
 use crate::config::PodSecurityLabelsConfig;

@@ -1,7 +1,7 @@
 //! Reading `bmac.toml`: every section decoded, spans that point at the right line and column,
 //! and every contradiction reported with its code and a help line.
 
-use bmac_core::spec::*;
+use bmac_steps::spec::*;
 use miette::SourceSpan;
 
 const BASE: &str = "[cluster]\nname = \"t\"\nprovider = \"sim\"\n";

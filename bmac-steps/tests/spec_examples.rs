@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use bmac_core::spec::{lint, Spec};
+use bmac_steps::spec::{lint, Spec};
 
 fn example(name: &str) -> Spec {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -67,13 +67,13 @@ fn quickstart_is_the_full_baseline_and_lint_clean() {
 #[test]
 fn eks_baseline_is_lint_clean() {
     let spec = assert_lint_clean("eks-baseline.toml");
-    assert_eq!(spec.cluster.provider.value, bmac_core::spec::Provider::Eks);
+    assert_eq!(spec.cluster.provider.value, bmac_steps::spec::Provider::Eks);
 }
 
 #[test]
 fn gke_baseline_is_lint_clean() {
     let spec = assert_lint_clean("gke-baseline.toml");
-    assert_eq!(spec.cluster.provider.value, bmac_core::spec::Provider::Gke);
+    assert_eq!(spec.cluster.provider.value, bmac_steps::spec::Provider::Gke);
 }
 
 #[test]

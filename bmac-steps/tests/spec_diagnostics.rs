@@ -1,6 +1,6 @@
 //! What users see: rendered spec diagnostics, snapshot-tested (no colour, fixed width).
 
-use bmac_core::spec::{lint, Spec};
+use bmac_steps::spec::{lint, Spec};
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
 
 fn render(diagnostic: &dyn Diagnostic) -> String {

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use miette::SourceSpan;
 
-use crate::step::StepId;
+use bmac_core::step::StepId;
 
 /// A value with the span of its text in the spec.
 #[derive(Debug, Clone, PartialEq)]

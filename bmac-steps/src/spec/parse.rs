@@ -10,7 +10,7 @@ use super::decode::{meta, Decoder, Fields};
 use super::diag::{Problem, ProblemCode};
 use super::model::*;
 use super::tree::{Node, NodeKind};
-use crate::step::StepId;
+use bmac_core::step::StepId;
 
 /// Every top-level section.
 pub(crate) const SECTIONS: &[&str] = &[

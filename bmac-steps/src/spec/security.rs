@@ -9,7 +9,7 @@ use super::decode::{meta, Decoder, Fields};
 use super::model::*;
 use super::model_security::*;
 use super::tree::Node;
-use crate::step::StepId;
+use bmac_core::step::StepId;
 
 const AUDIT_FIELDS: &[&str] = &[
     "enabled",

@@ -1,8 +1,8 @@
 //! `bmac lint`: each security-baseline rule fires on the spec that breaks it, with its stable
 //! id, its severity, and a span at the text that causes it — and stays silent otherwise.
 
-use bmac_core::spec::lint::{self, Finding, Severity};
-use bmac_core::spec::Spec;
+use bmac_steps::spec::lint::{self, Finding, Severity};
+use bmac_steps::spec::Spec;
 
 /// A spec that passes every rule.
 const CLEAN: &str = r#"[cluster]

@@ -46,7 +46,7 @@ pub use diag::{InvalidSpec, Problem, ProblemCode, SpecError};
 pub use model::*;
 pub use model_security::*;
 
-use crate::step::StepId;
+use bmac_core::step::StepId;
 use decode::{span, Decoder};
 use tree::{Node, NodeKind};
 

@@ -13,7 +13,7 @@ use super::model_security::*;
 use super::parse::{dns_name, named_entry};
 use super::security::{psa_override, text_source};
 use super::tree::Node;
-use crate::step::StepId;
+use bmac_core::step::StepId;
 
 const IDENTITY_FIELDS: &[&str] = &[
     "name",

@@ -15,7 +15,7 @@ use miette::SourceSpan;
 use super::diag::{closest, quoted_list, suggest, Problem, ProblemCode};
 use super::model::{DependsOn, EntryMeta, Spanned};
 use super::tree::{Key, Node, NodeKind};
-use crate::step::StepId;
+use bmac_core::step::StepId;
 
 /// Builds an entry's meta from its id and what [`Decoder::depends_on`] read.
 pub(crate) fn meta(id: StepId, (span, depends_on): (SourceSpan, Vec<DependsOn>)) -> EntryMeta {

@@ -6,7 +6,7 @@
 //! validation and lint). Each case parses, lints when valid, and renders every diagnostic —
 //! a panic anywhere fails the test.
 
-use bmac_core::spec::{lint, Spec};
+use bmac_steps::spec::{lint, Spec};
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
 use proptest::prelude::*;
 
