@@ -68,6 +68,9 @@ pub const CAPTURED: &[&str] = &[
     "BMAC_SIM_CLOUD",
     "BMAC_SIM_TOKEN_TTL_MS",
     "BMAC_SIM_TOKEN_USES",
+    "BMAC_CACHE_DIR",
+    "XDG_CACHE_HOME",
+    "HOME",
 ];
 
 /// The key of the endpoint every AWS service falls back to (`AWS_ENDPOINT_URL`).

@@ -105,7 +105,7 @@ pub fn for_config(config: &CloudConfig) -> Result<Providers, SetupError> {
             let sim = SimProvider::new(config.sim.clone())?;
             Ok(Providers::new().fallback(Arc::new(sim)))
         }
-        Provider::Kube => kube(),
+        Provider::Kube => kube(config),
         Provider::Eks => Err(cloud("eks", "aws", cfg!(feature = "aws"))),
         Provider::Gke => Err(cloud("gke", "gcp", cfg!(feature = "gcp"))),
     }
@@ -121,14 +121,21 @@ fn cloud(provider: &'static str, feature: &'static str, compiled: bool) -> Setup
 }
 
 #[cfg(feature = "kube")]
-fn kube() -> Result<Providers, SetupError> {
-    use crate::kube::KubeProvider;
-    let provider = Arc::new(KubeProvider::new());
+fn kube(config: &CloudConfig) -> Result<Providers, SetupError> {
+    use crate::kube::{BundleFetch, KubeProvider};
+    // Downloaded release bundles are kept in the user's cache (BMAC_CACHE_DIR, XDG_CACHE_HOME,
+    // HOME, as captured in the config).
+    let mut bundles = BundleFetch::new();
+    if let Some(cache) = bmac_steps::BundleCache::locate(|name| config.var(name).map(str::to_owned))
+    {
+        bundles = bundles.with_cache(cache);
+    }
+    let provider = Arc::new(KubeProvider::new().with_bundles(bundles));
     Ok(Providers::new().route(KubeProvider::KINDS.iter().copied(), provider))
 }
 
 #[cfg(not(feature = "kube"))]
-fn kube() -> Result<Providers, SetupError> {
+fn kube(_config: &CloudConfig) -> Result<Providers, SetupError> {
     Err(SetupError::FeatureMissing {
         provider: "kube",
         feature: "kube",

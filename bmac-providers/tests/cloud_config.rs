@@ -169,7 +169,11 @@ fn no_secret_is_captured() {
         ("HOME", "/root"),
     ];
     let config = resolve(&eks(), &vars, &Overrides::default()).unwrap();
-    assert_eq!(config.vars.keys().collect::<Vec<_>>(), ["AWS_PROFILE"]);
+    // HOME is captured (not a secret): it locates the bundle cache.
+    assert_eq!(
+        config.vars.keys().collect::<Vec<_>>(),
+        ["AWS_PROFILE", "HOME"]
+    );
     let shown = format!("{config:?}");
     for secret in ["AKIAEXAMPLE", "wJalrXUtnFEMI", "FwoGZXIvYXdzE", "azsecret"] {
         assert!(!shown.contains(secret), "{shown}");

@@ -214,13 +214,21 @@ async fn baseline_applies_converges_without_writes_and_destroys_cleanly() {
             objects: vec![json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "payments-settings", "namespace": app},
             "data": {"region": "eu-west-1"}})],
+            bundle: None,
+            namespace: None,
         },
     );
 
-    // A policy before its engine: the kind is not served yet — retryable, nothing written.
+    // A policy before its engine: no CRD defines the kind anywhere, so retrying cannot help —
+    // permanent, naming the object and the API it needs; nothing written.
     let early = run.apply(&policy).await.expect_err("no CRD yet");
-    assert!(early.is_retryable(), "{}", early.message);
+    assert!(!early.is_retryable(), "{}", early.message);
     assert!(early.message.contains("ClusterPolicy"), "{}", early.message);
+    assert!(
+        early.message.contains("needs kyverno.io/v1"),
+        "{}",
+        early.message
+    );
 
     let steps = [
         &ns_app,

@@ -451,11 +451,11 @@ impl PodSecurityLabelsConfig {
     }
 }
 
-/// A release bundle of the policy engine.
+/// A release bundle (the policy engine's, or a manifest's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bundle {
-    /// Where it is: a URL or a local path (relative paths are relative to the spec file,
-    /// resolved by the catalogue).
+    /// Where it is: an `https://` URL or a local path (relative paths are relative to the spec
+    /// file, resolved by the catalogue).
     pub source: String,
     /// Expected SHA-256 of the bundle, hex.
     pub sha256: String,
@@ -532,11 +532,19 @@ pub struct ServiceAccountConfig {
     pub role: Option<String>,
 }
 
-/// `manifest`: extra Kubernetes objects.
+/// `manifest`: extra Kubernetes objects — written in the spec (`objects`), or a release
+/// `bundle` the provider reads (downloads, for a URL) and verifies when it applies the step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestConfig {
     /// Entry name.
     pub name: String,
-    /// The objects, in apply order.
+    /// The objects, in the order written (empty for a bundle).
+    #[serde(default)]
     pub objects: Vec<Value>,
+    /// The release bundle the objects come from, pinned by its digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<Bundle>,
+    /// The namespace of namespaced objects that name none (`default` when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }

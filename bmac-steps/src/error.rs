@@ -31,7 +31,7 @@ pub enum CatalogueError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     InvalidObject(Box<InvalidObjectError>),
-    /// The policy-engine bundle cannot be used as written (`bmac::catalogue::bundle`).
+    /// A release bundle cannot be used as written (`bmac::catalogue::bundle`).
     #[error(transparent)]
     #[diagnostic(transparent)]
     Bundle(Box<BundleError>),
@@ -119,7 +119,7 @@ pub struct InvalidObjectError {
 
 /// A policy-engine bundle the catalogue cannot hand to a provider.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("policy-engine bundle: {problem}")]
+#[error("bundle: {problem}")]
 #[diagnostic(code(bmac::catalogue::bundle))]
 pub struct BundleError {
     /// What is wrong.
@@ -130,7 +130,7 @@ pub struct BundleError {
     /// The spec.
     #[source_code]
     pub src: NamedSource<Arc<str>>,
-    /// The `[policy.bundle]` table.
+    /// The bundle table (`[policy.bundle]`, a manifest's `bundle`).
     #[label("this bundle")]
     pub span: SourceSpan,
 }

@@ -18,6 +18,7 @@
 //! `manifest.<name>`.
 
 mod bundle;
+pub mod bundle_cache;
 pub mod config;
 mod error;
 mod expand;
@@ -26,7 +27,8 @@ mod objects;
 pub mod policies;
 pub mod spec;
 
-pub use bundle::{verify_bundle, verify_bundle_in};
+pub use bundle::{verify_bundle, verify_bundle_in, verify_bundles, BundleCheck};
+pub use bundle_cache::BundleCache;
 pub use config::CredentialSource;
 pub use error::{
     BundleError, CatalogueError, InvalidIdError, InvalidObjectError, ParseObjectsError,

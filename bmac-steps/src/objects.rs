@@ -143,6 +143,22 @@ pub(crate) fn namespaces(objects: &[Value]) -> Vec<&str> {
     out
 }
 
+/// The names of the `Namespace` objects among `objects`, each once, in order.
+pub(crate) fn created_namespaces(objects: &[Value]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for o in objects {
+        let is_namespace = o.get("kind").and_then(Value::as_str) == Some("Namespace")
+            && o.get("apiVersion").and_then(Value::as_str) == Some("v1");
+        let name = o.pointer("/metadata/name").and_then(Value::as_str);
+        if let (true, Some(name)) = (is_namespace, name) {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",

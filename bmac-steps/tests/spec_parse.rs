@@ -257,7 +257,10 @@ depends_on = ["namespace.app", "workload_identity.app-api"]
     assert!(matches!(&w.access, Access::Role(r) if r.value.ends_with("role/app")));
 
     let m = &s.manifests[0];
-    assert_eq!(m.source, TextSource::File("k8s/extra.yaml".into()));
+    assert_eq!(
+        m.source,
+        ManifestSource::Text(TextSource::File("k8s/extra.yaml".into()))
+    );
     let deps: Vec<&str> = m
         .meta
         .depends_on

@@ -1,13 +1,10 @@
-//! Policy-engine release bundles: read, verify, parse, order and mirror-rewrite.
+//! Release bundles: parse, order and mirror-rewrite.
 //!
-//! A bundle is the engine's release manifest (Kyverno's `install.yaml`, Gatekeeper's
-//! `gatekeeper.yaml`): multi-document YAML. Invariants:
-//! - The bytes are verified against the spec's SHA-256 *before* they are parsed, so a
-//!   tampered or truncated bundle never reaches the cluster — not even its first object.
-//! - Sources are local files (a path or a `file://` URL). Fetching over http(s) is not done by
-//!   this provider: the machines bmac is built for may have no route to the engine's release
-//!   host, and a pinned digest makes a downloaded copy just as trustworthy. Download the
-//!   release manifest once, record its digest in the spec and point `source` at the file.
+//! A bundle is a release manifest (Kyverno's `install.yaml`, Gatekeeper's `gatekeeper.yaml`,
+//! Argo CD's `install.yaml`, Flux's components): multi-document YAML. Invariants:
+//! - Only verified bytes are parsed: `fetch.rs` reads, downloads or takes from the cache, and
+//!   checks the pinned SHA-256 first, so a tampered or truncated bundle never reaches the
+//!   cluster — not even its first object.
 //! - CustomResourceDefinitions are applied first (the caller waits for `Established`), then
 //!   every other object in bundle order.
 //! - Images of workloads (Deployment, DaemonSet, StatefulSet, Job, CronJob, Pod) are rewritten
@@ -16,77 +13,19 @@
 //!   `library/`), exactly as the container runtime would resolve it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-/// Why a bundle cannot be used. Every variant is permanent: retrying reads the same bytes.
+/// Why a bundle's text cannot be used. Permanent: parsing the same bytes fails the same way.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BundleError {
-    #[error("cannot read policy-engine bundle `{source_name}`: {error}")]
-    Read {
-        source_name: String,
-        #[source]
-        error: std::io::Error,
-    },
-    #[error(
-        "policy-engine bundle `{source_name}` is fetched over the network, which the kube \
-         provider does not do; download it, check its sha256 and set `source` to the file's path"
-    )]
-    Remote { source_name: String },
-    #[error(
-        "policy-engine bundle `{source_name}` has sha256 {actual}, but the spec expects \
-         {expected}; nothing was applied"
-    )]
-    DigestMismatch {
-        source_name: String,
-        expected: String,
-        actual: String,
-    },
-    #[error("policy-engine bundle `{source_name}`, document {document}: {reason}")]
+    #[error("bundle `{source_name}`, document {document}: {reason}")]
     Parse {
         source_name: String,
         document: usize,
         reason: String,
     },
-}
-
-/// Reads a bundle and checks its digest; returns the verified bytes.
-pub(crate) fn read_verified(source: &str, expected_sha256: &str) -> Result<Vec<u8>, BundleError> {
-    let lower = source.to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        return Err(BundleError::Remote {
-            source_name: source.to_owned(),
-        });
-    }
-    let path = PathBuf::from(source.strip_prefix("file://").unwrap_or(source));
-    let bytes = std::fs::read(&path).map_err(|error| BundleError::Read {
-        source_name: source.to_owned(),
-        error,
-    })?;
-    let actual = sha256_hex(&bytes);
-    let expected = expected_sha256
-        .trim()
-        .trim_start_matches("sha256:")
-        .to_ascii_lowercase();
-    if actual != expected {
-        return Err(BundleError::DigestMismatch {
-            source_name: source.to_owned(),
-            expected,
-            actual,
-        });
-    }
-    Ok(bytes)
-}
-
-/// Lowercase hex SHA-256 of some bytes.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Parses multi-document YAML into objects: empty documents are skipped, `kind: List`
@@ -159,13 +98,8 @@ pub(crate) fn rewrite_images(objects: &mut [Value], mirrors: &BTreeMap<String, S
         return;
     }
     for object in objects {
-        let pod_spec = match object.get("kind").and_then(Value::as_str) {
-            Some("Deployment" | "DaemonSet" | "StatefulSet" | "ReplicaSet" | "Job") => {
-                "/spec/template/spec"
-            }
-            Some("CronJob") => "/spec/jobTemplate/spec/template/spec",
-            Some("Pod") => "/spec",
-            _ => continue,
+        let Some(pod_spec) = pod_spec_pointer(object) else {
+            continue;
         };
         let Some(spec) = object.pointer_mut(pod_spec) else {
             continue;
@@ -180,6 +114,22 @@ pub(crate) fn rewrite_images(objects: &mut [Value], mirrors: &BTreeMap<String, S
                 }
             }
         }
+    }
+}
+
+/// Where a workload object keeps its pod spec (`/spec/template/spec` for a Deployment …).
+pub(crate) fn pod_spec_pointer(object: &Value) -> Option<&'static str> {
+    match object.get("kind").and_then(Value::as_str)? {
+        "Deployment"
+        | "DaemonSet"
+        | "StatefulSet"
+        | "ReplicaSet"
+        | "Job"
+        | "ReplicationController" => Some("/spec/template/spec"),
+        "PodTemplate" => Some("/template/spec"),
+        "CronJob" => Some("/spec/jobTemplate/spec/template/spec"),
+        "Pod" => Some("/spec"),
+        _ => None,
     }
 }
 
@@ -287,24 +237,6 @@ mod tests {
             Some(&json!("mirror.internal:5000/hub/library/busybox"))
         );
         assert_eq!(objects[2]["data"]["image"], json!("ghcr.io/a/b:1"));
-    }
-
-    #[test]
-    fn digest_is_checked_before_parsing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("b.yaml");
-        std::fs::write(&path, "not: [valid").unwrap();
-        let source = path.to_str().unwrap();
-        let err = read_verified(source, &"0".repeat(64)).unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.contains(&"0".repeat(64)), "{msg}");
-        assert!(msg.contains(&sha256_hex(b"not: [valid")), "{msg}");
-        let good = sha256_hex(b"not: [valid");
-        assert!(read_verified(source, &format!("sha256:{}", good.to_uppercase())).is_ok());
-        assert!(matches!(
-            read_verified("https://example.invalid/x.yaml", &good),
-            Err(BundleError::Remote { .. })
-        ));
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! `policy_engine`: installs Kyverno or Gatekeeper from its release bundle.
 //!
 //! Order of work, each step a precondition of the next:
-//! 1. read the bundle and verify its SHA-256 against the config — a mismatch is a permanent
-//!    error naming both digests, and nothing at all has been written;
+//! 1. read the bundle — a local file, the cache, or (apply only) a download, see `fetch.rs` —
+//!    and verify its SHA-256 against the config: a mismatch is a permanent error naming both
+//!    digests, and nothing at all has been written;
 //! 2. parse it (multi-document YAML), rewrite workload images per `image_mirrors`, and mark
 //!    every object with the install's identity (annotations `bmac.dev/policy-engine`,
 //!    `…-version`, `bmac.dev/bundle-sha256`, `bmac.dev/bundle-source`, `bmac.dev/image-mirrors`);
-//! 3. apply the CustomResourceDefinitions and wait until each is `Established` (polling, with
+//! 3. check that the cluster serves the API of every object (`served.rs`; nothing is written
+//!    otherwise), apply the CustomResourceDefinitions and wait until each is `Established` (polling, with
 //!    the provider's wait timeout) — the engine's own objects and every `policy` step need them;
 //! 4. apply every other object in bundle order;
 //! 5. only if the provider is told to ([`super::KubeProvider::wait_for_workloads`]), wait for
@@ -22,14 +24,16 @@
 //! removes the recorded objects last-first (see `object_set.rs`); deleting the CRDs removes the
 //! policies they hold.
 
-use bmac_core::provider::Observed;
+use bmac_core::provider::{Observed, Prior};
 use bmac_core::{Outputs, ProviderError, Step};
+use bmac_steps::bundle_cache::normalise;
 use bmac_steps::config::PolicyEngineConfig;
 use serde_json::{json, Value};
 
-use super::bundle::{self, BundleError};
-use super::object_set::applied_outputs;
-use super::objects::{created_by, Applied, Create, Session, Target, FIELD_MANAGER};
+use super::bundle;
+use super::fetch::Need;
+use super::object_set::{applied_outputs, apply_all, bundle_objects, recorded};
+use super::objects::{created_by, Applied, Session, Target, FIELD_MANAGER};
 
 const ENGINE: &str = "bmac.dev/policy-engine";
 const VERSION: &str = "bmac.dev/policy-engine-version";
@@ -37,8 +41,13 @@ const SHA256: &str = "bmac.dev/bundle-sha256";
 const SOURCE: &str = "bmac.dev/bundle-source";
 const MIRRORS: &str = "bmac.dev/image-mirrors";
 
-/// The config and the bundle's objects, verified, ordered, rewritten and annotated.
-fn prepared(step: &Step) -> Result<(PolicyEngineConfig, Vec<Value>), ProviderError> {
+/// The config and the bundle's objects, verified, ordered, rewritten and annotated; `None`
+/// for a URL bundle not cached when `need` is [`Need::CachedOnly`].
+async fn prepared(
+    s: &Session<'_>,
+    step: &Step,
+    need: Need,
+) -> Result<Option<(PolicyEngineConfig, Vec<Value>)>, ProviderError> {
     let cfg: PolicyEngineConfig = super::config(step)?;
     if !matches!(cfg.engine.as_str(), "kyverno" | "gatekeeper") {
         return Err(ProviderError::permanent(format!(
@@ -53,14 +62,15 @@ fn prepared(step: &Step) -> Result<(PolicyEngineConfig, Vec<Value>), ProviderErr
             cfg.engine, cfg.version
         )));
     };
-    let bytes = bundle::read_verified(&b.source, &b.sha256).map_err(bundle_error)?;
-    let parsed = bundle::parse(&b.source, &bytes).map_err(bundle_error)?;
+    let Some(parsed) = bundle_objects(s, b, need).await? else {
+        return Ok(None);
+    };
     let mut objects = bundle::apply_order(parsed);
     bundle::rewrite_images(&mut objects, &cfg.image_mirrors);
     let identity = json!({
         ENGINE: cfg.engine,
         VERSION: cfg.version,
-        SHA256: bundle::sha256_hex(&bytes),
+        SHA256: normalise(&b.sha256),
         SOURCE: b.source,
         MIRRORS: serde_json::to_string(&cfg.image_mirrors).unwrap_or_default(),
     });
@@ -72,11 +82,7 @@ fn prepared(step: &Step) -> Result<(PolicyEngineConfig, Vec<Value>), ProviderErr
             }
         }
     }
-    Ok((cfg, objects))
-}
-
-fn bundle_error(e: BundleError) -> ProviderError {
-    ProviderError::permanent(e.to_string()).with_source(e)
+    Ok(Some((cfg, objects)))
 }
 
 pub(crate) async fn apply(
@@ -84,19 +90,10 @@ pub(crate) async fn apply(
     step: &Step,
     wait_for_workloads: bool,
 ) -> Result<Outputs, ProviderError> {
-    let (cfg, objects) = prepared(step)?;
-    let mut applied: Vec<Applied> = Vec::with_capacity(objects.len());
-    let mut crds_established = false;
-    for object in &objects {
-        if !bundle::is_crd(object) && !crds_established {
-            wait_established(s, &applied).await?;
-            crds_established = true;
-        }
-        applied.push(s.apply(object, FIELD_MANAGER, Create::Allow).await?);
-    }
-    if !crds_established {
-        wait_established(s, &applied).await?;
-    }
+    let Some((cfg, objects)) = prepared(s, step, Need::Download).await? else {
+        return Err(ProviderError::permanent("the bundle could not be fetched"));
+    };
+    let applied = apply_all(s, &objects, None).await?;
     if wait_for_workloads {
         for a in &applied {
             if workload_kind(&a.target) {
@@ -121,31 +118,6 @@ pub(crate) async fn apply(
     Ok(outputs)
 }
 
-async fn wait_established(s: &Session<'_>, applied: &[Applied]) -> Result<(), ProviderError> {
-    for a in applied
-        .iter()
-        .filter(|a| a.target.resource.kind == "CustomResourceDefinition")
-    {
-        s.wait_for(&a.target, "to be Established", |o| {
-            o.is_some_and(|crd| condition_true(crd, "Established"))
-        })
-        .await?;
-    }
-    Ok(())
-}
-
-fn condition_true(object: &Value, kind: &str) -> bool {
-    object
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|conds| {
-            conds.iter().any(|c| {
-                c.get("type").and_then(Value::as_str) == Some(kind)
-                    && c.get("status").and_then(Value::as_str) == Some("True")
-            })
-        })
-}
-
 fn workload_kind(t: &Target) -> bool {
     t.resource.group == "apps"
         && matches!(
@@ -168,15 +140,27 @@ fn ready(o: &Value) -> bool {
     generation_seen && ready
 }
 
-pub(crate) async fn observe(s: &Session<'_>, step: &Step) -> Result<Observed, ProviderError> {
-    let (_, objects) = prepared(step)?;
+pub(crate) async fn observe(
+    s: &Session<'_>,
+    step: &Step,
+    prior: Option<&Prior>,
+) -> Result<Observed, ProviderError> {
+    // A URL bundle this machine has not cached (observe never downloads): look for the
+    // objects the last apply recorded, by presence only.
+    let (objects, compare) = match prepared(s, step, Need::CachedOnly).await? {
+        Some((_, objects)) => (objects, true),
+        None => match prior.and_then(|p| recorded(p.outputs())) {
+            Some(objects) => (objects, false),
+            None => return Ok(Observed::Absent),
+        },
+    };
     let mut applied = Vec::new();
     let mut drifted = Vec::new();
     for object in &objects {
         let target = s.target(object).await?;
         match s.get(&target).await? {
             Some(live) => {
-                if !s.in_sync(object, &target, &live, FIELD_MANAGER) {
+                if compare && !s.in_sync(object, &target, &live, FIELD_MANAGER) {
                     drifted.push(target.describe());
                 }
                 let created_by_step = created_by(&live) == Some(step.id.as_str());
@@ -246,13 +230,5 @@ mod tests {
         let ds = json!({"kind": "DaemonSet", "metadata": {"generation": 1},
             "status": {"observedGeneration": 1, "desiredNumberScheduled": 3, "numberReady": 3}});
         assert!(ready(&ds));
-    }
-
-    #[test]
-    fn established_condition_is_read_from_status() {
-        let crd = json!({"status": {"conditions": [
-            {"type": "NamesAccepted", "status": "True"}, {"type": "Established", "status": "True"}]}});
-        assert!(condition_true(&crd, "Established"));
-        assert!(!condition_true(&json!({"status": {}}), "Established"));
     }
 }

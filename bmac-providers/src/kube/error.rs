@@ -7,10 +7,17 @@
 //! - 401 → permanent, with code [`UNAUTHORIZED`] so the provider drops the client, mints the
 //!   credentials again and retries the call once (`access.rs`); the executor's own retries
 //!   would send the same credentials;
-//! - 400, 404, 410, 422 → permanent, with the server's own message;
+//! - every other 4xx (400, 404, 410, 413, 415, 422 …) → permanent, with the server's own
+//!   message: the same request gets the same answer;
 //! - 409 from a server-side apply field conflict → permanent (bmac does not force fields on
-//!   objects it did not create; the message names the other managers); any other 409 → retryable;
-//! - 429, 5xx, connection and timeout errors → retryable, honouring `retryAfterSeconds`.
+//!   objects it did not create; the message names the other managers); any other 409 (an
+//!   optimistic-concurrency "the object has been modified") → retryable, since the next
+//!   attempt reads the object afresh — the one 4xx besides 408 and 429 that can succeed again;
+//! - 500 whose message says the server could not build the typed patch ("failed to create
+//!   typed patch object", e.g. a Service port without `protocol` on a 1.20 server) →
+//!   permanent: it is the object, not the server, and retrying sends the same object;
+//! - 408, 429, other 5xx, connection and timeout errors → retryable, honouring
+//!   `retryAfterSeconds`.
 //!
 //! - a request that could not be authenticated — an exec plugin failing when kube-rs refreshes
 //!   its token, a [`TokenMinter`](super::TokenMinter) failing — keeps the minter's class, or is
@@ -106,6 +113,13 @@ fn map_status(status: Status, op: &Operation<'_>) -> ProviderError {
         429 => ProviderError::retryable(format!(
             "cannot {op}: throttled by the API server: {server}"
         )),
+        408 => ProviderError::retryable(format!(
+            "cannot {op}: the API server timed out the request: {server}"
+        )),
+        500 if is_invalid_patch(&server) => ProviderError::permanent(format!(
+            "cannot {op}: the API server cannot merge this object by server-side apply \
+             (retrying would send the same object): {server}"
+        )),
         code if code >= 500 || code == 0 => {
             ProviderError::retryable(format!("cannot {op}: API server error {code}: {server}"))
         }
@@ -190,6 +204,18 @@ pub(crate) fn describe_auth(e: &AuthError, command: Option<&str>) -> String {
         AuthError::InvalidBasicAuth(_) => "the basic-auth credentials are not valid".to_owned(),
         other => other.to_string(),
     }
+}
+
+/// The messages of the HTTP 500s the API server answers for a server-side apply patch it cannot
+/// turn into a typed object (an associative list item without its key field, a value of the
+/// wrong type): the same patch fails the same way every time.
+const INVALID_PATCH: &[&str] = &[
+    "failed to create typed patch object",
+    "failed to create typed live object",
+];
+
+fn is_invalid_patch(message: &str) -> bool {
+    INVALID_PATCH.iter().any(|m| message.contains(m))
 }
 
 fn is_field_conflict(status: &Status) -> bool {
@@ -289,6 +315,33 @@ mod tests {
         assert!(is_unauthorized(&unauthorized));
         assert_eq!(unauthorized.code.as_deref(), Some("Unauthorized"));
         assert!(!is_unauthorized(&map_error(status(403, "no"), &op())));
+    }
+
+    #[test]
+    fn errors_that_cannot_succeed_on_retry_are_permanent() {
+        for code in [400, 404, 410, 413, 415, 422] {
+            let e = map_error(status(code, "no"), &op());
+            assert!(!e.is_retryable(), "{code} must be permanent");
+        }
+        for code in [408, 429, 500, 502, 503, 504] {
+            let e = map_error(status(code, "later"), &op());
+            assert!(e.is_retryable(), "{code} must be retried");
+        }
+        // The 500 the API server answers for a patch it cannot type is the object's fault.
+        let typed = "failed to create typed patch object (/v1, Kind=Service) argocd/argocd-server: \
+                     .spec.ports: element 0: associative list with keys has an element that omits key field \"protocol\"";
+        let e = map_error(
+            kube::Error::Api(Box::new(Status {
+                code: 500,
+                message: typed.into(),
+                reason: "InternalError".into(),
+                ..Status::default()
+            })),
+            &op(),
+        );
+        assert!(!e.is_retryable(), "{}", e.message);
+        assert!(e.message.contains("omits key field"), "{}", e.message);
+        assert_eq!(e.code.as_deref(), Some("InternalError"));
     }
 
     #[test]

@@ -42,8 +42,15 @@
 //!   [`KubeProvider::wait_for_workloads`] is set: readiness needs nodes, and applying the
 //!   objects is what bmac owns. On an API server without a scheduler or kubelet (the test
 //!   environment) pods never run.
-//! - It does not download release bundles: a bundle is a local file verified by its SHA-256
-//!   (`bundle.rs`).
+//! - It downloads a release bundle (`bundle = { url, sha256 }`) only when applying its step,
+//!   never when observing (plans refresh through observe): see `fetch.rs` for the cache,
+//!   the TLS roots (`SSL_CERT_FILE`, [`BundleFetch::with_ca_file`]) and proxies.
+//! - Objects go through `defaults.rs` before they are applied: list-map keys the server
+//!   defaults (`protocol: TCP` on Service and container ports) are filled in, since
+//!   server-side apply needs them to merge the list; the object means the same.
+//! - Before a bundle, manifest or policy step writes anything, every object's API is
+//!   resolved (`served.rs`): an API the cluster does not serve and no CRD defines is a
+//!   permanent error naming the objects and what the server offers instead.
 //! - Deleting a namespace waits until the namespace is gone; that needs the cluster's namespace
 //!   controller (kube-controller-manager) to finalize it, otherwise the wait times out with a
 //!   retryable error naming the remaining finalizers.
@@ -52,8 +59,10 @@ mod access;
 mod auth;
 mod bundle;
 mod cluster;
+mod defaults;
 mod engine;
 mod error;
+mod fetch;
 mod fields;
 mod kubeconfig;
 mod minter;
@@ -61,6 +70,7 @@ mod namespace;
 mod object_set;
 mod objects;
 mod pod_security;
+mod served;
 mod service_account;
 mod storage_class;
 
@@ -77,6 +87,7 @@ use tokio_util::sync::CancellationToken;
 use access::{Call, ClientCache, ClusterAccess};
 #[cfg(doc)]
 use bmac_steps::CredentialSource;
+pub use fetch::{BundleFetch, FetchError};
 pub use minter::{MintedToken, TokenMinter};
 use objects::Session;
 pub use objects::{WaitPolicy, CREATED_BY, FIELD_MANAGER};
@@ -87,6 +98,7 @@ pub struct KubeProvider {
     clients: ClientCache,
     wait: WaitPolicy,
     wait_for_workloads: bool,
+    bundles: BundleFetch,
 }
 
 impl Default for KubeProvider {
@@ -100,6 +112,7 @@ impl std::fmt::Debug for KubeProvider {
         f.debug_struct("KubeProvider")
             .field("wait", &self.wait)
             .field("wait_for_workloads", &self.wait_for_workloads)
+            .field("bundles", &self.bundles)
             .field("minters", &self.clients.minters.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -125,7 +138,16 @@ impl KubeProvider {
             clients: ClientCache::default(),
             wait: WaitPolicy::default(),
             wait_for_workloads: false,
+            bundles: BundleFetch::default(),
         }
+    }
+
+    /// How release bundles given by URL are downloaded and cached (default: no cache, the
+    /// platform's trusted roots). [`crate::for_config`] sets the user's cache
+    /// ([`bmac_steps::BundleCache::locate`]).
+    pub fn with_bundles(mut self, bundles: BundleFetch) -> Self {
+        self.bundles = bundles;
+        self
     }
 
     /// How long to wait for CRDs to be established, objects to be deleted and workloads to
@@ -158,7 +180,7 @@ impl KubeProvider {
     /// Runs `call` with a session for the step's cluster (retried once after a 401, see
     /// `access.rs`); errors are prefixed with the step id.
     async fn in_cluster<'a, T>(
-        &self,
+        &'a self,
         step: &'a Step,
         inputs: &Inputs,
         cancel: &'a CancellationToken,
@@ -171,6 +193,7 @@ impl KubeProvider {
                 wait: self.wait,
                 cancel,
                 step: &step.id,
+                bundles: &self.bundles,
             })
         };
         self.clients
@@ -273,13 +296,14 @@ impl Provider for KubeProvider {
         if !KubeProvider::KINDS.contains(&step.kind.name()) {
             return Err(unsupported(step));
         }
+        let prior = req.prior;
         self.in_cluster(step, req.inputs, &req.ctx.cancel, |s| {
             Box::pin(async move {
                 match step.kind.name() {
                     kinds::NAMESPACE => namespace::observe(&s, step).await,
                     kinds::POD_SECURITY_LABELS => pod_security::observe(&s, step).await,
-                    kinds::POLICY_ENGINE => engine::observe(&s, step).await,
-                    kinds::POLICY | kinds::MANIFEST => object_set::observe(&s, step).await,
+                    kinds::POLICY_ENGINE => engine::observe(&s, step, prior).await,
+                    kinds::POLICY | kinds::MANIFEST => object_set::observe(&s, step, prior).await,
                     kinds::SERVICE_ACCOUNT => service_account::observe(&s, step).await,
                     kinds::STORAGE_CLASS => storage_class::observe(&s, step).await,
                     _ => Err(unsupported(step)),

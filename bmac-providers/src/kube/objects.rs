@@ -33,7 +33,9 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::access::Connection;
+use super::defaults;
 use super::error::{map_error, Operation};
+use super::fetch::BundleFetch;
 use super::fields;
 
 /// The field manager of every object bmac applies (except PodSecurity labels).
@@ -41,6 +43,9 @@ pub const FIELD_MANAGER: &str = "bmac";
 
 /// Annotation bmac puts on objects it creates; the value is the creating step's id.
 pub const CREATED_BY: &str = "bmac.dev/created-by";
+
+/// The code of the retryable error for a kind the cluster does not serve (yet).
+pub(crate) const NOT_SERVED: &str = "bmac::kube::not_served";
 
 /// How long to wait for the server to finish something, and how often to look.
 #[derive(Debug, Clone, Copy)]
@@ -125,12 +130,24 @@ pub(crate) struct Session<'a> {
     pub wait: WaitPolicy,
     pub cancel: &'a CancellationToken,
     pub step: &'a StepId,
+    /// How release bundles are read, downloaded and cached.
+    pub bundles: &'a BundleFetch,
 }
 
 impl Session<'_> {
     /// Resolves an object's apiVersion/kind to its resource and fills in its namespace
     /// (`default` for namespaced objects that name none).
     pub(crate) async fn target(&self, object: &Value) -> Result<Target, ProviderError> {
+        self.target_in(object, None).await
+    }
+
+    /// As [`Session::target`], with namespaced objects that name no namespace placed in
+    /// `namespace` when given (as `kubectl apply -n`).
+    pub(crate) async fn target_in(
+        &self,
+        object: &Value,
+        namespace: Option<&str>,
+    ) -> Result<Target, ProviderError> {
         let text = |p: &str| object.pointer(p).and_then(Value::as_str);
         let (Some(api_version), Some(kind), Some(name)) =
             (text("/apiVersion"), text("/kind"), text("/metadata/name"))
@@ -141,8 +158,12 @@ impl Session<'_> {
             )));
         };
         let (resource, namespaced) = self.resolve(api_version, kind).await?;
-        let namespace =
-            namespaced.then(|| text("/metadata/namespace").unwrap_or("default").to_owned());
+        let namespace = namespaced.then(|| {
+            text("/metadata/namespace")
+                .or(namespace)
+                .unwrap_or("default")
+                .to_owned()
+        });
         Ok(Target {
             resource,
             name: name.to_owned(),
@@ -168,6 +189,7 @@ impl Session<'_> {
                 "the cluster does not serve kind {kind} ({api_version}) yet; if a \
                  CustomResourceDefinition provides it, its step must run first"
             ))
+            .with_code(NOT_SERVED)
         };
         let (resource, caps) = match kube::discovery::pinned_kind(&self.conn.client, &gvk).await {
             Ok(found) => found,
@@ -223,7 +245,19 @@ impl Session<'_> {
         manager: &str,
         create: Create,
     ) -> Result<Applied, ProviderError> {
-        let target = self.target(desired).await?;
+        self.apply_in(desired, None, manager, create).await
+    }
+
+    /// As [`Session::apply`], placing a namespaced object that names no namespace in
+    /// `namespace` (see [`Session::target_in`]).
+    pub(crate) async fn apply_in(
+        &self,
+        desired: &Value,
+        namespace: Option<&str>,
+        manager: &str,
+        create: Create,
+    ) -> Result<Applied, ProviderError> {
+        let target = self.target_in(desired, namespace).await?;
         let live = self.get(&target).await?;
         let owner = live.as_ref().and_then(created_by).map(str::to_owned);
         let (created_by_step, force) = match (&live, owner) {
@@ -275,10 +309,12 @@ impl Session<'_> {
         fields::in_sync(&self.body(desired, target, mark), live, manager)
     }
 
-    /// The apply body: `desired` with its namespace settled and, when bmac creates (or
-    /// created) the object, the [`CREATED_BY`] annotation.
+    /// The apply body: `desired` with its namespace settled, the list-map keys the server
+    /// defaults filled in (`defaults.rs`) and, when bmac creates (or created) the object, the
+    /// [`CREATED_BY`] annotation.
     fn body(&self, desired: &Value, target: &Target, mark_created: bool) -> Value {
         let mut body = desired.clone();
+        defaults::fill_list_keys(&mut body);
         if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
             match &target.namespace {
                 Some(ns) => {

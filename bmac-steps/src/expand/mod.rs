@@ -151,6 +151,16 @@ impl Catalogue<'_> {
             .input(INPUT_CREDENTIALS, Ref::new(cluster, OUTPUT_CREDENTIALS))
     }
 
+    /// Adds the edge `id` → `on` to a step already made (a no-op when it has it, or when no
+    /// step `id` exists).
+    pub fn depend(&mut self, id: &StepId, on: StepId) {
+        if let Some(step) = self.steps.iter_mut().find(|s| &s.id == id) {
+            if !step.deps.contains(&on) {
+                step.deps.push(on);
+            }
+        }
+    }
+
     /// Whether a step with this id has been made.
     pub fn has(&self, id: &str) -> bool {
         self.spans.contains_key(id)

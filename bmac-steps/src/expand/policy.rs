@@ -5,18 +5,20 @@
 //! on) and the CNI, and after every registry mirror — its images are rewritten to the mirrors
 //! (`image_mirrors`), which must exist to serve them. A bundle given as a path is resolved
 //! against the spec's directory; it must be pinned by `sha256`, which providers verify before
-//! applying anything. Each policy comes after the engine (its CRDs and webhooks);
+//! applying anything. The engine's bundle creates its own namespace (`kyverno`,
+//! `gatekeeper-system`), so that namespace's Pod Security labels come after the engine. Each
+//! policy comes after the engine (its CRDs and webhooks);
 //! `restrict-registries` also after every mirror, since it allows the mirror hosts.
 //!
 //! Unpinned engine versions default to [`KYVERNO_VERSION`] / [`GATEKEEPER_VERSION`], the
 //! releases bmac's policies are written against.
 
-use crate::spec::{BaselinePolicy, BundleSource, Policy, PolicyEngine, Spanned};
+use crate::spec::{BaselinePolicy, Policy, PolicyEngine};
 
 use super::workloads::{default_labels, exempt_namespaces};
 use super::Catalogue;
-use crate::config::{Bundle, PolicyConfig, PolicyEngineConfig};
-use crate::error::{BundleError, CatalogueError};
+use crate::config::{PolicyConfig, PolicyEngineConfig};
+use crate::error::CatalogueError;
 use crate::policies::{self, PolicyContext};
 use crate::{kinds, objects};
 
@@ -24,43 +26,6 @@ use crate::{kinds, objects};
 pub const KYVERNO_VERSION: &str = "1.12.5";
 /// The Gatekeeper release used when the spec pins none.
 pub const GATEKEEPER_VERSION: &str = "3.16.3";
-
-fn bundle(c: &Catalogue<'_>, b: &Spanned<crate::spec::Bundle>) -> Result<Bundle, CatalogueError> {
-    let fail = |problem: String, help: &str| {
-        CatalogueError::Bundle(Box::new(BundleError {
-            problem,
-            help: help.to_owned(),
-            src: c.spec.named_source(),
-            span: b.span,
-        }))
-    };
-    let source = match &b.value.source {
-        BundleSource::Url(url) => url.clone(),
-        BundleSource::Path(path) => {
-            let resolved = c.base.join(path);
-            resolved
-                .to_str()
-                .ok_or_else(|| {
-                    fail(
-                        format!("the path `{}` is not valid UTF-8", resolved.display()),
-                        "rename the bundle (or the directories above it) to a UTF-8 path",
-                    )
-                })?
-                .to_owned()
-        }
-    };
-    let sha256 = b.value.sha256.as_ref().ok_or_else(|| {
-        fail(
-            format!("`{source}` has no `sha256`"),
-            "pin the bundle: add `sha256 = \"…\"` with the output of `sha256sum <bundle>`, so a \
-             tampered or changed bundle is refused before anything is applied",
-        )
-    })?;
-    Ok(Bundle {
-        source,
-        sha256: sha256.value.clone(),
-    })
-}
 
 pub(super) fn expand(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
     let spec = c.spec;
@@ -78,7 +43,11 @@ pub(super) fn expand(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
             },
             |v| v.value.clone(),
         ),
-        bundle: policy.bundle.as_ref().map(|b| bundle(c, b)).transpose()?,
+        bundle: policy
+            .bundle
+            .as_ref()
+            .map(|b| crate::bundle::pinned(spec, &c.base, &b.value, b.span))
+            .transpose()?,
         image_mirrors: spec
             .registries
             .iter()
@@ -98,6 +67,9 @@ pub(super) fn expand(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
     }
     let step = c.in_cluster(step);
     c.add(&policy.meta.id, policy.meta.span, step);
+    // The engine's bundle creates its namespace: label it once it exists.
+    let own = [policies::engine_namespace(engine).to_owned()];
+    super::workloads::label_after(c, &engine_id, &own, policy.meta.span)?;
 
     let cx = context(spec, policy);
     let mut made: Vec<&str> = Vec::new();

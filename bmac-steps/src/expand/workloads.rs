@@ -14,11 +14,18 @@
 //!   account is written only once the role exists, and after its namespace. On an existing
 //!   cluster (`provider = "kube"`) there is no role step: the spec names an existing role and
 //!   the account carries it in its config.
-//! - `manifest.<name>`: the objects, after the namespaces they live in and those namespaces'
-//!   Pod Security labels, and after every policy — so the workloads a spec ships are admitted
-//!   under the baseline, never before it is in force.
+//! - `manifest.<name>`: the objects (or a release bundle), after the namespaces they live in —
+//!   those its objects name, and its `namespace`, where namespaced objects without one go —
+//!   and those namespaces' Pod Security labels, and after every policy — so the workloads a
+//!   spec ships are admitted under the baseline, never before it is in force.
+//! - A namespace a manifest *creates* (a `Namespace` among its objects; for a bundle, whose
+//!   objects are read only when it is applied, its `namespace` unless the spec declares that
+//!   namespace) is the exception: its Pod Security labels can only be set once it exists, so
+//!   `pod_security.<ns>` runs after the manifest instead of before it. The policy engine's
+//!   own namespace (`kyverno`, `gatekeeper-system`) is created by the engine's bundle, so its
+//!   labels run after `policy.engine` (see `policy.rs`).
 
-use crate::spec::{Provider, PsaLevel, PsaOverride, PsaSetting, Spec};
+use crate::spec::{ManifestSource, Provider, PsaLevel, PsaOverride, PsaSetting, Spec};
 use bmac_core::step::{Ref, StepId};
 
 use super::infra::role_annotation;
@@ -244,9 +251,24 @@ pub(super) fn manifests(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
     let policies = c.of_kind(kinds::POLICY);
     for m in &spec.manifests {
         let what = format!("manifest `{}`", m.name);
-        let objects = objects::load(spec, &c.base, &m.source, &what, m.source_span)?;
+        let namespace = m.namespace.as_ref().map(|n| n.value.clone());
+        let (objects, bundle) = match &m.source {
+            ManifestSource::Text(text) => (
+                objects::load(spec, &c.base, text, &what, m.source_span)?,
+                None,
+            ),
+            ManifestSource::Bundle(b) => (
+                Vec::new(),
+                Some(crate::bundle::pinned(spec, &c.base, b, m.source_span)?),
+            ),
+        };
+        let created = creates(c, &objects, bundle.is_some(), namespace.as_deref());
+        let mut lives_in: Vec<&str> = objects::namespaces(&objects);
+        if let Some(ns) = namespace.as_deref().filter(|ns| !lives_in.contains(ns)) {
+            lives_in.push(ns);
+        }
         let mut deps: Vec<StepId> = Vec::new();
-        for ns in objects::namespaces(&objects) {
+        for ns in lives_in.into_iter().filter(|ns| !created.contains(ns)) {
             for dep in [format!("namespace.{ns}"), format!("pod_security.{ns}")] {
                 if c.has(&dep) {
                     deps.push(c.id(&dep, m.source_span)?);
@@ -254,16 +276,56 @@ pub(super) fn manifests(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
             }
         }
         deps.extend(policies.iter().cloned());
+        let created: Vec<String> = created.into_iter().map(str::to_owned).collect();
         let config = ManifestConfig {
             name: m.name.clone(),
             objects,
+            bundle,
+            namespace,
         };
         let mut step = c.step(m.meta.id.clone(), kinds::MANIFEST, &config)?;
         for dep in deps {
             step = step.depends_on(dep);
         }
         let step = c.in_cluster(step);
-        c.add(&m.meta.id, m.meta.span, step);
+        let id = c.add(&m.meta.id, m.meta.span, step);
+        label_after(c, &id, &created, m.source_span)?;
+    }
+    Ok(())
+}
+
+/// The namespaces a manifest's step creates: its `Namespace` objects — or, for a bundle
+/// (whose objects bmac reads only when applying it), the `namespace` it installs into unless
+/// the spec declares that namespace itself.
+fn creates<'a>(
+    c: &Catalogue<'_>,
+    objects: &'a [serde_json::Value],
+    bundle: bool,
+    namespace: Option<&'a str>,
+) -> Vec<&'a str> {
+    if bundle {
+        return namespace
+            .filter(|ns| !c.has(&format!("namespace.{ns}")))
+            .into_iter()
+            .collect();
+    }
+    objects::created_namespaces(objects)
+}
+
+/// Makes the Pod Security labels of each namespace in `created` wait for `creator`, the step
+/// that creates the namespace (a label step only adds labels to a namespace that exists).
+pub(super) fn label_after(
+    c: &mut Catalogue<'_>,
+    creator: &StepId,
+    created: &[String],
+    span: miette::SourceSpan,
+) -> Result<(), CatalogueError> {
+    for ns in created {
+        let labels = format!("pod_security.{ns}");
+        if c.has(&labels) {
+            let labels = c.id(&labels, span)?;
+            c.depend(&labels, creator.clone());
+        }
     }
     Ok(())
 }

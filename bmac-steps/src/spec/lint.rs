@@ -462,7 +462,7 @@ const CREDENTIAL_MARKERS: &[(&str, &str)] = &[
 fn credentials(l: &mut Linter<'_>) {
     let spec = l.spec;
     for m in &spec.manifests {
-        let TextSource::Inline(text) = &m.source else {
+        let ManifestSource::Text(TextSource::Inline(text)) = &m.source else {
             continue;
         };
         let marker = CREDENTIAL_MARKERS

@@ -177,7 +177,7 @@ spelled_enum! {
     }
 }
 
-/// Where a policy engine's install bundle comes from.
+/// Where a release bundle (a policy engine's, or a manifest's) comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BundleSource {
     /// Downloaded from a URL.
@@ -186,7 +186,7 @@ pub enum BundleSource {
     Path(PathBuf),
 }
 
-/// `[policy.bundle]`.
+/// A release bundle: `[policy.bundle]`, or a `[[manifest]]`'s `bundle`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bundle {
     /// Source.
@@ -299,6 +299,16 @@ pub struct Namespace {
     pub exempt: Spanned<bool>,
 }
 
+/// Where a `[[manifest]]`'s objects come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ManifestSource {
+    /// A file next to the spec or inline text, read when the spec is expanded.
+    Text(TextSource),
+    /// A release bundle (`bundle = { url | path, sha256 }`), read — for a URL, downloaded —
+    /// and verified by the provider when the step is applied.
+    Bundle(Bundle),
+}
+
 /// `[[manifest]]`: extra Kubernetes objects.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
@@ -306,10 +316,12 @@ pub struct Manifest {
     pub meta: EntryMeta,
     /// Name.
     pub name: String,
-    /// Objects from a file (relative to the spec file) or inline YAML/JSON.
-    pub source: TextSource,
-    /// Span of the `file` / `inline` value.
+    /// Objects from a file (relative to the spec file), inline YAML/JSON, or a bundle.
+    pub source: ManifestSource,
+    /// Span of the `file` / `inline` value, or of the `bundle` table.
     pub source_span: SourceSpan,
+    /// The namespace of namespaced objects that name none (as `kubectl apply -n`).
+    pub namespace: Option<Spanned<String>>,
 }
 
 /// Namespaces Kubernetes creates itself; overrides and identities may name them undeclared.

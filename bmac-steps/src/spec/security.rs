@@ -263,7 +263,9 @@ pub(crate) fn policy(d: &mut Decoder, node: &Node) -> Option<Policy> {
         PolicyEngine::from_name,
     );
     let version = d.nonempty_str(&mut f, "version");
-    let bundle = f.get("bundle").and_then(|n| bundle(d, n));
+    let bundle = f
+        .get("bundle")
+        .and_then(|n| bundle(d, n, "`[policy.bundle]`"));
     let baseline = match d.str_list(&mut f, "baseline") {
         Some(list) => list
             .into_iter()
@@ -304,8 +306,9 @@ pub(crate) fn policy(d: &mut Decoder, node: &Node) -> Option<Policy> {
     })
 }
 
-fn bundle(d: &mut Decoder, node: &Node) -> Option<Spanned<Bundle>> {
-    let mut f = d.table(node, "bundle", "`[policy.bundle]`", BUNDLE_FIELDS)?;
+/// Reads a bundle table (`{ url | path, sha256 }`); `context` names it for messages.
+pub(crate) fn bundle(d: &mut Decoder, node: &Node, context: &str) -> Option<Spanned<Bundle>> {
+    let mut f = d.table(node, "bundle", context, BUNDLE_FIELDS)?;
     let url = d.nonempty_str(&mut f, "url");
     let path = d.nonempty_str(&mut f, "path");
     let sha256 = d.str(&mut f, "sha256").and_then(|s| {
@@ -339,7 +342,7 @@ fn bundle(d: &mut Decoder, node: &Node) -> Option<Spanned<Bundle>> {
                 super::diag::Problem::new(
                     super::diag::ProblemCode::Contradiction,
                     p.span,
-                    "a policy bundle has both `url` and `path`",
+                    format!("{context} has both `url` and `path`"),
                     "second source",
                 )
                 .with_secondary(u.span, "first source")

@@ -297,8 +297,20 @@ fn audit(spec: &Spec, out: &mut Vec<Problem>) {
 }
 
 fn pod_security(spec: &Spec, out: &mut Vec<Problem>) {
-    let declared =
-        |ns: &str| spec.namespaces.iter().any(|n| n.name.value == ns) || is_system_namespace(ns);
+    // Declared, Kubernetes' own, or created by a bundle the spec installs: the policy
+    // engine's namespace, or the `namespace` a manifest installs into.
+    let declared = |ns: &str| {
+        spec.namespaces.iter().any(|n| n.name.value == ns)
+            || is_system_namespace(ns)
+            || spec
+                .policy
+                .as_ref()
+                .is_some_and(|p| crate::policies::engine_namespace(p.engine.value) == ns)
+            || spec
+                .manifests
+                .iter()
+                .any(|m| m.namespace.as_ref().is_some_and(|n| n.value == ns))
+    };
     let Some(ps) = &spec.pod_security else {
         namespace_overrides(spec, &[], &[], out);
         return;
@@ -315,7 +327,8 @@ fn pod_security(spec: &Spec, out: &mut Vec<Problem>) {
                     "unknown namespace",
                 )
                 .with_help(format!(
-                    "declare it with `[[namespace]] name = \"{}\"`, or fix the name",
+                    "declare it with `[[namespace]] name = \"{}\"` (or install a bundle into it with a \
+                     manifest's `namespace`), or fix the name",
                     o.namespace.value
                 )),
             );

@@ -11,7 +11,7 @@ use super::diag::{Problem, ProblemCode};
 use super::model::*;
 use super::model_security::*;
 use super::parse::{dns_name, named_entry};
-use super::security::{psa_override, text_source};
+use super::security::{bundle, psa_override, text_source};
 use super::tree::Node;
 use bmac_core::step::StepId;
 
@@ -137,12 +137,47 @@ pub(crate) fn namespace(d: &mut Decoder, node: &Node) -> Option<Namespace> {
     })
 }
 
-const MANIFEST_FIELDS: &[&str] = &["name", "file", "inline", "depends_on"];
+const MANIFEST_FIELDS: &[&str] = &[
+    "name",
+    "file",
+    "inline",
+    "bundle",
+    "namespace",
+    "depends_on",
+];
 
 pub(crate) fn manifest(d: &mut Decoder, node: &Node) -> Option<Manifest> {
     let mut f = d.table(node, "manifest", "`[[manifest]]`", MANIFEST_FIELDS)?;
     let named = named_entry(d, &mut f, "manifest");
-    let source = text_source(d, &mut f);
+    let source = match f.get("bundle") {
+        Some(n) => {
+            let text = ["file", "inline"].into_iter().find_map(|k| f.key_span(k));
+            let bundle = bundle(d, n, "a manifest's `bundle`");
+            if let (Some(other), Some(b)) = (text, &bundle) {
+                // Both keys are known here: mark them used, the contradiction is the problem.
+                let _ = (f.get("file"), f.get("inline"));
+                d.push(
+                    Problem::new(
+                        ProblemCode::Contradiction,
+                        other,
+                        "`[[manifest]]` has both a `bundle` and a `file`/`inline` text",
+                        "second source",
+                    )
+                    .with_secondary(b.span, "first source")
+                    .with_help("keep one: `bundle` for a pinned release, `file`/`inline` for objects you wrote"),
+                );
+                None
+            } else {
+                bundle.map(|b| (ManifestSource::Bundle(b.value), b.span))
+            }
+        }
+        None => text_source(d, &mut f).map(|(t, span)| (ManifestSource::Text(t), span)),
+    };
+    let namespace = if f.key_span("namespace").is_some() {
+        dns_name(d, &mut f, "namespace", "namespace")
+    } else {
+        None
+    };
     let deps = d.depends_on(&mut f);
     f.finish(d);
     let (name, id) = named?;
@@ -152,5 +187,6 @@ pub(crate) fn manifest(d: &mut Decoder, node: &Node) -> Option<Manifest> {
         name: name.value,
         source,
         source_span,
+        namespace,
     })
 }
