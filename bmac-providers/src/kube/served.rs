@@ -6,8 +6,9 @@
 //! apply half its objects and then fail on the first one the server cannot take, leaving a
 //! partial install. So every object is resolved through API discovery first, and an object
 //! whose group/version/kind is not served is classified:
-//! - a CustomResourceDefinition among the step's own objects defines it → fine, it is applied
-//!   after that CRD is established;
+//! - a CustomResourceDefinition among the step's own objects defines it (or a Gatekeeper
+//!   ConstraintTemplate, for its constraint kind) → fine, it is applied after that CRD is
+//!   established;
 //! - a CRD on the server defines it (applied by an earlier step, not yet established) → the
 //!   usual retryable "not served yet";
 //! - nothing defines it → a **permanent** error (code [`API_MISSING`]) naming every such object,
@@ -97,18 +98,29 @@ pub(crate) async fn check(
     .with_code(API_MISSING))
 }
 
-/// `(group, kind)` of every CustomResourceDefinition among `objects`.
+/// `(group, kind)` of every kind the step's own objects define: its CustomResourceDefinitions,
+/// and its Gatekeeper ConstraintTemplates (whose constraint CRD Gatekeeper's controller makes
+/// once the template is applied; until then the constraint is "not served yet", retryable).
 fn crd_kinds(objects: &[Value]) -> Vec<(String, String)> {
     objects
         .iter()
-        .filter(|o| o.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
-        .filter_map(|o| {
-            let group = o.pointer("/spec/group")?.as_str()?;
-            let kind = o.pointer("/spec/names/kind")?.as_str()?;
-            Some((group.to_owned(), kind.to_owned()))
+        .filter_map(|o| match o.get("kind").and_then(Value::as_str)? {
+            "CustomResourceDefinition" => {
+                let group = o.pointer("/spec/group")?.as_str()?;
+                let kind = o.pointer("/spec/names/kind")?.as_str()?;
+                Some((group.to_owned(), kind.to_owned()))
+            }
+            "ConstraintTemplate" => {
+                let kind = o.pointer("/spec/crd/spec/names/kind")?.as_str()?;
+                Some((CONSTRAINTS_GROUP.to_owned(), kind.to_owned()))
+            }
+            _ => None,
         })
         .collect()
 }
+
+/// The API group of the constraints Gatekeeper makes from ConstraintTemplates.
+const CONSTRAINTS_GROUP: &str = "constraints.gatekeeper.sh";
 
 /// `(group, kind)` of every CRD the server holds, or `None` when they cannot be listed.
 async fn crds_on_server(s: &Session<'_>) -> Option<Vec<(String, String)>> {
@@ -158,11 +170,20 @@ mod tests {
             json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
                 "metadata": {"name": "applications.argoproj.io"},
                 "spec": {"group": "argoproj.io", "names": {"kind": "Application"}}}),
+            json!({"apiVersion": "templates.gatekeeper.sh/v1", "kind": "ConstraintTemplate",
+                "metadata": {"name": "bmacprivileged"},
+                "spec": {"crd": {"spec": {"names": {"kind": "BmacPrivileged"}}}}}),
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}),
         ];
         assert_eq!(
             crd_kinds(&objects),
-            [("argoproj.io".to_owned(), "Application".to_owned())]
+            [
+                ("argoproj.io".to_owned(), "Application".to_owned()),
+                (
+                    "constraints.gatekeeper.sh".to_owned(),
+                    "BmacPrivileged".to_owned()
+                )
+            ]
         );
     }
 }

@@ -8,6 +8,8 @@
 //!   counter (`apiserver_request_total`), which parallel tests would disturb.
 //! - [`Run`] drives the provider the way the executor does: the cluster step first, its outputs
 //!   become the in-cluster steps' inputs, each apply's outputs become the step's `Prior`.
+//! - [`releases`] writes bundles in the shape of upstream release manifests, [`https`] serves
+//!   them over HTTPS with a test CA.
 //! - The test API server has no kube-controller-manager, so nothing finalizes a deleted
 //!   namespace; [`NamespaceFinalizer`] plays the namespace controller's last part (it clears
 //!   `spec.finalizers` through the `finalize` subresource, as the controller does).
@@ -17,6 +19,8 @@
 mod apiserver;
 mod exec_plugin;
 pub mod fixtures;
+pub mod https;
+pub mod releases;
 
 pub use apiserver::*;
 #[allow(unused_imports)]
@@ -85,7 +89,16 @@ pub struct Run {
 impl Run {
     /// Applies the cluster step for `context` and keeps its outputs as inputs.
     pub async fn new(kubeconfig: &str, context: &str) -> Result<(Run, Outputs), ProviderError> {
-        let provider = KubeProvider::new().with_wait_policy(WaitPolicy {
+        Run::with_provider(kubeconfig, context, KubeProvider::new()).await
+    }
+
+    /// As [`Run::new`], with `provider` (the tests' wait policy is set on it).
+    pub async fn with_provider(
+        kubeconfig: &str,
+        context: &str,
+        provider: KubeProvider,
+    ) -> Result<(Run, Outputs), ProviderError> {
+        let provider = provider.with_wait_policy(WaitPolicy {
             timeout: Duration::from_secs(30),
             interval: Duration::from_millis(100),
         });
