@@ -13,7 +13,9 @@
 //!   the state; the journal is never written by a refresh.
 //! - The bundle digest is checked before anything is planned for an apply (`plan`,
 //!   [`Stack::preflight`], `validate`) and never for a destroy, which must work whatever the
-//!   bundle file says now.
+//!   bundle file says now. A bundle given by URL is looked up in the local cache only —
+//!   `validate` and `plan` never download — and one not cached yet is named in a warning
+//!   ([`Options::on_warning`]): it is downloaded and verified when its step is applied.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -126,7 +128,7 @@ impl Stack {
     /// steps.
     pub fn validate(&self) -> Result<usize, Error> {
         let expansion = self.expansion()?;
-        self.verify_bundle()?;
+        self.verify_bundles_noting_downloads()?;
         Planner::new(expansion.steps.iter().cloned(), &State::default())
             .sources(expansion.sources.clone())
             .plan()?;
@@ -194,7 +196,7 @@ impl Stack {
     /// The plan an apply would run: the bundle is checked, the state loaded and (unless
     /// `options` say not to) refreshed from what exists, then the selected steps planned.
     pub async fn plan(&self, options: &PlanOptions) -> Result<Plan, Error> {
-        self.verify_bundle()?;
+        self.verify_bundles_noting_downloads()?;
         let mut state = self.state().await?;
         // Nothing applied, nothing to observe (and no provider needed yet).
         if options.refresh && !state.steps.is_empty() {
@@ -266,6 +268,25 @@ impl Stack {
 
     fn verify_bundle(&self) -> Result<(), Error> {
         Ok(bmac_steps::verify_bundle_in(&self.spec, &self.base_dir)?)
+    }
+
+    /// Checks the bundles and says which URL bundles are not cached yet (they are downloaded
+    /// and verified when their step is applied; a plan never downloads). The cache is located
+    /// from the same environment the providers are configured from.
+    fn verify_bundles_noting_downloads(&self) -> Result<(), Error> {
+        let cache = bmac_steps::BundleCache::from_env();
+        let check = bmac_steps::verify_bundles(&self.spec, &self.base_dir, cache.as_ref())?;
+        for url in &check.pending {
+            let warning = format!(
+                "bundle {url} is not in the local cache; it will be downloaded and checked \
+                 against its sha256 when its step is applied"
+            );
+            match &self.options.on_warning {
+                Some(sink) => sink(&warning),
+                None => tracing::warn!("{warning}"),
+            }
+        }
+        Ok(())
     }
 
     async fn refreshed(&self, state: &State) -> Result<Refreshed, Error> {

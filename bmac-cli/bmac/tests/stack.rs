@@ -302,3 +302,31 @@ fn render(err: &Error) -> String {
         .expect("render");
     out
 }
+
+#[tokio::test]
+async fn plan_never_downloads_and_names_the_url_bundles_it_will_fetch_at_apply() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = "https://127.0.0.1:1/releases/argocd-install.yaml";
+    let text = format!(
+        "[cluster]\nname = \"t\"\nprovider = \"sim\"\n[[namespace]]\nname = \"argocd\"\n\
+         [[manifest]]\nname = \"argocd\"\nnamespace = \"argocd\"\n\
+         bundle = {{ url = \"{url}\", sha256 = \"{}\" }}\n",
+        "e3".repeat(32)
+    );
+    let spec = bmac::steps::spec::Spec::parse("bmac.toml", &text).expect("spec");
+    let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = Arc::clone(&warnings);
+    let options = Options::new()
+        .state_dir(dir.path())
+        .on_warning(move |w| sink.lock().unwrap().push(w.to_owned()));
+    let stack = Stack::from_spec(spec, dir.path(), options).expect("open");
+    // Nothing answers on port 1: a download attempt would fail the plan.
+    let plan = stack.plan(&PlanOptions::new()).await.expect("plan");
+    assert!(plan.summary().create > 0);
+    let warnings = warnings.lock().unwrap().clone();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains(url) && warnings[0].contains("when its step is applied"),
+        "{warnings:?}"
+    );
+}
