@@ -5,12 +5,17 @@
 //! name; a node group's instance types and disk are fixed at creation on EKS and GKE; a
 //! StorageClass's provisioner, parameters, reclaim policy and binding mode are immutable in
 //! Kubernetes (the API server answers 422); a bucket cannot be
-//! renamed. Everything else updates in place.
+//! renamed; a network's address plan (range, zones) is fixed once its subnets exist, and a key
+//! is never swapped in place (what it encrypted needs it). Everything else updates in place.
 
 use bmac_core::Kind;
 
 /// The managed cluster (control plane).
 pub const CLUSTER: &str = "cluster";
+/// The network (VPC and subnets) a cloud cluster lives in.
+pub const NETWORK: &str = "network";
+/// A customer-managed encryption key (the cluster's Secrets).
+pub const ENCRYPTION_KEY: &str = "encryption_key";
 /// The CNI plugin installation.
 pub const CNI: &str = "cni";
 /// A node pool / node group.
@@ -45,6 +50,8 @@ pub const MANIFEST: &str = "manifest";
 /// Every kind the catalogue produces.
 pub const ALL: &[&str] = &[
     CLUSTER,
+    NETWORK,
+    ENCRYPTION_KEY,
     CNI,
     NODE_POOL,
     STORAGE_CLASS,
@@ -65,7 +72,9 @@ pub const ALL: &[&str] = &[
 /// The [`Kind`] for a catalogue kind name, with its replacement fields.
 pub fn kind(name: &str) -> Kind {
     let replace_on: &[&str] = match name {
-        CLUSTER => &["/name", "/region", "/provider"],
+        CLUSTER => &["/name", "/region", "/provider", "/account"],
+        NETWORK => &["/cluster", "/cidr", "/zones", "/zone_count", "/existing"],
+        ENCRYPTION_KEY => &["/alias", "/existing"],
         NODE_POOL => &["/name", "/instance_types", "/disk"],
         STORAGE_CLASS => &[
             "/name",
@@ -79,7 +88,7 @@ pub fn kind(name: &str) -> Kind {
         OBJECT_BUCKET => &["/name", "/object_lock"],
         NAMESPACE => &["/name"],
         SERVICE_ACCOUNT => &["/namespace", "/name"],
-        IAM_ROLE => &["/name"],
+        IAM_ROLE => &["/name", "/purpose"],
         POLICY_ENGINE => &["/engine"],
         CNI => &["/plugin"],
         _ => &[],

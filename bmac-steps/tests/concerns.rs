@@ -6,8 +6,8 @@ use std::path::Path;
 
 use bmac_core::step::Step;
 use bmac_steps::config::{
-    IamRoleConfig, ManifestConfig, PodSecurityLabelsConfig, PolicyConfig, ServiceAccountConfig,
-    StorageClassConfig,
+    EncryptionKeyConfig, IamRoleConfig, ManifestConfig, NetworkConfig, PodSecurityLabelsConfig,
+    PolicyConfig, ServiceAccountConfig, StorageClassConfig,
 };
 use bmac_steps::spec::Spec;
 use bmac_steps::{expand, expand_in, CatalogueError, Expansion};
@@ -82,6 +82,61 @@ fn eks_spells_things_the_aws_way() {
         "policy.engine",
         "registries.mirror.public-ecr-aws"
     ));
+}
+
+#[test]
+fn an_eks_cluster_gets_its_network_roles_and_key_wired_in() {
+    let e = example("eks-baseline.toml");
+    // The network (bmac creates one: the example has no existing VPC), the control plane's
+    // role and the Secrets key come before the cluster and flow into it as inputs.
+    let cluster = step(&e, "cluster");
+    let inputs: Vec<String> = cluster
+        .inputs
+        .iter()
+        .map(|(name, r)| format!("{name}<-{r}"))
+        .collect();
+    for wanted in [
+        "subnets<-network.outputs.subnets",
+        "role<-cluster.role.outputs.arn",
+        "key<-cluster.key.outputs.arn",
+    ] {
+        assert!(inputs.iter().any(|i| i == wanted), "{wanted} in {inputs:?}");
+    }
+    let role: IamRoleConfig = step(&e, "cluster.role").config_as().unwrap();
+    assert_eq!(role.purpose.as_deref(), Some("cluster"));
+    assert_eq!(role.name, "bmac-prod-cluster");
+    let key: EncryptionKeyConfig = step(&e, "cluster.key").config_as().unwrap();
+    assert!(key.rotation && key.existing.is_none());
+    let network: NetworkConfig = step(&e, "network").config_as().unwrap();
+    assert_eq!((network.zone_count, network.nat.as_str()), (3, "single"));
+    // Each node pool gets its own node role and the private subnets.
+    for pool in ["system", "general"] {
+        let id = format!("node_pool.{pool}");
+        let role: IamRoleConfig = step(&e, &format!("{id}.role")).config_as().unwrap();
+        assert_eq!(role.purpose.as_deref(), Some("nodes"));
+        let inputs: Vec<String> = step(&e, &id)
+            .inputs
+            .iter()
+            .map(|(name, r)| format!("{name}<-{r}"))
+            .collect();
+        assert!(
+            inputs.contains(&format!("role<-{id}.role.outputs.arn")),
+            "{inputs:?}"
+        );
+        assert!(
+            inputs.contains(&"subnets<-network.outputs.private_subnets".to_owned()),
+            "{inputs:?}"
+        );
+    }
+    // The simulator gets none of these unless the spec has a [network].
+    let sim = expand(&Spec::parse("s.toml", SIM).unwrap()).unwrap();
+    assert!(!sim
+        .steps
+        .iter()
+        .any(|s| ["network", "cluster.role", "cluster.key"].contains(&s.id.as_str())));
+    let with_network = format!("{SIM}[network]\ncidr = \"10.1.0.0/16\"\n");
+    let sim = expand(&Spec::parse("s.toml", &with_network).unwrap()).unwrap();
+    assert!(sim.steps.iter().any(|s| s.id.as_str() == "network"));
 }
 
 #[test]

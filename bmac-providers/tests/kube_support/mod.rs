@@ -61,6 +61,8 @@ pub fn cluster_step(kubeconfig: &str, context: &str) -> Step {
         log_types: Vec::new(),
         kubeconfig: Some(kubeconfig.to_owned()),
         context: Some(context.to_owned()),
+        account: None,
+        admins: Vec::new(),
     };
     Step::new(id("cluster"), kinds::kind(kinds::CLUSTER), &cfg).expect("serialisable config")
 }

@@ -63,6 +63,7 @@ pub(super) fn expand(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
             retention_days: retention.unwrap_or(DEFAULT_ARCHIVE_RETENTION_DAYS),
             object_lock: true,
             require_tls: true,
+            force_destroy: audit.force_destroy,
         };
         let step = c.step(bucket_id.clone(), kinds::OBJECT_BUCKET, &bucket)?;
         c.add(entry, archive.span, step);

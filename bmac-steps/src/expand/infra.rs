@@ -82,8 +82,14 @@ pub(super) fn cluster(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
         log_types: Vec::new(),
         kubeconfig: cl.kubeconfig.as_ref().map(|p| p.display().to_string()),
         context: cl.context.clone(),
+        account: cl.account.clone(),
+        admins: cl.admins.iter().map(|a| a.value.clone()).collect(),
     };
-    let step = c.step(c.cluster(), kinds::CLUSTER, &config)?;
+    let inputs = super::cloud::before_cluster(c)?;
+    let mut step = c.step(c.cluster(), kinds::CLUSTER, &config)?;
+    for (name, from) in inputs {
+        step = step.input(name, from);
+    }
     c.add(&cl.meta.id, cl.meta.span, step);
     Ok(())
 }
@@ -114,7 +120,11 @@ pub(super) fn node_pools(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
     for pool in &c.spec.node_pools {
         let config = NodePoolConfig {
             name: pool.name.clone(),
-            instance_types: pool.instance_types.clone(),
+            instance_types: pool
+                .instance_types
+                .iter()
+                .map(|t| t.value.clone())
+                .collect(),
             scaling: Scaling {
                 min: pool.min.value,
                 max: pool.max.value,
@@ -146,6 +156,7 @@ pub(super) fn node_pools(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
         if let Some(cni) = &cni {
             step = step.depends_on(cni.clone());
         }
+        let step = super::cloud::node_pool(c, pool, step)?;
         c.add(&pool.meta.id, pool.meta.span, step);
     }
     Ok(())

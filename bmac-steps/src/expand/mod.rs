@@ -23,6 +23,7 @@
 //! dependent's entry for every edge the catalogue made.
 
 mod audit;
+pub mod cloud;
 pub(crate) mod infra;
 mod policy;
 mod workloads;

@@ -223,6 +223,7 @@ pub(super) fn workload_identities(c: &mut Catalogue<'_>) -> Result<(), Catalogue
         )?;
         if !existing_cluster {
             let role = IamRoleConfig {
+                purpose: None,
                 name: format!("{}-{short}", spec.cluster.name.value),
                 existing,
                 permissions,

@@ -26,10 +26,12 @@
 //!
 //! [`lint`] checks a valid spec against the security baseline.
 
+mod cloud;
 mod decode;
 mod diag;
 pub mod lint;
 mod model;
+mod model_cloud;
 mod model_security;
 mod parse;
 mod security;
@@ -42,8 +44,10 @@ use std::sync::Arc;
 
 use miette::SourceSpan;
 
+pub use cloud::{partition, Arn, INSTANCE_FAMILIES, LOG_RETENTION_DAYS};
 pub use diag::{InvalidSpec, Problem, ProblemCode, SpecError};
 pub use model::*;
+pub use model_cloud::*;
 pub use model_security::*;
 
 use bmac_core::step::StepId;
@@ -64,6 +68,8 @@ pub struct Spec {
     pub state: StateConfig,
     /// `[sim]` (defaults when absent).
     pub sim: SimConfig,
+    /// `[network]` (cloud providers; absent means the provider's default network).
+    pub network: Option<Network>,
     /// `[[node_pool]]`, in file order.
     pub node_pools: Vec<NodePool>,
     /// `[cni]`.
@@ -180,7 +186,7 @@ impl Spec {
         (line, col)
     }
 
-    /// Every entry, in section order: cluster, node pools, cni, storage classes, audit,
+    /// Every entry, in section order: cluster, network, node pools, cni, storage classes, audit,
     /// pod_security, policy, registries, workload identities, namespaces, manifests.
     pub fn entries(&self) -> impl Iterator<Item = EntryRef<'_>> {
         fn view<'a>(section: &'static str, m: &'a EntryMeta) -> EntryRef<'a> {
@@ -192,6 +198,7 @@ impl Spec {
             }
         }
         std::iter::once(view("cluster", &self.cluster.meta))
+            .chain(self.network.iter().map(move |n| view("network", &n.meta)))
             .chain(
                 self.node_pools
                     .iter()
@@ -297,6 +304,7 @@ fn decode_root(d: &mut Decoder, root: &Node, name: &str, text: &str) -> Option<S
             .map(|n| parse::each_table(d, n, section))
             .unwrap_or_default()
     };
+    let network = get("network").and_then(|n| cloud::network(d, n));
     let node_pools = many(d, "node_pool")
         .into_iter()
         .filter_map(|n| parse::node_pool(d, n))
@@ -330,6 +338,7 @@ fn decode_root(d: &mut Decoder, root: &Node, name: &str, text: &str) -> Option<S
         cluster: cluster?,
         state,
         sim,
+        network,
         node_pools,
         cni,
         storage_classes,

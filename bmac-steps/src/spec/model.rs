@@ -125,6 +125,12 @@ pub struct Cluster {
     pub account: Option<String>,
     /// For `gke`: the GCP project id.
     pub project: Option<String>,
+    /// For clouds: an existing key that encrypts Secrets (a KMS key ARN on EKS); absent means
+    /// bmac creates one, with rotation.
+    pub encryption_key: Option<Spanned<String>>,
+    /// For clouds: more principals made cluster admins (IAM role or user ARNs on EKS), beside
+    /// the identity that creates the cluster.
+    pub admins: Vec<Spanned<String>>,
 }
 
 impl Cluster {
@@ -293,7 +299,7 @@ pub struct NodePool {
     /// Pool name.
     pub name: String,
     /// Instance / machine types, in preference order (at least one).
-    pub instance_types: Vec<String>,
+    pub instance_types: Vec<Spanned<String>>,
     /// Minimum size.
     pub min: Spanned<u32>,
     /// Maximum size (at least 1).

@@ -64,6 +64,23 @@ pub struct Alarm {
     pub notify: Option<String>,
 }
 
+impl Alarm {
+    /// `notify` when it is an ARN (an existing topic), spanned at the alarm table.
+    pub fn notify_arn(&self) -> Option<Spanned<String>> {
+        self.notify
+            .as_ref()
+            .filter(|n| n.starts_with("arn:"))
+            .map(|n| Spanned::new(n.clone(), self.span))
+    }
+
+    /// `notify` when it is an e-mail address (a subscription bmac creates).
+    pub fn notify_email(&self) -> Option<&str> {
+        self.notify
+            .as_deref()
+            .filter(|n| !n.starts_with("arn:") && n.contains('@'))
+    }
+}
+
 /// `[audit]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Audit {
@@ -77,6 +94,12 @@ pub struct Audit {
     pub archive: Option<Spanned<Archive>>,
     /// Archive retention in days (at least 1).
     pub retention_days: Option<Spanned<u32>>,
+    /// How long the log group (the hot copy) keeps audit records; by default 30 days when
+    /// there is an archive, `retention_days` (or 90) when there is not.
+    pub log_retention_days: Option<Spanned<u32>>,
+    /// Whether `destroy` may delete an archive bucket bmac created, with its objects (default
+    /// false: the bucket and its records are kept, and destroy says so).
+    pub force_destroy: bool,
     /// Alerting.
     pub alarm: Option<Alarm>,
 }

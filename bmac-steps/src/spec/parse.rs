@@ -15,6 +15,7 @@ use bmac_core::step::StepId;
 /// Every top-level section.
 pub(crate) const SECTIONS: &[&str] = &[
     "cluster",
+    "network",
     "state",
     "sim",
     "node_pool",
@@ -140,6 +141,8 @@ const CLUSTER_FIELDS: &[&str] = &[
     "context",
     "account",
     "project",
+    "encryption_key",
+    "admins",
     "depends_on",
 ];
 const ENDPOINT_FIELDS: &[&str] = &["public", "public_cidrs", "private"];
@@ -174,6 +177,8 @@ pub(crate) fn cluster(d: &mut Decoder, node: &Node) -> Option<Cluster> {
     let context = d.nonempty_str(&mut f, "context").map(|s| s.value);
     let account = d.nonempty_str(&mut f, "account").map(|s| s.value);
     let project = d.nonempty_str(&mut f, "project").map(|s| s.value);
+    let encryption_key = d.nonempty_str(&mut f, "encryption_key");
+    let admins = d.str_list(&mut f, "admins").unwrap_or_default();
     if let Some(p) = &provider {
         provider_fields(d, &f, p, region.is_some());
     }
@@ -190,6 +195,8 @@ pub(crate) fn cluster(d: &mut Decoder, node: &Node) -> Option<Cluster> {
         context,
         account,
         project,
+        encryption_key,
+        admins,
     })
 }
 
@@ -218,6 +225,11 @@ fn provider_fields(
         ("account", p != Provider::Eks),
         ("project", p != Provider::Gke),
         ("endpoint", p == Provider::Kube),
+        (
+            "encryption_key",
+            !matches!(p, Provider::Eks | Provider::Gke),
+        ),
+        ("admins", !matches!(p, Provider::Eks | Provider::Gke)),
     ];
     for (field, wrong) in stray {
         if let (true, Some(at)) = (wrong, f.key_span(field)) {
@@ -448,7 +460,7 @@ pub(crate) fn node_pool(d: &mut Decoder, node: &Node) -> Option<NodePool> {
     Some(NodePool {
         meta: meta(id, deps),
         name: name.value,
-        instance_types: instance_types.into_iter().map(|s| s.value).collect(),
+        instance_types,
         min: min?,
         max: max?,
         desired,

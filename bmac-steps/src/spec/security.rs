@@ -13,6 +13,8 @@ use bmac_core::step::StepId;
 
 const AUDIT_FIELDS: &[&str] = &[
     "enabled",
+    "log_retention_days",
+    "force_destroy",
     "log_types",
     "archive",
     "retention_days",
@@ -48,6 +50,8 @@ pub(crate) fn audit(d: &mut Decoder, node: &Node) -> Option<Audit> {
             }
         });
     let retention_days = d.u32(&mut f, "retention_days");
+    let log_retention_days = d.u32(&mut f, "log_retention_days");
+    let force_destroy = d.bool_or(&mut f, "force_destroy", false).value;
     let alarm = f.get("alarm").and_then(|n| alarm(d, n));
     let deps = d.depends_on(&mut f);
     f.finish(d);
@@ -57,6 +61,8 @@ pub(crate) fn audit(d: &mut Decoder, node: &Node) -> Option<Audit> {
         log_types,
         archive,
         retention_days,
+        log_retention_days,
+        force_destroy,
         alarm,
     })
 }

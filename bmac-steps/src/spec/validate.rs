@@ -39,6 +39,7 @@ pub(crate) fn validate(spec: &Spec) -> Vec<Problem> {
     policy(spec, &mut out);
     registries(spec, &mut out);
     identities(spec, &mut out);
+    super::cloud::validate_eks(spec, &mut out);
     out
 }
 
@@ -151,6 +152,13 @@ fn existing_cluster(spec: &Spec, out: &mut Vec<Problem>) {
                 c.meta.span,
                 "[cni]",
                 "the cluster's network plugin is already installed",
+            )
+        }),
+        spec.network.as_ref().map(|n| {
+            (
+                n.meta.span,
+                "[network]",
+                "the cluster already sits in its network",
             )
         }),
     ];

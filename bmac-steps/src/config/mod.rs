@@ -19,10 +19,14 @@
 //! when a token rotates, no fingerprint moves when one does. The provider that runs an
 //! in-cluster step mints the token from the source at call time and keeps it in memory only.
 
+mod cloud;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use cloud::*;
 
 /// Input name: the API server URL (from the cluster step's `endpoint` output).
 pub const INPUT_ENDPOINT: &str = "endpoint";
@@ -99,6 +103,13 @@ pub struct ClusterConfig {
     /// For `kube`: the context naming the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+    /// For clouds: the account (project, subscription) the cluster must be built in; the
+    /// provider checks the caller's credentials belong to it before creating anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// For clouds: principals made cluster admins besides the creator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admins: Vec<String>,
 }
 
 /// How to mint credentials for a cluster: the `credentials` output of a cluster step and the
@@ -367,6 +378,10 @@ pub struct BucketConfig {
     pub object_lock: bool,
     /// Refuse non-TLS access.
     pub require_tls: bool,
+    /// Whether destroying the step may delete the bucket with its objects (only a bucket the
+    /// step created; default false: the bucket is kept and destroy says so).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force_destroy: bool,
 }
 
 /// `audit_logging`: control-plane audit log delivery.
@@ -499,7 +514,9 @@ pub struct RegistryMirrorConfig {
     pub pull_through_cache: bool,
 }
 
-/// `iam_role`: a cloud role for a Kubernetes service account.
+/// `iam_role`: a cloud role — for a Kubernetes service account (workload identity), or, with
+/// a [`purpose`](Self::purpose), for the control plane ([`ROLE_FOR_CLUSTER`]) or a node pool's
+/// machines ([`ROLE_FOR_NODES`]), whose cloud-defined permissions the provider attaches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IamRoleConfig {
     /// Role name.
@@ -510,10 +527,17 @@ pub struct IamRoleConfig {
     /// Permissions (actions) granted when the role is created.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permissions: Vec<String>,
-    /// The namespace of the service account allowed to assume it.
+    /// The namespace of the service account allowed to assume it (empty for a cluster or
+    /// node role).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
-    /// The service account allowed to assume it.
+    /// The service account allowed to assume it (empty for a cluster or node role).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub service_account: String,
+    /// What the cloud platform assumes it for: [`ROLE_FOR_CLUSTER`] or [`ROLE_FOR_NODES`];
+    /// absent for a workload identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
 }
 
 /// `service_account`: a ServiceAccount bound to a cloud role.

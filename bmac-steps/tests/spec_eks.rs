@@ -1,0 +1,184 @@
+//! The EKS spec: `[network]` in both forms, the cloud fields of `[cluster]`, and the table of
+//! bad inputs that must each fail at validate time — with a code, a span on the offending
+//! value (so file:line:column) and a help line — before any AWS call could be made.
+
+use bmac_steps::spec::*;
+use miette::SourceSpan;
+
+const EKS: &str = "[cluster]\nname = \"prod\"\nprovider = \"eks\"\nregion = \"eu-west-1\"\n";
+
+fn spanned_text(text: &str, span: SourceSpan) -> &str {
+    &text[span.offset()..span.offset() + span.len()]
+}
+
+fn line_col(text: &str, span: SourceSpan) -> (usize, usize) {
+    let before = &text[..span.offset()];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, col)
+}
+
+fn parse_ok(text: &str) -> Spec {
+    Spec::parse("bmac.toml", text)
+        .unwrap_or_else(|e| panic!("unexpected error: {:?}", miette::Report::new(e)))
+}
+
+fn one_problem(text: &str) -> Problem {
+    let problems = match Spec::parse("bmac.toml", text) {
+        Ok(_) => panic!("spec parsed but should not:\n{text}"),
+        Err(e) => e.problems().to_vec(),
+    };
+    assert_eq!(problems.len(), 1, "expected one problem, got {problems:#?}");
+    let p = problems.into_iter().next().unwrap();
+    assert!(
+        p.help.as_deref().is_some_and(|h| !h.is_empty()),
+        "no help: {p:#?}"
+    );
+    p
+}
+
+#[test]
+fn a_created_network_and_an_existing_one_read_back() {
+    let spec = parse_ok(&format!(
+        "{EKS}[network]\ncidr = \"10.8.0.0/16\"\nzones = [\"eu-west-1a\", \"eu-west-1b\"]\nnat = \"per_zone\"\n"
+    ));
+    let net = spec.network.expect("network");
+    assert_eq!(net.cidr.value, "10.8.0.0/16");
+    assert_eq!(net.nat, NatMode::PerZone);
+    assert_eq!(net.zones.len(), 2);
+    assert!(net.existing.is_none());
+
+    let spec = parse_ok(&format!(
+        "{EKS}[network]\nvpc_id = \"vpc-0abc\"\nsubnets.private = {{ \"eu-west-1a\" = \"subnet-1\", \"eu-west-1b\" = \"subnet-2\" }}\n"
+    ));
+    let e = spec.network.and_then(|n| n.existing).expect("existing");
+    assert_eq!(e.vpc_id.value, "vpc-0abc");
+    assert_eq!(e.private_subnets["eu-west-1b"].value, "subnet-2");
+    assert!(e.public_subnets.is_empty());
+
+    // No [network] at all is fine: bmac creates one.
+    assert!(parse_ok(EKS).network.is_none());
+}
+
+#[test]
+fn the_cloud_fields_of_the_cluster_read_back() {
+    let spec = parse_ok(&format!(
+        "{EKS}encryption_key = \"arn:aws:kms:eu-west-1:123456789012:key/k\"\nadmins = [\"arn:aws:iam::123456789012:role/platform\"]\n"
+    ));
+    assert_eq!(
+        spec.cluster.encryption_key.unwrap().value,
+        "arn:aws:kms:eu-west-1:123456789012:key/k"
+    );
+    assert_eq!(spec.cluster.admins.len(), 1);
+}
+
+/// Each bad input: the spec, the code, the text the error points at, and a word of the message.
+#[test]
+fn bad_inputs_fail_at_validate_time_pointing_at_the_value() {
+    let pool = "[[node_pool]]\nname = \"a\"\nmin = 1\nmax = 2\n";
+    let cases: Vec<(String, ProblemCode, &str, &str)> = vec![
+        (
+            format!("{EKS}[network]\nvpc_id = \"vpc-1\"\nsubnets.private = {{ \"eu-west-1a\" = \"subnet-1\", \"eu-west-1a\" = \"subnet-2\" }}\n"),
+            ProblemCode::Syntax,
+            "",
+            "",
+        ),
+        (
+            format!("{EKS}[network]\nvpc_id = \"vpc-1\"\nsubnets.private = {{ \"eu-west-1a\" = \"subnet-1\" }}\n"),
+            ProblemCode::Contradiction,
+            "subnets",
+            "two availability zones",
+        ),
+        (
+            format!("{EKS}[network]\nzones = [\"eu-west-1a\"]\n"),
+            ProblemCode::Contradiction,
+            "[network]",
+            "two availability zones",
+        ),
+        (
+            format!("{EKS}[network]\nzones = [\"eu-west-1a\", \"us-east-1b\"]\n"),
+            ProblemCode::InvalidValue,
+            "\"us-east-1b\"",
+            "not an availability zone of eu-west-1",
+        ),
+        (
+            format!("{EKS}[audit]\nlog_types = [\"audit\"]\nretention_days = 45\n"),
+            ProblemCode::InvalidValue,
+            "45",
+            "45 days",
+        ),
+        (
+            format!("{EKS}[audit]\nlog_types = [\"audit\"]\narchive = \"s3://acme-audit/prod\"\nlog_retention_days = 10\n"),
+            ProblemCode::InvalidValue,
+            "10",
+            "10 days",
+        ),
+        (
+            format!("{EKS}{pool}instance_types = [\"m6i.large\", \"m6l.large\"]\n"),
+            ProblemCode::InvalidValue,
+            "\"m6l.large\"",
+            "no family `m6l`",
+        ),
+        (
+            format!("{EKS}[[namespace]]\nname = \"pay\"\n[[workload_identity]]\nnamespace = \"pay\"\nservice_account = \"api\"\nrole = \"arn:aws-cn:iam::123456789012:role/api\"\n"),
+            ProblemCode::InvalidValue,
+            "\"arn:aws-cn:iam::123456789012:role/api\"",
+            "partition `aws-cn`",
+        ),
+        (
+            format!("{EKS}encryption_key = \"arn:aws:kms:us-east-1:123456789012:key/k\"\n"),
+            ProblemCode::InvalidValue,
+            "\"arn:aws:kms:us-east-1:123456789012:key/k\"",
+            "region `us-east-1`",
+        ),
+        (
+            format!("{EKS}admins = [\"arn:aws:s3:::bucket\"]\n"),
+            ProblemCode::InvalidValue,
+            "\"arn:aws:s3:::bucket\"",
+            "IAM principal ARN expected",
+        ),
+        (
+            format!("{EKS}[network]\ncidr = \"10.0.0.0/8\"\n"),
+            ProblemCode::InvalidValue,
+            "\"10.0.0.0/8\"",
+            "/16 to /24",
+        ),
+        (
+            format!("{EKS}[network]\nvpc_id = \"vpc-1\"\nnat = \"single\"\nsubnets.private = {{ \"eu-west-1a\" = \"subnet-1\", \"eu-west-1b\" = \"subnet-2\" }}\n"),
+            ProblemCode::Contradiction,
+            "nat",
+            "existing VPC",
+        ),
+        (
+            "[cluster]\nname = \"t\"\nprovider = \"sim\"\nadmins = [\"arn:aws:iam::1:role/a\"]\n".to_owned(),
+            ProblemCode::Contradiction,
+            "admins",
+            "does not apply",
+        ),
+    ];
+    for (text, code, points_at, says) in cases {
+        if code == ProblemCode::Syntax {
+            // A zone named twice is a TOML duplicate key: caught before decoding.
+            assert!(Spec::parse("bmac.toml", &text).is_err(), "{text}");
+            continue;
+        }
+        let p = one_problem(&text);
+        assert_eq!(p.code, code, "{text}\n{p:#?}");
+        assert_eq!(spanned_text(&text, p.span), points_at, "{text}\n{p:#?}");
+        assert!(p.message.contains(says), "{text}\n{}", p.message);
+        let (line, col) = line_col(&text, p.span);
+        assert!(line > 1 && col >= 1, "{line}:{col}");
+    }
+}
+
+#[test]
+fn the_same_values_pass_where_they_are_right() {
+    parse_ok(&format!(
+        "{EKS}encryption_key = \"arn:aws:kms:eu-west-1:123456789012:key/k\"\n[audit]\nlog_types = [\"audit\"]\nretention_days = 90\n[[node_pool]]\nname = \"a\"\nmin = 1\nmax = 2\ninstance_types = [\"m6i.large\", \"c7g.xlarge\"]\n[network]\nzones = [\"eu-west-1a\", \"eu-west-1b\"]\n"
+    ));
+    // A retention CloudWatch cannot keep is fine on the simulator.
+    parse_ok("[cluster]\nname = \"t\"\nprovider = \"sim\"\n[audit]\nlog_types = [\"audit\"]\nretention_days = 45\n");
+    assert_eq!(partition("cn-north-1"), "aws-cn");
+    assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
+    assert_eq!(partition("eu-west-1"), "aws");
+}
