@@ -32,19 +32,11 @@ readonly REFLECT2_DEBIAN=/usr/share/gocode/src/github.com/modern-go/reflect2
 
 log() { printf '[kube-env] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=lib/servers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/servers.sh"
 
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'
-}
-
-as_root() {
-  if [[ $EUID -eq 0 ]]; then "$@"; else sudo "$@"; fi
-}
-
-now_ms() { date +%s%3N; }
-elapsed() { # start_ms -> "12.3 s"
-  local d=$(( $(now_ms) - $1 ))
-  printf '%d.%d s' $((d / 1000)) $(((d % 1000) / 100))
 }
 
 apiserver_bin() {
@@ -156,63 +148,6 @@ cmd_install() {
 # ---------------------------------------------------------------------------------------------
 # start / stop / status
 # ---------------------------------------------------------------------------------------------
-free_ports() { # N -> N distinct free loopback TCP ports, one per line
-  python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-for s in socks:
-    print(s.getsockname()[1])
-    s.close()
-EOF
-}
-
-# True when the pid in DIR/NAME.pid is alive and its command line mentions DIR (guards against
-# pid reuse after a reboot or a long time).
-# Whether the process we just started is still there. Right after `cmd &` its PID may still
-# be the forked shell that has not exec'ed the server yet (its command line is this script's),
-# so start-up waits use this, not pid_alive's command-line check.
-started_alive() { # dir name
-  local f="$1/$2.pid" pid
-  [[ -f "$f" ]] || return 1
-  pid=$(<"$f")
-  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
-}
-
-# Whether our server still runs: alive, and its command line still names its directory (a
-# recycled PID belongs to another program).
-pid_alive() { # dir name
-  started_alive "$1" "$2" || return 1
-  tr '\0' ' ' <"/proc/$(<"$1/$2.pid")/cmdline" 2>/dev/null | grep -qF -- "$1/"
-}
-
-stop_one() { # dir name
-  local dir="$1" name="$2" f="$1/$2.pid" pid i
-  if pid_alive "$dir" "$name"; then
-    pid=$(<"$f")
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "$name ($pid) did not stop within 10 s; killing"
-      kill -KILL "$pid" 2>/dev/null || true
-      for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    fi
-    log "stopped $name ($pid)"
-  fi
-  rm -f "$f"
-}
-
-abs_dir() { # create if needed and print the absolute path
-  mkdir -p "$1"
-  (cd "$1" && pwd -P)
-}
-
 readyz() { # dir -> 0 when the apiserver answers /readyz with the admin token
   local dir="$1" port
   [[ -f "$dir/apiserver.port" && -f "$dir/admin.token" ]] || return 1
@@ -248,38 +183,18 @@ cmd_status() {
 }
 
 gen_pki() { # dir
-  local p="$1/pki"
-  mkdir -p "$p"
-  chmod 0700 "$p"
-  (
-    cd "$p"
-    umask 077
-    key() { openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1" 2>/dev/null; }
-    key ca.key
-    openssl req -x509 -new -key ca.key -sha256 -days 30 -subj "/CN=bmac-test-ca" \
-      -addext "basicConstraints=critical,CA:TRUE" \
-      -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
-      -out ca.crt 2>/dev/null
-
-    sign() { # name subj ext-file-content
-      key "$1.key"
-      openssl req -new -key "$1.key" -subj "$2" -out "$1.csr" 2>/dev/null
-      printf '%s\n' "$3" >"$1.ext"
-      openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -sha256 \
-        -days 30 -extfile "$1.ext" -out "$1.crt" 2>/dev/null
-      rm -f "$1.csr" "$1.ext"
-    }
-    sign apiserver "/CN=kube-apiserver" "basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
+  pki_init "$1"
+  pki_sign "$1" apiserver "/CN=kube-apiserver" "$LOOPBACK_SERVER_EXT
 subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
-    sign admin "/O=system:masters/CN=bmac-admin" "basicConstraints=critical,CA:FALSE
+  pki_sign "$1" admin "/O=system:masters/CN=bmac-admin" "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"
-    key sa.key
+  (
+    cd "$1/pki"
+    umask 077
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
     openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
-    rm -f ca.srl
-    chmod 0644 ca.crt apiserver.crt admin.crt sa.pub
+    chmod 0644 sa.pub
   )
 }
 
@@ -424,17 +339,4 @@ EOF
   log "use: . $dir/env"
 }
 
-main() {
-  local cmd="${1:-}"
-  shift || true
-  case "$cmd" in
-    install) cmd_install "$@" ;;
-    start) cmd_start "$@" ;;
-    stop) cmd_stop "$@" ;;
-    status) cmd_status "$@" ;;
-    -h | --help | help) usage ;;
-    *) usage >&2; exit 2 ;;
-  esac
-}
-
-main "$@"
+dispatch "$@"

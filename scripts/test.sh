@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs and starts the servers the
-# integration tests need (etcd + kube-apiserver on 127.0.0.1), runs format, lint and every
-# test with BMAC_E2E=1 (so a test that cannot reach its server fails instead of skipping),
-# then stops the servers. Build caches live outside the clone, under ~/.cache/bmac.
+# integration tests need (etcd + kube-apiserver, and moto for the AWS provider, on 127.0.0.1),
+# runs format, lint and every test with BMAC_E2E=1 (so a test that cannot reach its server
+# fails instead of skipping), then stops the servers. Build caches live outside the clone, under ~/.cache/bmac.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -15,8 +15,11 @@ step() { printf '\n==> %s\n' "$*"; }
 
 run_dir="$root/target/test-env"
 cleanup() {
-  if [ -x scripts/kube-env.sh ] && [ -d "$run_dir/kube" ]; then
+  if [ -d "$run_dir/kube" ]; then
     bash scripts/kube-env.sh stop "$run_dir/kube" || true
+  fi
+  if [ -d "$run_dir/moto" ]; then
+    bash scripts/moto-env.sh stop "$run_dir/moto" || true
   fi
 }
 trap cleanup EXIT
@@ -28,6 +31,12 @@ if [ -f scripts/kube-env.sh ]; then
   # shellcheck disable=SC1091
   source "$run_dir/kube/env"
 fi
+
+step "AWS API server (moto, over TLS)"
+bash scripts/moto-env.sh install
+bash scripts/moto-env.sh start "$run_dir/moto"
+# shellcheck disable=SC1091
+source "$run_dir/moto/env"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

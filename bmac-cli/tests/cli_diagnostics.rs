@@ -216,10 +216,10 @@ fn endpoint_overrides_are_checked_before_any_provider_call() {
     );
 }
 
-/// The EKS example with local state (its `[state]` names S3, which is refused first).
-fn eks_with_local_state() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/eks-baseline.toml");
-    let spec = std::fs::read_to_string(path).expect("the EKS example");
+/// A cloud example with local state (its `[state]` names a remote backend, refused first).
+fn example_with_local_state(file: &str) -> String {
+    let path = format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"));
+    let spec = std::fs::read_to_string(path).expect("the example");
     let start = spec.find("[state]").expect("a [state] table");
     let end = start
         + spec[start..]
@@ -234,20 +234,20 @@ fn eks_with_local_state() -> String {
 
 #[test]
 fn a_cloud_whose_provider_is_not_written_yet_is_refused_clearly() {
-    let sandbox = Sandbox::with_spec(&eks_with_local_state());
+    let sandbox = Sandbox::with_spec(&example_with_local_state("gke-baseline.toml"));
     // Nothing needs the provider to validate or plan an empty state.
     sandbox.run_expecting(&["validate"], 0);
     sandbox.run_expecting(&["plan"], 0);
-    // The released binary has the `aws` feature, which is where EKS will land.
+    // The released binary has the `gcp` feature, which is where GKE will land.
     let out = sandbox.run_expecting(&["apply", "--auto-approve"], 1);
     let err = unwrapped(&text(&out.stderr));
     assert!(err.contains("bmac::setup::not_built_yet"), "{err}");
     assert!(
-        err.contains("the spec asks for provider `eks`, which bmac does not implement yet"),
+        err.contains("the spec asks for provider `gke`, which bmac does not implement yet"),
         "{err}"
     );
     assert!(
-        err.contains("the `aws` feature is where the `eks` provider lands"),
+        err.contains("the `gcp` feature is where the `gke` provider lands"),
         "{err}"
     );
 }

@@ -49,6 +49,7 @@ pub const CAPTURED: &[&str] = &[
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_",
     "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    "AWS_CA_BUNDLE",
     "CLOUDSDK_COMPUTE_REGION",
     "CLOUDSDK_CORE_PROJECT",
     "CLOUDSDK_ACTIVE_CONFIG_NAME",
@@ -109,6 +110,12 @@ impl Overrides {
 /// Where and how providers call their cloud (see the module docs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CloudConfig {
+    /// The name of the cluster the providers build (what cloud resources are named and tagged
+    /// after).
+    pub cluster: String,
+    /// The cloud account the cluster must be built in (`[cluster] account`), when the spec
+    /// names one: providers check their credentials belong to it before changing anything.
+    pub account: Option<String>,
     /// The cluster's provider (`sim`, `kube`, `eks`, `gke`).
     pub provider: Provider,
     /// The region cloud APIs are called in.
@@ -196,6 +203,8 @@ impl CloudConfig {
         }
         let sim = sim_settings(spec, state_dir)?.with_vars(|name| var(name))?;
         Ok(CloudConfig {
+            cluster: spec.cluster.name.value.clone(),
+            account: spec.cluster.account.clone(),
             provider,
             region,
             profile,

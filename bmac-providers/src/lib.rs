@@ -4,11 +4,13 @@
 //! kind — is always compiled: it is the embedded default provider, what the quickstart, the
 //! examples, the benches and most of the test suite run against. The real backends (`kube`,
 //! `aws`, `gcp`, `azure`) sit behind cargo features of the same names so that the engine and
-//! the simulated path build fast without their SDKs (the cloud features are declared and still
-//! empty: EKS, GKE and AKS land there). [`for_spec`] picks the providers a spec asks for,
+//! the simulated path build fast without their SDKs (`aws` builds EKS on the official AWS SDK;
+//! `gcp` and `azure` are declared for GKE and AKS). [`for_spec`] picks the providers a spec asks for,
 //! configured by one [`CloudConfig`] (region, profile, endpoint overrides, the simulator's
 //! knobs) resolved from the spec, the environment and flags.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod config;
 #[cfg(feature = "kube")]
 pub mod kube;

@@ -8,10 +8,13 @@
 //!   `<state_dir>/sim-cloud.log` next to the state it belongs with;
 //! - `kube` — the kube-rs provider for an existing cluster and every in-cluster kind (cargo
 //!   feature `kube`);
-//! - `eks`, `gke` — the AWS and GCP providers (features `aws`, `gcp`; `azure` is declared for
-//!   AKS), not written yet: asking for them is a [`SetupError::FeatureMissing`] that says how
-//!   to get them when the build lacks the feature, and a [`SetupError::NotBuiltYet`] when it
-//!   has the (still empty) feature — never a panic or a silent fallback to the simulator.
+//! - `eks` — the AWS provider (feature `aws`) for the cloud kinds and the kube provider for
+//!   the in-cluster ones, which mints EKS tokens with the AWS provider's credentials;
+//! - `gke` — the GCP provider (feature `gcp`; `azure` is declared for AKS), not written yet.
+//!
+//! A provider whose feature the build lacks is a [`SetupError::FeatureMissing`] that says how
+//! to get it; one whose (still empty) feature is compiled in is a [`SetupError::NotBuiltYet`]
+//! — never a panic or a silent fallback to the simulator.
 //!
 //! The spec's fault rules map onto the simulator's [`FaultRule`]s one to one, with two
 //! differences the simulator imposes: a rule applies to a whole kind (a rule naming one
@@ -106,7 +109,7 @@ pub fn for_config(config: &CloudConfig) -> Result<Providers, SetupError> {
             Ok(Providers::new().fallback(Arc::new(sim)))
         }
         Provider::Kube => kube(config),
-        Provider::Eks => Err(cloud("eks", "aws", cfg!(feature = "aws"))),
+        Provider::Eks => eks(config),
         Provider::Gke => Err(cloud("gke", "gcp", cfg!(feature = "gcp"))),
     }
 }
@@ -120,18 +123,43 @@ fn cloud(provider: &'static str, feature: &'static str, compiled: bool) -> Setup
     }
 }
 
+/// EKS: the AWS provider for the cloud kinds, the kube provider — minting EKS tokens with the
+/// same credentials — for every in-cluster kind.
+#[cfg(feature = "aws")]
+fn eks(config: &CloudConfig) -> Result<Providers, SetupError> {
+    use crate::aws::{AwsProvider, EksMinter};
+    use crate::kube::KubeProvider;
+    let aws = AwsProvider::new(config);
+    let minter = Arc::new(EksMinter::new(aws.aws()));
+    let kube = Arc::new(kube_provider(config).with_minter("eks", minter));
+    Ok(Providers::new()
+        .route(KubeProvider::KINDS.iter().copied(), kube)
+        .route(AwsProvider::KINDS.iter().copied(), Arc::new(aws)))
+}
+
+#[cfg(not(feature = "aws"))]
+fn eks(_: &CloudConfig) -> Result<Providers, SetupError> {
+    Err(cloud("eks", "aws", false))
+}
+
 #[cfg(feature = "kube")]
 fn kube(config: &CloudConfig) -> Result<Providers, SetupError> {
+    use crate::kube::KubeProvider;
+    let provider = Arc::new(kube_provider(config));
+    Ok(Providers::new().route(KubeProvider::KINDS.iter().copied(), provider))
+}
+
+/// The kube provider of a run: downloaded release bundles are kept in the user's cache
+/// (BMAC_CACHE_DIR, XDG_CACHE_HOME, HOME, as captured in the config).
+#[cfg(feature = "kube")]
+fn kube_provider(config: &CloudConfig) -> crate::kube::KubeProvider {
     use crate::kube::{BundleFetch, KubeProvider};
-    // Downloaded release bundles are kept in the user's cache (BMAC_CACHE_DIR, XDG_CACHE_HOME,
-    // HOME, as captured in the config).
     let mut bundles = BundleFetch::new();
     if let Some(cache) = bmac_steps::BundleCache::locate(|name| config.var(name).map(str::to_owned))
     {
         bundles = bundles.with_cache(cache);
     }
-    let provider = Arc::new(KubeProvider::new().with_bundles(bundles));
-    Ok(Providers::new().route(KubeProvider::KINDS.iter().copied(), provider))
+    KubeProvider::new().with_bundles(bundles)
 }
 
 #[cfg(not(feature = "kube"))]

@@ -78,12 +78,34 @@ fn a_fault_limited_to_one_step_is_refused_not_widened() {
 }
 
 #[test]
-fn cloud_providers_this_build_lacks_say_which_feature_to_enable() {
+fn cloud_providers_are_set_up_or_say_which_feature_to_enable() {
     let dir = tempfile::tempdir().unwrap();
-    for (file, provider, feature, compiled) in [
-        ("eks-baseline.toml", "eks", "aws", cfg!(feature = "aws")),
-        ("gke-baseline.toml", "gke", "gcp", cfg!(feature = "gcp")),
-    ] {
+    let clouds = [
+        (
+            "eks-baseline.toml",
+            "eks",
+            "aws",
+            cfg!(feature = "aws"),
+            true,
+        ),
+        (
+            "gke-baseline.toml",
+            "gke",
+            "gcp",
+            cfg!(feature = "gcp"),
+            false,
+        ),
+    ];
+    for (file, provider, feature, compiled, written) in clouds {
+        if compiled && written {
+            // The provider exists: cloud kinds go to it, in-cluster kinds to kube, and setting
+            // them up calls nothing.
+            let providers = for_spec(&example(file), dir.path()).unwrap();
+            assert_eq!(providers.for_kind("cluster").unwrap().name(), feature);
+            assert_eq!(providers.for_kind("node_pool").unwrap().name(), feature);
+            assert_eq!(providers.for_kind("namespace").unwrap().name(), "kube");
+            continue;
+        }
         let err = for_spec(&example(file), dir.path()).unwrap_err();
         let code = err.code().map(|c| c.to_string()).unwrap_or_default();
         let help = err.help().map(|h| h.to_string()).unwrap_or_default();

@@ -34,10 +34,10 @@
 //!
 //! # Features
 //! `kube` (in-cluster steps and existing clusters, through kube-rs) and the cloud features
-//! `aws`, `gcp`, `azure` are forwarded to `bmac-providers`. The cloud features are where the
-//! EKS, GKE and AKS providers land; until they do, a spec naming `eks` or `gke` is refused with
-//! an error that says so (`bmac::setup::not_built_yet`, or `bmac::setup::feature_missing` when
-//! the feature is off). The simulated cloud (`provider = "sim"`) is always built.
+//! `aws`, `gcp`, `azure` are forwarded to `bmac-providers`. `aws` builds EKS; GKE and AKS land
+//! in `gcp` and `azure`, and until they do a spec naming `gke` is refused with an error that
+//! says so (`bmac::setup::not_built_yet`, or `bmac::setup::feature_missing` when the feature is
+//! off). The simulated cloud (`provider = "sim"`) is always built.
 //!
 //! # The crates behind it
 //! [`core`] (spec, planner, executor, state), [`steps`] (the catalogue) and [`providers`] are

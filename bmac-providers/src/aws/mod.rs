@@ -1,0 +1,210 @@
+//! The AWS provider: Amazon EKS and the AWS services of its security baseline, on the official
+//! AWS SDK for Rust (cargo feature `aws`).
+//!
+//! # Shape
+//! One [`Handler`] per step kind, each in the module of its resource family — [`network`]
+//! (VPC, subnets, gateways, routes), [`iam`] (cluster, node and workload roles), [`kms`] (the
+//! Secrets key), [`cluster`] (the EKS control plane), [`node_group`] (managed node groups and
+//! their launch templates) and [`audit`] (control-plane logging, the archive bucket, the
+//! Firehose archive and the alarms) — behind one registry, [`AwsProvider`]. What every handler
+//! shares lives once: the SDK clients and their configuration ([`clients`]), the error
+//! classification ([`error`]), waiting on long operations with progress ([`wait`]), and the
+//! tags that make created resources findable again ([`tags`]).
+//!
+//! # Behaviour users of Terraform and eksctl expect
+//! - Creates are idempotent: a resource bmac created is found again by name or by its
+//!   `bmac.dev/step` tag, so a step left in doubt by a crash is adopted after observing, never
+//!   created twice; "already exists" on create is adoption, not failure.
+//! - Long creates (a control plane, a node group, a NAT gateway) checkpoint what they started
+//!   and report progress while they wait; a resumed run polls the same resource.
+//! - Updates go in place where AWS allows (`UpdateClusterConfig`, `UpdateNodegroupConfig`,
+//!   retention, policies); what AWS fixes at creation is a replacement in the plan (see
+//!   `bmac_steps::kinds`). One update at a time runs per cluster (EKS refuses concurrent ones
+//!   with `ResourceInUseException`): cluster, node-group and logging updates share a
+//!   concurrency group of limit 1.
+//! - Destroy runs in reverse dependency order (the executor's) and never deletes data
+//!   silently: the audit log group is kept, and so is the archive bucket unless bmac created
+//!   it and the spec says `force_destroy = true`; what is kept is reported as progress.
+//!
+//! # What it needs
+//! The IAM permissions bmac uses are listed, action by action, in
+//! `examples/eks-iam-policy.json`; credentials come from the standard AWS chain.
+
+pub mod audit;
+pub mod clients;
+pub mod cluster;
+pub mod error;
+pub mod iam;
+pub mod kms;
+pub mod network;
+pub mod node_group;
+pub mod tags;
+pub mod token;
+pub mod wait;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bmac_core::provider::{
+    ApplyRequest, ConcurrencyGroup, DestroyRequest, ObserveRequest, Observed, Provider,
+};
+use bmac_core::{Outputs, ProviderError, Step};
+use bmac_steps::kinds;
+
+pub use clients::{Aws, Clients};
+pub use token::EksMinter;
+
+use crate::config::CloudConfig;
+
+/// How one step kind is built on AWS.
+#[async_trait]
+pub trait Handler: Send + Sync {
+    /// How long an apply usually takes.
+    fn expected(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+    /// The longest one call may take.
+    fn max(&self) -> Duration {
+        Duration::from_secs(15 * 60)
+    }
+    /// Whether its updates count against the cluster's one-update-at-a-time group.
+    fn cluster_update(&self) -> bool {
+        false
+    }
+    /// Creates or updates; returns the outputs.
+    async fn apply(&self, aws: &Clients, req: &ApplyRequest<'_>) -> Result<Outputs, ProviderError>;
+    /// What exists now.
+    async fn observe(
+        &self,
+        aws: &Clients,
+        req: &ObserveRequest<'_>,
+    ) -> Result<Observed, ProviderError>;
+    /// Removes what apply made (gone already is success).
+    async fn destroy(&self, aws: &Clients, req: &DestroyRequest<'_>) -> Result<(), ProviderError>;
+}
+
+/// The AWS provider: routes each step to the handler of its kind.
+pub struct AwsProvider {
+    aws: Arc<Aws>,
+    handlers: HashMap<&'static str, Arc<dyn Handler>>,
+}
+
+impl std::fmt::Debug for AwsProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut kinds: Vec<_> = self.handlers.keys().collect();
+        kinds.sort();
+        f.debug_struct("AwsProvider")
+            .field("aws", &self.aws)
+            .field("kinds", &kinds)
+            .finish()
+    }
+}
+
+impl AwsProvider {
+    /// The step kinds built on AWS; in-cluster kinds go to the kube provider.
+    pub const KINDS: &'static [&'static str] = &[
+        kinds::NETWORK,
+        kinds::ENCRYPTION_KEY,
+        kinds::IAM_ROLE,
+        kinds::CLUSTER,
+        kinds::NODE_POOL,
+        kinds::AUDIT_LOGGING,
+        kinds::OBJECT_BUCKET,
+        kinds::AUDIT_ARCHIVE,
+        kinds::AUDIT_ALARM,
+    ];
+
+    /// A provider configured from `config` (nothing is called until a step runs).
+    pub fn new(config: &CloudConfig) -> Self {
+        let aws = Arc::new(Aws::new(config));
+        let mut handlers: HashMap<&'static str, Arc<dyn Handler>> = HashMap::new();
+        handlers.insert(kinds::NETWORK, Arc::new(network::Network));
+        handlers.insert(kinds::ENCRYPTION_KEY, Arc::new(kms::Key));
+        handlers.insert(kinds::IAM_ROLE, Arc::new(iam::Role));
+        handlers.insert(kinds::CLUSTER, Arc::new(cluster::Cluster));
+        handlers.insert(kinds::NODE_POOL, Arc::new(node_group::NodeGroup));
+        handlers.insert(kinds::AUDIT_LOGGING, Arc::new(audit::logging::AuditLogging));
+        handlers.insert(kinds::OBJECT_BUCKET, Arc::new(audit::bucket::Bucket));
+        handlers.insert(kinds::AUDIT_ARCHIVE, Arc::new(audit::archive::AuditArchive));
+        handlers.insert(kinds::AUDIT_ALARM, Arc::new(audit::alarm::AuditAlarm));
+        AwsProvider { aws, handlers }
+    }
+
+    /// The shared SDK clients (for the EKS token minter).
+    pub fn aws(&self) -> Arc<Aws> {
+        Arc::clone(&self.aws)
+    }
+
+    fn handler(&self, step: &Step) -> Result<&Arc<dyn Handler>, ProviderError> {
+        self.handlers.get(step.kind.name()).ok_or_else(|| {
+            ProviderError::permanent(format!(
+                "the AWS provider does not build steps of kind `{}` ({})",
+                step.kind.name(),
+                step.id
+            ))
+            .with_code("bmac::aws::unknown_kind")
+        })
+    }
+}
+
+/// A step's typed config, or a permanent error naming the step.
+pub(crate) fn config<C: serde::de::DeserializeOwned>(step: &Step) -> Result<C, ProviderError> {
+    step.config_as().map_err(|e| {
+        ProviderError::permanent(format!(
+            "{}: the {} config is not what the AWS provider expects: {e}",
+            step.id,
+            step.kind.name()
+        ))
+        .with_code("bmac::aws::config")
+    })
+}
+
+#[async_trait]
+impl Provider for AwsProvider {
+    fn name(&self) -> &str {
+        "aws"
+    }
+
+    fn expected_duration(&self, step: &Step) -> Option<Duration> {
+        self.handlers.get(step.kind.name()).map(|h| h.expected())
+    }
+
+    fn max_duration(&self, step: &Step) -> Option<Duration> {
+        self.handlers.get(step.kind.name()).map(|h| h.max())
+    }
+
+    fn poll_interval(&self, _step: &Step) -> Duration {
+        wait::POLL
+    }
+
+    fn concurrency_group(&self, step: &Step) -> Option<ConcurrencyGroup> {
+        let handler = self.handlers.get(step.kind.name())?;
+        if !handler.cluster_update() {
+            return None;
+        }
+        Some(ConcurrencyGroup::new(
+            format!("eks:{}/updates", self.aws.cluster()),
+            1,
+        ))
+    }
+
+    async fn apply(&self, req: ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
+        let handler = self.handler(req.step)?;
+        let clients = self.aws.clients().await?;
+        handler.apply(&clients, &req).await
+    }
+
+    async fn observe(&self, req: ObserveRequest<'_>) -> Result<Observed, ProviderError> {
+        let handler = self.handler(req.step)?;
+        let clients = self.aws.clients().await?;
+        handler.observe(&clients, &req).await
+    }
+
+    async fn destroy(&self, req: DestroyRequest<'_>) -> Result<(), ProviderError> {
+        let handler = self.handler(req.step)?;
+        let clients = self.aws.clients().await?;
+        handler.destroy(&clients, &req).await
+    }
+}
