@@ -126,14 +126,21 @@ pub fn state_show(state: &State, id: &str) -> Option<String> {
         if !deps.is_empty() {
             let _ = writeln!(out, "  depends on:  {}", deps.join(", "));
         }
-        let config = serde_json::to_string_pretty(&a.step.config).unwrap_or_default();
+        let config = serde_json::to_string_pretty(&sorted(&a.step.config)).unwrap_or_default();
         let _ = writeln!(out, "  config:");
         for line in config.lines() {
             let _ = writeln!(out, "    {line}");
         }
         let _ = writeln!(out, "  outputs:");
         for (name, value) in &a.outputs.0 {
-            let _ = writeln!(out, "    {name} = {value}");
+            match value.value() {
+                Some(v) if !value.is_sensitive() => {
+                    let _ = writeln!(out, "    {name} = {}", sorted(v));
+                }
+                _ => {
+                    let _ = writeln!(out, "    {name} = {value}");
+                }
+            }
         }
     }
     if s.in_doubt {
@@ -143,4 +150,22 @@ pub fn state_show(state: &State, id: &str) -> Option<String> {
         let _ = writeln!(out, "  last error: {e}");
     }
     Some(out)
+}
+
+/// `v` with every object's keys in sorted order, so what is shown does not depend on whether
+/// a dependency turned on serde_json's `preserve_order` (the AWS SDK's test support does).
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
 }
