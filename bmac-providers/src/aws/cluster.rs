@@ -33,7 +33,7 @@ use bmac_steps::spec::partition;
 use bmac_steps::CredentialSource;
 use serde_json::json;
 
-use super::error::{created, found, Code, Context as _, Created};
+use super::error::{created, found, Context as _, Created};
 use super::wait::{self, Poll};
 use super::{tags, Clients, Handler};
 
@@ -43,9 +43,7 @@ pub struct Cluster;
 /// A string input, or a permanent error naming it.
 pub(crate) fn input_str<'a>(inputs: &'a Inputs, name: &str) -> Result<&'a str, ProviderError> {
     inputs
-        .get(name)
-        .and_then(|v| v.value())
-        .and_then(|v| v.as_str())
+        .str(name)
         .ok_or_else(|| ProviderError::permanent(format!("input `{name}` is missing")))
 }
 
@@ -327,10 +325,13 @@ impl Handler for Cluster {
         if describe(aws, &c.name).await?.is_none() {
             return Ok(());
         }
-        match aws.eks.delete_cluster().name(&c.name).send().await {
-            Ok(_) => {}
-            Err(e) if Code::of(&e).is_not_found() => return Ok(()),
-            Err(e) => return Err(super::error::classify("eks:DeleteCluster", &resource, e)),
+        let deleting = found(
+            aws.eks.delete_cluster().name(&c.name).send().await,
+            "eks:DeleteCluster",
+            &resource,
+        )?;
+        if deleting.is_none() {
+            return Ok(());
         }
         wait::until(req.ctx, &resource, || async {
             Ok(match describe(aws, &c.name).await? {

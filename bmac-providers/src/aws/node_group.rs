@@ -31,7 +31,7 @@ use bmac_steps::config::{NodePoolConfig, Scaling, Taint, INPUT_ROLE, INPUT_SUBNE
 use serde_json::json;
 
 use super::cluster::{input_list, input_str};
-use super::error::{found, Code, Context as _};
+use super::error::{created, found, Code, Context as _, Created};
 use super::wait::{self, Poll};
 use super::{tags, Clients, Handler};
 
@@ -291,14 +291,11 @@ impl Handler for NodeGroup {
                     .build(),
             )
             .set_tags(Some(tags));
-        match create.send().await {
-            Ok(_) => {
-                req.ctx
-                    .checkpoint(json!({"nodegroup": c.name, "creating": true}))
-                    .await?
-            }
-            Err(e) if Code::of(&e).is_already_exists() => {}
-            Err(e) => return Err(super::error::classify("eks:CreateNodegroup", &resource, e)),
+        if let Created::Created(_) = created(create.send().await, "eks:CreateNodegroup", &resource)?
+        {
+            req.ctx
+                .checkpoint(json!({"nodegroup": c.name, "creating": true}))
+                .await?;
         }
         let live = wait_active(aws, req.ctx, &c.name).await?;
         Ok(outputs(&live))

@@ -30,7 +30,7 @@ use bmac_steps::config::{BucketConfig, OUTPUT_BUCKET};
 use bmac_steps::spec::partition;
 use serde_json::json;
 
-use super::super::error::{Code, Context as _};
+use super::super::error::{found, Code, Context as _};
 use super::super::{tags, Clients, Handler};
 
 /// The `object_bucket` handler.
@@ -49,15 +49,12 @@ fn invalid(e: impl std::fmt::Display) -> ProviderError {
 
 /// Whether the bucket exists and is the caller's: `Some(true)`, `None` when it does not exist.
 async fn exists(aws: &Clients, name: &str) -> Result<Option<()>, ProviderError> {
-    match aws.s3.head_bucket().bucket(name).send().await {
-        Ok(_) => Ok(Some(())),
-        Err(e) if Code::of(&e).is_not_found() => Ok(None),
-        Err(e) => Err(super::super::error::classify(
-            "s3:HeadBucket",
-            &format!("bucket {name}"),
-            e,
-        )),
-    }
+    let head = found(
+        aws.s3.head_bucket().bucket(name).send().await,
+        "s3:HeadBucket",
+        &format!("bucket {name}"),
+    )?;
+    Ok(head.map(drop))
 }
 
 fn policy(part: &str, name: &str) -> serde_json::Value {
