@@ -6,7 +6,8 @@
 //! StorageClass's provisioner, parameters, reclaim policy and binding mode are immutable in
 //! Kubernetes (the API server answers 422); a bucket cannot be
 //! renamed; a network's address plan (range, zones) is fixed once its subnets exist, and a key
-//! is never swapped in place (what it encrypted needs it). Everything else updates in place.
+//! is never swapped in place (what it encrypted needs it); an add-on or an identity binding is
+//! identified by what it is for. Everything else updates in place.
 
 use bmac_core::Kind;
 
@@ -46,6 +47,14 @@ pub const IAM_ROLE: &str = "iam_role";
 pub const SERVICE_ACCOUNT: &str = "service_account";
 /// Extra Kubernetes objects from the spec.
 pub const MANIFEST: &str = "manifest";
+/// A cluster add-on the cloud manages (an EKS add-on: the VPC CNI, the EBS CSI driver, the
+/// Pod Identity agent).
+pub const ADDON: &str = "addon";
+/// The binding of a cloud role to a Kubernetes service account held by the cloud (an EKS Pod
+/// Identity association).
+pub const IDENTITY_BINDING: &str = "identity_binding";
+/// The cloud IAM's trust in the cluster's OIDC issuer (EKS IAM roles for service accounts).
+pub const OIDC_PROVIDER: &str = "oidc_provider";
 
 /// Every kind the catalogue produces.
 pub const ALL: &[&str] = &[
@@ -67,6 +76,9 @@ pub const ALL: &[&str] = &[
     IAM_ROLE,
     SERVICE_ACCOUNT,
     MANIFEST,
+    ADDON,
+    IDENTITY_BINDING,
+    OIDC_PROVIDER,
 ];
 
 /// The [`Kind`] for a catalogue kind name, with its replacement fields.
@@ -91,6 +103,11 @@ pub fn kind(name: &str) -> Kind {
         IAM_ROLE => &["/name", "/purpose"],
         POLICY_ENGINE => &["/engine"],
         CNI => &["/plugin"],
+        // EKS names an add-on and a Pod Identity association by cluster, add-on, namespace
+        // and service account; only versions, settings and roles change in place.
+        ADDON => &["/cluster", "/name"],
+        IDENTITY_BINDING => &["/cluster", "/namespace", "/service_account"],
+        OIDC_PROVIDER => &["/cluster"],
         _ => &[],
     };
     Kind::with_replace_on(name, replace_on.iter().copied())

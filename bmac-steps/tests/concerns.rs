@@ -6,8 +6,8 @@ use std::path::Path;
 
 use bmac_core::step::Step;
 use bmac_steps::config::{
-    EncryptionKeyConfig, IamRoleConfig, ManifestConfig, NetworkConfig, PodSecurityLabelsConfig,
-    PolicyConfig, ServiceAccountConfig, StorageClassConfig,
+    AddonConfig, EncryptionKeyConfig, IamRoleConfig, IdentityBindingConfig, ManifestConfig,
+    NetworkConfig, PodSecurityLabelsConfig, PolicyConfig, ServiceAccountConfig, StorageClassConfig,
 };
 use bmac_steps::spec::Spec;
 use bmac_steps::{expand, expand_in, CatalogueError, Expansion};
@@ -35,6 +35,25 @@ fn step<'a>(e: &'a Expansion, id: &str) -> &'a Step {
         })
 }
 
+fn input_refs(s: &Step) -> Vec<String> {
+    s.inputs
+        .iter()
+        .map(|(name, r)| format!("{name}<-{r}"))
+        .collect()
+}
+
+/// Whether a step's inputs are only the cluster-access ones every in-cluster step takes.
+trait ClusterOnly {
+    fn is_empty_or_cluster_only(&self) -> bool;
+}
+
+impl<V> ClusterOnly for std::collections::BTreeMap<String, V> {
+    fn is_empty_or_cluster_only(&self) -> bool {
+        self.keys()
+            .all(|k| ["endpoint", "ca_data", "credentials"].contains(&k.as_str()))
+    }
+}
+
 fn has_dep(e: &Expansion, id: &str, dep: &str) -> bool {
     step(e, id).dependencies().any(|d| d.as_str() == dep)
 }
@@ -47,10 +66,32 @@ fn eks_spells_things_the_aws_way() {
     let gp3: StorageClassConfig = step(&e, "storage_class.gp3").config_as().unwrap();
     assert_eq!(gp3.provisioner, "ebs.csi.aws.com");
     assert!(gp3.parameters["kmsKeyId"].starts_with("arn:aws:kms:"));
+    // EKS Pod Identity by default: the account carries no annotation and waits for its
+    // association, which waits for the agent add-on.
     let sa: ServiceAccountConfig = step(&e, "workload_identity.payments-api.service_account")
         .config_as()
         .unwrap();
-    assert_eq!(sa.role_annotation, "eks.amazonaws.com/role-arn");
+    assert_eq!(sa.role_annotation, "");
+    assert!(step(&e, "workload_identity.payments-api.service_account")
+        .inputs
+        .is_empty_or_cluster_only());
+    let binding: IdentityBindingConfig = step(&e, "workload_identity.payments-api.binding")
+        .config_as()
+        .unwrap();
+    assert_eq!(
+        (binding.namespace.as_str(), binding.service_account.as_str()),
+        ("payments", "api")
+    );
+    assert!(has_dep(
+        &e,
+        "workload_identity.payments-api.service_account",
+        "workload_identity.payments-api.binding"
+    ));
+    assert!(has_dep(
+        &e,
+        "workload_identity.payments-api.binding",
+        "cluster.pod_identity_agent"
+    ));
     let role: IamRoleConfig = step(&e, "workload_identity.payments-api.role")
         .config_as()
         .unwrap();
@@ -58,20 +99,30 @@ fn eks_spells_things_the_aws_way() {
         role.existing.as_deref(),
         Some("arn:aws:iam::123456789012:role/payments-api")
     );
-    // A service account in a system namespace waits for no namespace step.
-    let csi = "workload_identity.kube-system-ebs-csi-controller-sa.service_account";
-    assert!(!step(&e, csi)
-        .dependencies()
-        .any(|d| d.as_str().starts_with("namespace.")));
-    let created: IamRoleConfig = step(
-        &e,
-        "workload_identity.kube-system-ebs-csi-controller-sa.role",
-    )
-    .config_as()
-    .unwrap();
+    // IRSA where the spec asks: the annotation, and a role trusting the cluster's OIDC
+    // provider for this one account.
+    let sa: ServiceAccountConfig = step(&e, "workload_identity.payments-worker.service_account")
+        .config_as()
+        .unwrap();
+    assert_eq!(sa.role_annotation, "eks.amazonaws.com/role-arn");
+    let created: IamRoleConfig = step(&e, "workload_identity.payments-worker.role")
+        .config_as()
+        .unwrap();
+    assert_eq!(created.purpose.as_deref(), Some("irsa"));
     assert_eq!(created.existing, None);
-    assert_eq!(created.permissions.len(), 4);
-    assert_eq!(created.name, "prod-kube-system-ebs-csi-controller-sa");
+    assert_eq!(created.permissions.len(), 3);
+    assert_eq!(created.name, "bmac-prod-payments-worker");
+    let inputs = input_refs(step(&e, "workload_identity.payments-worker.role"));
+    for wanted in [
+        "oidc_provider<-cluster.oidc.outputs.arn",
+        "oidc_issuer<-cluster.outputs.oidc_issuer",
+    ] {
+        assert!(inputs.iter().any(|i| i == wanted), "{wanted} in {inputs:?}");
+    }
+    assert!(!e.steps.iter().any(|s| s
+        .id
+        .as_str()
+        .starts_with("workload_identity.payments-worker.binding")));
     assert!(has_dep(
         &e,
         "policy.engine",
@@ -137,6 +188,63 @@ fn an_eks_cluster_gets_its_network_roles_and_key_wired_in() {
     let with_network = format!("{SIM}[network]\ncidr = \"10.1.0.0/16\"\n");
     let sim = expand(&Spec::parse("s.toml", &with_network).unwrap()).unwrap();
     assert!(sim.steps.iter().any(|s| s.id.as_str() == "network"));
+}
+
+#[test]
+fn eks_installs_the_vpc_cni_the_ebs_csi_driver_and_the_pod_identity_agent_as_addons() {
+    let e = example("eks-baseline.toml");
+    let addon = |id: &str| -> AddonConfig { step(&e, id).config_as().unwrap() };
+    let role = |id: &str| -> IamRoleConfig { step(&e, id).config_as().unwrap() };
+    assert_eq!(step(&e, "cni").kind.name(), "addon");
+    let cni = addon("cni");
+    assert_eq!(cni.name, "vpc-cni");
+    assert!(cni.preserve, "removing the CNI must not cut pod networking");
+    assert_eq!(
+        (cni.namespace.as_str(), cni.service_account.as_str()),
+        ("kube-system", "aws-node")
+    );
+    assert_eq!(
+        cni.configuration["env"]["ENABLE_PREFIX_DELEGATION"],
+        serde_json::json!("true")
+    );
+    assert_eq!(role("cni.role").managed, ["AmazonEKS_CNI_Policy"]);
+    assert!(input_refs(step(&e, "cni")).contains(&"role<-cni.role.outputs.arn".to_owned()));
+    assert!(has_dep(&e, "cni", "cluster.pod_identity_agent"));
+    assert!(has_dep(&e, "node_pool.system", "cni"));
+
+    let agent = addon("cluster.pod_identity_agent");
+    assert_eq!(agent.name, "eks-pod-identity-agent");
+    assert!(agent.service_account.is_empty());
+    assert!(has_dep(&e, "cluster.pod_identity_agent", "cluster"));
+
+    let driver = addon("storage.driver");
+    assert_eq!(driver.name, "aws-ebs-csi-driver");
+    assert_eq!(driver.service_account, "ebs-csi-controller-sa");
+    let driver_role = role("storage.driver.role");
+    assert_eq!(
+        driver_role.managed,
+        ["service-role/AmazonEBSCSIDriverPolicy"]
+    );
+    // The class's customer-managed key: the driver's role may use exactly that key.
+    assert!(driver_role
+        .permissions
+        .contains(&"kms:CreateGrant".to_owned()));
+    assert_eq!(
+        driver_role.resources,
+        ["arn:aws:kms:eu-west-1:123456789012:key/3f6e2a1c-0b7d-4e8f-9a1b-2c3d4e5f6a7b"]
+    );
+    for pool in ["node_pool.system", "node_pool.general"] {
+        assert!(has_dep(&e, "storage.driver", pool), "{pool}");
+    }
+    assert!(has_dep(&e, "storage_class.gp3", "storage.driver"));
+
+    // Nothing of this on the simulator or an existing cluster.
+    let sim = expand(&parse(&format!(
+        "{SIM}[cni]\nplugin = \"default\"\n[[storage_class]]\nname = \"fast\"\ntype = \"ssd\"\n"
+    )))
+    .unwrap();
+    assert!(!sim.steps.iter().any(|s| s.kind.name() == "addon"));
+    assert_eq!(step(&sim, "cni").kind.name(), "cni");
 }
 
 #[test]

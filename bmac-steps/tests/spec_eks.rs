@@ -182,3 +182,52 @@ fn the_same_values_pass_where_they_are_right() {
     assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
     assert_eq!(partition("eu-west-1"), "aws");
 }
+
+#[test]
+fn addon_and_workload_identity_rules_point_at_the_entry() {
+    let cni = "[cni]\nplugin = \"default\"\n";
+    let cases: Vec<(String, ProblemCode, &str, &str)> = vec![
+        (
+            format!("{EKS}{cni}[[workload_identity]]\nnamespace = \"kube-system\"\nservice_account = \"aws-node\"\npermissions = [\"ec2:AssignPrivateIpAddresses\"]\n"),
+            ProblemCode::Contradiction,
+            "[[workload_identity]]",
+            "belongs to the `vpc-cni` add-on",
+        ),
+        (
+            format!("{EKS}[[storage_class]]\nname = \"gp3\"\ntype = \"gp3\"\n[[workload_identity]]\nnamespace = \"kube-system\"\nservice_account = \"ebs-csi-controller-sa\"\npermissions = [\"ec2:CreateVolume\"]\n"),
+            ProblemCode::Contradiction,
+            "[[workload_identity]]",
+            "belongs to the `aws-ebs-csi-driver` add-on",
+        ),
+        (
+            format!("{EKS}[cni]\nplugin = \"default\"\nversion = \"1.18\"\n"),
+            ProblemCode::InvalidValue,
+            "[cni]",
+            "not an EKS add-on version",
+        ),
+        (
+            "[cluster]\nname = \"t\"\nprovider = \"gke\"\nregion = \"europe-west1\"\nproject = \"p\"\n[[workload_identity]]\nnamespace = \"kube-system\"\nservice_account = \"a\"\nrole = \"a@p.iam.gserviceaccount.com\"\nmechanism = \"irsa\"\n".to_owned(),
+            ProblemCode::Contradiction,
+            "\"irsa\"",
+            "`mechanism` does not apply",
+        ),
+        (
+            format!("{EKS}[[workload_identity]]\nnamespace = \"kube-system\"\nservice_account = \"a\"\npermissions = [\"s3:GetObject\"]\nmechanism = \"oidc\"\n"),
+            ProblemCode::InvalidValue,
+            "\"oidc\"",
+            "not a valid `mechanism`",
+        ),
+    ];
+    for (text, code, points_at, says) in cases {
+        let p = one_problem(&text);
+        assert_eq!(p.code, code, "{text}\n{p:#?}");
+        let at = spanned_text(&text, p.span);
+        assert!(at.starts_with(points_at), "{text}\n{at:?}\n{p:#?}");
+        assert!(p.message.contains(says), "{text}\n{}", p.message);
+    }
+    // Right where they are right: the add-on's pinned version and settings, IRSA on EKS, and
+    // the add-on accounts when bmac does not install the add-on.
+    parse_ok(&format!(
+        "{EKS}[cni]\nplugin = \"default\"\nversion = \"v1.18.3-eksbuild.1\"\nsettings = {{ env = {{ WARM_IP_TARGET = \"5\" }} }}\n[[workload_identity]]\nnamespace = \"kube-system\"\nservice_account = \"ebs-csi-controller-sa\"\npermissions = [\"ec2:CreateVolume\"]\nmechanism = \"irsa\"\n"
+    ));
+}

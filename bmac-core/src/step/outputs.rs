@@ -353,6 +353,13 @@ impl Outputs {
         self.0.get(name)
     }
 
+    /// A string output's value (plain or sensitive, when known), if present and a string.
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.get(name)
+            .and_then(|v| v.value())
+            .and_then(Value::as_str)
+    }
+
     /// Every output as `(name, value)`, ordered by name.
     pub fn iter(&self) -> OutputIter<'_> {
         self.0.iter()

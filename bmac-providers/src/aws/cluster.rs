@@ -33,7 +33,7 @@ use bmac_steps::spec::partition;
 use bmac_steps::CredentialSource;
 use serde_json::json;
 
-use super::error::{created, found, Context as _, Created};
+use super::error::{created, found, Code, Context as _, Created};
 use super::wait::{self, Poll};
 use super::{tags, Clients, Handler};
 
@@ -139,6 +139,61 @@ pub(crate) async fn wait_active(
     .await
 }
 
+/// What an EKS update (`DescribeUpdate`) is of.
+#[derive(Clone, Copy)]
+pub(crate) enum UpdateOf<'a> {
+    /// The control plane.
+    Cluster,
+    /// A managed node group.
+    Nodegroup(&'a str),
+    /// An add-on.
+    Addon(&'a str),
+}
+
+/// Waits until EKS update `id` of `of` has succeeded; `Failed` and `Cancelled` are permanent,
+/// with EKS's error list. A server without `DescribeUpdate` (a 404 with no AWS error code, as
+/// moto answers for node groups) ends the wait at once, leaving the resource's own status to
+/// wait on.
+pub(crate) async fn wait_for_update(
+    aws: &Clients,
+    ctx: &StepContext,
+    of: UpdateOf<'_>,
+    resource: &str,
+    id: &str,
+) -> Result<(), ProviderError> {
+    wait::until(ctx, &format!("update {id} of {resource}"), || async {
+        let mut call = aws.eks.describe_update().name(&aws.cluster).update_id(id);
+        call = match of {
+            UpdateOf::Cluster => call,
+            UpdateOf::Nodegroup(n) => call.nodegroup_name(n),
+            UpdateOf::Addon(a) => call.addon_name(a),
+        };
+        let out = match call.send().await {
+            Ok(out) => out,
+            Err(e)
+                if {
+                    let code = Code::of(&e);
+                    code.code.is_none() && code.status == Some(404)
+                } =>
+            {
+                return Ok(Poll::Done(()))
+            }
+            Err(e) => return Err(super::error::classify("eks:DescribeUpdate", resource, e)),
+        };
+        match out.update().and_then(|u| u.status()) {
+            Some(UpdateStatus::Successful) | None => Ok(Poll::Done(())),
+            Some(UpdateStatus::Failed) | Some(UpdateStatus::Cancelled) => {
+                Err(ProviderError::permanent(format!(
+                    "update {id} of {resource} did not succeed: {:?}",
+                    out.update().map(|u| u.errors()).unwrap_or_default()
+                )))
+            }
+            Some(other) => Ok(Poll::Waiting(other.as_str().to_owned())),
+        }
+    })
+    .await
+}
+
 /// Waits for one cluster update; an update AWS does not report (no id) waits for `ACTIVE`.
 pub(crate) async fn wait_update(
     aws: &Clients,
@@ -147,27 +202,7 @@ pub(crate) async fn wait_update(
     update: Option<&aws_sdk_eks::types::Update>,
 ) -> Result<(), ProviderError> {
     if let Some(id) = update.and_then(|u| u.id()) {
-        wait::until(ctx, &format!("update {id} of cluster {name}"), || async {
-            let out = aws
-                .eks
-                .describe_update()
-                .name(name)
-                .update_id(id)
-                .send()
-                .await
-                .on("eks:DescribeUpdate", &format!("cluster {name}"))?;
-            match out.update().and_then(|u| u.status()) {
-                Some(UpdateStatus::Successful) | None => Ok(Poll::Done(())),
-                Some(UpdateStatus::Failed) | Some(UpdateStatus::Cancelled) => {
-                    Err(ProviderError::permanent(format!(
-                        "update {id} of cluster {name} did not succeed: {:?}",
-                        out.update().map(|u| u.errors()).unwrap_or_default()
-                    )))
-                }
-                Some(other) => Ok(Poll::Waiting(other.as_str().to_owned())),
-            }
-        })
-        .await?;
+        wait_for_update(aws, ctx, UpdateOf::Cluster, &format!("cluster {name}"), id).await?;
     }
     wait_active(aws, ctx, name).await.map(|_| ())
 }

@@ -5,8 +5,22 @@
 //! - `nodes` — trusted by `ec2.amazonaws.com`, with `AmazonEKSWorkerNodePolicy`,
 //!   `AmazonEKS_CNI_Policy` and `AmazonEC2ContainerRegistryReadOnly` (the three policies EKS
 //!   documents for a managed node group's role);
-//! - none (a workload identity) — trusted by `pods.eks.amazonaws.com` (EKS Pod Identity), with
-//!   the spec's `permissions` as an inline policy `bmac`.
+//! - none (a workload identity or an add-on bound by EKS Pod Identity) — trusted by
+//!   `pods.eks.amazonaws.com` (with `sts:TagSession`, which Pod Identity needs);
+//! - `irsa` (IAM roles for service accounts) — trusted through the cluster's IAM OIDC provider
+//!   (input `oidc_provider`) for `sts:AssumeRoleWithWebIdentity`, only by the one service
+//!   account (`<issuer>:sub` = `system:serviceaccount:<ns>:<sa>`) and only for audience
+//!   `sts.amazonaws.com` (`<issuer>:aud`), as `eksctl create iamserviceaccount` writes it.
+//!
+//! Workload and add-on roles get the AWS-managed policies the config names (`managed`) and
+//! the spec's `permissions` as an inline policy `bmac`, on the config's `resources` (every
+//! resource when none).
+//!
+//! `oidc_provider` (also here, [`OidcProvider`]): the IAM OIDC provider for the cluster's
+//! issuer (input `oidc_issuer`), with the audiences of the config. IAM names it by the issuer
+//! URL (`arn:…:oidc-provider/<issuer without https://>`), so one that exists is adopted; no
+//! thumbprint is given — IAM fetches and checks the issuer's certificate itself for EKS
+//! issuers. Its audiences are updated in place; destroy deletes it.
 //!
 //! A role is found by name (IAM names are unique in an account), so a create that crashed is
 //! adopted. An update rewrites the trust policy and the inline policy and attaches what is
@@ -16,8 +30,12 @@
 use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
 use bmac_core::provider::{ApplyRequest, DestroyRequest, ObserveRequest, Observed};
+use bmac_core::Inputs;
 use bmac_core::{Outputs, ProviderError};
-use bmac_steps::config::{IamRoleConfig, OUTPUT_ARN, ROLE_FOR_CLUSTER, ROLE_FOR_NODES};
+use bmac_steps::config::{
+    IamRoleConfig, OidcProviderConfig, INPUT_OIDC_ISSUER, INPUT_OIDC_PROVIDER, OUTPUT_ARN,
+    ROLE_FOR_CLUSTER, ROLE_FOR_IRSA, ROLE_FOR_NODES,
+};
 use bmac_steps::spec::partition;
 use serde_json::json;
 
@@ -42,7 +60,7 @@ pub(crate) struct Desired {
     pub inline: Option<serde_json::Value>,
 }
 
-fn desired(aws: &Clients, c: &IamRoleConfig) -> Desired {
+fn desired(aws: &Clients, c: &IamRoleConfig, inputs: &Inputs) -> Result<Desired, ProviderError> {
     let part = partition(&aws.region);
     let managed = |names: &[&str]| {
         names
@@ -50,7 +68,19 @@ fn desired(aws: &Clients, c: &IamRoleConfig) -> Desired {
             .map(|n| format!("arn:{part}:iam::aws:policy/{n}"))
             .collect::<Vec<_>>()
     };
-    match c.purpose.as_deref() {
+    let workload_managed: Vec<&str> = c.managed.iter().map(String::as_str).collect();
+    let inline = (!c.permissions.is_empty()).then(|| {
+        let resources: Vec<&str> = if c.resources.is_empty() {
+            vec!["*"]
+        } else {
+            c.resources.iter().map(String::as_str).collect()
+        };
+        json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": c.permissions, "Resource": resources}]
+        })
+    });
+    Ok(match c.purpose.as_deref() {
         Some(ROLE_FOR_CLUSTER) => Desired {
             name: c.name.clone(),
             trust: trust(
@@ -71,6 +101,17 @@ fn desired(aws: &Clients, c: &IamRoleConfig) -> Desired {
             ]),
             inline: None,
         },
+        Some(ROLE_FOR_IRSA) => Desired {
+            name: c.name.clone(),
+            trust: irsa_trust(
+                super::cluster::input_str(inputs, INPUT_OIDC_PROVIDER)?,
+                super::cluster::input_str(inputs, INPUT_OIDC_ISSUER)?,
+                &c.namespace,
+                &c.service_account,
+            ),
+            managed: managed(&workload_managed),
+            inline,
+        },
         _ => Desired {
             name: c.name.clone(),
             trust: trust(
@@ -78,15 +119,33 @@ fn desired(aws: &Clients, c: &IamRoleConfig) -> Desired {
                 &["sts:AssumeRole", "sts:TagSession"],
                 None,
             ),
-            managed: Vec::new(),
-            inline: (!c.permissions.is_empty()).then(|| {
-                json!({
-                    "Version": "2012-10-17",
-                    "Statement": [{"Effect": "Allow", "Action": c.permissions, "Resource": "*"}]
-                })
-            }),
+            managed: managed(&workload_managed),
+            inline,
         },
-    }
+    })
+}
+
+/// The trust policy of an IRSA role: the OIDC provider `provider` (ARN) of `issuer` may let
+/// exactly `system:serviceaccount:<namespace>:<account>` assume it, for STS.
+pub(crate) fn irsa_trust(
+    provider: &str,
+    issuer: &str,
+    namespace: &str,
+    account: &str,
+) -> serde_json::Value {
+    let host = issuer.trim_start_matches("https://");
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": provider},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                format!("{host}:sub"): format!("system:serviceaccount:{namespace}:{account}"),
+                format!("{host}:aud"): "sts.amazonaws.com",
+            }},
+        }]
+    })
 }
 
 /// The role name of an existing role's ARN (`arn:aws:iam::1:role/path/name` → `name`).
@@ -134,7 +193,7 @@ impl Handler for Role {
             })?;
             return Ok(outputs(role.arn(), role.role_name()));
         }
-        let d = desired(aws, &c);
+        let d = desired(aws, &c, req.inputs)?;
         let description = format!("bmac: {} ({})", req.step.id, aws.cluster);
         let arn = ensure_role(aws, req.step.id.as_str(), &description, &d).await?;
         Ok(outputs(&arn, &d.name))
@@ -154,12 +213,17 @@ impl Handler for Role {
             return Ok(Observed::Absent);
         };
         let mut config = serde_json::to_value(&c).unwrap_or_default();
-        if c.existing.is_none() {
-            // A managed policy detached by hand is drift: shown as the purpose it no longer serves.
-            let d = desired(aws, &c);
+        // (Inputs an observe cannot resolve yet leave nothing to compare.)
+        if let (None, Ok(d)) = (&c.existing, desired(aws, &c, req.inputs)) {
+            // A managed policy detached by hand is drift: shown as the purpose (or the managed
+            // policy) it no longer serves.
             let have = attached(aws, &name).await?;
             if d.managed.iter().any(|p| !have.contains(p)) {
-                config["purpose"] = serde_json::Value::Null;
+                if c.managed.is_empty() {
+                    config["purpose"] = serde_json::Value::Null;
+                } else {
+                    config["managed"] = serde_json::json!(have);
+                }
             }
         }
         Ok(Observed::Present {
@@ -177,6 +241,15 @@ impl Handler for Role {
     }
 }
 
+/// bmac's tags for what `step` creates in IAM.
+fn iam_tags(aws: &Clients, step: &str) -> Result<Vec<Tag>, ProviderError> {
+    tags::of(&aws.cluster, step, None)
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ProviderError::permanent(format!("tag: {e}")))
+}
+
 /// Creates the role `d` describes, or brings the one of that name to it (trust policy, inline
 /// policy `bmac`, the managed policies it lacks); returns its ARN.
 pub(crate) async fn ensure_role(
@@ -187,11 +260,7 @@ pub(crate) async fn ensure_role(
 ) -> Result<String, ProviderError> {
     let resource = format!("role {}", d.name);
     let trust = d.trust.to_string();
-    let tag_list = tags::of(&aws.cluster, step, None)
-        .into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ProviderError::permanent(format!("tag: {e}")))?;
+    let tag_list = iam_tags(aws, step)?;
     let made = created(
         aws.iam
             .create_role()
@@ -308,4 +377,142 @@ pub(crate) fn trust(
         statement["Condition"] = c;
     }
     json!({"Version": "2012-10-17", "Statement": [statement]})
+}
+
+/// The `oidc_provider` handler (see the module docs).
+pub struct OidcProvider;
+
+/// The ARN of the IAM OIDC provider for `issuer`, if there is one.
+async fn find_oidc(aws: &Clients, issuer: &str) -> Result<Option<String>, ProviderError> {
+    let suffix = format!("oidc-provider/{}", issuer.trim_start_matches("https://"));
+    let out = aws
+        .iam
+        .list_open_id_connect_providers()
+        .send()
+        .await
+        .on("iam:ListOpenIDConnectProviders", &suffix)?;
+    Ok(out
+        .open_id_connect_provider_list()
+        .iter()
+        .filter_map(|p| p.arn())
+        .find(|arn| arn.ends_with(&suffix))
+        .map(str::to_owned))
+}
+
+/// The audiences (client ids) of the OIDC provider `arn`.
+async fn audiences(aws: &Clients, arn: &str) -> Result<Option<Vec<String>>, ProviderError> {
+    let got = found(
+        aws.iam
+            .get_open_id_connect_provider()
+            .open_id_connect_provider_arn(arn)
+            .send()
+            .await,
+        "iam:GetOpenIDConnectProvider",
+        arn,
+    )?;
+    Ok(got.map(|o| o.client_id_list().to_vec()))
+}
+
+#[async_trait]
+impl Handler for OidcProvider {
+    async fn apply(&self, aws: &Clients, req: &ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
+        let c: OidcProviderConfig = super::config(req.step)?;
+        let issuer = super::cluster::input_str(req.inputs, INPUT_OIDC_ISSUER)?;
+        if !issuer.starts_with("https://") {
+            return Err(ProviderError::permanent(format!(
+                "cluster {} has no HTTPS OIDC issuer (`{issuer}`); IRSA needs one",
+                c.cluster
+            )));
+        }
+        let resource = format!("OIDC provider for {issuer}");
+        let tag_list = iam_tags(aws, req.step.id.as_str())?;
+        let made = created(
+            aws.iam
+                .create_open_id_connect_provider()
+                .url(issuer)
+                .set_client_id_list(Some(c.audiences.clone()))
+                .set_tags(Some(tag_list))
+                .send()
+                .await,
+            "iam:CreateOpenIDConnectProvider",
+            &resource,
+        )?;
+        let arn = match made {
+            Created::Created(out) => out.open_id_connect_provider_arn.unwrap_or_default(),
+            Created::Exists => find_oidc(aws, issuer).await?.ok_or_else(|| {
+                ProviderError::retryable(format!("{resource} exists but is not listed yet"))
+            })?,
+        };
+        let have = audiences(aws, &arn).await?.unwrap_or_default();
+        for add in c.audiences.iter().filter(|a| !have.contains(a)) {
+            aws.iam
+                .add_client_id_to_open_id_connect_provider()
+                .open_id_connect_provider_arn(&arn)
+                .client_id(add)
+                .send()
+                .await
+                .on("iam:AddClientIDToOpenIDConnectProvider", &resource)?;
+        }
+        for extra in have.iter().filter(|a| !c.audiences.contains(a)) {
+            aws.iam
+                .remove_client_id_from_open_id_connect_provider()
+                .open_id_connect_provider_arn(&arn)
+                .client_id(extra)
+                .send()
+                .await
+                .on("iam:RemoveClientIDFromOpenIDConnectProvider", &resource)?;
+        }
+        Ok(Outputs::new().with(OUTPUT_ARN, arn))
+    }
+
+    async fn observe(
+        &self,
+        aws: &Clients,
+        req: &ObserveRequest<'_>,
+    ) -> Result<Observed, ProviderError> {
+        let c: OidcProviderConfig = super::config(req.step)?;
+        let Some(issuer) = req.inputs.str(INPUT_OIDC_ISSUER) else {
+            return Ok(Observed::Absent);
+        };
+        let Some(arn) = find_oidc(aws, issuer).await? else {
+            return Ok(Observed::Absent);
+        };
+        let Some(mut have) = audiences(aws, &arn).await? else {
+            return Ok(Observed::Absent);
+        };
+        have.sort();
+        let mut want = c.audiences.clone();
+        want.sort();
+        let mut config = serde_json::to_value(&c).unwrap_or_default();
+        if have != want {
+            config["audiences"] = json!(have);
+        }
+        Ok(Observed::Present {
+            config,
+            outputs: Outputs::new().with(OUTPUT_ARN, arn),
+        })
+    }
+
+    async fn destroy(&self, aws: &Clients, req: &DestroyRequest<'_>) -> Result<(), ProviderError> {
+        let arn = match req.prior.outputs().str(OUTPUT_ARN) {
+            Some(arn) => arn.to_owned(),
+            None => match req.inputs.str(INPUT_OIDC_ISSUER) {
+                Some(issuer) => match find_oidc(aws, issuer).await? {
+                    Some(arn) => arn,
+                    None => return Ok(()),
+                },
+                None => return Ok(()),
+            },
+        };
+        found(
+            aws.iam
+                .delete_open_id_connect_provider()
+                .open_id_connect_provider_arn(&arn)
+                .send()
+                .await,
+            "iam:DeleteOpenIDConnectProvider",
+            &arn,
+        )?;
+        Ok(())
+    }
 }

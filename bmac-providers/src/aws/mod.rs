@@ -3,9 +3,10 @@
 //!
 //! # Shape
 //! One [`Handler`] per step kind, each in the module of its resource family — [`network`]
-//! (VPC, subnets, gateways, routes), [`iam`] (cluster, node and workload roles), [`kms`] (the
-//! Secrets key), [`cluster`] (the EKS control plane), [`node_group`] (managed node groups and
-//! their launch templates) and [`audit`] (control-plane logging, the archive bucket, the
+//! (VPC, subnets, gateways, routes), [`iam`] (cluster, node, add-on and workload roles, the
+//! IAM OIDC provider of IRSA), [`kms`] (the Secrets key), [`cluster`] (the EKS control plane
+//! and its access entries), [`node_group`] (managed node groups and their launch templates),
+//! [`addon`] (EKS add-ons), [`pod_identity`] (Pod Identity associations) and [`audit`] (control-plane logging, the archive bucket, the
 //! Firehose archive and the alarms) — behind one registry, [`AwsProvider`]. What every handler
 //! shares lives once: the SDK clients and their configuration ([`clients`]), the error
 //! classification ([`error`]), waiting on long operations with progress ([`wait`]), and the
@@ -30,6 +31,7 @@
 //! The IAM permissions bmac uses are listed, action by action, in
 //! `examples/eks-iam-policy.json`; credentials come from the standard AWS chain.
 
+pub mod addon;
 pub mod audit;
 pub mod clients;
 pub mod cluster;
@@ -38,6 +40,7 @@ pub mod iam;
 pub mod kms;
 pub mod network;
 pub mod node_group;
+pub mod pod_identity;
 pub mod tags;
 pub mod token;
 pub mod wait;
@@ -114,6 +117,9 @@ impl AwsProvider {
         kinds::OBJECT_BUCKET,
         kinds::AUDIT_ARCHIVE,
         kinds::AUDIT_ALARM,
+        kinds::ADDON,
+        kinds::IDENTITY_BINDING,
+        kinds::OIDC_PROVIDER,
     ];
 
     /// A provider configured from `config` (nothing is called until a step runs).
@@ -129,6 +135,9 @@ impl AwsProvider {
         handlers.insert(kinds::OBJECT_BUCKET, Arc::new(audit::bucket::Bucket));
         handlers.insert(kinds::AUDIT_ARCHIVE, Arc::new(audit::archive::AuditArchive));
         handlers.insert(kinds::AUDIT_ALARM, Arc::new(audit::alarm::AuditAlarm));
+        handlers.insert(kinds::ADDON, Arc::new(addon::EksAddon));
+        handlers.insert(kinds::IDENTITY_BINDING, Arc::new(pod_identity::PodIdentity));
+        handlers.insert(kinds::OIDC_PROVIDER, Arc::new(iam::OidcProvider));
         AwsProvider { aws, handlers }
     }
 

@@ -30,8 +30,8 @@ use bmac_core::{Outputs, ProviderError};
 use bmac_steps::config::{NodePoolConfig, Scaling, Taint, INPUT_ROLE, INPUT_SUBNETS, OUTPUT_ARN};
 use serde_json::json;
 
-use super::cluster::{input_list, input_str};
-use super::error::{created, found, Code, Context as _, Created};
+use super::cluster::{input_list, input_str, wait_for_update, UpdateOf};
+use super::error::{created, found, Context as _, Created};
 use super::wait::{self, Poll};
 use super::{tags, Clients, Handler};
 
@@ -442,45 +442,7 @@ impl NodeGroup {
             .await
             .on("eks:UpdateNodegroupConfig", &resource)?;
         if let Some(id) = out.update().and_then(|u| u.id()) {
-            wait::until(ctx, &format!("update {id} of {resource}"), || async {
-                let out = match aws
-                    .eks
-                    .describe_update()
-                    .name(&aws.cluster)
-                    .nodegroup_name(&c.name)
-                    .update_id(id)
-                    .send()
-                    .await
-                {
-                    Ok(out) => out,
-                    // A server without DescribeUpdate (a 404 with no AWS error code, as moto
-                    // answers) leaves the node group's own status to wait on (below).
-                    Err(e)
-                        if {
-                            let code = Code::of(&e);
-                            code.code.is_none() && code.status == Some(404)
-                        } =>
-                    {
-                        return Ok(Poll::Done(()))
-                    }
-                    Err(e) => {
-                        return Err(super::error::classify("eks:DescribeUpdate", &resource, e))
-                    }
-                };
-                match out.update().and_then(|u| u.status()) {
-                    Some(aws_sdk_eks::types::UpdateStatus::InProgress) => {
-                        Ok(Poll::Waiting("InProgress".into()))
-                    }
-                    Some(aws_sdk_eks::types::UpdateStatus::Failed)
-                    | Some(aws_sdk_eks::types::UpdateStatus::Cancelled) => {
-                        Err(ProviderError::permanent(format!(
-                            "update {id} of {resource} did not succeed"
-                        )))
-                    }
-                    _ => Ok(Poll::Done(())),
-                }
-            })
-            .await?;
+            wait_for_update(aws, ctx, UpdateOf::Nodegroup(&c.name), &resource, id).await?;
         }
         let live = wait_active(aws, ctx, &c.name).await?;
         Ok(outputs(&live))

@@ -5,7 +5,8 @@
 //! role step's output when the step runs. Observe reports the annotation key when the
 //! annotation is present (and `null` when it is gone) and the live value as output `role`.
 //! Destroy deletes the ServiceAccount if bmac created it; otherwise it only drops the
-//! annotation.
+//! annotation. With no annotation key (a role the cloud binds outside the cluster, as EKS Pod
+//! Identity does) the account is written plain and takes no role.
 
 use bmac_core::provider::Observed;
 use bmac_core::{Inputs, Outputs, ProviderError, Step};
@@ -26,6 +27,7 @@ fn outputs(cfg: &ServiceAccountConfig, live: &Value) -> Outputs {
     let role = live
         .pointer("/metadata/annotations")
         .and_then(|a| a.get(&cfg.role_annotation))
+        .filter(|_| !cfg.role_annotation.is_empty())
         .cloned()
         .unwrap_or(Value::Null);
     Outputs::new()
@@ -40,6 +42,12 @@ pub(crate) async fn apply(
     inputs: &Inputs,
 ) -> Result<Outputs, ProviderError> {
     let cfg: ServiceAccountConfig = super::config(step)?;
+    if cfg.role_annotation.is_empty() {
+        let applied = s
+            .apply(&desired(&cfg, None), FIELD_MANAGER, Create::Allow)
+            .await?;
+        return Ok(outputs(&cfg, &applied.live));
+    }
     let role = cfg
         .role
         .as_deref()
@@ -68,11 +76,14 @@ pub(crate) async fn observe(s: &Session<'_>, step: &Step) -> Result<Observed, Pr
         .pointer("/metadata/annotations")
         .and_then(|a| a.get(&cfg.role_annotation))
         .is_some();
-    let config = json!({
-        "namespace": cfg.namespace,
-        "name": cfg.name,
-        "role_annotation": if annotated { json!(cfg.role_annotation) } else { Value::Null },
-    });
+    let mut config = json!({ "namespace": cfg.namespace, "name": cfg.name });
+    if !cfg.role_annotation.is_empty() {
+        config["role_annotation"] = if annotated {
+            json!(cfg.role_annotation)
+        } else {
+            Value::Null
+        };
+    }
     Ok(Observed::Present {
         config,
         outputs: outputs(&cfg, &live),

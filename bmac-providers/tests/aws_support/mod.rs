@@ -13,6 +13,8 @@
 
 #![allow(dead_code)]
 
+pub mod handler;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
 
@@ -37,7 +39,7 @@ pub struct Moto {
 static CREDENTIALS: Once = Once::new();
 
 /// Static test credentials for the whole test process, and nothing else from the machine.
-fn test_credentials() {
+pub(crate) fn test_credentials() {
     CREDENTIALS.call_once(|| {
         for (k, v) in [
             ("AWS_ACCESS_KEY_ID", "testing"),

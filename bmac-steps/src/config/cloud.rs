@@ -31,6 +31,78 @@ pub const OUTPUT_ZONES: &str = "zones";
 pub const ROLE_FOR_CLUSTER: &str = "cluster";
 /// `iam_role` purpose: the role a node pool's machines act as.
 pub const ROLE_FOR_NODES: &str = "nodes";
+/// `iam_role` purpose: a role one Kubernetes service account assumes with its projected token
+/// through the cluster's OIDC issuer (EKS IAM roles for service accounts, IRSA). Without a
+/// purpose, a workload role is assumed through the cloud's own binding (EKS Pod Identity).
+pub const ROLE_FOR_IRSA: &str = "irsa";
+
+/// Input name: the IAM OIDC provider an IRSA role trusts (an `oidc_provider`'s `arn`).
+pub const INPUT_OIDC_PROVIDER: &str = "oidc_provider";
+
+/// The EKS add-ons bmac installs, each with the service account its role is bound to (empty:
+/// the add-on needs no AWS role). The VPC CNI is the default `[cni]`; the EBS CSI driver
+/// serves every `[[storage_class]]`; the Pod Identity agent serves every Pod Identity binding.
+pub const EKS_ADDONS: &[(&str, &str, &str)] = &[
+    (EKS_VPC_CNI, "kube-system", "aws-node"),
+    (EKS_EBS_CSI, "kube-system", "ebs-csi-controller-sa"),
+    (EKS_POD_IDENTITY_AGENT, "", ""),
+];
+/// The VPC CNI add-on.
+pub const EKS_VPC_CNI: &str = "vpc-cni";
+/// The EBS CSI driver add-on.
+pub const EKS_EBS_CSI: &str = "aws-ebs-csi-driver";
+/// The EKS Pod Identity agent add-on.
+pub const EKS_POD_IDENTITY_AGENT: &str = "eks-pod-identity-agent";
+
+/// `addon`: a cluster add-on the cloud installs and upgrades (an EKS add-on). With a
+/// `service_account`, the add-on's pods act as the role of the `role` input, bound the way
+/// the cloud binds workload identities (EKS: a Pod Identity association made with the add-on).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddonConfig {
+    /// The cluster it is installed into.
+    pub cluster: String,
+    /// The add-on's name (`vpc-cni`, `aws-ebs-csi-driver`, `eks-pod-identity-agent`).
+    pub name: String,
+    /// A pinned add-on version; the cloud's default for the cluster version when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The add-on's configuration values (its own JSON schema; EKS `configurationValues`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub configuration: BTreeMap<String, serde_json::Value>,
+    /// The namespace of the service account its role is bound to.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// The service account its role is bound to (none: the add-on needs no cloud role).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_account: String,
+    /// Leave the add-on's software running in the cluster when the step is destroyed (the
+    /// VPC CNI: removing it would cut every pod's network).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preserve: bool,
+}
+
+/// `identity_binding`: the cloud's binding of a role (the `role` input) to a Kubernetes
+/// service account (an EKS Pod Identity association).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityBindingConfig {
+    /// The cluster whose service account it binds.
+    pub cluster: String,
+    /// The service account's namespace.
+    pub namespace: String,
+    /// The service account.
+    pub service_account: String,
+}
+
+/// `oidc_provider`: the cloud IAM's trust in the cluster's OIDC issuer (the
+/// [`INPUT_OIDC_ISSUER`](super::INPUT_OIDC_ISSUER) input), which IRSA roles name as their
+/// federated principal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcProviderConfig {
+    /// The cluster whose issuer it trusts.
+    pub cluster: String,
+    /// The audiences (client ids) tokens may be issued for (`sts.amazonaws.com`).
+    pub audiences: Vec<String>,
+}
 
 /// `network`: the VPC a cluster and its nodes live in — created, or an existing one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -535,9 +535,16 @@ pub struct IamRoleConfig {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub service_account: String,
     /// What the cloud platform assumes it for: [`ROLE_FOR_CLUSTER`] or [`ROLE_FOR_NODES`];
-    /// absent for a workload identity.
+    /// [`ROLE_FOR_IRSA`] for a workload identity assumed through the OIDC issuer; absent for
+    /// one the cloud binds (EKS Pod Identity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
+    /// The resources `permissions` are granted on (every resource when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+    /// Policies the cloud defines, attached by name (`AmazonEBSCSIDriverPolicy`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed: Vec<String>,
 }
 
 /// `service_account`: a ServiceAccount bound to a cloud role.
@@ -548,7 +555,10 @@ pub struct ServiceAccountConfig {
     /// Name.
     pub name: String,
     /// The annotation that carries the role (`eks.amazonaws.com/role-arn`,
-    /// `iam.gke.io/gcp-service-account`, or the sim's); its value is the `role` input.
+    /// `iam.gke.io/gcp-service-account`, or the sim's); its value is the `role` input. Empty
+    /// when the cloud binds the role outside the cluster (EKS Pod Identity): the account then
+    /// carries no annotation and takes no role.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub role_annotation: String,
     /// The role itself, when the spec names an existing one and no `iam_role` step makes it
     /// (an existing cluster, `provider = "kube"`); otherwise the `role` input carries it.

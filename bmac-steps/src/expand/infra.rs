@@ -3,7 +3,8 @@
 //! ([`provisioner`], [`role_annotation`], [`default_disk_type`]).
 //!
 //! Dependencies: the CNI is installed into the cluster; node pools join the cluster and need
-//! the CNI before their nodes turn `Ready`; storage classes are in-cluster objects; a registry
+//! the CNI before their nodes turn `Ready`; storage classes are in-cluster objects, after the
+//! CSI driver where bmac installs one (EKS; see `cloud.rs`); a registry
 //! mirror is wired to the cluster it serves. The cluster's `log_types` stay empty: control-plane
 //! logging belongs to the `audit.logging` step, so toggling audit never touches the cluster.
 
@@ -98,6 +99,9 @@ pub(super) fn cni(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
     let Some(cni) = &c.spec.cni else {
         return Ok(());
     };
+    if super::cloud::cni_addon(c, cni)? {
+        return Ok(());
+    }
     let config = CniConfig {
         plugin: cni.plugin.value.as_str().to_owned(),
         version: cni.version.clone(),
@@ -164,6 +168,7 @@ pub(super) fn node_pools(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
 
 pub(super) fn storage_classes(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
     let provider = c.spec.cluster.provider.value;
+    let driver = super::cloud::storage_driver(c)?;
     for class in &c.spec.storage_classes {
         let mut parameters = class.parameters.clone();
         let provisioner = match provider {
@@ -186,7 +191,10 @@ pub(super) fn storage_classes(c: &mut Catalogue<'_>) -> Result<(), CatalogueErro
             allow_volume_expansion: true,
             parameters,
         };
-        let step = c.step(class.meta.id.clone(), kinds::STORAGE_CLASS, &config)?;
+        let mut step = c.step(class.meta.id.clone(), kinds::STORAGE_CLASS, &config)?;
+        if let Some(driver) = &driver {
+            step = step.depends_on(driver.clone());
+        }
         let step = c.in_cluster(step);
         c.add(&class.meta.id, class.meta.span, step);
     }

@@ -14,6 +14,11 @@
 //!   account is written only once the role exists, and after its namespace. On an existing
 //!   cluster (`provider = "kube"`) there is no role step: the spec names an existing role and
 //!   the account carries it in its config.
+//! - On EKS, by default, EKS Pod Identity binds the role instead: the role trusts
+//!   `pods.eks.amazonaws.com`, `workload_identity.<name>.binding` (an `identity_binding`, the
+//!   Pod Identity association) runs after the Pod Identity agent add-on, and the account
+//!   (without annotation) after the binding. `mechanism = "irsa"` keeps the annotation and makes
+//!   the role trust the cluster's IAM OIDC provider (`cluster.oidc`) for this one account.
 //! - `manifest.<name>`: the objects (or a release bundle), after the namespaces they live in —
 //!   those its objects name, and its `namespace`, where namespaced objects without one go —
 //!   and those namespaces' Pod Security labels, and after every policy — so the workloads a
@@ -25,14 +30,15 @@
 //!   own namespace (`kyverno`, `gatekeeper-system`) is created by the engine's bundle, so its
 //!   labels run after `policy.engine` (see `policy.rs`).
 
-use crate::spec::{ManifestSource, Provider, PsaLevel, PsaOverride, PsaSetting, Spec};
+use crate::spec::{ManifestSource, Mechanism, Provider, PsaLevel, PsaOverride, PsaSetting, Spec};
 use bmac_core::step::{Ref, StepId};
 
 use super::infra::role_annotation;
 use super::Catalogue;
 use crate::config::{
-    IamRoleConfig, ManifestConfig, NamespaceConfig, PodSecurityLabelsConfig, PodSecurityMode,
-    ServiceAccountConfig, INPUT_OIDC_ISSUER, INPUT_ROLE, OUTPUT_ARN, OUTPUT_OIDC_ISSUER,
+    IamRoleConfig, IdentityBindingConfig, ManifestConfig, NamespaceConfig, PodSecurityLabelsConfig,
+    PodSecurityMode, ServiceAccountConfig, INPUT_OIDC_ISSUER, INPUT_OIDC_PROVIDER, INPUT_ROLE,
+    OUTPUT_ARN, OUTPUT_OIDC_ISSUER, ROLE_FOR_IRSA,
 };
 use crate::error::CatalogueError;
 use crate::{kinds, objects};
@@ -193,7 +199,8 @@ pub(super) fn pod_security(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> 
 
 pub(super) fn workload_identities(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
     let spec = c.spec;
-    let annotation = role_annotation(spec.cluster.provider.value);
+    let provider = spec.cluster.provider.value;
+    let cloud_binds = super::cloud::needs_of(c).addons;
     for wi in &spec.workload_identities {
         let entry = &wi.meta.id;
         let span = wi.meta.span;
@@ -207,13 +214,21 @@ pub(super) fn workload_identities(c: &mut Catalogue<'_>) -> Result<(), Catalogue
                 (None, p.iter().map(|p| p.value.clone()).collect())
             }
         };
+        // EKS binds a role through Pod Identity (an association; no annotation) unless the
+        // spec asks for IRSA (the role trusts the OIDC issuer; the account names the role).
+        let irsa = wi.mechanism.as_ref().map(|m| m.value) == Some(Mechanism::Irsa);
+        let pod_identity = cloud_binds && !irsa;
         // An existing cluster has no cloud provider in bmac to create roles with: the spec
         // names an existing role (validation requires it) and the account carries it as is.
-        let existing_cluster = spec.cluster.provider.value == Provider::Kube;
+        let existing_cluster = provider == Provider::Kube;
         let account = ServiceAccountConfig {
             namespace: wi.namespace.value.clone(),
             name: wi.service_account.clone(),
-            role_annotation: annotation.to_owned(),
+            role_annotation: if pod_identity {
+                String::new()
+            } else {
+                role_annotation(provider).to_owned()
+            },
             role: existing.clone().filter(|_| existing_cluster),
         };
         let mut step = c.step(
@@ -223,19 +238,52 @@ pub(super) fn workload_identities(c: &mut Catalogue<'_>) -> Result<(), Catalogue
         )?;
         if !existing_cluster {
             let role = IamRoleConfig {
-                purpose: None,
-                name: format!("{}-{short}", spec.cluster.name.value),
+                purpose: irsa.then(|| ROLE_FOR_IRSA.to_owned()),
+                // On EKS under `bmac-`, the prefix the documented IAM policy scopes role
+                // management to.
+                name: if cloud_binds {
+                    format!("bmac-{}-{short}", spec.cluster.name.value)
+                } else {
+                    format!("{}-{short}", spec.cluster.name.value)
+                },
                 existing,
                 permissions,
                 namespace: wi.namespace.value.clone(),
                 service_account: wi.service_account.clone(),
+                resources: Vec::new(),
+                managed: Vec::new(),
             };
             let role_id = child(c, "role")?;
-            let role_step = c
-                .step(role_id.clone(), kinds::IAM_ROLE, &role)?
-                .input(INPUT_OIDC_ISSUER, Ref::new(c.cluster(), OUTPUT_OIDC_ISSUER));
+            let mut role_step = c.step(role_id.clone(), kinds::IAM_ROLE, &role)?;
+            if !pod_identity {
+                role_step =
+                    role_step.input(INPUT_OIDC_ISSUER, Ref::new(c.cluster(), OUTPUT_OIDC_ISSUER));
+            }
+            if irsa && cloud_binds {
+                let oidc = super::cloud::oidc_provider(c)?;
+                role_step = role_step.input(INPUT_OIDC_PROVIDER, Ref::new(oidc, OUTPUT_ARN));
+            }
             c.add(entry, span, role_step);
-            step = step.input(INPUT_ROLE, Ref::new(role_id, OUTPUT_ARN));
+            let arn = Ref::new(role_id, OUTPUT_ARN);
+            if pod_identity {
+                let binding = IdentityBindingConfig {
+                    cluster: spec.cluster.name.value.clone(),
+                    namespace: wi.namespace.value.clone(),
+                    service_account: wi.service_account.clone(),
+                };
+                let agent = super::cloud::pod_identity_agent(c)?;
+                let binding_id = child(c, "binding")?;
+                let binding_step = c
+                    .step(binding_id.clone(), kinds::IDENTITY_BINDING, &binding)?
+                    .input(INPUT_ROLE, arn)
+                    .depends_on(agent);
+                c.add(entry, span, binding_step);
+                // The account is ready for pods once its binding is: EKS injects credentials
+                // into pods started after the association exists.
+                step = step.depends_on(binding_id);
+            } else {
+                step = step.input(INPUT_ROLE, arn);
+            }
         }
         let namespace = format!("namespace.{}", wi.namespace.value);
         if c.has(&namespace) {

@@ -429,4 +429,64 @@ pub(crate) fn validate_eks(spec: &Spec, out: &mut Vec<Problem>) {
             );
         }
     }
+    eks_addons(spec, out);
+}
+
+/// The add-ons bmac installs on EKS: a workload identity must not bind the service account
+/// an add-on's role is bound to (EKS keeps one Pod Identity association per account), and a
+/// pinned VPC CNI version is an add-on version.
+fn eks_addons(spec: &Spec, out: &mut Vec<Problem>) {
+    use crate::config::{EKS_ADDONS, EKS_EBS_CSI, EKS_VPC_CNI};
+    let cni = spec
+        .cni
+        .as_ref()
+        .filter(|c| c.plugin.value == CniPlugin::Default);
+    let installed = |addon: &str| match addon {
+        EKS_VPC_CNI => cni.is_some(),
+        EKS_EBS_CSI => !spec.storage_classes.is_empty(),
+        _ => false,
+    };
+    for wi in &spec.workload_identities {
+        let owner = EKS_ADDONS.iter().find(|(addon, ns, sa)| {
+            installed(addon) && *ns == wi.namespace.value && *sa == wi.service_account
+        });
+        if let Some((addon, ns, sa)) = owner {
+            out.push(
+                Problem::new(
+                    ProblemCode::Contradiction,
+                    wi.meta.span,
+                    format!("service account {ns}/{sa} belongs to the `{addon}` add-on bmac installs"),
+                    "bound twice",
+                )
+                .with_help(format!(
+                    "remove this workload identity: bmac creates the `{addon}` add-on's role with the permissions AWS documents for it"
+                )),
+            );
+        }
+    }
+    if let Some(v) = cni.and_then(|c| c.version.as_ref()) {
+        let ok = v
+            .strip_prefix('v')
+            .and_then(|rest| rest.split_once("-eksbuild."))
+            .is_some_and(|(semver, build)| {
+                semver.split('.').count() == 3
+                    && semver
+                        .split('.')
+                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                    && !build.is_empty()
+                    && build.bytes().all(|b| b.is_ascii_digit())
+            });
+        if !ok {
+            let at = spec
+                .cni
+                .as_ref()
+                .map_or(spec.cluster.meta.span, |c| c.meta.span);
+            out.push(invalid(
+                at,
+                format!("`{v}` is not an EKS add-on version"),
+                "not an add-on version",
+                "on EKS the default CNI is the `vpc-cni` add-on: pin a version such as `v1.18.3-eksbuild.1` (`aws eks describe-addon-versions --addon-name vpc-cni`), or leave `version` out for the default of the cluster's version".to_owned(),
+            ));
+        }
+    }
 }

@@ -292,6 +292,18 @@ pub enum Access {
     Permissions(Vec<Spanned<String>>),
 }
 
+spelled_enum! {
+    /// How EKS binds a workload identity's role to its service account.
+    Mechanism {
+        /// EKS Pod Identity: an association held by EKS, served to pods by the Pod Identity
+        /// agent; the role trusts `pods.eks.amazonaws.com` (the default).
+        PodIdentity = "pod_identity",
+        /// IAM roles for service accounts: the role trusts the cluster's OIDC issuer for this
+        /// one service account, which carries the role in an annotation.
+        Irsa = "irsa",
+    }
+}
+
 /// `[[workload_identity]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkloadIdentity {
@@ -305,6 +317,8 @@ pub struct WorkloadIdentity {
     pub service_account: String,
     /// What it grants.
     pub access: Access,
+    /// How the role is bound (EKS only); Pod Identity when absent.
+    pub mechanism: Option<Spanned<Mechanism>>,
 }
 
 /// `[[namespace]]`.

@@ -252,7 +252,12 @@ fn storage(spec: &Spec, out: &mut Vec<Problem>) {
 
 fn cni(spec: &Spec, out: &mut Vec<Problem>) {
     if let Some(c) = &spec.cni {
-        if c.plugin.value == CniPlugin::Default && (!c.settings.is_empty() || c.version.is_some()) {
+        // On EKS the default CNI is the VPC CNI add-on, which bmac installs: its version and
+        // configuration values are the add-on's (see `cloud::validate_eks`).
+        if c.plugin.value == CniPlugin::Default
+            && spec.cluster.provider.value != Provider::Eks
+            && (!c.settings.is_empty() || c.version.is_some())
+        {
             out.push(
                 contradiction(
                     c.meta.span,
@@ -530,6 +535,19 @@ fn identities(spec: &Spec, out: &mut Vec<Problem>) {
                 );
             }
             _ => {}
+        }
+        if let (Some(m), false) = (&w.mechanism, provider == Provider::Eks) {
+            out.push(
+                contradiction(
+                    m.span,
+                    format!("`mechanism` does not apply to `provider = \"{provider}\"`"),
+                    "EKS only",
+                )
+                .with_secondary(spec.cluster.provider.span, "provider chosen here")
+                .with_help(
+                    "only EKS has two ways to bind a role (Pod Identity, IRSA): remove `mechanism`",
+                ),
+            );
         }
     }
 }

@@ -21,6 +21,7 @@ const IDENTITY_FIELDS: &[&str] = &[
     "service_account",
     "role",
     "permissions",
+    "mechanism",
     "depends_on",
 ];
 
@@ -36,6 +37,7 @@ pub(crate) fn workload_identity(d: &mut Decoder, node: &Node) -> Option<Workload
     let service_account = d.req_str(&mut f, "service_account", "\"api\"");
     let role = d.nonempty_str(&mut f, "role");
     let permissions = d.str_list(&mut f, "permissions");
+    let mechanism = d.choice(&mut f, "mechanism", Mechanism::NAMES, Mechanism::from_name);
     let access = match (role, permissions) {
         (Some(r), None) => Some(Access::Role(r)),
         (None, Some(p)) if !p.is_empty() => Some(Access::Permissions(p)),
@@ -107,6 +109,7 @@ pub(crate) fn workload_identity(d: &mut Decoder, node: &Node) -> Option<Workload
         namespace: namespace?,
         service_account: service_account?.value,
         access: access?,
+        mechanism,
     })
 }
 
