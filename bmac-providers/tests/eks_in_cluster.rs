@@ -126,7 +126,9 @@ fn local_api_server(kubeconfig: &str) -> (String, String) {
     )
 }
 
-/// The authenticator's side of the test environment (see the module docs).
+/// The authenticator's side of the test environment (see the module docs). Made after the
+/// test's `TestCluster`, so that it is dropped — the entries emptied — while the test still
+/// holds the cluster.
 struct Eks {
     /// The cluster id tokens must be signed for.
     cluster: String,
@@ -670,5 +672,4 @@ async fn an_eks_token_is_minted_again_before_its_validity_window_ends() {
         Observed::Present { .. }
     ));
     assert_eq!(short.mints.load(Ordering::SeqCst), 2, "minted again");
-    drop(c);
 }
