@@ -13,6 +13,9 @@
 //! access entry (AmazonEKSClusterAdminPolicy, here the group `system:masters`), the test maps
 //! the identity that creates the cluster in the authenticator's access-entry file.
 //!
+//! Also: tokens refused for each of aws-iam-authenticator's checks (with the reason the API
+//! server reports), and the refresh of a token before its validity window ends.
+//!
 //! Needs moto (`scripts/moto-env.sh`) started before the kube test environment, whose `env`
 //! then names the authenticator's cluster id (`BMAC_EKS_CLUSTER`) and access entries
 //! (`BMAC_EKS_ACCESS_ENTRIES`); `scripts/test.sh` does both.
@@ -672,4 +675,68 @@ async fn an_eks_token_is_minted_again_before_its_validity_window_ends() {
         Observed::Present { .. }
     ));
     assert_eq!(short.mints.load(Ordering::SeqCst), 2, "minted again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_failing_the_authenticators_checks_are_refused_with_their_reasons() {
+    let Some(c) = connect("tokens_failing_the_authenticators_checks").await else {
+        return;
+    };
+    let Some(_moto) = moto() else { return };
+    let Some(eks) = Eks::from_env() else { return };
+    // Each is a good token's URL with one thing changed, as the checks before STS see it.
+    let url = presigned_url(&signed(&eks.cluster, SystemTime::now()));
+    let expires = format!("X-Amz-Expires={}", query_param(&url, "X-Amz-Expires"));
+    let signed_headers = format!(
+        "X-Amz-SignedHeaders={}",
+        query_param(&url, "X-Amz-SignedHeaders")
+    );
+    let cases = [
+        (
+            url.replace(
+                "https://sts.us-east-1.amazonaws.com/",
+                "https://sts.example.com/",
+            ),
+            "unexpected hostname",
+        ),
+        (
+            url.replace("amazonaws.com/", "amazonaws.com:8443/"),
+            "unexpected hostname",
+        ),
+        (url.replace("https://", "http://"), "unexpected scheme"),
+        (
+            url.replace("amazonaws.com/?", "amazonaws.com/other?"),
+            "unexpected path",
+        ),
+        (
+            url.replace("Action=GetCallerIdentity", "Action=GetSessionToken"),
+            "unexpected action",
+        ),
+        (
+            url.replace(&expires, "X-Amz-Expires=901"),
+            "invalid X-Amz-Expires",
+        ),
+        (
+            url.replace(&signed_headers, "X-Amz-SignedHeaders=host"),
+            "did not sign the x-k8s-aws-id header",
+        ),
+        (
+            format!("{url}&RoleArn=x"),
+            "non-whitelisted query parameter",
+        ),
+        (format!("{url}&Action=GetCallerIdentity"), "multiple values"),
+    ];
+    for (changed, reason) in cases {
+        assert_ne!(changed, url, "{reason}: the URL was changed");
+        let why = rejection(&review(&c.admin, &token_of(&changed)).await);
+        assert!(why.contains(reason), "{reason}: {why}");
+    }
+    let why = rejection(&review(&c.admin, &format!("k8s-aws-v2.{}", &token_of(&url)[11..])).await);
+    assert!(
+        why.contains("missing expected 'k8s-aws-v1.' prefix"),
+        "{why}"
+    );
+    let huge = format!("{url}&X-Amz-Security-Token={}", "a".repeat(4096));
+    let why = rejection(&review(&c.admin, &token_of(&huge)).await);
+    assert!(why.contains("too large"), "{why}");
 }
