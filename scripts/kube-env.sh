@@ -16,8 +16,23 @@
 # DIR/env:  export KUBECONFIG=DIR/kubeconfig; export BMAC_KUBE_SERVER=https://127.0.0.1:PORT
 # Tokens are also in DIR/admin.token and DIR/limited.token, the CA in DIR/pki/ca.crt.
 #
+# EKS tokens: the apiserver also authenticates bearer tokens through a token webhook
+# (--authentication-token-webhook-config-file, TokenReview authentication.k8s.io/v1): the
+# project's scripts/eks-authenticator.py on a loopback HTTPS port (serving certificate from the
+# same test CA), which checks `k8s-aws-v1.` tokens as aws-iam-authenticator does, verifies
+# their SigV4 signature with moto's test credentials (testing/testing), asks moto's STS who
+# signed them and maps that ARN through DIR/eks/access-entries.json (re-read on every review;
+# empty at start, so no EKS identity is mapped until a test writes an entry). It is always
+# started, and fails closed: when BMAC_MOTO_ENDPOINT and BMAC_MOTO_CA (scripts/moto-env.sh's
+# DIR/env) are not set at `start`, it rejects every EKS token, saying so; the static-token and
+# client-certificate contexts work either way. Start moto first to get working EKS tokens.
+# DIR/env then also exports BMAC_EKS_CLUSTER (the cluster id tokens must be signed for),
+# BMAC_EKS_ACCESS_ENTRIES (that file) and BMAC_EKS_AUTHENTICATOR (its /authenticate URL).
+#
 # Environment: KUBE_APISERVER (use this binary instead of the cached build),
-#              KUBE_ENV_READY_TIMEOUT (seconds, default 60).
+#              KUBE_ENV_READY_TIMEOUT (seconds, default 60),
+#              KUBE_ENV_EKS_CLUSTER (the authenticator's cluster id, default bmac-eks-e2e),
+#              BMAC_MOTO_ENDPOINT, BMAC_MOTO_CA (the STS the authenticator asks; see above).
 # Only loopback addresses are used. Everything is built and fetched from the package sources the
 # machine's own apt configuration names; no host names are written here.
 set -euo pipefail
@@ -29,6 +44,8 @@ readonly APT_PACKAGES=(golang-1.19-go etcd-server etcd-client golang-github-mode
   openssl curl python3 make rsync dpkg-dev)
 readonly SYSTEM_SOURCES=/etc/apt/sources.list.d/debian.sources
 readonly REFLECT2_DEBIAN=/usr/share/gocode/src/github.com/modern-go/reflect2
+AUTHENTICATOR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/eks-authenticator.py"
+readonly AUTHENTICATOR
 
 log() { printf '[kube-env] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -162,6 +179,7 @@ cmd_stop() {
   [[ -d "$dir" ]] || { log "nothing to stop in $dir"; return 0; }
   dir=$(cd "$dir" && pwd -P)
   stop_one "$dir" kube-apiserver
+  stop_one "$dir" eks-authenticator
   stop_one "$dir" etcd
 }
 
@@ -169,7 +187,7 @@ cmd_status() {
   local dir="${1:?usage: kube-env.sh status DIR}" rc=0 n
   [[ -d "$dir" ]] || { echo "not running (no $dir)"; return 1; }
   dir=$(cd "$dir" && pwd -P)
-  for n in etcd kube-apiserver; do
+  for n in etcd eks-authenticator kube-apiserver; do
     if pid_alive "$dir" "$n"; then echo "$n: running (pid $(<"$dir/$n.pid"))"
     else echo "$n: not running"; rc=1; fi
   done
@@ -244,6 +262,61 @@ EOF
   )
 }
 
+# The EKS token webhook (see the header): its certificate, credentials, empty access entries
+# and the apiserver's webhook kubeconfig under DIR/eks, then the server, waited for.
+start_authenticator() { # dir port
+  local dir="$1" port="$2" cluster="${KUBE_ENV_EKS_CLUSTER:-bmac-eks-e2e}" i
+  local sts=()
+  pki_sign "$dir" eks-authenticator "/CN=eks-authenticator" "$LOOPBACK_SERVER_EXT
+subjectAltName=IP:127.0.0.1,DNS:localhost"
+  (
+    umask 077
+    mkdir -p "$dir/eks"
+    printf '%s\n' "$cluster" >"$dir/eks/cluster"
+    # moto's test credentials (what bmac's test harnesses use); STS verifies with the secret.
+    printf '{"testing": "testing"}\n' >"$dir/eks/credentials.json"
+    printf '{"accessEntries": []}\n' >"$dir/eks/access-entries.json"
+    cat >"$dir/eks/webhook.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: eks-authenticator
+  cluster:
+    server: https://127.0.0.1:$port/authenticate
+    certificate-authority: $dir/pki/ca.crt
+users:
+- name: kube-apiserver
+  user: {}
+contexts:
+- name: webhook
+  context:
+    cluster: eks-authenticator
+    user: kube-apiserver
+current-context: webhook
+EOF
+  )
+  if [[ -n "${BMAC_MOTO_ENDPOINT:-}" && -n "${BMAC_MOTO_CA:-}" ]]; then
+    sts=(--sts-endpoint "$BMAC_MOTO_ENDPOINT" --sts-ca "$BMAC_MOTO_CA")
+  else
+    log "note: BMAC_MOTO_ENDPOINT/BMAC_MOTO_CA not set: the EKS authenticator rejects every token"
+  fi
+  setsid python3 "$AUTHENTICATOR" --port "$port" --cluster-id "$cluster" \
+    --credentials "$dir/eks/credentials.json" --access-entries "$dir/eks/access-entries.json" \
+    --tls-cert "$dir/pki/eks-authenticator.crt" --tls-key "$dir/pki/eks-authenticator.key" \
+    "${sts[@]}" </dev/null >"$dir/eks-authenticator.log" 2>&1 &
+  echo $! >"$dir/eks-authenticator.pid"
+  for ((i = 0; i < 100; i++)); do
+    curl -fsS --max-time 1 --cacert "$dir/pki/ca.crt" "https://127.0.0.1:$port/healthz" \
+      >/dev/null 2>&1 && return 0
+    started_alive "$dir" eks-authenticator ||
+      { tail -n 30 "$dir/eks-authenticator.log" >&2; die "eks-authenticator exited"; }
+    sleep 0.1
+  done
+  tail -n 30 "$dir/eks-authenticator.log" >&2
+  stop_one "$dir" eks-authenticator
+  die "eks-authenticator not answering on port $port"
+}
+
 cmd_start() {
   local dir="${1:?usage: kube-env.sh start DIR}"
   local t0; t0=$(now_ms)
@@ -255,7 +328,8 @@ cmd_start() {
   dir=$(abs_dir "$dir")
   local marker="$dir/.bmac-kube-env"
   if [[ -f "$marker" ]]; then
-    if pid_alive "$dir" etcd && pid_alive "$dir" kube-apiserver && readyz "$dir"; then
+    if pid_alive "$dir" etcd && pid_alive "$dir" eks-authenticator &&
+      pid_alive "$dir" kube-apiserver && readyz "$dir"; then
       log "already running in $dir (https://127.0.0.1:$(<"$dir/apiserver.port"))"
       return 0
     fi
@@ -265,7 +339,7 @@ cmd_start() {
   fi
   # Fresh state every start (the PKI, tokens and etcd data are throwaway).
   rm -rf "${dir:?}/pki" "$dir/etcd-data" "$dir"/*.pid "$dir"/*.log "$dir/kubeconfig" \
-    "$dir/env" "$dir"/*.token "$dir/tokens.csv" "$dir"/*.port
+    "$dir/env" "$dir"/*.token "$dir/tokens.csv" "$dir"/*.port "$dir/eks"
   chmod 0700 "$dir"
   : >"$marker"
 
@@ -279,10 +353,11 @@ cmd_start() {
       "$(<"$dir/admin.token")" "$(<"$dir/limited.token")" >"$dir/tokens.csv"
   )
 
-  local ports etcd_client etcd_peer api_port
-  mapfile -t ports < <(free_ports 3)
-  etcd_client=${ports[0]} etcd_peer=${ports[1]} api_port=${ports[2]}
+  local ports etcd_client etcd_peer api_port authn_port
+  mapfile -t ports < <(free_ports 4)
+  etcd_client=${ports[0]} etcd_peer=${ports[1]} api_port=${ports[2]} authn_port=${ports[3]}
   echo "$api_port" >"$dir/apiserver.port"
+  start_authenticator "$dir" "$authn_port"
 
   # setsid: own session, so the servers outlive this script and a ^C in the caller's terminal.
   (umask 077; mkdir -p "$dir/etcd-data")
@@ -314,6 +389,8 @@ cmd_start() {
     --service-account-issuer=https://kubernetes.default.svc \
     --api-audiences=https://kubernetes.default.svc \
     --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=RBAC \
+    --authentication-token-webhook-config-file "$dir/eks/webhook.kubeconfig" \
+    --authentication-token-webhook-version=v1 \
     --profiling=false \
     </dev/null >"$dir/kube-apiserver.log" 2>&1 &
   echo $! >"$dir/kube-apiserver.pid"
@@ -334,6 +411,9 @@ cmd_start() {
   cat >"$dir/env" <<EOF
 export KUBECONFIG=$dir/kubeconfig
 export BMAC_KUBE_SERVER=https://127.0.0.1:$api_port
+export BMAC_EKS_CLUSTER=$(<"$dir/eks/cluster")
+export BMAC_EKS_ACCESS_ENTRIES=$dir/eks/access-entries.json
+export BMAC_EKS_AUTHENTICATOR=https://127.0.0.1:$authn_port/authenticate
 EOF
   log "kube-apiserver ready at https://127.0.0.1:$api_port in $(elapsed "$t0")"
   log "use: . $dir/env"

@@ -24,6 +24,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# moto first: the apiserver's EKS token webhook asks moto's STS (kube-env.sh reads its env).
+step "AWS API server (moto, over TLS)"
+bash scripts/moto-env.sh install
+bash scripts/moto-env.sh start "$run_dir/moto"
+# shellcheck disable=SC1091
+source "$run_dir/moto/env"
+
 if [ -f scripts/kube-env.sh ]; then
   step "Kubernetes test environment (etcd + kube-apiserver)"
   bash scripts/kube-env.sh install
@@ -31,12 +38,6 @@ if [ -f scripts/kube-env.sh ]; then
   # shellcheck disable=SC1091
   source "$run_dir/kube/env"
 fi
-
-step "AWS API server (moto, over TLS)"
-bash scripts/moto-env.sh install
-bash scripts/moto-env.sh start "$run_dir/moto"
-# shellcheck disable=SC1091
-source "$run_dir/moto/env"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

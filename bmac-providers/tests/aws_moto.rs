@@ -11,43 +11,7 @@
 mod aws_support;
 
 use aws_sdk_ec2::types::Filter;
-use aws_support::{moto, spec, Build};
-use bmac_core::OutputValue;
-
-fn eks(name: &str, extra: &str) -> String {
-    format!(
-        r#"[cluster]
-name = "{name}"
-provider = "eks"
-region = "us-east-1"
-version = "1.30"
-account = "123456789012"
-endpoint = {{ public = true, public_cidrs = ["198.51.100.0/24"], private = true }}
-
-[network]
-zones = ["us-east-1a", "us-east-1b"]
-
-[[node_pool]]
-name = "system"
-instance_types = ["m6i.large"]
-min = 1
-max = 3
-labels = {{ "bmac.dev/pool" = "system" }}
-taints = [{{ key = "CriticalAddonsOnly", value = "true", effect = "NoSchedule" }}]
-disk = {{ size_gb = 50, type = "gp3" }}
-{extra}"#
-    )
-}
-
-fn output<'a>(state: &'a bmac_core::State, step: &str, name: &str) -> &'a serde_json::Value {
-    let applied = state
-        .applied(&step.parse().unwrap())
-        .unwrap_or_else(|| panic!("{step} not applied"));
-    match applied.outputs.get(name) {
-        Some(OutputValue::Plain(v)) => v,
-        other => panic!("{step}.{name}: {other:?}"),
-    }
-}
+use aws_support::{eks, moto, output, spec, Build};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_eks_cluster_is_built_read_back_updated_in_place_and_destroyed() {

@@ -9,7 +9,8 @@
 //!   process has static test credentials (moto accepts any) with the shared config files and
 //!   instance metadata switched off, so nothing on the machine or beyond it is consulted.
 //! - [`Build`] runs specs through the real engine — catalogue, planner, executor, a local
-//!   journal — with the providers `for_config` picks, as `bmac apply` does.
+//!   journal — with the providers `for_config` picks, as `bmac apply` does ([`Build::routing`]
+//!   lets a test re-route kinds on top of them).
 
 #![allow(dead_code)]
 
@@ -21,7 +22,7 @@ use std::sync::{Arc, Once};
 use bmac_core::exec::RunReport;
 use bmac_core::plan::{Planner, Summary};
 use bmac_core::state::State;
-use bmac_core::{Executor, LocalStore, Plan, StateStore};
+use bmac_core::{Executor, LocalStore, Plan, Providers, StateStore};
 use bmac_providers::aws::{Aws, Clients};
 use bmac_providers::{for_config, CloudConfig, Overrides};
 use bmac_steps::expand_in;
@@ -109,6 +110,47 @@ pub fn spec(text: &str) -> Spec {
     Spec::parse("bmac.toml", text).unwrap_or_else(|e| panic!("{:?}", miette::Report::new(e)))
 }
 
+/// An EKS spec on moto's region: cluster `name` (public and private endpoint), a network in two
+/// zones and one node pool, followed by `extra`.
+pub fn eks(name: &str, extra: &str) -> String {
+    format!(
+        r#"[cluster]
+name = "{name}"
+provider = "eks"
+region = "us-east-1"
+version = "1.30"
+account = "123456789012"
+endpoint = {{ public = true, public_cidrs = ["198.51.100.0/24"], private = true }}
+
+[network]
+zones = ["us-east-1a", "us-east-1b"]
+
+[[node_pool]]
+name = "system"
+instance_types = ["m6i.large"]
+min = 1
+max = 3
+labels = {{ "bmac.dev/pool" = "system" }}
+taints = [{{ key = "CriticalAddonsOnly", value = "true", effect = "NoSchedule" }}]
+disk = {{ size_gb = 50, type = "gp3" }}
+{extra}"#
+    )
+}
+
+/// The plain output `name` of the applied `step`, panicking when there is none.
+pub fn output<'a>(state: &'a bmac_core::State, step: &str, name: &str) -> &'a serde_json::Value {
+    let applied = state
+        .applied(&step.parse().unwrap())
+        .unwrap_or_else(|| panic!("{step} not applied"));
+    match applied.outputs.get(name) {
+        Some(bmac_core::OutputValue::Plain(v)) => v,
+        other => panic!("{step}.{name}: {other:?}"),
+    }
+}
+
+/// Changes a test makes to the providers `for_config` picked.
+type Routing = Box<dyn Fn(Providers, &CloudConfig) -> Providers + Send + Sync>;
+
 /// Builds of one spec into one state directory.
 pub struct Build {
     /// The server.
@@ -117,6 +159,7 @@ pub struct Build {
     pub dir: tempfile::TempDir,
     /// The journal.
     pub store: LocalStore,
+    routing: Option<Routing>,
 }
 
 impl Build {
@@ -124,7 +167,22 @@ impl Build {
     pub fn new(moto: Moto) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalStore::open(dir.path().join("state")).expect("store");
-        Build { moto, dir, store }
+        Build {
+            moto,
+            dir,
+            store,
+            routing: None,
+        }
+    }
+
+    /// Every run's providers are `routing` applied to those `for_config` picks (with the
+    /// config they were made from), e.g. to route one kind to a wrapper.
+    pub fn routing(
+        mut self,
+        routing: impl Fn(Providers, &CloudConfig) -> Providers + Send + Sync + 'static,
+    ) -> Self {
+        self.routing = Some(Box::new(routing));
+        self
     }
 
     /// The current state.
@@ -173,8 +231,12 @@ impl Build {
     }
 
     fn executor(&self, spec: &Spec) -> Executor {
-        let providers = for_config(&self.moto.config(spec, self.dir.path())).expect("providers");
-        Executor::new(providers)
+        let config = self.moto.config(spec, self.dir.path());
+        let providers = for_config(&config).expect("providers");
+        match &self.routing {
+            Some(routing) => Executor::new(routing(providers, &config)),
+            None => Executor::new(providers),
+        }
     }
 
     /// One `bmac apply` of `plan`: fresh providers, as a new process would have.
