@@ -30,6 +30,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_credential_types::Credentials;
+use aws_support::eks_fake::{self, Fake};
 use aws_support::{eks, moto, output, spec, Build};
 use base64::Engine as _;
 use bmac_core::provider::{
@@ -303,6 +304,7 @@ encrypted = true
 namespace = "payments-{sfx}"
 service_account = "api"
 permissions = ["s3:GetObject"]
+mechanism = "irsa"
 
 [policy]
 engine = "kyverno"
@@ -353,15 +355,25 @@ async fn the_in_cluster_half_of_an_eks_build_runs_on_the_apiserver_as_the_eks_id
     let s = spec(&eks_spec(&eks.cluster, &sfx));
     let (endpoint, ca_data) = local_api_server(&c.kubeconfig);
     let local = (endpoint.clone(), ca_data.clone());
+    // EKS add-ons (the Pod Identity agent, the EBS CSI driver a storage class needs) are not in
+    // moto: their steps go to the AWS provider on moto's clients with EKS answered by the SDK
+    // mocks' fake of those operations (`aws_support::eks_fake`).
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let mut with_fake = (*moto.clients(&s, scratch.path()).await).clone();
+    let fake = Fake::new(&eks.cluster);
+    with_fake.eks = eks_fake::client(&fake, Vec::new());
+    let addons = Arc::new(AwsProvider::from_aws(Aws::from_clients(with_fake)));
     let build = Build::new(moto.clone()).routing(move |providers, config| {
-        providers.route(
-            [kinds::CLUSTER],
-            Arc::new(LocalApiServer {
-                aws: AwsProvider::new(config),
-                endpoint: local.0.clone(),
-                ca_data: local.1.clone(),
-            }),
-        )
+        providers
+            .route(
+                [kinds::CLUSTER],
+                Arc::new(LocalApiServer {
+                    aws: AwsProvider::new(config),
+                    endpoint: local.0.clone(),
+                    ca_data: local.1.clone(),
+                }),
+            )
+            .route([kinds::ADDON, kinds::IDENTITY_BINDING], addons.clone())
     });
     let aws = moto.clients(&s, build.dir.path()).await;
     let identity = aws.sts.get_caller_identity().send().await.expect("STS");
@@ -444,6 +456,11 @@ async fn the_in_cluster_half_of_an_eks_build_runs_on_the_apiserver_as_the_eks_id
         .await
         .expect("storage class");
     assert_eq!(class.provisioner, "ebs.csi.aws.com");
+    // The class came after the EBS CSI driver add-on and its Pod Identity agent (on the fake).
+    let made = fake.lock().unwrap().mutations.clone();
+    for addon in ["eks-pod-identity-agent", "aws-ebs-csi-driver"] {
+        assert!(made.contains(&format!("CreateAddon {addon}")), "{made:?}");
+    }
     assert_eq!(
         class.parameters.unwrap_or_default().get("type"),
         Some(&"gp3".to_owned())

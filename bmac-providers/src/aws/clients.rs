@@ -99,6 +99,21 @@ impl Aws {
         }
     }
 
+    /// Clients an embedder built itself (its own `SdkConfig`, interceptors or HTTP client),
+    /// used as they are: no credential chain is loaded and no account is checked.
+    pub fn from_clients(clients: Clients) -> Self {
+        Aws {
+            cluster: clients.cluster.clone(),
+            account: None,
+            region: Some(clients.region.clone()),
+            profile: None,
+            endpoints: Vec::new(),
+            fallback_endpoint: None,
+            ca_bundle: None,
+            sdk: OnceCell::new_with(Some(Arc::new(clients))),
+        }
+    }
+
     /// The cluster these clients build.
     pub fn cluster(&self) -> &str {
         &self.cluster

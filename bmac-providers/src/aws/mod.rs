@@ -124,7 +124,12 @@ impl AwsProvider {
 
     /// A provider configured from `config` (nothing is called until a step runs).
     pub fn new(config: &CloudConfig) -> Self {
-        let aws = Arc::new(Aws::new(config));
+        Self::from_aws(Aws::new(config))
+    }
+
+    /// A provider on the given clients (see [`Aws::from_clients`]).
+    pub fn from_aws(aws: Aws) -> Self {
+        let aws = Arc::new(aws);
         let mut handlers: HashMap<&'static str, Arc<dyn Handler>> = HashMap::new();
         handlers.insert(kinds::NETWORK, Arc::new(network::Network));
         handlers.insert(kinds::ENCRYPTION_KEY, Arc::new(kms::Key));

@@ -14,6 +14,7 @@
 
 #![allow(dead_code)]
 
+pub mod eks_fake;
 pub mod handler;
 
 use std::path::{Path, PathBuf};
