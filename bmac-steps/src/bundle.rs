@@ -1,5 +1,6 @@
-//! Release bundles a spec pins — the policy engine's `[policy.bundle]` and every
-//! `[[manifest]]` with a `bundle` — as the catalogue sees them before any step runs.
+//! Release bundles a spec pins — the CNI's `[cni] bundle`, the policy engine's
+//! `[policy.bundle]` and every `[[manifest]]` with a `bundle` — as the catalogue sees them
+//! before any step runs.
 //!
 //! A bundle given as a path is a local file: its digest can be checked up front, so `bmac
 //! plan` and `bmac apply` refuse a changed or wrongly pinned bundle before anything is applied
@@ -71,8 +72,13 @@ pub fn verify_bundles(
     Ok(check)
 }
 
-/// Every bundle the spec pins, policy engine first, then manifests in spec order.
+/// Every bundle the spec pins: the CNI's, the policy engine's, then manifests in spec order.
 fn bundles(spec: &Spec) -> impl Iterator<Item = Spanned<&Bundle>> {
+    let cni = spec
+        .cni
+        .iter()
+        .filter_map(|c| c.bundle.as_ref())
+        .map(|b| Spanned::new(&b.value, b.span));
     let engine = spec
         .policy
         .iter()
@@ -82,7 +88,7 @@ fn bundles(spec: &Spec) -> impl Iterator<Item = Spanned<&Bundle>> {
         ManifestSource::Bundle(b) => Some(Spanned::new(b, m.source_span)),
         ManifestSource::Text(_) => None,
     });
-    engine.chain(manifests)
+    cni.chain(engine).chain(manifests)
 }
 
 fn verify_file(

@@ -168,3 +168,24 @@ fn a_manifest_bundle_file_is_verified_before_anything_is_planned() {
         "{text}"
     );
 }
+
+#[test]
+fn a_cni_bundle_is_checked_with_the_others_before_anything_is_planned() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cilium.yaml"), b"changed").unwrap();
+    let spec = parse(&format!(
+        "{KUBE}[cni]\nplugin = \"cilium\"\nbundle = {{ path = \"cilium.yaml\", sha256 = \"{SHA}\" }}\n"
+    ));
+    let err = verify_bundles(&spec, dir.path(), None).unwrap_err();
+    assert!(err.to_string().contains(SHA), "{err}");
+    // By URL: pending until the step downloads it.
+    let spec = parse(&format!(
+        "{KUBE}[cni]\nplugin = \"calico\"\nbundle = {{ url = \"https://releases.example.invalid/calico.yaml\", sha256 = \"{SHA}\" }}\n"
+    ));
+    let cache = BundleCache::new(dir.path());
+    let check = verify_bundles(&spec, dir.path(), Some(&cache)).unwrap();
+    assert_eq!(
+        check.pending,
+        ["https://releases.example.invalid/calico.yaml"]
+    );
+}

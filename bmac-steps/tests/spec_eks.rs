@@ -7,6 +7,8 @@ use miette::SourceSpan;
 
 const EKS: &str = "[cluster]\nname = \"prod\"\nprovider = \"eks\"\nregion = \"eu-west-1\"\n";
 
+const CNI_BUNDLE: &str = "bundle = { path = \"cni.yaml\", sha256 = \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\" }\n";
+
 fn spanned_text(text: &str, span: SourceSpan) -> &str {
     &text[span.offset()..span.offset() + span.len()]
 }
@@ -150,6 +152,24 @@ fn bad_inputs_fail_at_validate_time_pointing_at_the_value() {
             "existing VPC",
         ),
         (
+            format!("{EKS}[cni]\nplugin = \"cilium\"\nversion = \"1.16.3\"\n"),
+            ProblemCode::MissingField,
+            "[cni]",
+            "needs a `bundle` to install cilium",
+        ),
+        (
+            format!("{EKS}[cni]\nplugin = \"calico\"\n{CNI_BUNDLE}"),
+            ProblemCode::MissingField,
+            "[cni]",
+            "Calico on EKS needs a `mode`",
+        ),
+        (
+            format!("{EKS}[cni]\nplugin = \"cilium\"\n{CNI_BUNDLE}settings = {{ kubeProxyReplacement = true }}\n"),
+            ProblemCode::Contradiction,
+            "settings",
+            "cannot be applied to a release bundle",
+        ),
+        (
             "[cluster]\nname = \"t\"\nprovider = \"sim\"\nadmins = [\"arn:aws:iam::1:role/a\"]\n".to_owned(),
             ProblemCode::Contradiction,
             "admins",
@@ -230,4 +250,56 @@ fn addon_and_workload_identity_rules_point_at_the_entry() {
     parse_ok(&format!(
         "{EKS}[cni]\nplugin = \"default\"\nversion = \"v1.18.3-eksbuild.1\"\nsettings = {{ env = {{ WARM_IP_TARGET = \"5\" }} }}\n[[workload_identity]]\nnamespace = \"kube-system\"\nservice_account = \"ebs-csi-controller-sa\"\npermissions = [\"ec2:CreateVolume\"]\nmechanism = \"irsa\"\n"
     ));
+}
+
+/// The `cni` step's config as the catalogue makes it for `text`, its bundle resolved in `base`.
+fn cni_config(text: &str, base: &std::path::Path) -> serde_json::Value {
+    let spec = parse_ok(text);
+    let expansion = bmac_steps::expand_in(&spec, base).unwrap_or_else(|e| panic!("{e:?}"));
+    let step = expansion
+        .steps
+        .iter()
+        .find(|s| s.kind.name() == bmac_steps::kinds::CNI)
+        .expect("a cni step");
+    serde_json::Value::clone(&step.config)
+}
+
+#[test]
+fn a_cni_on_eks_is_pinned_and_says_what_becomes_of_the_vpc_cni() {
+    let base = std::path::Path::new("/specs");
+    let digest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let cilium = cni_config(
+        &format!("{EKS}[cni]\nplugin = \"cilium\"\nversion = \"1.16.3\"\n{CNI_BUNDLE}"),
+        base,
+    );
+    assert_eq!(
+        cilium,
+        serde_json::json!({"plugin": "cilium", "version": "1.16.3", "mode": "cni",
+            "provider": "eks", "bundle": {"source": "/specs/cni.yaml", "sha256": digest}})
+    );
+    let chained = cni_config(
+        &format!("{EKS}[cni]\nplugin = \"cilium\"\nmode = \"chaining\"\n{CNI_BUNDLE}"),
+        base,
+    );
+    assert_eq!(chained["mode"], "chaining");
+    let calico = cni_config(
+        &format!("{EKS}[cni]\nplugin = \"calico\"\nmode = \"policy\"\n{CNI_BUNDLE}"),
+        base,
+    );
+    assert_eq!(calico["mode"], "policy");
+    // The simulator's cni step is what it always was: no bundle, mode or provider.
+    let sim = cni_config(
+        "[cluster]\nname = \"t\"\nprovider = \"sim\"\n[cni]\nplugin = \"cilium\"\nsettings = { hubble = true }\n",
+        base,
+    );
+    assert_eq!(
+        sim,
+        serde_json::json!({"plugin": "cilium", "settings": {"hubble": true}})
+    );
+    // A bundle without its digest is refused by the catalogue, pointing at it.
+    let spec = parse_ok(&format!(
+        "{EKS}[cni]\nplugin = \"cilium\"\nbundle = {{ path = \"cni.yaml\" }}\n"
+    ));
+    let err = bmac_steps::expand_in(&spec, base).expect_err("unpinned");
+    assert!(err.to_string().contains("has no `sha256`"), "{err}");
 }

@@ -92,9 +92,8 @@ labels = { accel = "nvidia" }
 [cni]
 plugin = "calico"
 version = "3.27"
-[cni.settings]
-ipam = { type = "calico-ipam" }
-mtu = 1440
+mode = "policy"
+bundle = { url = "https://example.invalid/tigera-operator.yaml", sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" }
 
 [[storage_class]]
 name = "gp3"
@@ -173,8 +172,13 @@ depends_on = ["namespace.app", "workload_identity.app-api"]
 
     let cni = s.cni.as_ref().unwrap();
     assert_eq!(cni.plugin.value, CniPlugin::Calico);
-    assert_eq!(cni.settings["mtu"], serde_json::json!(1440));
-    assert_eq!(cni.settings["ipam"]["type"], "calico-ipam");
+    assert_eq!(cni.mode.as_ref().map(|m| m.value), Some(CniMode::Policy));
+    let bundle = &cni.bundle.as_ref().unwrap().value;
+    assert_eq!(
+        bundle.source,
+        BundleSource::Url("https://example.invalid/tigera-operator.yaml".into())
+    );
+    assert!(cni.settings.is_empty());
 
     let sc = &s.storage_classes[0];
     assert_eq!(sc.reclaim_policy, ReclaimPolicy::Retain);
@@ -582,6 +586,74 @@ fn provider_contradictions() {
         "\"10.0.0.0/8\"",
     );
     contradiction(&format!("{BASE}[cni]\nsettings = {{ a = 1 }}\n"), "[cni]");
+}
+
+#[test]
+fn cni_settings_are_decoded_for_the_simulator() {
+    let s = parse_ok(&format!(
+        "{BASE}[cni]\nplugin = \"calico\"\n[cni.settings]\nipam = {{ type = \"calico-ipam\" }}\nmtu = 1440\n"
+    ));
+    let cni = s.cni.as_ref().unwrap();
+    assert_eq!(cni.settings["mtu"], serde_json::json!(1440));
+    assert_eq!(cni.settings["ipam"]["type"], "calico-ipam");
+    assert!(cni.bundle.is_none() && cni.mode.is_none());
+}
+
+#[test]
+fn cni_bundle_and_mode_contradictions() {
+    let bundle = "bundle = { path = \"cilium.yaml\", sha256 = \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\" }\n";
+    // The provider's default CNI is not installed from a bundle, nor in a mode.
+    let p = contradiction(
+        &format!("{BASE}[cni]\nplugin = \"default\"\n{bundle}"),
+        &bundle[9..bundle.len() - 1],
+    );
+    assert!(p.message.contains("`bundle`"), "{}", p.message);
+    contradiction(
+        &format!("{BASE}[cni]\nplugin = \"default\"\nmode = \"cni\"\n"),
+        "\"cni\"",
+    );
+    // A mode of the other plugin.
+    let p = contradiction(
+        &format!("{BASE}[cni]\nplugin = \"cilium\"\nmode = \"policy\"\n"),
+        "\"policy\"",
+    );
+    assert!(p.help.unwrap().contains("chaining"));
+    contradiction(
+        &format!("{BASE}[cni]\nplugin = \"calico\"\nmode = \"chaining\"\n"),
+        "\"chaining\"",
+    );
+    // Not a mode at all: did-you-mean.
+    one_problem(
+        &format!("{BASE}[cni]\nplugin = \"cilium\"\nmode = \"chain\"\n"),
+        ProblemCode::InvalidValue,
+        "\"chain\"",
+    );
+    // The simulator keeps reading settings, without a bundle; a bundle there is fine too.
+    parse_ok(&format!(
+        "{BASE}[cni]\nplugin = \"cilium\"\nsettings = {{ a = 1 }}\n"
+    ));
+    parse_ok(&format!("{BASE}[cni]\nplugin = \"cilium\"\n{bundle}"));
+}
+
+#[test]
+fn an_existing_cluster_takes_a_cni_bundle_but_not_the_default_cni() {
+    let kube = "[cluster]\nname = \"t\"\nprovider = \"kube\"\ncontext = \"c\"\n";
+    let p = contradiction(&format!("{kube}[cni]\nplugin = \"default\"\n"), "[cni]");
+    assert!(p.message.contains("existing cluster"), "{}", p.message);
+    let p = one_problem(
+        &format!("{kube}[cni]\nplugin = \"cilium\"\n"),
+        ProblemCode::MissingField,
+        "[cni]",
+    );
+    assert!(p.message.contains("needs a `bundle`"), "{}", p.message);
+    let s = parse_ok(&format!(
+        "{kube}[cni]\nplugin = \"cilium\"\nbundle = {{ path = \"cilium.yaml\", sha256 = \"{}\" }}\n",
+        "ab".repeat(32)
+    ));
+    assert!(
+        s.cni.unwrap().mode.is_none(),
+        "no mode: aws-node is left alone"
+    );
 }
 
 #[test]

@@ -13,6 +13,9 @@
 //! - `namespace`, `pod_security_labels`, `policy_engine`, `policy`, `service_account`,
 //!   `storage_class`, `manifest`: Kubernetes objects applied by server-side apply (see
 //!   `objects.rs` for the write, force and removal rules, and each kind's module for its shape).
+//! - `cni` with plugin `cilium` or `calico`: the plugin's pinned release bundle, and on EKS
+//!   what the vendor's guide requires of the VPC CNI's `aws-node` DaemonSet, per the step's
+//!   `mode` (`cni.rs`, `aws_node.rs`). The provider's default CNI is not served here.
 //!
 //! # Where the client comes from
 //! Every in-cluster step has the inputs `endpoint`, `ca_data` and `credentials`, wired to the
@@ -57,8 +60,10 @@
 
 mod access;
 mod auth;
+mod aws_node;
 mod bundle;
 mod cluster;
+mod cni;
 mod defaults;
 mod engine;
 mod error;
@@ -130,6 +135,7 @@ impl KubeProvider {
         kinds::SERVICE_ACCOUNT,
         kinds::STORAGE_CLASS,
         kinds::MANIFEST,
+        kinds::CNI,
     ];
 
     /// A provider with the default waits (120 s timeout, 200 ms polls).
@@ -253,7 +259,7 @@ impl Provider for KubeProvider {
 
     fn expected_duration(&self, step: &Step) -> Option<Duration> {
         Some(match step.kind.name() {
-            kinds::POLICY_ENGINE => Duration::from_secs(30),
+            kinds::POLICY_ENGINE | kinds::CNI => Duration::from_secs(30),
             kinds::CLUSTER => Duration::from_secs(2),
             _ => Duration::from_secs(1),
         })
@@ -279,6 +285,7 @@ impl Provider for KubeProvider {
                     kinds::POLICY | kinds::MANIFEST => object_set::apply(&s, step).await,
                     kinds::SERVICE_ACCOUNT => service_account::apply(&s, step, inputs).await,
                     kinds::STORAGE_CLASS => storage_class::apply(&s, step).await,
+                    kinds::CNI => cni::apply(&s, step).await,
                     _ => Err(unsupported(step)),
                 }
             })
@@ -306,6 +313,7 @@ impl Provider for KubeProvider {
                     kinds::POLICY | kinds::MANIFEST => object_set::observe(&s, step, prior).await,
                     kinds::SERVICE_ACCOUNT => service_account::observe(&s, step).await,
                     kinds::STORAGE_CLASS => storage_class::observe(&s, step).await,
+                    kinds::CNI => cni::observe(&s, step, prior).await,
                     _ => Err(unsupported(step)),
                 }
             })
@@ -333,6 +341,7 @@ impl Provider for KubeProvider {
                     }
                     kinds::SERVICE_ACCOUNT => service_account::destroy(&s, step).await,
                     kinds::STORAGE_CLASS => storage_class::destroy(&s, step).await,
+                    kinds::CNI => cni::destroy(&s, step, prior.outputs()).await,
                     _ => Err(unsupported(step)),
                 }
             })

@@ -1,13 +1,14 @@
 //! `policy` and `manifest`: lists of arbitrary Kubernetes objects — written in the spec, or a
 //! manifest's release bundle — applied together; and the removal of any object list bmac
-//! applied (also used by `policy_engine`).
+//! applied (also used by `policy_engine`). A `cni` step's bundle is read, observed and removed
+//! here too (`cni.rs` adds what it does to `aws-node`).
 //!
 //! Each object is mapped to its resource through API discovery, so anything the cluster
 //! serves works — a Kyverno `ClusterPolicy` once the engine's CRDs are established (the engine
 //! step is a dependency; until then the kind is "not served yet", a retryable error), a
 //! Gatekeeper `ConstraintTemplate` and its constraint, a ConfigMap. Namespaced objects that
 //! name no namespace go to the manifest's `namespace` (as `kubectl apply -n`), else to
-//! `default`, as kubectl does.
+//! `default`, as kubectl does — a CNI's to `kube-system` ([`super::cni::NAMESPACE`]).
 //!
 //! Applying ([`apply_all`], shared with the engine): first every object's API is checked
 //! (`served.rs`) so nothing is written when the cluster cannot take all of them; then the
@@ -27,7 +28,7 @@
 
 use bmac_core::provider::{Observed, Prior};
 use bmac_core::{Outputs, ProviderError, Step};
-use bmac_steps::config::{ManifestConfig, PolicyConfig};
+use bmac_steps::config::{CniConfig, ManifestConfig, PolicyConfig};
 use bmac_steps::kinds;
 use serde_json::{json, Value};
 
@@ -46,6 +47,36 @@ struct Declared {
     bundle: Option<bmac_steps::config::Bundle>,
 }
 
+/// What a step's config declares, its bundle not read yet.
+fn config_of(step: &Step) -> Result<Declared, ProviderError> {
+    Ok(match step.kind.name() {
+        kinds::POLICY => {
+            let cfg: PolicyConfig = super::config(step)?;
+            Declared {
+                objects: cfg.objects,
+                namespace: None,
+                bundle: None,
+            }
+        }
+        kinds::CNI => {
+            let cfg: CniConfig = super::config(step)?;
+            Declared {
+                objects: Vec::new(),
+                namespace: Some(super::cni::NAMESPACE.to_owned()),
+                bundle: cfg.bundle,
+            }
+        }
+        _ => {
+            let cfg: ManifestConfig = super::config(step)?;
+            Declared {
+                objects: cfg.objects,
+                namespace: cfg.namespace,
+                bundle: cfg.bundle,
+            }
+        }
+    })
+}
+
 /// The objects a step declares; `None` for a URL bundle not cached when `need` is
 /// [`Need::CachedOnly`].
 async fn declared(
@@ -53,21 +84,7 @@ async fn declared(
     step: &Step,
     need: Need,
 ) -> Result<Option<Declared>, ProviderError> {
-    let mut declared = if step.kind.name() == kinds::POLICY {
-        let cfg: PolicyConfig = super::config(step)?;
-        Declared {
-            objects: cfg.objects,
-            namespace: None,
-            bundle: None,
-        }
-    } else {
-        let cfg: ManifestConfig = super::config(step)?;
-        Declared {
-            objects: cfg.objects,
-            namespace: cfg.namespace,
-            bundle: cfg.bundle,
-        }
-    };
+    let mut declared = config_of(step)?;
     if let Some(b) = &declared.bundle {
         let Some(objects) = bundle_objects(s, b, need).await? else {
             return Ok(None);
@@ -193,8 +210,7 @@ pub(crate) async fn observe(
 ) -> Result<Observed, ProviderError> {
     let Some(d) = declared(s, step, Need::CachedOnly).await? else {
         // A URL bundle this machine has not cached: look for what the last apply recorded.
-        let cfg: ManifestConfig = super::config(step)?;
-        return observe_recorded(s, &cfg, prior).await;
+        return observe_recorded(s, config_of(step)?.bundle.as_ref(), prior).await;
     };
     let ns = d.namespace.as_deref();
     let mut observed = Vec::new();
@@ -260,10 +276,10 @@ fn bundle_config(b: &bmac_steps::config::Bundle, drifted: &[String]) -> Value {
 /// Observes a bundle by the identities its last apply recorded (presence only).
 async fn observe_recorded(
     s: &Session<'_>,
-    cfg: &ManifestConfig,
+    bundle: Option<&bmac_steps::config::Bundle>,
     prior: Option<&Prior>,
 ) -> Result<Observed, ProviderError> {
-    let (Some(b), Some(recorded)) = (&cfg.bundle, prior.and_then(|p| recorded(p.outputs()))) else {
+    let (Some(b), Some(recorded)) = (bundle, prior.and_then(|p| recorded(p.outputs()))) else {
         return Ok(Observed::Absent);
     };
     let mut applied = Vec::new();

@@ -13,7 +13,9 @@
 //!   and a field someone changed by hand is drift to undo. For objects that existed before
 //!   (the `default` namespace, a namespace another tool made), apply does not force: if another
 //!   manager owns a field bmac wants to set differently, the call fails with a clear conflict
-//!   message instead of silently taking the field over.
+//!   message instead of silently taking the field over. The one exception is
+//!   [`Session::force_apply`], for the few fields of the VPC CNI's `aws-node` DaemonSet that a
+//!   CNI vendor's EKS guide tells to set (`aws_node.rs`), as its `kubectl patch` would.
 //! - **Remove only what bmac made.** An object created by *this* step is deleted (background
 //!   propagation) and the call waits until it is gone (404) or the wait times out; an object
 //!   bmac did not create is only "un-applied" — an apply of an empty body, which drops exactly
@@ -283,18 +285,42 @@ impl Session<'_> {
                 });
             }
         }
-        let mut params = PatchParams::apply(manager);
-        params.force = force;
-        let applied = self
-            .api(&target)
-            .patch(&target.name, &params, &Patch::Apply(&body))
-            .await
-            .map_err(|e| map_error(e, &target.op("patch")))?;
         Ok(Applied {
-            live: to_value(applied)?,
+            live: self.send(&target, &body, manager, force).await?,
             target,
             created_by_step,
         })
+    }
+
+    /// Server-side applies `desired` — a few fields of an existing object bmac did not create —
+    /// with `force`, taking exactly those fields over from whichever manager holds them (what
+    /// `kubectl patch` or `kubectl set env` does). Removing them later is
+    /// [`Session::remove`]'s release of bmac's fields.
+    pub(crate) async fn force_apply(
+        &self,
+        target: &Target,
+        desired: &Value,
+        manager: &str,
+    ) -> Result<Value, ProviderError> {
+        let body = self.body(desired, target, false);
+        self.send(target, &body, manager, true).await
+    }
+
+    async fn send(
+        &self,
+        target: &Target,
+        body: &Value,
+        manager: &str,
+        force: bool,
+    ) -> Result<Value, ProviderError> {
+        let mut params = PatchParams::apply(manager);
+        params.force = force;
+        let applied = self
+            .api(target)
+            .patch(&target.name, &params, &Patch::Apply(body))
+            .await
+            .map_err(|e| map_error(e, &target.op("patch")))?;
+        to_value(applied)
     }
 
     /// Whether applying `desired` to `live` would change nothing (the same test apply makes).
@@ -385,7 +411,8 @@ impl Session<'_> {
         }
     }
 
-    async fn delete(&self, target: &Target, live: &Value) -> Result<(), ProviderError> {
+    /// Deletes the object `live` (background propagation) and waits until it is gone.
+    pub(crate) async fn delete(&self, target: &Target, live: &Value) -> Result<(), ProviderError> {
         match self
             .api(target)
             .delete(&target.name, &DeleteParams::background())

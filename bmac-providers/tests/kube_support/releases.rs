@@ -242,3 +242,102 @@ pub fn constraint_crd(template: &Value) -> Value {
     crd["spec"]["scope"] = json!("Cluster");
     crd
 }
+
+/// A Cilium–shaped install, as `helm template` renders it but with no namespace on its
+/// namespaced objects (bmac places them in `kube-system`): the CiliumNetworkPolicy CRD, the
+/// agent's ServiceAccount, ClusterRole and ClusterRoleBinding, its ConfigMap and DaemonSet.
+pub fn cilium() -> Vec<Value> {
+    vec![
+        crd(
+            "cilium.io",
+            "v2",
+            "CiliumNetworkPolicy",
+            "ciliumnetworkpolicies",
+            json!({}),
+        ),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "cilium"}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "cilium"},
+            "rules": [{"apiGroups": ["cilium.io"], "resources": ["*"], "verbs": ["*"]},
+                      {"apiGroups": [""], "resources": ["pods", "nodes"],
+                       "verbs": ["get", "list", "watch"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "cilium"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cilium"},
+            "subjects": [{"kind": "ServiceAccount", "name": "cilium", "namespace": "kube-system"}]}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cilium-config"},
+            "data": {"ipam": "eni", "enable-ipv4": "true", "routing-mode": "native",
+                     "egress-masquerade-interfaces": "eth0"}}),
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "cilium", "labels": {"k8s-app": "cilium"}},
+            "spec": {"selector": {"matchLabels": {"k8s-app": "cilium"}},
+                "template": {"metadata": {"labels": {"k8s-app": "cilium"}},
+                    "spec": {"serviceAccountName": "cilium", "hostNetwork": true,
+                        "containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.16.3",
+                            "command": ["cilium-agent"], "args": ["--config-dir=/tmp/cilium/config-map"]}]}}}}),
+    ]
+}
+
+/// A Tigera-operator–shaped Calico install: its namespace, the Installation CRD, the
+/// operator's RBAC and Deployment, and the `Installation` with `cni.type` `cni_type`
+/// (`AmazonVPC` for policy beside the VPC CNI, `Calico` for Calico networking).
+pub fn calico(cni_type: &str) -> Vec<Value> {
+    let mut installation = crd(
+        "operator.tigera.io",
+        "v1",
+        "Installation",
+        "installations",
+        json!({}),
+    );
+    installation["spec"]["scope"] = json!("Cluster");
+    vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tigera-operator"}}),
+        installation,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "tigera-operator", "namespace": "tigera-operator"}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "tigera-operator"},
+            "rules": [{"apiGroups": ["operator.tigera.io"], "resources": ["*"], "verbs": ["*"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "tigera-operator"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "tigera-operator"},
+            "subjects": [{"kind": "ServiceAccount", "name": "tigera-operator", "namespace": "tigera-operator"}]}),
+        deployment(
+            "tigera-operator",
+            Some("tigera-operator"),
+            "quay.io/tigera/operator:v1.36.2",
+            9443,
+        ),
+        json!({"apiVersion": "operator.tigera.io/v1", "kind": "Installation",
+            "metadata": {"name": "default"},
+            "spec": {"kubernetesProvider": "EKS", "cni": {"type": cni_type},
+                     "calicoNetwork": {"bgp": "Disabled"}}}),
+    ]
+}
+
+/// The VPC CNI's `aws-node` DaemonSet in `kube-system` as an EKS cluster has it (trimmed):
+/// node affinity, the `aws-node` container with its environment, and the network policy
+/// agent with `--enable-network-policy=<network_policy>`.
+pub fn aws_node(network_policy: bool) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "aws-node", "namespace": "kube-system", "labels": {"k8s-app": "aws-node"}},
+        "spec": {"selector": {"matchLabels": {"k8s-app": "aws-node"}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}},
+            "template": {"metadata": {"labels": {"k8s-app": "aws-node"}},
+                "spec": {"priorityClassName": "system-node-critical", "hostNetwork": true,
+                    "serviceAccountName": "aws-node",
+                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchExpressions": [
+                            {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+                            {"key": "eks.amazonaws.com/compute-type", "operator": "NotIn",
+                             "values": ["fargate", "hybrid", "auto"]}]}]}}},
+                    "containers": [
+                        {"name": "aws-node",
+                         "image": "602401143452.dkr.ecr.eu-west-1.amazonaws.com/amazon-k8s-cni:v1.19.0-eksbuild.1",
+                         "env": [{"name": "ADDITIONAL_ENI_TAGS", "value": "{}"},
+                                 {"name": "ANNOTATE_POD_IP", "value": "false"},
+                                 {"name": "AWS_VPC_K8S_CNI_LOGLEVEL", "value": "DEBUG"}]},
+                        {"name": "aws-network-policy-agent",
+                         "image": "602401143452.dkr.ecr.eu-west-1.amazonaws.com/amazon/aws-network-policy-agent:v1.1.5-eksbuild.1",
+                         "args": [format!("--enable-network-policy={network_policy}")]}]}}}})
+}

@@ -275,12 +275,23 @@ impl std::fmt::Display for CredentialSource {
 pub struct CniConfig {
     /// `default` (the provider's), `cilium` or `calico`.
     pub plugin: String,
-    /// Plugin version, when pinned.
+    /// Plugin version, when pinned (recorded; the bundle's digest pins what is installed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// Plugin settings, passed through.
+    /// Plugin settings, passed through (read by the simulated cloud; a bundle is applied as
+    /// it is).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub settings: BTreeMap<String, Value>,
+    /// The plugin's release bundle, pinned, which the kube provider installs in-cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<Bundle>,
+    /// How the plugin sits beside the provider's CNI (`cni`, `chaining`, `policy`): decides
+    /// what is done to the VPC CNI's `aws-node` DaemonSet. Absent: it is left alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// The cluster's provider, where it changes what the install does (`eks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 /// A node taint.

@@ -8,7 +8,7 @@
 //! mirror is wired to the cluster it serves. The cluster's `log_types` stay empty: control-plane
 //! logging belongs to the `audit.logging` step, so toggling audit never touches the cluster.
 
-use crate::spec::{Provider, Spanned};
+use crate::spec::{Cni, CniMode, CniPlugin, Provider, Spanned};
 
 use super::Catalogue;
 use crate::config::{
@@ -102,7 +102,46 @@ pub(super) fn cni(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
     if super::cloud::cni_addon(c, cni)? {
         return Ok(());
     }
+    let provider = c.spec.cluster.provider.value;
+    if cni.plugin.value == CniPlugin::Default {
+        return plain_cni(c, cni);
+    }
+    let bundle = cni
+        .bundle
+        .as_ref()
+        .map(|b| crate::bundle::pinned(c.spec, &c.base, &b.value, b.span))
+        .transpose()?;
+    // On EKS the vendors' guides say what becomes of the VPC CNI: Cilium replaces it unless
+    // chained; Calico's mode is required by validation.
+    let mode = match (provider, cni.mode.as_ref().map(|m| m.value)) {
+        (_, Some(m)) => Some(m),
+        (Provider::Eks, None) if cni.plugin.value == CniPlugin::Cilium => Some(CniMode::Cni),
+        _ => None,
+    };
     let config = CniConfig {
+        bundle,
+        mode: mode.map(|m| m.as_str().to_owned()),
+        provider: (provider == Provider::Eks).then(|| provider.as_str().to_owned()),
+        ..cni_config(cni)
+    };
+    // The CNI is installed through the API server, like every in-cluster step.
+    let step = c.step(cni.meta.id.clone(), kinds::CNI, &config)?;
+    let step = c.in_cluster(step);
+    c.add(&cni.meta.id, cni.meta.span, step);
+    Ok(())
+}
+
+/// The `cni` step of the provider's default plugin (and of the simulated cloud's plugins,
+/// which read `settings`): plugin, version and settings as written.
+fn plain_cni(c: &mut Catalogue<'_>, cni: &Cni) -> Result<(), CatalogueError> {
+    let step = c.step(cni.meta.id.clone(), kinds::CNI, &cni_config(cni))?;
+    let step = c.in_cluster(step);
+    c.add(&cni.meta.id, cni.meta.span, step);
+    Ok(())
+}
+
+fn cni_config(cni: &Cni) -> CniConfig {
+    CniConfig {
         plugin: cni.plugin.value.as_str().to_owned(),
         version: cni.version.clone(),
         settings: cni
@@ -110,12 +149,10 @@ pub(super) fn cni(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-    };
-    // The CNI is installed through the API server, like every in-cluster step.
-    let step = c.step(cni.meta.id.clone(), kinds::CNI, &config)?;
-    let step = c.in_cluster(step);
-    c.add(&cni.meta.id, cni.meta.span, step);
-    Ok(())
+        bundle: None,
+        mode: None,
+        provider: None,
+    }
 }
 
 pub(super) fn node_pools(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {

@@ -333,6 +333,22 @@ spelled_enum! {
     }
 }
 
+spelled_enum! {
+    /// How a non-default CNI sits beside the provider's own (on EKS: the VPC CNI's `aws-node`
+    /// DaemonSet), as the vendors' EKS guides describe it.
+    CniMode {
+        /// The plugin is the cluster's CNI: Cilium's guide keeps `aws-node` off every node
+        /// (a nodeSelector no node has), Calico's deletes it.
+        Cni = "cni",
+        /// Cilium chained after the VPC CNI (Cilium's "AWS VPC CNI plugin" chaining guide):
+        /// `aws-node` keeps running.
+        Chaining = "chaining",
+        /// Calico for network policy only, beside the VPC CNI (Calico's EKS guide, "Amazon VPC
+        /// networking"): `aws-node` keeps running and annotates pods with their IPs.
+        Policy = "policy",
+    }
+}
+
 /// `[cni]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cni {
@@ -344,6 +360,12 @@ pub struct Cni {
     pub version: Option<String>,
     /// Plugin settings (Helm-style values), as JSON.
     pub settings: serde_json::Map<String, serde_json::Value>,
+    /// Where `settings` is written, when it is.
+    pub settings_span: Option<miette::SourceSpan>,
+    /// The plugin's release bundle (`bundle = { url | path, sha256 }`), installed in-cluster.
+    pub bundle: Option<Spanned<super::model_security::Bundle>>,
+    /// How the plugin sits beside the provider's CNI.
+    pub mode: Option<Spanned<CniMode>>,
 }
 
 spelled_enum! {

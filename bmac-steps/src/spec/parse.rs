@@ -510,7 +510,14 @@ fn disk(d: &mut Decoder, node: &Node) -> Option<Disk> {
     })
 }
 
-const CNI_FIELDS: &[&str] = &["plugin", "version", "settings", "depends_on"];
+const CNI_FIELDS: &[&str] = &[
+    "plugin",
+    "version",
+    "settings",
+    "bundle",
+    "mode",
+    "depends_on",
+];
 
 pub(crate) fn cni(d: &mut Decoder, node: &Node) -> Option<Cni> {
     let mut f = d.table(node, "cni", "`[cni]`", CNI_FIELDS)?;
@@ -533,6 +540,11 @@ pub(crate) fn cni(d: &mut Decoder, node: &Node) -> Option<Cni> {
             }
         },
     };
+    let settings_span = f.key_span("settings");
+    let bundle = f
+        .get("bundle")
+        .and_then(|n| super::security::bundle(d, n, "`[cni]` `bundle`"));
+    let mode = d.choice(&mut f, "mode", CniMode::NAMES, CniMode::from_name);
     let deps = d.depends_on(&mut f);
     f.finish(d);
     Some(Cni {
@@ -540,6 +552,9 @@ pub(crate) fn cni(d: &mut Decoder, node: &Node) -> Option<Cni> {
         plugin: plugin?,
         version,
         settings,
+        settings_span,
+        bundle,
+        mode,
     })
 }
 

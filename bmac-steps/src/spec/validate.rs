@@ -132,9 +132,10 @@ fn cluster(spec: &Spec, out: &mut Vec<Problem>) {
     }
 }
 
-/// An existing cluster (`provider = "kube"`) already has its CNI and its control-plane audit
-/// policy; neither can be set through the Kubernetes API, so asking for them is a
-/// contradiction rather than something bmac would silently skip.
+/// An existing cluster (`provider = "kube"`) already has its default CNI and its control-plane
+/// audit policy; neither can be set through the Kubernetes API, so asking for them is a
+/// contradiction rather than something bmac would silently skip. (A Cilium or Calico bundle
+/// can be installed through the API, so `[cni]` with one of those is fine.)
 fn existing_cluster(spec: &Spec, out: &mut Vec<Problem>) {
     if spec.cluster.provider.value != Provider::Kube {
         return;
@@ -147,13 +148,18 @@ fn existing_cluster(spec: &Spec, out: &mut Vec<Problem>) {
                 "control-plane audit logging is set by the API server's flags",
             )
         }),
-        spec.cni.as_ref().map(|c| {
-            (
-                c.meta.span,
-                "[cni]",
-                "the cluster's network plugin is already installed",
-            )
-        }),
+        // A Cilium or Calico bundle can be installed through the API server; the provider's
+        // default CNI is whatever the existing cluster already runs.
+        spec.cni
+            .as_ref()
+            .filter(|c| c.plugin.value == CniPlugin::Default)
+            .map(|c| {
+                (
+                    c.meta.span,
+                    "[cni]",
+                    "the cluster's network plugin is already installed",
+                )
+            }),
         spec.network.as_ref().map(|n| {
             (
                 n.meta.span,
@@ -250,26 +256,130 @@ fn storage(spec: &Spec, out: &mut Vec<Problem>) {
     }
 }
 
+/// `[cni]`: the provider's default CNI takes nothing; a Cilium or Calico built on EKS or
+/// installed into an existing cluster comes from a pinned bundle, applied as it is (so no
+/// Helm-style `settings`), in a `mode` that fits the plugin. The simulated cloud keeps
+/// reading `settings` and needs no bundle.
 fn cni(spec: &Spec, out: &mut Vec<Problem>) {
-    if let Some(c) = &spec.cni {
-        // On EKS the default CNI is the VPC CNI add-on, which bmac installs: its version and
-        // configuration values are the add-on's (see `cloud::validate_eks`).
-        if c.plugin.value == CniPlugin::Default
-            && spec.cluster.provider.value != Provider::Eks
-            && (!c.settings.is_empty() || c.version.is_some())
-        {
+    let Some(c) = &spec.cni else { return };
+    let provider = spec.cluster.provider.value;
+    if c.plugin.value == CniPlugin::Default {
+        default_cni(c, provider, out);
+        return;
+    }
+    if let Some(m) = &c.mode {
+        let fits = match c.plugin.value {
+            CniPlugin::Cilium => matches!(m.value, CniMode::Cni | CniMode::Chaining),
+            _ => matches!(m.value, CniMode::Cni | CniMode::Policy),
+        };
+        if !fits {
+            let modes = match c.plugin.value {
+                CniPlugin::Cilium => "`\"cni\"` or `\"chaining\"`",
+                _ => "`\"cni\"` or `\"policy\"`",
+            };
             out.push(
                 contradiction(
-                    c.meta.span,
-                    "`[cni]` settings or version given for the provider's default CNI",
-                    "bmac does not install the default CNI",
+                    m.span,
+                    format!(
+                        "`mode = \"{}\"` is not a mode of {}",
+                        m.value, c.plugin.value
+                    ),
+                    "mode",
                 )
-                .with_secondary(c.plugin.span, "plugin is `default`")
-                .with_help(
-                    "choose `plugin = \"cilium\"` or `\"calico\"`, or remove `settings`/`version`",
-                ),
+                .with_secondary(c.plugin.span, "plugin chosen here")
+                .with_help(format!("{} takes `mode` = {modes}", c.plugin.value)),
             );
         }
+    }
+    if !matches!(provider, Provider::Eks | Provider::Kube) {
+        return;
+    }
+    if c.bundle.is_none() {
+        out.push(
+            Problem::new(
+                ProblemCode::MissingField,
+                c.meta.span,
+                format!(
+                    "`[cni]` needs a `bundle` to install {} with `provider = \"{provider}\"`",
+                    c.plugin.value
+                ),
+                "no bundle",
+            )
+            .with_secondary(c.plugin.span, "plugin chosen here")
+            .with_help(format!(
+                "add `bundle = {{ path = \"{0}.yaml\", sha256 = \"…\" }}` (or `url`): the plugin's \
+                 manifests rendered for this cluster (e.g. `helm template {0} … --namespace \
+                 kube-system > {0}.yaml`), pinned by the output of `sha256sum`",
+                c.plugin.value
+            )),
+        );
+    }
+    if !c.settings.is_empty() {
+        out.push(
+            contradiction(
+                c.settings_span.unwrap_or(c.meta.span),
+                "`[cni]` `settings` cannot be applied to a release bundle",
+                "Helm-style values",
+            )
+            .with_secondary(c.plugin.span, "installed from its bundle")
+            .with_help(
+                "bmac applies the bundle's objects as they are: render these values into the \
+                 bundle (`helm template … --set key=value`) and pin the result, then remove \
+                 `settings` (only the simulated cloud reads them)",
+            ),
+        );
+    }
+    if provider == Provider::Eks && c.plugin.value == CniPlugin::Calico && c.mode.is_none() {
+        out.push(
+            Problem::new(
+                ProblemCode::MissingField,
+                c.meta.span,
+                "`[cni]` with Calico on EKS needs a `mode`",
+                "which of Calico's EKS installs?",
+            )
+            .with_secondary(c.plugin.span, "Calico chosen here")
+            .with_help(
+                "`mode = \"policy\"` keeps the VPC CNI (`aws-node`) for pod networking and adds \
+                 Calico network policy; `mode = \"cni\"` makes Calico the CNI and deletes the \
+                 `aws-node` DaemonSet, as Calico's EKS guide does",
+            ),
+        );
+    }
+}
+
+/// `[cni]` with the provider's default plugin: nothing to install, so nothing to configure.
+fn default_cni(c: &Cni, provider: Provider, out: &mut Vec<Problem>) {
+    // On EKS the default CNI is the VPC CNI add-on, which bmac installs: its version and
+    // configuration values are the add-on's (see `cloud::validate_eks`).
+    if provider != Provider::Eks && (!c.settings.is_empty() || c.version.is_some()) {
+        out.push(
+            contradiction(
+                c.meta.span,
+                "`[cni]` settings or version given for the provider's default CNI",
+                "bmac does not install the default CNI",
+            )
+            .with_secondary(c.plugin.span, "plugin is `default`")
+            .with_help(
+                "choose `plugin = \"cilium\"` or `\"calico\"`, or remove `settings`/`version`",
+            ),
+        );
+    }
+    let extra = [
+        c.bundle.as_ref().map(|b| (b.span, "bundle")),
+        c.mode.as_ref().map(|m| (m.span, "mode")),
+    ];
+    for (span, field) in extra.into_iter().flatten() {
+        out.push(
+            contradiction(
+                span,
+                format!("`[cni]` `{field}` given for the provider's default CNI"),
+                "nothing of the default CNI is installed from here",
+            )
+            .with_secondary(c.plugin.span, "plugin is `default`")
+            .with_help(format!(
+                "choose `plugin = \"cilium\"` or `\"calico\"` to install it from a bundle, or remove `{field}`"
+            )),
+        );
     }
 }
 
