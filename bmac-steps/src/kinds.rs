@@ -6,7 +6,8 @@
 //! StorageClass's provisioner, parameters, reclaim policy and binding mode are immutable in
 //! Kubernetes (the API server answers 422); a bucket cannot be
 //! renamed; a network's address plan (range, zones) is fixed once its subnets exist, and a key
-//! is never swapped in place (what it encrypted needs it). Everything else updates in place.
+//! is never swapped in place (what it encrypted needs it); a pull-through cache is named by
+//! its mirror's prefix (a new prefix is a new cache). Everything else updates in place.
 
 use bmac_core::Kind;
 
@@ -40,6 +41,8 @@ pub const POLICY_ENGINE: &str = "policy_engine";
 pub const POLICY: &str = "policy";
 /// A registry mirror / pull-through cache.
 pub const REGISTRY_MIRROR: &str = "registry_mirror";
+/// What the registry holding the pull-through caches lets the cluster's nodes do.
+pub const REGISTRY_POLICY: &str = "registry_policy";
 /// A cloud IAM role (or GCP service account) for workload identity.
 pub const IAM_ROLE: &str = "iam_role";
 /// A Kubernetes ServiceAccount bound to a cloud role.
@@ -64,6 +67,7 @@ pub const ALL: &[&str] = &[
     POLICY_ENGINE,
     POLICY,
     REGISTRY_MIRROR,
+    REGISTRY_POLICY,
     IAM_ROLE,
     SERVICE_ACCOUNT,
     MANIFEST,
@@ -91,6 +95,7 @@ pub fn kind(name: &str) -> Kind {
         IAM_ROLE => &["/name", "/purpose"],
         POLICY_ENGINE => &["/engine"],
         CNI => &["/plugin"],
+        REGISTRY_MIRROR => &["/mirror", "/pull_through_cache"],
         _ => &[],
     };
     Kind::with_replace_on(name, replace_on.iter().copied())
