@@ -5,8 +5,9 @@
 //! One [`Handler`] per step kind, each in the module of its resource family — [`network`]
 //! (VPC, subnets, gateways, routes), [`iam`] (cluster, node and workload roles), [`kms`] (the
 //! Secrets key), [`cluster`] (the EKS control plane), [`node_group`] (managed node groups and
-//! their launch templates) and [`audit`] (control-plane logging, the archive bucket, the
-//! Firehose archive and the alarms) — behind one registry, [`AwsProvider`]. What every handler
+//! their launch templates), [`audit`] (control-plane logging, the archive bucket, the
+//! Firehose archive and the alarms) and [`ecr`] (pull-through caches and the registry policy
+//! that lets nodes fill them) — behind one registry, [`AwsProvider`]. What every handler
 //! shares lives once: the SDK clients and their configuration ([`clients`]), the error
 //! classification ([`error`]), waiting on long operations with progress ([`wait`]), and the
 //! tags that make created resources findable again ([`tags`]).
@@ -33,13 +34,16 @@
 pub mod audit;
 pub mod clients;
 pub mod cluster;
+pub mod ecr;
 pub mod error;
 pub mod iam;
 pub mod kms;
+pub mod launch_template;
 pub mod network;
 pub mod node_group;
 pub mod tags;
 pub mod token;
+pub mod user_data;
 pub mod wait;
 
 use std::collections::HashMap;
@@ -114,6 +118,8 @@ impl AwsProvider {
         kinds::OBJECT_BUCKET,
         kinds::AUDIT_ARCHIVE,
         kinds::AUDIT_ALARM,
+        kinds::REGISTRY_MIRROR,
+        kinds::REGISTRY_POLICY,
     ];
 
     /// A provider configured from `config` (nothing is called until a step runs).
@@ -129,6 +135,8 @@ impl AwsProvider {
         handlers.insert(kinds::OBJECT_BUCKET, Arc::new(audit::bucket::Bucket));
         handlers.insert(kinds::AUDIT_ARCHIVE, Arc::new(audit::archive::AuditArchive));
         handlers.insert(kinds::AUDIT_ALARM, Arc::new(audit::alarm::AuditAlarm));
+        handlers.insert(kinds::REGISTRY_MIRROR, Arc::new(ecr::Mirror));
+        handlers.insert(kinds::REGISTRY_POLICY, Arc::new(ecr::RegistryPolicy));
         AwsProvider { aws, handlers }
     }
 
