@@ -1,6 +1,7 @@
-//! The EKS spec: `[network]` in both forms, the cloud fields of `[cluster]`, and the table of
-//! bad inputs that must each fail at validate time — with a code, a span on the offending
-//! value (so file:line:column) and a help line — before any AWS call could be made.
+//! The EKS spec: `[network]` in both forms, the cloud fields of `[cluster]`, pull-through
+//! caches with `[registries.credentials]`, and the tables of bad inputs that must each fail at
+//! validate time — with a code, a span on the offending value (so file:line:column) and a help
+//! line — before any AWS call could be made.
 
 use bmac_steps::spec::*;
 use miette::SourceSpan;

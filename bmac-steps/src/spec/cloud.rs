@@ -6,7 +6,8 @@
 //! from another partition, subnets in a single zone or a typo'd instance family fails with
 //! file:line:column before bmac makes any AWS call. What only the cloud knows (that a subnet
 //! really is in the zone the spec says, that a key exists) is checked by the provider before it
-//! changes anything.
+//! changes anything. The `[registries]` rules of ECR pull-through caches live beside these, in
+//! `spec::ecr`, and run from `validate_eks`.
 
 use std::collections::BTreeMap;
 
