@@ -7,7 +7,8 @@
 //! Kubernetes (the API server answers 422); a bucket cannot be
 //! renamed; a network's address plan (range, zones) is fixed once its subnets exist, and a key
 //! is never swapped in place (what it encrypted needs it); an add-on or an identity binding is
-//! identified by what it is for. Everything else updates in place.
+//! identified by what it is for; a pull-through cache is named by its mirror's prefix (a new
+//! prefix is a new cache). Everything else updates in place.
 
 use bmac_core::Kind;
 
@@ -41,6 +42,8 @@ pub const POLICY_ENGINE: &str = "policy_engine";
 pub const POLICY: &str = "policy";
 /// A registry mirror / pull-through cache.
 pub const REGISTRY_MIRROR: &str = "registry_mirror";
+/// What the registry holding the pull-through caches lets the cluster's nodes do.
+pub const REGISTRY_POLICY: &str = "registry_policy";
 /// A cloud IAM role (or GCP service account) for workload identity.
 pub const IAM_ROLE: &str = "iam_role";
 /// A Kubernetes ServiceAccount bound to a cloud role.
@@ -73,6 +76,7 @@ pub const ALL: &[&str] = &[
     POLICY_ENGINE,
     POLICY,
     REGISTRY_MIRROR,
+    REGISTRY_POLICY,
     IAM_ROLE,
     SERVICE_ACCOUNT,
     MANIFEST,
@@ -108,6 +112,7 @@ pub fn kind(name: &str) -> Kind {
         ADDON => &["/cluster", "/name"],
         IDENTITY_BINDING => &["/cluster", "/namespace", "/service_account"],
         OIDC_PROVIDER => &["/cluster"],
+        REGISTRY_MIRROR => &["/mirror", "/pull_through_cache"],
         _ => &[],
     };
     Kind::with_replace_on(name, replace_on.iter().copied())

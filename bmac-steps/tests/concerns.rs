@@ -7,7 +7,8 @@ use std::path::Path;
 use bmac_core::step::Step;
 use bmac_steps::config::{
     AddonConfig, EncryptionKeyConfig, IamRoleConfig, IdentityBindingConfig, ManifestConfig,
-    NetworkConfig, PodSecurityLabelsConfig, PolicyConfig, ServiceAccountConfig, StorageClassConfig,
+    NetworkConfig, NodePoolConfig, PodSecurityLabelsConfig, PolicyConfig, RegistryMirrorConfig,
+    RegistryPolicyConfig, ServiceAccountConfig, StorageClassConfig,
 };
 use bmac_steps::spec::Spec;
 use bmac_steps::{expand, expand_in, CatalogueError, Expansion};
@@ -245,6 +246,71 @@ fn eks_installs_the_vpc_cni_the_ebs_csi_driver_and_the_pod_identity_agent_as_add
     .unwrap();
     assert!(!sim.steps.iter().any(|s| s.kind.name() == "addon"));
     assert_eq!(step(&sim, "cni").kind.name(), "cni");
+}
+
+#[test]
+fn eks_nodes_pull_through_the_caches_their_roles_may_fill() {
+    let e = example("eks-baseline.toml");
+    // One pull-through cache per mirror, docker.io's with its secret's ARN.
+    let hub: RegistryMirrorConfig = step(&e, "registries.mirror.docker-io").config_as().unwrap();
+    assert!(hub.pull_through_cache);
+    assert!(hub
+        .credential
+        .as_deref()
+        .is_some_and(|arn| arn.contains(":secret:ecr-pullthroughcache/")));
+    let k8s: RegistryMirrorConfig = step(&e, "registries.mirror.registry-k8s-io")
+        .config_as()
+        .unwrap();
+    assert_eq!(k8s.credential, None);
+    // The registry policy grants every node role, after the caches exist.
+    let policy = step(&e, "registries.policy");
+    assert_eq!(policy.kind.name(), "registry_policy");
+    let config: RegistryPolicyConfig = policy.config_as().unwrap();
+    assert_eq!(config.cluster, "prod");
+    assert_eq!(config.mirrors.len(), 3);
+    let inputs: Vec<String> = policy
+        .inputs
+        .iter()
+        .map(|(name, r)| format!("{name}<-{r}"))
+        .collect();
+    for pool in ["system", "general"] {
+        let wanted = format!("node_role.{pool}<-node_pool.{pool}.role.outputs.arn");
+        assert!(inputs.contains(&wanted), "{wanted} in {inputs:?}");
+    }
+    assert!(has_dep(
+        &e,
+        "registries.policy",
+        "registries.mirror.docker-io"
+    ));
+    // Node pools follow the cluster's version, carry the mirrors and come after the caches
+    // and the policy.
+    for pool in ["node_pool.system", "node_pool.general"] {
+        let config: NodePoolConfig = step(&e, pool).config_as().unwrap();
+        assert_eq!(config.version.as_deref(), Some("1.30"));
+        let upstreams: Vec<&str> = config.mirrors.iter().map(|m| m.upstream.as_str()).collect();
+        assert_eq!(
+            upstreams,
+            ["public.ecr.aws", "docker.io", "registry.k8s.io"]
+        );
+        for dep in [
+            "registries.mirror.docker-io",
+            "registries.mirror.public-ecr-aws",
+            "registries.policy",
+        ] {
+            assert!(has_dep(&e, pool, dep), "{pool} after {dep}");
+        }
+    }
+    // Without pull-through caches there is nothing to grant; the simulator's node pools carry
+    // no mirrors.
+    let existing = "[cluster]\nname = \"p\"\nprovider = \"eks\"\nregion = \"eu-west-1\"\n[[node_pool]]\nname = \"a\"\nmin = 1\nmax = 2\ninstance_types = [\"m6i.large\"]\n[registries]\nallowed = [\"*\"]\n[registries.mirrors]\n\"docker.io\" = \"mirror.example.com/hub\"\n";
+    let e = expand(&parse(existing)).unwrap();
+    assert!(!e.steps.iter().any(|s| s.id.as_str() == "registries.policy"));
+    let pool: NodePoolConfig = step(&e, "node_pool.a").config_as().unwrap();
+    assert_eq!(pool.mirrors.len(), 1);
+    assert!(has_dep(&e, "node_pool.a", "registries.mirror.docker-io"));
+    let sim = expand(&parse(&existing.replace("\"eks\"", "\"sim\""))).unwrap();
+    let pool: NodePoolConfig = step(&sim, "node_pool.a").config_as().unwrap();
+    assert!(pool.mirrors.is_empty());
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! The EKS spec: `[network]` in both forms, the cloud fields of `[cluster]`, and the table of
-//! bad inputs that must each fail at validate time — with a code, a span on the offending
-//! value (so file:line:column) and a help line — before any AWS call could be made.
+//! The EKS spec: `[network]` in both forms, the cloud fields of `[cluster]`, pull-through
+//! caches with `[registries.credentials]`, and the tables of bad inputs that must each fail at
+//! validate time — with a code, a span on the offending value (so file:line:column) and a help
+//! line — before any AWS call could be made.
 
 use bmac_steps::spec::*;
 use miette::SourceSpan;
@@ -189,6 +190,188 @@ fn bad_inputs_fail_at_validate_time_pointing_at_the_value() {
         let (line, col) = line_col(&text, p.span);
         assert!(line > 1 && col >= 1, "{line}:{col}");
     }
+}
+
+/// `[registries]` on EKS with pull-through caches: `mirrors` (upstream → mirror) and
+/// `credentials` (upstream → ARN) tables, written into a spec of account 123456789012.
+fn caches(mirrors: &str, credentials: &str) -> String {
+    let mut text = format!(
+        "{EKS}account = \"123456789012\"\n[registries]\nallowed = [\"*\"]\npull_through_cache = true\n[registries.mirrors]\n{mirrors}"
+    );
+    if !credentials.is_empty() {
+        text.push_str(&format!("[registries.credentials]\n{credentials}"));
+    }
+    text
+}
+
+const HUB: &str = "\"docker.io\" = \"123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub\"\n";
+const SECRET: &str =
+    "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ecr-pullthroughcache/docker-hub-Ab12Cd";
+
+#[test]
+fn pull_through_caches_with_their_credentials_read_back() {
+    let spec = parse_ok(&caches(
+        &format!(
+            "{HUB}\"registry.k8s.io\" = \"123456789012.dkr.ecr.eu-west-1.amazonaws.com/k8s\"\n"
+        ),
+        &format!("\"docker.io\" = \"{SECRET}\"\n"),
+    ));
+    let r = spec.registries.expect("registries");
+    assert_eq!(r.credentials.len(), 1);
+    assert_eq!(r.credential("index.docker.io").unwrap().arn.value, SECRET);
+    assert!(r.credential("registry.k8s.io").is_none());
+    // Existing mirrors (no pull-through cache) need neither ECR hosts nor credentials.
+    parse_ok(&format!(
+        "{EKS}[registries]\nallowed = [\"*\"]\n[registries.mirrors]\n\"docker.io\" = \"mirror.example.com/hub\"\n"
+    ));
+}
+
+/// Each bad `[registries]` input on EKS: code, the text pointed at, a word of the message and
+/// a word of the help.
+#[test]
+fn bad_registry_caches_fail_at_validate_time_pointing_at_the_value() {
+    let hub_secret = |arn: &str| format!("\"docker.io\" = \"{arn}\"\n");
+    let quoted_secret = format!("\"{SECRET}\"");
+    let cases: Vec<(String, ProblemCode, &str, &str, &str)> = vec![
+        (
+            caches(HUB, ""),
+            ProblemCode::MissingField,
+            "\"docker.io\"",
+            "needs credentials",
+            "ecr-pullthroughcache/",
+        ),
+        (
+            caches(HUB, &hub_secret("arn:aws:s3:::bucket")),
+            ProblemCode::InvalidValue,
+            "\"arn:aws:s3:::bucket\"",
+            "Secrets Manager secret ARN expected",
+            "secretsmanager",
+        ),
+        (
+            caches(HUB, &hub_secret("arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/hub")),
+            ProblemCode::InvalidValue,
+            "\"arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/hub\"",
+            "region `us-east-1`",
+            "eu-west-1",
+        ),
+        (
+            caches(HUB, &hub_secret("arn:aws-cn:secretsmanager:eu-west-1:123456789012:secret:ecr-pullthroughcache/hub")),
+            ProblemCode::InvalidValue,
+            "\"arn:aws-cn:secretsmanager:eu-west-1:123456789012:secret:ecr-pullthroughcache/hub\"",
+            "partition `aws-cn`",
+            "partition `aws`",
+        ),
+        (
+            caches(HUB, &hub_secret("arn:aws:secretsmanager:eu-west-1:123456789012:secret:dockerhub-Ab12Cd")),
+            ProblemCode::InvalidValue,
+            "\"arn:aws:secretsmanager:eu-west-1:123456789012:secret:dockerhub-Ab12Cd\"",
+            "`dockerhub-Ab12Cd`",
+            "ecr-pullthroughcache/",
+        ),
+        (
+            caches(HUB, &hub_secret("arn:aws:secretsmanager:eu-west-1:999999999999:secret:ecr-pullthroughcache/hub")),
+            ProblemCode::InvalidValue,
+            "\"arn:aws:secretsmanager:eu-west-1:999999999999:secret:ecr-pullthroughcache/hub\"",
+            "account 999999999999",
+            "123456789012",
+        ),
+        (
+            caches("\"docker.io\" = \"mirror.example.com/docker-hub\"\n", &hub_secret(SECRET)),
+            ProblemCode::InvalidValue,
+            "\"mirror.example.com/docker-hub\"",
+            "not an ECR registry",
+            "pull_through_cache = false",
+        ),
+        (
+            caches("\"docker.io\" = \"123456789012.dkr.ecr.us-east-1.amazonaws.com/docker-hub\"\n", &hub_secret(SECRET)),
+            ProblemCode::InvalidValue,
+            "\"123456789012.dkr.ecr.us-east-1.amazonaws.com/docker-hub\"",
+            "region `us-east-1`",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+        ),
+        (
+            caches("\"docker.io\" = \"999999999999.dkr.ecr.eu-west-1.amazonaws.com/docker-hub\"\n", &hub_secret(SECRET)),
+            ProblemCode::InvalidValue,
+            "\"999999999999.dkr.ecr.eu-west-1.amazonaws.com/docker-hub\"",
+            "account 999999999999",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+        ),
+        (
+            caches("\"docker.io\" = \"123456789012.dkr.ecr.eu-west-1.amazonaws.com/Docker_Hub\"\n", &hub_secret(SECRET)),
+            ProblemCode::InvalidValue,
+            "\"123456789012.dkr.ecr.eu-west-1.amazonaws.com/Docker_Hub\"",
+            "`Docker_Hub`",
+            "lower-case",
+        ),
+        (
+            caches("\"gcr.io\" = \"123456789012.dkr.ecr.eu-west-1.amazonaws.com/gcr\"\n", ""),
+            ProblemCode::InvalidValue,
+            "\"gcr.io\"",
+            "cannot make a pull-through cache of `gcr.io`",
+            "registry.k8s.io",
+        ),
+        (
+            caches(
+                "\"registry.k8s.io\" = \"123456789012.dkr.ecr.eu-west-1.amazonaws.com/k8s\"\n",
+                &format!("\"registry.k8s.io\" = \"{SECRET}\"\n"),
+            ),
+            ProblemCode::Contradiction,
+            &quoted_secret,
+            "takes no credentials",
+            "remove",
+        ),
+        (
+            caches(HUB, &format!("\"docker.io\" = \"{SECRET}\"\n\"ghcr.io\" = \"{SECRET}\"\n")),
+            ProblemCode::Contradiction,
+            "\"ghcr.io\"",
+            "which has no mirror",
+            "[registries.mirrors]",
+        ),
+        (
+            caches(
+                &format!("{HUB}\"quay.io\" = \"123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub\"\n"),
+                &hub_secret(SECRET),
+            ),
+            ProblemCode::Contradiction,
+            "\"123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub\"",
+            "share the repository prefix",
+            "own prefix",
+        ),
+        (
+            caches(
+                "\"111122223333.dkr.ecr.us-west-2.amazonaws.com\" = \"123456789012.dkr.ecr.eu-west-1.amazonaws.com/shared\"\n",
+                "",
+            ),
+            ProblemCode::MissingField,
+            "\"111122223333.dkr.ecr.us-west-2.amazonaws.com\"",
+            "needs an IAM role",
+            "pullthroughcache.ecr.amazonaws.com",
+        ),
+        (
+            format!(
+                "{EKS}[registries]\nallowed = [\"*\"]\n[registries.mirrors]\n\"docker.io\" = \"mirror.example.com/hub\"\n[registries.credentials]\n\"docker.io\" = \"{SECRET}\"\n"
+            ),
+            ProblemCode::Contradiction,
+            "\"docker.io\"",
+            "not pull-through caches",
+            "pull_through_cache = true",
+        ),
+    ];
+    for (text, code, points_at, says, helps) in &cases {
+        let p = one_problem(text);
+        assert_eq!(p.code, *code, "{text}\n{p:#?}");
+        assert_eq!(spanned_text(text, p.span), *points_at, "{text}\n{p:#?}");
+        assert!(p.message.contains(says), "{text}\n{}", p.message);
+        let help = p.help.as_deref().unwrap_or_default();
+        assert!(help.contains(helps), "{text}\n{help}");
+        let (line, col) = line_col(text, p.span);
+        assert!(line > 1 && col >= 1, "{line}:{col}");
+    }
+    // A role of the cache's account for an ECR upstream passes.
+    parse_ok(&caches(
+        "\"111122223333.dkr.ecr.us-west-2.amazonaws.com\" = \"123456789012.dkr.ecr.eu-west-1.amazonaws.com/shared\"\n",
+        "\"111122223333.dkr.ecr.us-west-2.amazonaws.com\" = \"arn:aws:iam::123456789012:role/ecr-ptc\"\n",
+    ));
 }
 
 #[test]

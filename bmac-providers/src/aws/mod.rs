@@ -6,8 +6,10 @@
 //! (VPC, subnets, gateways, routes), [`iam`] (cluster, node, add-on and workload roles, the
 //! IAM OIDC provider of IRSA), [`kms`] (the Secrets key), [`cluster`] (the EKS control plane
 //! and its access entries), [`node_group`] (managed node groups and their launch templates),
-//! [`addon`] (EKS add-ons), [`pod_identity`] (Pod Identity associations) and [`audit`] (control-plane logging, the archive bucket, the
-//! Firehose archive and the alarms) — behind one registry, [`AwsProvider`]. What every handler
+//! [`addon`] (EKS add-ons), [`pod_identity`] (Pod Identity associations), [`audit`]
+//! (control-plane logging, the archive bucket, the Firehose archive and the alarms) and
+//! [`ecr`] (pull-through caches and the registry policy that lets nodes fill them) — behind
+//! one registry, [`AwsProvider`]. What every handler
 //! shares lives once: the SDK clients and their configuration ([`clients`]), the error
 //! classification ([`error`]), waiting on long operations with progress ([`wait`]), and the
 //! tags that make created resources findable again ([`tags`]).
@@ -35,14 +37,17 @@ pub mod addon;
 pub mod audit;
 pub mod clients;
 pub mod cluster;
+pub mod ecr;
 pub mod error;
 pub mod iam;
 pub mod kms;
+pub mod launch_template;
 pub mod network;
 pub mod node_group;
 pub mod pod_identity;
 pub mod tags;
 pub mod token;
+pub mod user_data;
 pub mod wait;
 
 use std::collections::HashMap;
@@ -120,6 +125,8 @@ impl AwsProvider {
         kinds::ADDON,
         kinds::IDENTITY_BINDING,
         kinds::OIDC_PROVIDER,
+        kinds::REGISTRY_MIRROR,
+        kinds::REGISTRY_POLICY,
     ];
 
     /// A provider configured from `config` (nothing is called until a step runs).
@@ -143,6 +150,8 @@ impl AwsProvider {
         handlers.insert(kinds::ADDON, Arc::new(addon::EksAddon));
         handlers.insert(kinds::IDENTITY_BINDING, Arc::new(pod_identity::PodIdentity));
         handlers.insert(kinds::OIDC_PROVIDER, Arc::new(iam::OidcProvider));
+        handlers.insert(kinds::REGISTRY_MIRROR, Arc::new(ecr::Mirror));
+        handlers.insert(kinds::REGISTRY_POLICY, Arc::new(ecr::RegistryPolicy));
         AwsProvider { aws, handlers }
     }
 

@@ -1,4 +1,5 @@
-//! `node_pool` on AWS: an EKS managed node group and its launch template.
+//! `node_pool` on AWS: an EKS managed node group and its launch template
+//! ([`launch_template`](super::launch_template)).
 //!
 //! The launch template `bmac-<cluster>-<pool>` gives nodes an encrypted gp3 root volume of the
 //! pool's size (EBS encryption with the account's default key) and requires IMDSv2 with a hop
@@ -10,17 +11,19 @@
 //!
 //! Update in place: scaling, labels and taints in one `UpdateNodegroupConfig` (labels and taints
 //! removed from the spec are removed from the group), waiting for the update (`DescribeUpdate`;
-//! where a server lacks it — a 404 without an AWS error code — for the group to be `ACTIVE`). Instance types
-//! and the disk are replacements (see `bmac_steps::kinds`).
+//! where a server lacks it — a 404 without an AWS error code — for the group to be `ACTIVE`).
+//! Then the version: the pool carries the cluster's Kubernetes version, and when it (or the
+//! mirrors in the launch template's user data, which get a new template version) differs from
+//! the group's, one `UpdateNodegroupVersion` rolls the nodes — never a replacement of the group.
+//! The pool runs after the cluster step, so the control plane is upgraded first, as EKS
+//! requires. Instance types and the disk are replacements (see `bmac_steps::kinds`).
+//!
+//! The launch template's user data points containerd at the registry mirrors (see
+//! [`user_data`](super::user_data) for the format and its caveat).
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{
-    LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
-    LaunchTemplateHttpTokensState, LaunchTemplateInstanceMetadataOptionsRequest,
-    RequestLaunchTemplateData, ResourceType, Tag as Ec2Tag, TagSpecification, VolumeType,
-};
 use aws_sdk_eks::types::{
     AmiTypes, CapacityTypes, LaunchTemplateSpecification, Nodegroup, NodegroupScalingConfig,
     NodegroupStatus, Taint as EksTaint, TaintEffect, UpdateLabelsPayload, UpdateTaintsPayload,
@@ -32,6 +35,7 @@ use serde_json::json;
 
 use super::cluster::{input_list, input_str, wait_for_update, UpdateOf};
 use super::error::{created, found, Context as _, Created};
+use super::launch_template::{ensure_template, template_name, template_version};
 use super::wait::{self, Poll};
 use super::{tags, Clients, Handler};
 
@@ -105,79 +109,6 @@ async fn describe(aws: &Clients, pool: &str) -> Result<Option<Nodegroup>, Provid
     .and_then(|o| o.nodegroup))
 }
 
-fn template_name(aws: &Clients, pool: &str) -> String {
-    format!("bmac-{}-{pool}", aws.cluster)
-}
-
-/// The launch template of the pool: found by name, or created.
-async fn ensure_template(
-    aws: &Clients,
-    step: &str,
-    c: &NodePoolConfig,
-) -> Result<String, ProviderError> {
-    let name = template_name(aws, &c.name);
-    let found_one = found(
-        aws.ec2
-            .describe_launch_templates()
-            .launch_template_names(&name)
-            .send()
-            .await,
-        "ec2:DescribeLaunchTemplates",
-        &name,
-    )?;
-    if let Some(id) = found_one.and_then(|o| {
-        o.launch_templates()
-            .first()
-            .and_then(|t| t.launch_template_id().map(str::to_owned))
-    }) {
-        return Ok(id);
-    }
-    let disk = LaunchTemplateEbsBlockDeviceRequest::builder()
-        .volume_size(c.disk.size_gb as i32)
-        .volume_type(VolumeType::from(c.disk.kind.as_str()))
-        .encrypted(c.disk.encrypted)
-        .delete_on_termination(true)
-        .build();
-    let data = RequestLaunchTemplateData::builder()
-        .block_device_mappings(
-            LaunchTemplateBlockDeviceMappingRequest::builder()
-                .device_name("/dev/xvda")
-                .ebs(disk)
-                .build(),
-        )
-        .metadata_options(
-            LaunchTemplateInstanceMetadataOptionsRequest::builder()
-                .http_tokens(LaunchTemplateHttpTokensState::Required)
-                .http_put_response_hop_limit(2)
-                .build(),
-        )
-        .build();
-    let tag_list = tags::of(&aws.cluster, step, None)
-        .into_iter()
-        .map(|(k, v)| Ec2Tag::builder().key(k).value(v).build())
-        .collect();
-    let out = aws
-        .ec2
-        .create_launch_template()
-        .launch_template_name(&name)
-        .launch_template_data(data)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::LaunchTemplate)
-                .set_tags(Some(tag_list))
-                .build(),
-        )
-        .send()
-        .await
-        .on("ec2:CreateLaunchTemplate", &name)?;
-    out.launch_template()
-        .and_then(|t| t.launch_template_id())
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            ProviderError::retryable("ec2:CreateLaunchTemplate answered without a template")
-        })
-}
-
 async fn wait_active(
     aws: &Clients,
     ctx: &StepContext,
@@ -230,6 +161,9 @@ fn observed_config(c: &NodePoolConfig, g: &Nodegroup) -> serde_json::Value {
     if !g.instance_types().is_empty() {
         config["instance_types"] = json!(g.instance_types());
     }
+    if let (Some(_), Some(v)) = (&c.version, g.version()) {
+        config["version"] = json!(v);
+    }
     if config["labels"].as_object().is_some_and(|m| m.is_empty()) && c.labels.is_empty() {
         config.as_object_mut().map(|m| m.remove("labels"));
     }
@@ -281,6 +215,7 @@ impl Handler for NodeGroup {
             .node_role(input_str(req.inputs, INPUT_ROLE)?)
             .set_instance_types(Some(c.instance_types.clone()))
             .ami_type(ami_type(&c.instance_types))
+            .set_version(c.version.clone())
             .capacity_type(CapacityTypes::OnDemand)
             .set_labels((!labels.is_empty()).then_some(labels))
             .set_taints((!c.taints.is_empty()).then(|| c.taints.iter().map(eks_taint).collect()))
@@ -434,18 +369,79 @@ impl NodeGroup {
             );
             changed = true;
         }
-        if !changed {
-            return Ok(outputs(live));
+        if changed {
+            let out = call
+                .send()
+                .await
+                .on("eks:UpdateNodegroupConfig", &resource)?;
+            wait_update(aws, ctx, &c.name, out.update()).await?;
+            wait_active(aws, ctx, &c.name).await?;
+        }
+        self.update_version(aws, ctx, c, live).await?;
+        let live = wait_active(aws, ctx, &c.name).await?;
+        Ok(outputs(&live))
+    }
+
+    /// One `UpdateNodegroupVersion` when the Kubernetes version or the launch template's
+    /// content (the mirrors in its user data) differs: EKS replaces the nodes in a rolling
+    /// update, draining each; bmac waits for it.
+    async fn update_version(
+        &self,
+        aws: &Clients,
+        ctx: &StepContext,
+        c: &NodePoolConfig,
+        live: &Nodegroup,
+    ) -> Result<(), ProviderError> {
+        let resource = format!("node group {} of cluster {}", c.name, aws.cluster);
+        let version = c
+            .version
+            .as_deref()
+            .filter(|want| live.version() != Some(*want));
+        let template = template_version(aws, c, live).await?;
+        if version.is_none() && template.is_none() {
+            return Ok(());
+        }
+        let mut call = aws
+            .eks
+            .update_nodegroup_version()
+            .cluster_name(&aws.cluster)
+            .nodegroup_name(&c.name)
+            .set_version(version.map(str::to_owned));
+        if let Some((id, number)) = template {
+            call = call.launch_template(
+                LaunchTemplateSpecification::builder()
+                    .id(id)
+                    .version(number)
+                    .build(),
+            );
         }
         let out = call
             .send()
             .await
-            .on("eks:UpdateNodegroupConfig", &resource)?;
-        if let Some(id) = out.update().and_then(|u| u.id()) {
-            wait_for_update(aws, ctx, UpdateOf::Nodegroup(&c.name), &resource, id).await?;
-        }
-        let live = wait_active(aws, ctx, &c.name).await?;
-        Ok(outputs(&live))
+            .on("eks:UpdateNodegroupVersion", &resource)?;
+        ctx.progress(format!(
+            "{resource}: rolling update to {}",
+            version.map_or_else(
+                || "a new launch template".to_owned(),
+                |v| format!("Kubernetes {v}")
+            )
+        ));
+        wait_update(aws, ctx, &c.name, out.update()).await
+    }
+}
+
+/// Waits for one update of a node group (`DescribeUpdate`); where a server lacks it — a 404
+/// without an AWS error code, as moto answers — the group's own status is waited on after.
+async fn wait_update(
+    aws: &Clients,
+    ctx: &StepContext,
+    pool: &str,
+    update: Option<&aws_sdk_eks::types::Update>,
+) -> Result<(), ProviderError> {
+    let resource = format!("node group {pool} of cluster {}", aws.cluster);
+    match update.and_then(|u| u.id()) {
+        Some(id) => wait_for_update(aws, ctx, UpdateOf::Nodegroup(pool), &resource, id).await,
+        None => Ok(()),
     }
 }
 

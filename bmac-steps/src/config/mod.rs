@@ -20,6 +20,7 @@
 //! in-cluster step mints the token from the source at call time and keeps it in memory only.
 
 mod cloud;
+mod registries;
 
 use std::collections::BTreeMap;
 
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use cloud::*;
+pub use registries::*;
 
 /// Input name: the API server URL (from the cluster step's `endpoint` output).
 pub const INPUT_ENDPOINT: &str = "endpoint";
@@ -351,6 +353,13 @@ pub struct NodePoolConfig {
     pub taints: Vec<Taint>,
     /// Node disk.
     pub disk: Disk,
+    /// The Kubernetes version the nodes run: the cluster's, so that a cluster upgrade is
+    /// followed by one of its pools (absent when the spec pins none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Registries whose pulls the nodes' container runtime sends to a mirror first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<NodeMirror>,
 }
 
 /// `storage_class`: a Kubernetes StorageClass.
@@ -512,17 +521,6 @@ pub struct PolicyConfig {
     pub engine: String,
     /// The objects, in apply order.
     pub objects: Vec<Value>,
-}
-
-/// `registry_mirror`: a mirror / pull-through cache of an upstream registry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RegistryMirrorConfig {
-    /// The upstream registry (`docker.io`).
-    pub upstream: String,
-    /// The mirror's host/prefix.
-    pub mirror: String,
-    /// Whether the mirror is a pull-through cache the build creates.
-    pub pull_through_cache: bool,
 }
 
 /// `iam_role`: a cloud role — for a Kubernetes service account (workload identity), or, with

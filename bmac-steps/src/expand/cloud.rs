@@ -10,6 +10,11 @@
 //!   `nodes`) — EKS only: GKE and AKS act through identities the platform manages.
 //! - `cluster.key` (`encryption_key`) — EKS: Secrets are envelope-encrypted with a KMS key,
 //!   created (with rotation) unless `[cluster] encryption_key` names one.
+//! - node mirrors — EKS: node pools carry the registry mirrors (the provider points the
+//!   nodes' containerd at them), run after the mirror steps, and pull-through caches get a
+//!   `registries.policy` granting the node roles what a first pull through a cache needs;
+//!   node pools carry the cluster's version, so an upgrade of the cluster is followed by one
+//!   of each node group.
 //!
 //! - EKS add-ons (`addon`): the default `[cni]` is the `vpc-cni` add-on (step `cni`, its role
 //!   `cni.role`); storage classes are served by the `aws-ebs-csi-driver` add-on (step
@@ -51,6 +56,12 @@ pub struct Needs {
     /// Cloud-managed add-ons for the default CNI and the CSI driver, and workload identity
     /// bound by the cloud (EKS Pod Identity) or through the OIDC issuer (IRSA).
     pub addons: bool,
+    /// Node pools carry the registry mirrors (their container runtime is configured by the
+    /// provider), and pull-through caches get a `registries.policy` granting the node roles.
+    pub node_mirrors: bool,
+    /// Node pools carry the cluster's Kubernetes version, so that the provider upgrades them
+    /// after the control plane (EKS node groups follow `UpdateNodegroupVersion`).
+    pub node_versions: bool,
 }
 
 /// What the cluster of `provider` needs, given whether the spec has a `[network]`.
@@ -61,18 +72,24 @@ pub fn needs(provider: Provider, has_network: bool) -> Needs {
             roles: true,
             key: true,
             addons: true,
+            node_mirrors: true,
+            node_versions: true,
         },
         Provider::Sim => Needs {
             network: has_network,
             roles: false,
             key: false,
             addons: false,
+            node_mirrors: false,
+            node_versions: false,
         },
         Provider::Gke | Provider::Kube => Needs {
             network: false,
             roles: false,
             key: false,
             addons: false,
+            node_mirrors: false,
+            node_versions: false,
         },
     }
 }
@@ -165,6 +182,11 @@ pub(super) fn before_cluster(
     Ok(inputs)
 }
 
+/// The step id of `pool`'s node role: `node_pool.<name>.role`.
+pub(super) fn node_role_id(pool: &crate::spec::NodePool) -> String {
+    format!("{}.role", pool.meta.id)
+}
+
 /// Adds `pool`'s node role (when its cloud has them) and wires the role and the private
 /// subnets into the pool's step.
 pub(super) fn node_pool(
@@ -188,7 +210,7 @@ pub(super) fn node_pool(
             resources: Vec::new(),
             managed: Vec::new(),
         };
-        let id = c.id(&format!("{}.role", pool.meta.id), pool.meta.span)?;
+        let id = c.id(&node_role_id(pool), pool.meta.span)?;
         let role_step = c.step(id.clone(), kinds::IAM_ROLE, &role)?;
         c.add(&pool.meta.id, pool.meta.span, role_step);
         step = step.input(INPUT_ROLE, Ref::new(id, OUTPUT_ARN));

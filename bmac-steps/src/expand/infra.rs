@@ -5,18 +5,24 @@
 //! Dependencies: the CNI is installed into the cluster; node pools join the cluster and need
 //! the CNI before their nodes turn `Ready`; storage classes are in-cluster objects, after the
 //! CSI driver where bmac installs one (EKS; see `cloud.rs`); a registry
-//! mirror is wired to the cluster it serves. The cluster's `log_types` stay empty: control-plane
-//! logging belongs to the `audit.logging` step, so toggling audit never touches the cluster.
+//! mirror is wired to the cluster it serves. On EKS ([`needs`](super::cloud::needs)) node
+//! pools carry the mirrors (the provider configures their container runtime) and come after
+//! the mirror steps and the `registries.policy` that lets their roles fill the pull-through
+//! caches; they also carry the cluster's version, so a cluster upgrade is followed by one of
+//! each pool. The cluster's `log_types` stay empty: control-plane logging belongs to the
+//! `audit.logging` step, so toggling audit never touches the cluster.
 
-use crate::spec::{Cni, CniMode, CniPlugin, Provider, Spanned};
+use crate::spec::{Cni, CniMode, CniPlugin, Provider, Registries, Spanned};
 
 use super::Catalogue;
 use crate::config::{
-    ClusterConfig, CniConfig, Disk, EndpointAccess, NodePoolConfig, RegistryMirrorConfig, Scaling,
-    StorageClassConfig, Taint,
+    ClusterConfig, CniConfig, Disk, EndpointAccess, NodeMirror, NodePoolConfig,
+    RegistryMirrorConfig, RegistryPolicyConfig, Scaling, StorageClassConfig, Taint,
+    INPUT_NODE_ROLE_PREFIX, OUTPUT_ARN,
 };
 use crate::error::CatalogueError;
 use crate::kinds;
+use bmac_core::step::{Ref, StepId};
 
 /// The CSI provisioner of storage classes on `provider`. An existing cluster (`kube`) has no
 /// known CSI driver, so its classes are `kubernetes.io/no-provisioner` (local volumes) unless
@@ -155,9 +161,36 @@ fn cni_config(cni: &Cni) -> CniConfig {
     }
 }
 
+/// The mirrors a node pool's container runtime is pointed at: every mirror of a whole
+/// registry (an upstream with a path cannot be a runtime mirror), where the provider
+/// configures the nodes' runtime ([`needs`](super::cloud::needs)).
+fn node_mirrors(c: &Catalogue<'_>) -> Vec<NodeMirror> {
+    if !super::cloud::needs_of(c).node_mirrors {
+        return Vec::new();
+    }
+    c.spec
+        .registries
+        .iter()
+        .flat_map(|r| &r.mirrors)
+        .filter(|m| !m.upstream.value.contains('/'))
+        .map(|m| NodeMirror {
+            upstream: m.upstream.value.clone(),
+            mirror: m.mirror.value.clone(),
+        })
+        .collect()
+}
+
 pub(super) fn node_pools(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
     let provider = c.spec.cluster.provider.value;
     let cni = c.spec.cni.as_ref().map(|n| n.meta.id.clone());
+    let mirrors = node_mirrors(c);
+    let version = c
+        .spec
+        .cluster
+        .version
+        .as_ref()
+        .filter(|_| super::cloud::needs_of(c).node_versions)
+        .map(|v| v.value.clone());
     for pool in &c.spec.node_pools {
         let config = NodePoolConfig {
             name: pool.name.clone(),
@@ -190,6 +223,8 @@ pub(super) fn node_pools(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
                     .unwrap_or_else(|| default_disk_type(provider).to_owned()),
                 encrypted: pool.disk.encrypted.value,
             },
+            version: version.clone(),
+            mirrors: mirrors.clone(),
         };
         let mut step = c
             .step(pool.meta.id.clone(), kinds::NODE_POOL, &config)?
@@ -263,6 +298,7 @@ pub(super) fn registry_mirrors(c: &mut Catalogue<'_>) -> Result<(), CatalogueErr
     if c.spec.cluster.provider.value == Provider::Kube {
         return Ok(());
     }
+    let mut made = Vec::new();
     for mirror in &registries.mirrors {
         let id = c.id(
             &mirror_step_id(&mirror.upstream.value),
@@ -272,11 +308,59 @@ pub(super) fn registry_mirrors(c: &mut Catalogue<'_>) -> Result<(), CatalogueErr
             upstream: mirror.upstream.value.clone(),
             mirror: mirror.mirror.value.clone(),
             pull_through_cache: registries.pull_through_cache,
+            credential: registries
+                .credential(&mirror.upstream.value)
+                .filter(|_| registries.pull_through_cache)
+                .map(|cred| cred.arn.value.clone()),
         };
         let step = c
             .step(id, kinds::REGISTRY_MIRROR, &config)?
             .depends_on(c.cluster());
-        c.add(&registries.meta.id, mirror.upstream.span, step);
+        made.push(c.add(&registries.meta.id, mirror.upstream.span, step));
+    }
+    if !super::cloud::needs_of(c).node_mirrors {
+        return Ok(());
+    }
+    let mut before_nodes = made.clone();
+    if registries.pull_through_cache && !made.is_empty() && !c.spec.node_pools.is_empty() {
+        before_nodes.push(registry_policy(c, registries, &made)?);
+    }
+    // Nodes pull through the mirrors from their first boot: pools come after them.
+    for pool in &c.spec.node_pools {
+        for id in &before_nodes {
+            c.depend(&pool.meta.id, id.clone());
+        }
     }
     Ok(())
+}
+
+/// `registries.policy`: the cluster's node roles may create the cache repositories and import
+/// upstream images into them (what a first pull through a cache needs).
+fn registry_policy(
+    c: &mut Catalogue<'_>,
+    registries: &Registries,
+    mirrors: &[StepId],
+) -> Result<StepId, CatalogueError> {
+    let spec = c.spec;
+    let config = RegistryPolicyConfig {
+        cluster: spec.cluster.name.value.clone(),
+        mirrors: registries
+            .mirrors
+            .iter()
+            .map(|m| m.mirror.value.clone())
+            .collect(),
+    };
+    let id = c.id("registries.policy", registries.meta.span)?;
+    let mut step = c.step(id, kinds::REGISTRY_POLICY, &config)?;
+    for mirror in mirrors {
+        step = step.depends_on(mirror.clone());
+    }
+    for pool in &spec.node_pools {
+        let role = c.id(&super::cloud::node_role_id(pool), pool.meta.span)?;
+        step = step.input(
+            format!("{INPUT_NODE_ROLE_PREFIX}{}", pool.name),
+            Ref::new(role, OUTPUT_ARN),
+        );
+    }
+    Ok(c.add(&registries.meta.id, registries.meta.span, step))
 }

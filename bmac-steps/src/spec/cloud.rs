@@ -6,7 +6,8 @@
 //! from another partition, subnets in a single zone or a typo'd instance family fails with
 //! file:line:column before bmac makes any AWS call. What only the cloud knows (that a subnet
 //! really is in the zone the spec says, that a key exists) is checked by the provider before it
-//! changes anything.
+//! changes anything. The `[registries]` rules of ECR pull-through caches live beside these, in
+//! `spec::ecr`, and run from `validate_eks`.
 
 use std::collections::BTreeMap;
 
@@ -215,7 +216,78 @@ pub const LOG_RETENTION_DAYS: &[u32] = &[
     3288, 3653,
 ];
 
-fn invalid(at: miette::SourceSpan, message: String, label: &str, help: String) -> Problem {
+/// What is wrong with `value` as the ARN of a `what` of `service` for a cluster in `region`
+/// (`regional`: the resource must be in that region too): not an ARN, another partition,
+/// another service, another region — or nothing.
+pub(crate) fn arn_problem(
+    value: &Spanned<String>,
+    service: &str,
+    what: &str,
+    regional: bool,
+    region: &Spanned<String>,
+) -> Option<Problem> {
+    let part = partition(&region.value);
+    let Some(a) = Arn::parse(&value.value) else {
+        return Some(invalid(
+            value.span,
+            format!("`{}` is not an ARN", value.value),
+            "not an ARN",
+            format!(
+                "write the {what}'s ARN, e.g. `arn:{part}:{service}:{}:123456789012:…`",
+                if regional { region.value.as_str() } else { "" }
+            ),
+        ));
+    };
+    if a.partition != part {
+        Some(
+            invalid(
+                value.span,
+                format!(
+                    "the {what} `{}` is in partition `{}`, the cluster in `{part}`",
+                    value.value, a.partition
+                ),
+                "another partition",
+                format!(
+                    "a cluster in {} can only use {what}s of partition `{part}`",
+                    region.value
+                ),
+            )
+            .with_secondary(region.span, "the cluster's region"),
+        )
+    } else if a.service != service {
+        Some(invalid(
+            value.span,
+            format!(
+                "{what} ARN expected; `{}` is a `{}` ARN",
+                value.value, a.service
+            ),
+            "wrong service",
+            format!("give the ARN of a {what} (`arn:{part}:{service}:…`)"),
+        ))
+    } else if regional && a.region != region.value {
+        Some(
+            invalid(
+                value.span,
+                format!(
+                    "the {what} `{}` is in region `{}`, the cluster in `{}`",
+                    value.value, a.region, region.value
+                ),
+                "another region",
+                format!("{what}s are regional: use one in {}", region.value),
+            )
+            .with_secondary(region.span, "the cluster's region"),
+        )
+    } else {
+        None
+    }
+}
+
+pub(crate) fn invalid(
+    at: miette::SourceSpan,
+    message: String,
+    label: &str,
+    help: String,
+) -> Problem {
     Problem::new(ProblemCode::InvalidValue, at, message, label).with_help(help)
 }
 
@@ -227,60 +299,9 @@ pub(crate) fn validate_eks(spec: &Spec, out: &mut Vec<Problem>) {
     let Some(region) = spec.cluster.region.as_ref() else {
         return;
     };
-    let part = partition(&region.value);
+    super::ecr::validate(spec, region, out);
     let mut arn = |value: &Spanned<String>, service: &str, what: &str, regional: bool| {
-        let Some(a) = Arn::parse(&value.value) else {
-            out.push(invalid(
-                value.span,
-                format!("`{}` is not an ARN", value.value),
-                "not an ARN",
-                format!(
-                    "write the {what}'s ARN, e.g. `arn:{part}:{service}:{}:123456789012:…`",
-                    if regional { region.value.as_str() } else { "" }
-                ),
-            ));
-            return;
-        };
-        if a.partition != part {
-            out.push(
-                invalid(
-                    value.span,
-                    format!(
-                        "the {what} `{}` is in partition `{}`, the cluster in `{part}`",
-                        value.value, a.partition
-                    ),
-                    "another partition",
-                    format!(
-                        "a cluster in {} can only use {what}s of partition `{part}`",
-                        region.value
-                    ),
-                )
-                .with_secondary(region.span, "the cluster's region"),
-            );
-        } else if a.service != service {
-            out.push(invalid(
-                value.span,
-                format!(
-                    "{what} ARN expected; `{}` is a `{}` ARN",
-                    value.value, a.service
-                ),
-                "wrong service",
-                format!("give the ARN of a {what} (`arn:{part}:{service}:…`)"),
-            ));
-        } else if regional && a.region != region.value {
-            out.push(
-                invalid(
-                    value.span,
-                    format!(
-                        "the {what} `{}` is in region `{}`, the cluster in `{}`",
-                        value.value, a.region, region.value
-                    ),
-                    "another region",
-                    format!("{what}s are regional: use one in {}", region.value),
-                )
-                .with_secondary(region.span, "the cluster's region"),
-            );
-        }
+        out.extend(arn_problem(value, service, what, regional, region));
     };
     if let Some(key) = &spec.cluster.encryption_key {
         arn(key, "kms", "KMS key", true);

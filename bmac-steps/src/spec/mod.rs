@@ -29,6 +29,7 @@
 mod cloud;
 mod decode;
 mod diag;
+mod ecr;
 pub mod lint;
 mod model;
 mod model_cloud;
@@ -46,9 +47,14 @@ use miette::SourceSpan;
 
 pub use cloud::{partition, Arn, INSTANCE_FAMILIES, LOG_RETENTION_DAYS};
 pub use diag::{InvalidSpec, Problem, ProblemCode, SpecError};
+pub use ecr::{
+    ecr_mirror, ecr_registry, ecr_upstream, valid_prefix, EcrMirror, EcrUpstream, UpstreamAuth,
+    ECR_UPSTREAMS, SECRET_PREFIX,
+};
 pub use model::*;
 pub use model_cloud::*;
 pub use model_security::*;
+pub use validate::registry_host;
 
 use bmac_core::step::StepId;
 use decode::{span, Decoder};

@@ -281,6 +281,28 @@ pub struct Registries {
     pub mirrors: Vec<Mirror>,
     /// Create the mirrors as pull-through caches (ECR / Artifact Registry remote repos).
     pub pull_through_cache: bool,
+    /// `[registries.credentials]`: how a pull-through cache authenticates to an upstream —
+    /// the ARN of a secret holding the upstream's credentials (never the credentials).
+    pub credentials: Vec<RegistryCredential>,
+}
+
+/// One `[registries.credentials]` entry: `"docker.io" = "arn:aws:secretsmanager:…"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryCredential {
+    /// The upstream registry host (the key).
+    pub upstream: Spanned<String>,
+    /// Where its credentials are: a secret's ARN (an IAM role's for an ECR upstream).
+    pub arn: Spanned<String>,
+}
+
+impl Registries {
+    /// The credential entry of `upstream` (`docker.io` aliases folded), if any.
+    pub fn credential(&self, upstream: &str) -> Option<&RegistryCredential> {
+        let host = super::validate::registry_host(upstream);
+        self.credentials
+            .iter()
+            .find(|c| super::validate::registry_host(&c.upstream.value) == host)
+    }
 }
 
 /// What a workload identity grants.

@@ -421,7 +421,13 @@ pub(crate) fn text_source(
     }
 }
 
-const REGISTRIES_FIELDS: &[&str] = &["allowed", "mirrors", "pull_through_cache", "depends_on"];
+const REGISTRIES_FIELDS: &[&str] = &[
+    "allowed",
+    "mirrors",
+    "pull_through_cache",
+    "credentials",
+    "depends_on",
+];
 
 fn registry_ok(d: &mut Decoder, s: &Spanned<String>) -> bool {
     let v = &s.value;
@@ -464,6 +470,20 @@ pub(crate) fn registries(d: &mut Decoder, node: &Node) -> Option<Registries> {
         }
     }
     let pull_through_cache = d.bool_or(&mut f, "pull_through_cache", false).value;
+    let mut credentials = Vec::new();
+    if let Some(node) = f.get("credentials") {
+        if let Some(table) = d.table(node, "credentials", "`[registries.credentials]`", &[]) {
+            for (key, value) in table.entries() {
+                let upstream = Spanned::new(key.name.clone(), super::decode::span(&key.span));
+                let field = format!("credentials.\"{}\"", key.name);
+                if let Some(arn) = d.str_node(value, &field) {
+                    if registry_ok(d, &upstream) {
+                        credentials.push(RegistryCredential { upstream, arn });
+                    }
+                }
+            }
+        }
+    }
     let deps = d.depends_on(&mut f);
     f.finish(d);
     Some(Registries {
@@ -471,5 +491,6 @@ pub(crate) fn registries(d: &mut Decoder, node: &Node) -> Option<Registries> {
         allowed,
         mirrors,
         pull_through_cache,
+        credentials,
     })
 }

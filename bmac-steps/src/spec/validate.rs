@@ -558,8 +558,9 @@ fn policy(spec: &Spec, out: &mut Vec<Problem>) {
     }
 }
 
-/// The canonical host of a registry reference (`docker.io` aliases folded).
-pub(crate) fn registry_host(r: &str) -> &str {
+/// The canonical host of a registry reference (`docker.io` aliases folded): `ghcr.io/acme` →
+/// `ghcr.io`, `index.docker.io` → `docker.io`.
+pub fn registry_host(r: &str) -> &str {
     let host = r.split('/').next().unwrap_or(r);
     match host {
         "index.docker.io" | "registry-1.docker.io" => "docker.io",
