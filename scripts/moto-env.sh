@@ -14,7 +14,9 @@
 # Tests point the AWS SDK at it with AWS_ENDPOINT_URL and AWS_CA_BUNDLE, as a user would point
 # the AWS CLI at a proxy. moto serves TLS so that an S3 bucket policy denying plain HTTP
 # (aws:SecureTransport=false), which moto enforces, behaves as on AWS. AWS-managed IAM policies
-# (AmazonEKSClusterPolicy …) are loaded (MOTO_IAM_LOAD_MANAGED_POLICIES=true).
+# (AmazonEKSClusterPolicy …) are loaded (MOTO_IAM_LOAD_MANAGED_POLICIES=true). Every request
+# moto receives is recorded (its request recorder, MOTO_ENABLE_RECORDING) to DIR/moto.recording,
+# so tests can count the calls a run made (GET /moto-api/recorder/download-recording).
 #
 # Environment: MOTO_ENV_READY_TIMEOUT (seconds, default 30).
 # Only loopback addresses are used; packages come from the registry pip is configured with.
@@ -68,7 +70,7 @@ cmd_start() {
     return 0
   fi
   cmd_stop "$dir"
-  rm -rf "$dir/pki" "$dir/env" "$dir/moto.port" "$dir/moto.log"
+  rm -rf "$dir/pki" "$dir/env" "$dir/moto.port" "$dir/moto.log" "$dir/moto.recording"
   local t0 port i timeout
   t0=$(now_ms)
   pki_init "$dir"
@@ -77,6 +79,7 @@ subjectAltName=IP:127.0.0.1,DNS:localhost"
   port=$(free_ports 1)
   echo "$port" >"$dir/moto.port"
   MOTO_IAM_LOAD_MANAGED_POLICIES=true \
+    MOTO_ENABLE_RECORDING=True MOTO_RECORDER_FILEPATH="$dir/moto.recording" \
     "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" \
     -s -c "$dir/pki/moto.crt" -k "$dir/pki/moto.key" >"$dir/moto.log" 2>&1 &
   echo $! >"$dir/moto.pid"

@@ -88,19 +88,6 @@ fn apply_killed_after(sandbox: &Sandbox, after: Duration) -> Vec<String> {
     reader.join().expect("the reader thread")
 }
 
-/// Breaks the lock a killed run left, if it got as far as taking one.
-fn unlock(sandbox: &Sandbox) {
-    let listing = sandbox.run(&["state", "list"]);
-    let err = text(&listing.stderr);
-    if let Some(lock) = err
-        .lines()
-        .find_map(|l| l.strip_prefix("locked: lock `"))
-        .and_then(|rest| rest.split('`').next())
-    {
-        sandbox.run_expecting(&["state", "unlock", lock], 0);
-    }
-}
-
 /// The operation ids the journal checkpointed for the cluster.
 fn checkpointed(sandbox: &Sandbox) -> Vec<String> {
     let journal = std::fs::read_to_string(sandbox.state_dir().join("journal.log"))
@@ -143,7 +130,7 @@ fn twenty_kills_during_a_cluster_create_resume_the_same_create() {
     for _ in 0..KILLS {
         // Some kills land before the create is accepted, most while it runs.
         polled.push(apply_killed_after(&sandbox, rng.millis(20, 900)));
-        unlock(&sandbox);
+        sandbox.unlock_stale();
     }
     assert!(
         started.elapsed() < Duration::from_secs(24),

@@ -195,6 +195,21 @@ impl Sandbox {
             .collect()
     }
 
+    /// Breaks the lock a killed run left behind, if it got as far as taking one: `bmac state
+    /// list` names it on stderr (`locked: lock `ID` …`), `bmac state unlock ID` releases it —
+    /// what the interrupted run's message tells a user to do.
+    pub fn unlock_stale(&self) {
+        let listing = self.run_expecting(&["state", "list"], 0);
+        let err = text(&listing.stderr);
+        if let Some(lock) = err
+            .lines()
+            .find_map(|l| l.strip_prefix("locked: lock `"))
+            .and_then(|rest| rest.split('`').next())
+        {
+            self.run_expecting(&["state", "unlock", lock], 0);
+        }
+    }
+
     /// The `put` operations of the sim's persisted cloud, as `(id, generation)`, in order.
     pub fn cloud_puts(&self) -> Vec<(String, u64)> {
         let log = std::fs::read_to_string(self.state_dir().join("sim-cloud.log"))

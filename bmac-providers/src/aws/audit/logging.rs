@@ -3,6 +3,8 @@
 //! EKS writes control-plane logs to `/aws/eks/<cluster>/cluster`. bmac creates that group
 //! itself (tagged) before switching logging on, as AWS recommends, so its retention is set from
 //! the first record (`PutRetentionPolicy`; the spec only allows values CloudWatch accepts).
+//! Apply reads the group first and sends only what is missing or differs (no `CreateLogGroup`
+//! for a group that exists, no `PutRetentionPolicy` for the retention it has).
 //! Logging is one `UpdateClusterConfig` that enables exactly the spec's types and disables the
 //! rest, sent only when they differ; it counts against the cluster's one-update-at-a-time
 //! group. Observe reads both back, so `bmac drift` shows a log type switched off by hand.
@@ -142,33 +144,44 @@ impl Handler for AuditLogging {
         let tags = tags::of(&aws.cluster, req.step.id.as_str(), None)
             .into_iter()
             .collect();
-        created(
+        // Only what is missing or differs is sent: a run that puts log types right after a
+        // hand change neither re-creates the group nor re-puts its retention.
+        let existing = retention(aws, &group).await?;
+        if existing.is_none() {
+            created(
+                aws.logs
+                    .create_log_group()
+                    .log_group_name(&group)
+                    .set_tags(Some(tags))
+                    .send()
+                    .await,
+                "logs:CreateLogGroup",
+                &group,
+            )?;
+        }
+        let days = c.retention_days as i32;
+        if existing.as_ref().and_then(|(kept, _)| *kept) != Some(days) {
             aws.logs
-                .create_log_group()
+                .put_retention_policy()
                 .log_group_name(&group)
-                .set_tags(Some(tags))
+                .retention_in_days(days)
                 .send()
-                .await,
-            "logs:CreateLogGroup",
-            &group,
-        )?;
-        aws.logs
-            .put_retention_policy()
-            .log_group_name(&group)
-            .retention_in_days(c.retention_days as i32)
-            .send()
-            .await
-            .on("logs:PutRetentionPolicy", &group)?;
+                .await
+                .on("logs:PutRetentionPolicy", &group)?;
+        }
         let now = enabled(aws, &c.cluster).await?.ok_or_else(|| {
             ProviderError::retryable(format!("cluster {} is not visible yet", c.cluster))
         })?;
         if now != c.log_types {
             set_logging(aws, req.ctx, &c.cluster, &c.log_types).await?;
         }
-        let arn = retention(aws, &group)
-            .await?
-            .map(|(_, arn)| arn)
-            .unwrap_or_default();
+        let arn = match existing {
+            Some((_, arn)) if !arn.is_empty() => arn,
+            _ => retention(aws, &group)
+                .await?
+                .map(|(_, arn)| arn)
+                .unwrap_or_default(),
+        };
         Ok(Outputs::new()
             .with(OUTPUT_LOG_GROUP, group)
             .with("log_group_arn", arn))
