@@ -8,8 +8,11 @@
 //! and destroy are exercised against state, not canned answers. Nothing leaves the process:
 //! the other services' clients point at a port nothing listens on.
 
+mod aws_mocks;
 mod aws_support;
 
+use aws_mocks::eks_fake::{self, in_use, not_found, Fake, Shared};
+use aws_mocks::handler::{apply, destroy, inputs, observe, offline_clients, step};
 use aws_sdk_eks::operation::associate_access_policy::AssociateAccessPolicyOutput;
 use aws_sdk_eks::operation::create_access_entry::{
     CreateAccessEntryError, CreateAccessEntryOutput,
@@ -20,8 +23,6 @@ use aws_sdk_eks::types::{
     AccessScopeType, AuthenticationMode, Certificate, Cluster, ClusterStatus, VpcConfigResponse,
 };
 use aws_smithy_mocks::{mock, MockResponse, Rule};
-use aws_support::eks_fake::{self, in_use, not_found, Fake, Shared};
-use aws_support::handler::{apply, destroy, inputs, observe, offline_clients, step};
 use bmac_core::provider::Observed;
 use bmac_core::{Inputs, Outputs};
 use bmac_providers::aws::addon::EksAddon;
@@ -135,7 +136,7 @@ fn cluster_rules(fake: &Shared) -> Vec<Rule> {
 /// Clients whose EKS client is the fake; every other service points at a loopback port
 /// nothing answers (none is called by these handlers).
 async fn clients(fake: &Shared) -> Clients {
-    let mut clients = offline_clients(CLUSTER).await;
+    let mut clients = offline_clients(CLUSTER, "us-east-1");
     clients.eks = eks_fake::client(fake, cluster_rules(fake));
     clients
 }
@@ -220,12 +221,16 @@ async fn eks_addon_with_its_pod_identity_role_is_created_adopted_updated_and_pre
     );
 
     // Destroy keeps the CNI's software running (preserve), and gone is success.
-    destroy(&EksAddon, &aws, &cleared, &role, Outputs::new()).await;
+    destroy(&EksAddon, &aws, &cleared, &role, Outputs::new())
+        .await
+        .unwrap();
     assert_eq!(
         mutations(&fake),
         ["DeleteAddon vpc-cni preserve=Some(true)"]
     );
-    destroy(&EksAddon, &aws, &cleared, &role, Outputs::new()).await;
+    destroy(&EksAddon, &aws, &cleared, &role, Outputs::new())
+        .await
+        .unwrap();
     assert!(matches!(
         observe(&EksAddon, &aws, &cleared, &role).await,
         Observed::Absent
@@ -292,9 +297,11 @@ async fn pod_identity_association_is_created_once_moved_to_the_spec_role_and_del
     );
     assert_eq!(fake.lock().unwrap().associations[0].role_arn(), Some(ROLE));
 
-    destroy(&PodIdentity, &aws, &s, &role, out).await;
+    destroy(&PodIdentity, &aws, &s, &role, out).await.unwrap();
     assert!(fake.lock().unwrap().associations.is_empty());
-    destroy(&PodIdentity, &aws, &s, &role, Outputs::new()).await;
+    destroy(&PodIdentity, &aws, &s, &role, Outputs::new())
+        .await
+        .unwrap();
     assert_eq!(
         mutations(&fake).len(),
         1,

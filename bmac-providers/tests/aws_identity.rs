@@ -7,9 +7,10 @@
 //! The Pod Identity associations themselves and the add-ons are not in moto; they are tested
 //! with the SDK's mocks in `aws_eks_mocked.rs`.
 
+mod aws_mocks;
 mod aws_support;
 
-use aws_support::handler::{destroy, observe, step};
+use aws_mocks::handler::{destroy, observe, step};
 use aws_support::{moto, spec, Build};
 use bmac_core::provider::Observed;
 use bmac_core::{Inputs, Outputs};
@@ -26,12 +27,12 @@ use serde_json::{json, Value};
 /// Plain string inputs.
 fn inputs(pairs: &[(&str, &str)]) -> Inputs {
     let pairs: Vec<(&str, Value)> = pairs.iter().map(|(k, v)| (*k, json!(v))).collect();
-    aws_support::handler::inputs(&pairs)
+    aws_mocks::handler::inputs(&pairs)
 }
 
 /// Applies, which must succeed.
 async fn apply(h: &dyn Handler, aws: &Clients, step: &bmac_core::Step, inputs: &Inputs) -> Outputs {
-    aws_support::handler::apply(h, aws, step, inputs)
+    aws_mocks::handler::apply(h, aws, step, inputs)
         .await
         .unwrap_or_else(|e| panic!("{e:?}"))
 }
@@ -180,7 +181,7 @@ async fn irsa_trusts_the_clusters_oidc_provider_for_one_service_account() {
         },
     );
     let err =
-        aws_support::handler::apply(&Role, &aws, &other, &inputs(&[(INPUT_OIDC_ISSUER, issuer)]))
+        aws_mocks::handler::apply(&Role, &aws, &other, &inputs(&[(INPUT_OIDC_ISSUER, issuer)]))
             .await
             .unwrap_err();
     assert!(err.message.contains("oidc_provider"), "{}", err.message);
@@ -192,8 +193,12 @@ async fn irsa_trusts_the_clusters_oidc_provider_for_one_service_account() {
         .await
         .is_err());
 
-    destroy(&Role, &aws, &role, &role_inputs, role_out).await;
-    destroy(&OidcProvider, &aws, &oidc, &with_issuer, out).await;
+    destroy(&Role, &aws, &role, &role_inputs, role_out)
+        .await
+        .unwrap();
+    destroy(&OidcProvider, &aws, &oidc, &with_issuer, out)
+        .await
+        .unwrap();
     assert!(aws
         .iam
         .get_open_id_connect_provider()
@@ -202,7 +207,9 @@ async fn irsa_trusts_the_clusters_oidc_provider_for_one_service_account() {
         .await
         .is_err());
     // Gone already is success.
-    destroy(&OidcProvider, &aws, &oidc, &with_issuer, Outputs::new()).await;
+    destroy(&OidcProvider, &aws, &oidc, &with_issuer, Outputs::new())
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,7 +294,7 @@ async fn an_addon_role_trusts_pod_identity_with_its_managed_policy_and_scoped_pe
     };
     assert_eq!(seen, role.config.value().clone());
 
-    destroy(&Role, &aws, &role, &none, out).await;
+    destroy(&Role, &aws, &role, &none, out).await.unwrap();
     assert!(aws
         .iam
         .get_role()

@@ -13,13 +13,12 @@
 //!   `ecr:BatchImportUpstreamImage` there for pull-through caches;
 //! - EKS `UpdateNodegroupVersion` (absent from moto's EKS).
 
+mod aws_mocks;
 mod aws_support;
 
 use std::collections::BTreeMap;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_credential_types::Credentials;
+use aws_mocks::handler::{apply, destroy, observe, offline_clients};
 use aws_sdk_ecr::operation::create_pull_through_cache_rule::CreatePullThroughCacheRuleOutput;
 use aws_sdk_ecr::operation::delete_pull_through_cache_rule::DeletePullThroughCacheRuleOutput;
 use aws_sdk_ecr::operation::delete_registry_policy::DeleteRegistryPolicyOutput;
@@ -38,13 +37,11 @@ use aws_sdk_eks::types::{
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use aws_support::{moto, spec, Build};
 use base64::Engine as _;
-use bmac_core::provider::{
-    ApplyRequest, DestroyRequest, ObserveRequest, Observed, Prior, StepContext,
-};
+use bmac_core::provider::Observed;
 use bmac_core::{Inputs, OutputValue, Step, StepId};
 use bmac_providers::aws::ecr::{statement_id, Mirror, RegistryPolicy};
 use bmac_providers::aws::node_group::NodeGroup;
-use bmac_providers::aws::{Clients, Handler};
+use bmac_providers::aws::Clients;
 use bmac_steps::config::{
     Disk, NodeMirror, NodePoolConfig, RegistryMirrorConfig, RegistryPolicyConfig, Scaling,
 };
@@ -56,37 +53,8 @@ const HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
 const SECRET: &str =
     "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ecr-pullthroughcache/docker-hub-Ab12Cd";
 
-/// Clients for the handlers under test: every service points at a loopback port nothing
-/// listens on, so only the mocked clients a test puts in place can answer.
-fn offline_clients() -> Clients {
-    let sdk = SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("eu-west-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "testing", "testing", None, None, "test",
-        )))
-        .endpoint_url("http://127.0.0.1:9")
-        .build();
-    Clients {
-        cluster: "prod".into(),
-        region: "eu-west-1".into(),
-        eks: aws_sdk_eks::Client::new(&sdk),
-        iam: aws_sdk_iam::Client::new(&sdk),
-        ec2: aws_sdk_ec2::Client::new(&sdk),
-        s3: aws_sdk_s3::Client::new(&sdk),
-        logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
-        firehose: aws_sdk_firehose::Client::new(&sdk),
-        cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
-        sns: aws_sdk_sns::Client::new(&sdk),
-        ecr: aws_sdk_ecr::Client::new(&sdk),
-        kms: aws_sdk_kms::Client::new(&sdk),
-        sts: aws_sdk_sts::Client::new(&sdk),
-        sdk,
-    }
-}
-
 fn with_ecr(rules: &[&Rule]) -> Clients {
-    let mut clients = offline_clients();
+    let mut clients = offline_clients("prod", "eu-west-1");
     clients.ecr = mock_client!(aws_sdk_ecr, RuleMode::MatchAny, rules.iter().copied());
     clients
 }
@@ -117,68 +85,6 @@ fn hub_step(credential: Option<&str>) -> Step {
         &config,
     )
     .unwrap()
-}
-
-async fn apply(
-    handler: &dyn Handler,
-    clients: &Clients,
-    step: &Step,
-    inputs: &Inputs,
-) -> Result<bmac_core::Outputs, bmac_core::ProviderError> {
-    let ctx = StepContext::default();
-    handler
-        .apply(
-            clients,
-            &ApplyRequest {
-                step,
-                inputs,
-                prior: None,
-                ctx: &ctx,
-            },
-        )
-        .await
-}
-
-async fn observe(
-    handler: &dyn Handler,
-    clients: &Clients,
-    step: &Step,
-    inputs: &Inputs,
-) -> Observed {
-    let ctx = StepContext::default();
-    handler
-        .observe(
-            clients,
-            &ObserveRequest {
-                step,
-                inputs,
-                prior: None,
-                ctx: &ctx,
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"))
-}
-
-async fn destroy(
-    handler: &dyn Handler,
-    clients: &Clients,
-    step: &Step,
-    inputs: &Inputs,
-) -> Result<(), bmac_core::ProviderError> {
-    let ctx = StepContext::default();
-    let prior = Prior::new(step.config.value().clone(), bmac_core::Outputs::new());
-    handler
-        .destroy(
-            clients,
-            &DestroyRequest {
-                step,
-                inputs,
-                prior: &prior,
-                ctx: &ctx,
-            },
-        )
-        .await
 }
 
 fn live_rule(url: &str, credential: Option<&str>) -> PullThroughCacheRule {
@@ -339,6 +245,7 @@ async fn mocked_ecr_destroy_deletes_the_rule_and_gone_is_success() {
         &clients,
         &hub_step(Some(SECRET)),
         &Inputs::default(),
+        bmac_core::Outputs::new(),
     )
     .await
     .unwrap();
@@ -355,9 +262,15 @@ async fn mocked_ecr_destroy_deletes_the_rule_and_gone_is_success() {
         .then_http_response(|| ecr_error("PullThroughCacheRuleNotFoundException", "not found"));
     let clients = with_ecr(&[&gone, &none]);
     let step = hub_step(Some(SECRET));
-    destroy(&Mirror, &clients, &step, &Inputs::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    destroy(
+        &Mirror,
+        &clients,
+        &step,
+        &Inputs::default(),
+        bmac_core::Outputs::new(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(gone.num_calls(), 1);
     assert!(matches!(
         observe(&Mirror, &clients, &step, &Inputs::default()).await,
@@ -407,7 +320,7 @@ async fn mocked_ecr_access_denied_names_the_action_and_the_rule() {
 /// A mirror that is not a cache bmac makes is only reported: no ECR call at all.
 #[tokio::test]
 async fn an_existing_mirror_calls_nothing() {
-    let clients = offline_clients();
+    let clients = offline_clients("prod", "eu-west-1");
     let config = RegistryMirrorConfig {
         upstream: "docker.io".into(),
         mirror: "mirror.example.com/hub".into(),
@@ -429,9 +342,15 @@ async fn an_existing_mirror_calls_nothing() {
             .and_then(Value::as_str),
         Some("https://mirror.example.com/hub")
     );
-    destroy(&Mirror, &clients, &step, &Inputs::default())
-        .await
-        .unwrap();
+    destroy(
+        &Mirror,
+        &clients,
+        &step,
+        &Inputs::default(),
+        bmac_core::Outputs::new(),
+    )
+    .await
+    .unwrap();
 }
 
 fn policy_step() -> (Step, Inputs) {
@@ -522,16 +441,28 @@ async fn mocked_ecr_the_registry_policy_grants_node_roles_beside_other_statement
         panic!("absent")
     };
     assert_eq!(&config, step.config.value());
-    destroy(&RegistryPolicy, &clients, &step, &inputs)
-        .await
-        .unwrap();
+    destroy(
+        &RegistryPolicy,
+        &clients,
+        &step,
+        &inputs,
+        bmac_core::Outputs::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!((put_theirs.num_calls(), delete.num_calls()), (1, 0));
 
     let get = get_policy(vec![ours.clone()]);
     let clients = with_ecr(&[&get, &delete]);
-    destroy(&RegistryPolicy, &clients, &step, &inputs)
-        .await
-        .unwrap();
+    destroy(
+        &RegistryPolicy,
+        &clients,
+        &step,
+        &inputs,
+        bmac_core::Outputs::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         delete.num_calls(),
         1,
@@ -549,9 +480,15 @@ async fn mocked_ecr_the_registry_policy_grants_node_roles_beside_other_statement
         observe(&RegistryPolicy, &clients, &step, &inputs).await,
         Observed::Absent
     ));
-    destroy(&RegistryPolicy, &clients, &step, &inputs)
-        .await
-        .unwrap();
+    destroy(
+        &RegistryPolicy,
+        &clients,
+        &step,
+        &inputs,
+        bmac_core::Outputs::new(),
+    )
+    .await
+    .unwrap();
 }
 
 fn pool_step(version: &str, mirrors: Vec<NodeMirror>) -> Step {
@@ -660,7 +597,7 @@ fn eks_rules(
 async fn mocked_eks_a_pool_behind_the_cluster_version_is_upgraded_in_place() {
     let (describe, update, waited) =
         eks_rules("prod", live_group("1.29", None), Some("1.30"), None);
-    let mut clients = offline_clients();
+    let mut clients = offline_clients("prod", "eu-west-1");
     clients.eks = mock_client!(
         aws_sdk_eks,
         RuleMode::MatchAny,
@@ -687,7 +624,7 @@ async fn mocked_eks_a_pool_behind_the_cluster_version_is_upgraded_in_place() {
 
     let (describe, update, waited) =
         eks_rules("prod", live_group("1.30", None), Some("1.30"), None);
-    let mut clients = offline_clients();
+    let mut clients = offline_clients("prod", "eu-west-1");
     clients.eks = mock_client!(
         aws_sdk_eks,
         RuleMode::MatchAny,

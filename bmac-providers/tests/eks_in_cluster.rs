@@ -20,6 +20,7 @@
 //! then names the authenticator's cluster id (`BMAC_EKS_CLUSTER`) and access entries
 //! (`BMAC_EKS_ACCESS_ENTRIES`); `scripts/test.sh` does both.
 
+mod aws_mocks;
 mod aws_support;
 mod kube_support;
 
@@ -30,7 +31,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_credential_types::Credentials;
-use aws_support::eks_fake::{self, Fake};
+use aws_mocks::eks_fake::{self, Fake};
 use aws_support::{eks, moto, output, spec, Build};
 use base64::Engine as _;
 use bmac_core::provider::{
@@ -357,7 +358,7 @@ async fn the_in_cluster_half_of_an_eks_build_runs_on_the_apiserver_as_the_eks_id
     let local = (endpoint.clone(), ca_data.clone());
     // EKS add-ons (the Pod Identity agent, the EBS CSI driver a storage class needs) are not in
     // moto: their steps go to the AWS provider on moto's clients with EKS answered by the SDK
-    // mocks' fake of those operations (`aws_support::eks_fake`).
+    // mocks' fake of those operations (`aws_mocks::eks_fake`).
     let scratch = tempfile::tempdir().expect("tempdir");
     let mut with_fake = (*moto.clients(&s, scratch.path()).await).clone();
     let fake = Fake::new(&eks.cluster);

@@ -14,9 +14,6 @@
 
 #![allow(dead_code)]
 
-pub mod eks_fake;
-pub mod handler;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
 
@@ -41,7 +38,7 @@ pub struct Moto {
 static CREDENTIALS: Once = Once::new();
 
 /// Static test credentials for the whole test process, and nothing else from the machine.
-pub(crate) fn test_credentials() {
+fn test_credentials() {
     CREDENTIALS.call_once(|| {
         for (k, v) in [
             ("AWS_ACCESS_KEY_ID", "testing"),

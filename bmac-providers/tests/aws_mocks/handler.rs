@@ -4,12 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
 use bmac_core::provider::{
     ApplyRequest, DestroyRequest, ObserveRequest, Observed, Prior, StepContext,
 };
 use bmac_core::{Inputs, OutputValue, Outputs, ProviderError, Step, StepId};
-use bmac_providers::aws::{Aws, Clients, Handler};
-use bmac_providers::{CloudConfig, Overrides};
+use bmac_providers::aws::{Clients, Handler};
 use bmac_steps::kinds;
 
 /// A step of catalogue kind `kind` with `config`.
@@ -63,8 +65,14 @@ pub async fn observe(h: &dyn Handler, aws: &Clients, step: &Step, inputs: &Input
     .unwrap_or_else(|e| panic!("{e:?}"))
 }
 
-/// `h.destroy` of `step` as last applied with outputs `out`, which must not fail.
-pub async fn destroy(h: &dyn Handler, aws: &Clients, step: &Step, inputs: &Inputs, out: Outputs) {
+/// `h.destroy` of `step` as last applied with outputs `out`.
+pub async fn destroy(
+    h: &dyn Handler,
+    aws: &Clients,
+    step: &Step,
+    inputs: &Inputs,
+    out: Outputs,
+) -> Result<(), ProviderError> {
     let ctx = StepContext::default();
     let prior = Prior::new(step.config.value().clone(), out);
     h.destroy(
@@ -77,21 +85,34 @@ pub async fn destroy(h: &dyn Handler, aws: &Clients, step: &Step, inputs: &Input
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e:?}"));
 }
 
-/// Clients for an EKS cluster `cluster` in us-east-1 whose every service points at a loopback
-/// port nothing listens on: a test replaces the clients it calls with mocks.
-pub async fn offline_clients(cluster: &str) -> Clients {
-    super::test_credentials();
-    let spec = super::spec(&format!(
-        "[cluster]\nname = \"{cluster}\"\nprovider = \"eks\"\nregion = \"us-east-1\"\n"
-    ));
-    let dir = tempfile::tempdir().unwrap();
-    let env = [(
-        "AWS_ENDPOINT_URL".to_owned(),
-        "http://127.0.0.1:9".to_owned(),
-    )];
-    let config = CloudConfig::resolve(&spec, dir.path(), env, &Overrides::default()).unwrap();
-    (*Aws::new(&config).clients().await.unwrap()).clone()
+/// Clients for cluster `cluster` in `region` whose every service points at a loopback port
+/// nothing listens on, with static test credentials: only the mocked clients a test puts in
+/// place can answer.
+pub fn offline_clients(cluster: &str, region: &str) -> Clients {
+    let sdk = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "testing", "testing", None, None, "test",
+        )))
+        .endpoint_url("http://127.0.0.1:9")
+        .build();
+    Clients {
+        cluster: cluster.into(),
+        region: region.into(),
+        eks: aws_sdk_eks::Client::new(&sdk),
+        iam: aws_sdk_iam::Client::new(&sdk),
+        ec2: aws_sdk_ec2::Client::new(&sdk),
+        s3: aws_sdk_s3::Client::new(&sdk),
+        logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
+        firehose: aws_sdk_firehose::Client::new(&sdk),
+        cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+        sns: aws_sdk_sns::Client::new(&sdk),
+        ecr: aws_sdk_ecr::Client::new(&sdk),
+        kms: aws_sdk_kms::Client::new(&sdk),
+        sts: aws_sdk_sts::Client::new(&sdk),
+        sdk,
+    }
 }
