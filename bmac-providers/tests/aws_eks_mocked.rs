@@ -332,6 +332,8 @@ async fn cluster_uses_access_entries_and_makes_each_admin_a_cluster_admin_on_moc
         context: None,
         account: None,
         admins: admins.iter().map(|a| (*a).to_owned()).collect(),
+        datapath: None,
+        network_policy: None,
     };
     let s = step("cluster", kinds::CLUSTER, &config);
     let given = inputs(&[

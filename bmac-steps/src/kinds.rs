@@ -88,7 +88,8 @@ pub const ALL: &[&str] = &[
 /// The [`Kind`] for a catalogue kind name, with its replacement fields.
 pub fn kind(name: &str) -> Kind {
     let replace_on: &[&str] = match name {
-        CLUSTER => &["/name", "/region", "/provider", "/account"],
+        // GKE fixes Dataplane V2 at creation.
+        CLUSTER => &["/name", "/region", "/provider", "/account", "/datapath"],
         NETWORK => &["/cluster", "/cidr", "/zones", "/zone_count", "/existing"],
         ENCRYPTION_KEY => &["/alias", "/existing"],
         NODE_POOL => &["/name", "/instance_types", "/disk"],

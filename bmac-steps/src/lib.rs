@@ -37,8 +37,9 @@ pub use error::{
 pub use expand::{expand, expand_in, Expansion};
 
 /// Provider-specific spellings the catalogue chooses (storage provisioner, role annotation,
-/// default node disk) and the registry-mirror step id.
+/// default node disk), the registry-mirror step id and Google service-account ids.
 pub mod spelling {
+    pub use crate::expand::cloud::gcp_account_id;
     pub use crate::expand::infra::{
         default_disk_type, mirror_step_id, provisioner, role_annotation,
     };

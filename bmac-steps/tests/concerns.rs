@@ -347,6 +347,98 @@ fn gke_gets_gatekeeper_templates_and_gke_spellings() {
 }
 
 #[test]
+fn a_gke_cluster_gets_a_vpc_native_network_a_key_node_accounts_and_bound_identities() {
+    let text = "[cluster]\nname = \"prod\"\nprovider = \"gke\"\nregion = \"europe-west1\"\nproject = \"acme-prod\"\n\
+        [[node_pool]]\nname = \"general-purpose-workers\"\ninstance_types = [\"e2-standard-4\"]\nmin = 1\nmax = 3\n\
+        [cni]\nplugin = \"cilium\"\n\
+        [[namespace]]\nname = \"shop\"\n\
+        [[workload_identity]]\nnamespace = \"shop\"\nservice_account = \"checkout\"\npermissions = [\"roles/storage.objectViewer\"]\n";
+    let e = expand(&parse(text)).unwrap();
+    // No [network]: bmac makes a VPC-native one, with GKE's ranges.
+    let net: NetworkConfig = step(&e, "network").config_as().unwrap();
+    assert_eq!(net.cidr, "10.0.0.0/20");
+    let ranges = net.secondary.expect("secondary ranges");
+    assert_eq!(
+        (ranges.pods_cidr.as_str(), ranges.services_cidr.as_str()),
+        ("10.16.0.0/14", "10.20.0.0/20")
+    );
+    // The Secrets key is a key ring and key; no cluster role on GKE.
+    let key: EncryptionKeyConfig = step(&e, "cluster.key").config_as().unwrap();
+    assert_eq!(key.alias, "bmac-prod/secrets");
+    assert!(e.steps.iter().all(|s| s.id.as_str() != "cluster.role"));
+    let cluster = step(&e, "cluster");
+    let inputs = input_refs(cluster);
+    assert!(
+        inputs.contains(&"subnets<-network.outputs.subnets".to_owned()),
+        "{inputs:?}"
+    );
+    assert!(
+        inputs.contains(&"key<-cluster.key.outputs.arn".to_owned()),
+        "{inputs:?}"
+    );
+    // Cilium is Dataplane V2, a setting of the cluster fixed at creation: no `cni` step.
+    let config: bmac_steps::config::ClusterConfig = cluster.config_as().unwrap();
+    assert_eq!(config.datapath.as_deref(), Some("cilium"));
+    assert_eq!(config.account.as_deref(), Some("acme-prod"));
+    assert!(cluster.kind.replace_on().any(|p| p == "/datapath"));
+    assert!(e.steps.iter().all(|s| s.id.as_str() != "cni"));
+    // Each pool acts as its own Google service account, its id within Google's 30 characters.
+    let role: IamRoleConfig = step(&e, "node_pool.general-purpose-workers.role")
+        .config_as()
+        .unwrap();
+    assert!(
+        role.name.len() <= 30 && role.name.starts_with("bmac-prod-general-purpose"),
+        "{}",
+        role.name
+    );
+    assert!(has_dep(&e, "node_pool.general-purpose-workers", "cluster"));
+    // Workload identity: the service account, the pool member's binding, then the annotated
+    // Kubernetes account.
+    let binding = step(&e, "workload_identity.shop-checkout.binding");
+    let _: IdentityBindingConfig = binding.config_as().unwrap();
+    assert!(input_refs(binding)
+        .contains(&"role<-workload_identity.shop-checkout.role.outputs.arn".to_owned()));
+    assert!(has_dep(
+        &e,
+        "workload_identity.shop-checkout.binding",
+        "cluster"
+    ));
+    let sa_step = step(&e, "workload_identity.shop-checkout.service_account");
+    let sa: ServiceAccountConfig = sa_step.config_as().unwrap();
+    assert_eq!(sa.role_annotation, "iam.gke.io/gcp-service-account");
+    assert!(input_refs(sa_step)
+        .contains(&"role<-workload_identity.shop-checkout.role.outputs.arn".to_owned()));
+    assert!(has_dep(
+        &e,
+        "workload_identity.shop-checkout.service_account",
+        "workload_identity.shop-checkout.binding"
+    ));
+    let wi: IamRoleConfig = step(&e, "workload_identity.shop-checkout.role")
+        .config_as()
+        .unwrap();
+    assert_eq!(wi.name, "bmac-prod-shop-checkout");
+    assert!(step(&e, "workload_identity.shop-checkout.role")
+        .inputs
+        .is_empty());
+}
+
+#[test]
+fn gcp_account_ids_fit_google_rules_and_stay_distinct() {
+    use bmac_steps::spelling::gcp_account_id;
+    assert_eq!(gcp_account_id("bmac-prod-checkout"), "bmac-prod-checkout");
+    assert_eq!(gcp_account_id("a"), "a-sa-sa");
+    let long_a = gcp_account_id("bmac-production-cluster-general-purpose");
+    let long_b = gcp_account_id("bmac-production-cluster-general-purpose-2");
+    assert!(long_a.len() <= 30 && long_b.len() <= 30);
+    assert_ne!(long_a, long_b);
+    assert_eq!(
+        long_a,
+        gcp_account_id("bmac-production-cluster-general-purpose")
+    );
+    assert_eq!(gcp_account_id("Shop_API"), "shop-api");
+}
+
+#[test]
 fn an_existing_cluster_has_no_node_pools_to_wait_for() {
     let e = example("existing-cluster.toml");
     assert!(e.steps.iter().all(|s| s.kind.name() != "node_pool"));

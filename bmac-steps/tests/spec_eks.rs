@@ -409,7 +409,7 @@ fn addon_and_workload_identity_rules_point_at_the_entry() {
             "not an EKS add-on version",
         ),
         (
-            "[cluster]\nname = \"t\"\nprovider = \"gke\"\nregion = \"europe-west1\"\nproject = \"p\"\n[[workload_identity]]\nnamespace = \"kube-system\"\nservice_account = \"a\"\nrole = \"a@p.iam.gserviceaccount.com\"\nmechanism = \"irsa\"\n".to_owned(),
+            "[cluster]\nname = \"t\"\nprovider = \"gke\"\nregion = \"europe-west1\"\nproject = \"acme-prod\"\n[[workload_identity]]\nnamespace = \"kube-system\"\nservice_account = \"a\"\nrole = \"a@p.iam.gserviceaccount.com\"\nmechanism = \"irsa\"\n".to_owned(),
             ProblemCode::Contradiction,
             "\"irsa\"",
             "`mechanism` does not apply",

@@ -63,6 +63,8 @@ pub fn cluster_step(kubeconfig: &str, context: &str) -> Step {
         context: Some(context.to_owned()),
         account: None,
         admins: Vec::new(),
+        datapath: None,
+        network_policy: None,
     };
     Step::new(id("cluster"), kinds::kind(kinds::CLUSTER), &cfg).expect("serialisable config")
 }

@@ -121,15 +121,40 @@ pub struct NetworkConfig {
     /// Use this network instead of creating one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub existing: Option<ExistingNetworkConfig>,
+    /// The secondary ranges of a VPC-native (GKE) subnetwork; `cidr` is then the nodes' range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary: Option<SecondaryRanges>,
 }
 
-/// An existing network: its id and its subnets by zone.
+/// The secondary ranges of a VPC-native subnetwork: where pod and service addresses come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondaryRanges {
+    /// The pods' range of a created subnetwork (its range name is `pods`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pods_cidr: String,
+    /// The services' range of a created subnetwork (its range name is `services`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub services_cidr: String,
+    /// Of an existing subnetwork: the name of its pods' range.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pods_range: String,
+    /// Of an existing subnetwork: the name of its services' range.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub services_range: String,
+}
+
+/// An existing network: its id and its subnets by zone (on GKE: the network and its one
+/// regional subnetwork, with the secondary ranges in [`NetworkConfig::secondary`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExistingNetworkConfig {
-    /// The VPC id.
+    /// The VPC id (a GKE network's name or resource path).
     pub vpc_id: String,
     /// Private subnets by zone.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub private_subnets: BTreeMap<String, String>,
+    /// GKE: the regional subnetwork's name or resource path.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subnetwork: String,
     /// Public subnets by zone.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub public_subnets: BTreeMap<String, String>,

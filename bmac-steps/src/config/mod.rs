@@ -112,6 +112,14 @@ pub struct ClusterConfig {
     /// For clouds: principals made cluster admins besides the creator.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub admins: Vec<String>,
+    /// Where the CNI is a setting of the cluster (GKE): the data plane, `cilium` for GKE
+    /// Dataplane V2 (fixed at creation: a change replaces the cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datapath: Option<String>,
+    /// Where the CNI is a setting of the cluster (GKE): network policy enforcement by `calico`
+    /// (switched in place).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<String>,
 }
 
 /// How to mint credentials for a cluster: the `credentials` output of a cluster step and the

@@ -6,8 +6,10 @@
 //! - `network` — every cloud cluster sits in one. EKS always gets a `network` step (bmac
 //!   creates a VPC when the spec has no `[network]`, as eksctl does); the simulator only when
 //!   the spec has `[network]`, so a spec without one plans as before.
-//! - `cluster.role` (`iam_role`, purpose `cluster`) and `node_pool.<name>.role` (purpose
-//!   `nodes`) — EKS only: GKE and AKS act through identities the platform manages.
+//! - `cluster.role` (`iam_role`, purpose `cluster`) — EKS only: GKE's control plane acts
+//!   through an identity Google manages. `node_pool.<name>.role` (purpose `nodes`) — EKS (an
+//!   IAM role) and GKE (a Google service account per pool, its id from [`gcp_account_id`],
+//!   instead of Compute Engine's default account, which holds Editor on the project).
 //! - `cluster.key` (`encryption_key`) — EKS: Secrets are envelope-encrypted with a KMS key,
 //!   created (with rotation) unless `[cluster] encryption_key` names one.
 //! - node mirrors — EKS: node pools carry the registry mirrors (the provider points the
@@ -27,6 +29,14 @@
 //! - IRSA (`mechanism = "irsa"`): one `cluster.oidc` step (`oidc_provider`) makes IAM trust the
 //!   cluster's OIDC issuer; each IRSA role takes its `arn` and the issuer as inputs.
 //!
+//! - GKE: `network` is VPC-native (a subnetwork with `pods` and `services` secondary ranges),
+//!   `cluster.key` is a Cloud KMS key (`bmac-<cluster>/secrets`: key ring and key in the
+//!   cluster's region), the CNI is a setting of the cluster (Cilium → Dataplane V2, fixed at
+//!   creation; Calico → network policy enforcement) instead of a step, and a workload identity
+//!   is a Google service account, an `identity_binding` (its `roles/iam.workloadIdentityUser`
+//!   for the Kubernetes account's member of the cluster's workload identity pool, after the
+//!   cluster) and the annotated Kubernetes account after it.
+//!
 //! Role and key names are derived from the cluster name (`bmac-<cluster>-cluster`,
 //! `bmac-<cluster>-<pool>-nodes`, `alias/bmac/<cluster>/secrets`), so a rebuilt state finds
 //! the same resources again.
@@ -36,21 +46,26 @@ use bmac_core::step::{Ref, Step, StepId};
 use super::Catalogue;
 use crate::config::{
     AddonConfig, EncryptionKeyConfig, ExistingNetworkConfig, IamRoleConfig, NetworkConfig,
-    OidcProviderConfig, EKS_ADDONS, EKS_EBS_CSI, EKS_POD_IDENTITY_AGENT, EKS_VPC_CNI, INPUT_KEY,
-    INPUT_OIDC_ISSUER, INPUT_ROLE, INPUT_SUBNETS, OUTPUT_ARN, OUTPUT_OIDC_ISSUER,
-    OUTPUT_PRIVATE_SUBNETS, OUTPUT_SUBNETS, ROLE_FOR_CLUSTER, ROLE_FOR_NODES,
+    OidcProviderConfig, SecondaryRanges, EKS_ADDONS, EKS_EBS_CSI, EKS_POD_IDENTITY_AGENT,
+    EKS_VPC_CNI, INPUT_KEY, INPUT_OIDC_ISSUER, INPUT_ROLE, INPUT_SUBNETS, OUTPUT_ARN,
+    OUTPUT_OIDC_ISSUER, OUTPUT_PRIVATE_SUBNETS, OUTPUT_SUBNETS, ROLE_FOR_CLUSTER, ROLE_FOR_NODES,
 };
 use crate::error::CatalogueError;
 use crate::kinds;
-use crate::spec::{Cni, CniPlugin, Provider, DEFAULT_ZONES};
+use crate::spec::{
+    Cni, CniPlugin, Provider, DEFAULT_CIDR, DEFAULT_ZONES, GKE_DEFAULT_CIDR, GKE_DEFAULT_PODS_CIDR,
+    GKE_DEFAULT_SERVICES_CIDR,
+};
 
 /// What a provider's cluster needs from the catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Needs {
     /// A `network` step.
     pub network: bool,
-    /// Cluster and node roles.
-    pub roles: bool,
+    /// A role the control plane acts as (EKS's cluster role).
+    pub cluster_role: bool,
+    /// A role (service account) per node pool that its machines act as.
+    pub node_roles: bool,
     /// A Secrets encryption key.
     pub key: bool,
     /// Cloud-managed add-ons for the default CNI and the CSI driver, and workload identity
@@ -62,36 +77,83 @@ pub struct Needs {
     /// Node pools carry the cluster's Kubernetes version, so that the provider upgrades them
     /// after the control plane (EKS node groups follow `UpdateNodegroupVersion`).
     pub node_versions: bool,
+    /// The CNI is a setting of the cluster itself, not a step (GKE: Dataplane V2 for Cilium,
+    /// network policy enforcement for Calico).
+    pub cni_in_cluster_config: bool,
+    /// A workload identity is bound to its Kubernetes service account by an `identity_binding`
+    /// step and the account also carries the role annotation (GKE: `roles/iam.workloadIdentityUser`
+    /// for the account's member of the workload identity pool).
+    pub annotated_bindings: bool,
 }
 
 /// What the cluster of `provider` needs, given whether the spec has a `[network]`.
 pub fn needs(provider: Provider, has_network: bool) -> Needs {
+    let none = Needs {
+        network: false,
+        cluster_role: false,
+        node_roles: false,
+        key: false,
+        addons: false,
+        node_mirrors: false,
+        node_versions: false,
+        cni_in_cluster_config: false,
+        annotated_bindings: false,
+    };
     match provider {
         Provider::Eks => Needs {
             network: true,
-            roles: true,
+            cluster_role: true,
+            node_roles: true,
             key: true,
             addons: true,
             node_mirrors: true,
             node_versions: true,
+            ..none
+        },
+        Provider::Gke => Needs {
+            network: true,
+            node_roles: true,
+            key: true,
+            node_versions: true,
+            cni_in_cluster_config: true,
+            annotated_bindings: true,
+            ..none
         },
         Provider::Sim => Needs {
             network: has_network,
-            roles: false,
-            key: false,
-            addons: false,
-            node_mirrors: false,
-            node_versions: false,
+            ..none
         },
-        Provider::Gke | Provider::Kube => Needs {
-            network: false,
-            roles: false,
-            key: false,
-            addons: false,
-            node_mirrors: false,
-            node_versions: false,
-        },
+        Provider::Kube => none,
     }
+}
+
+/// A Google service-account id for `name`: lower case, `-` for anything else, 6 to 30
+/// characters (a longer name keeps its first 25 and gets a 4-hex digest of the whole, so two
+/// long names stay distinct and a rebuilt state derives the same id).
+pub fn gcp_account_id(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut id: String = name
+        .chars()
+        .map(|ch| match ch.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => c,
+            _ => '-',
+        })
+        .collect();
+    if !id.starts_with(|c: char| c.is_ascii_lowercase()) {
+        id.insert(0, 'b');
+    }
+    if id.len() > 30 {
+        let digest = Sha256::digest(name.as_bytes());
+        let mut cut: String = id[..25].trim_end_matches('-').to_owned();
+        cut.push('-');
+        cut.push_str(&format!("{:02x}{:02x}", digest[0], digest[1]));
+        id = cut;
+    }
+    let mut id = id.trim_end_matches('-').to_owned();
+    while id.len() < 6 {
+        id.push_str("-sa");
+    }
+    id
 }
 
 pub(super) fn needs_of(c: &Catalogue<'_>) -> Needs {
@@ -115,6 +177,7 @@ pub(super) fn before_cluster(
             Some(n) => (n.meta.id.clone(), n.meta.span),
             None => (cl.meta.id.clone(), cl.meta.span),
         };
+        let gke = cl.provider.value == Provider::Gke;
         let config = match &spec.network {
             Some(n) => NetworkConfig {
                 cluster: name.clone(),
@@ -122,27 +185,60 @@ pub(super) fn before_cluster(
                 zones: n.zones.iter().map(|z| z.value.clone()).collect(),
                 zone_count: DEFAULT_ZONES,
                 nat: n.nat.as_str().to_owned(),
-                existing: n.existing.as_ref().map(|e| ExistingNetworkConfig {
-                    vpc_id: e.vpc_id.value.clone(),
-                    private_subnets: e
-                        .private_subnets
-                        .iter()
-                        .map(|(z, s)| (z.clone(), s.value.clone()))
-                        .collect(),
-                    public_subnets: e
-                        .public_subnets
-                        .iter()
-                        .map(|(z, s)| (z.clone(), s.value.clone()))
-                        .collect(),
+                existing: match (
+                    &n.existing,
+                    n.gke.as_ref().and_then(|g| g.existing.as_ref()),
+                ) {
+                    (Some(e), _) => Some(ExistingNetworkConfig {
+                        vpc_id: e.vpc_id.value.clone(),
+                        private_subnets: e
+                            .private_subnets
+                            .iter()
+                            .map(|(z, s)| (z.clone(), s.value.clone()))
+                            .collect(),
+                        public_subnets: e
+                            .public_subnets
+                            .iter()
+                            .map(|(z, s)| (z.clone(), s.value.clone()))
+                            .collect(),
+                        subnetwork: String::new(),
+                    }),
+                    (None, Some(g)) => Some(ExistingNetworkConfig {
+                        vpc_id: g.network.value.clone(),
+                        private_subnets: Default::default(),
+                        public_subnets: Default::default(),
+                        subnetwork: g.subnetwork.value.clone(),
+                    }),
+                    (None, None) => None,
+                },
+                secondary: n.gke.as_ref().map(|g| match &g.existing {
+                    Some(e) => SecondaryRanges {
+                        pods_cidr: String::new(),
+                        services_cidr: String::new(),
+                        pods_range: e.pods_range.value.clone(),
+                        services_range: e.services_range.value.clone(),
+                    },
+                    None => SecondaryRanges {
+                        pods_cidr: g.pods_cidr.value.clone(),
+                        services_cidr: g.services_cidr.value.clone(),
+                        pods_range: String::new(),
+                        services_range: String::new(),
+                    },
                 }),
             },
             None => NetworkConfig {
                 cluster: name.clone(),
-                cidr: crate::spec::DEFAULT_CIDR.to_owned(),
+                cidr: if gke { GKE_DEFAULT_CIDR } else { DEFAULT_CIDR }.to_owned(),
                 zones: Vec::new(),
                 zone_count: DEFAULT_ZONES,
                 nat: "single".to_owned(),
                 existing: None,
+                secondary: gke.then(|| SecondaryRanges {
+                    pods_cidr: GKE_DEFAULT_PODS_CIDR.to_owned(),
+                    services_cidr: GKE_DEFAULT_SERVICES_CIDR.to_owned(),
+                    pods_range: String::new(),
+                    services_range: String::new(),
+                }),
             },
         };
         let id = c.id(NETWORK, span)?;
@@ -150,7 +246,7 @@ pub(super) fn before_cluster(
         c.add(&entry, span, step);
         inputs.push((INPUT_SUBNETS, Ref::new(id, OUTPUT_SUBNETS)));
     }
-    if needs.roles {
+    if needs.cluster_role {
         let role = IamRoleConfig {
             name: format!("bmac-{name}-cluster"),
             existing: None,
@@ -168,7 +264,11 @@ pub(super) fn before_cluster(
     }
     if needs.key {
         let key = EncryptionKeyConfig {
-            alias: format!("alias/bmac/{name}/secrets"),
+            // A KMS alias on AWS; a key ring and key (`RING/KEY`) in the region on Google.
+            alias: match cl.provider.value {
+                Provider::Gke => format!("bmac-{name}/secrets"),
+                _ => format!("alias/bmac/{name}/secrets"),
+            },
             description: format!("bmac: encrypts the Secrets of cluster {name}"),
             rotation: true,
             existing: cl.encryption_key.as_ref().map(|k| k.value.clone()),
@@ -199,9 +299,15 @@ pub(super) fn node_pool(
         let network = c.id(NETWORK, pool.meta.span)?;
         step = step.input(INPUT_SUBNETS, Ref::new(network, OUTPUT_PRIVATE_SUBNETS));
     }
-    if needs.roles {
+    if needs.node_roles {
+        let cluster = &c.spec.cluster.name.value;
         let role = IamRoleConfig {
-            name: format!("bmac-{}-{}-nodes", c.spec.cluster.name.value, pool.name),
+            name: match c.spec.cluster.provider.value {
+                // A Google service account per pool, instead of Compute Engine's default one
+                // (which holds Editor on the project).
+                Provider::Gke => gcp_account_id(&format!("bmac-{cluster}-{}", pool.name)),
+                _ => format!("bmac-{cluster}-{}-nodes", pool.name),
+            },
             existing: None,
             permissions: Vec::new(),
             namespace: String::new(),

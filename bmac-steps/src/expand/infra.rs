@@ -80,7 +80,15 @@ pub(super) fn cluster(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
             private: e.private,
         },
     );
+    // Where the CNI is a cluster setting (GKE), the plugin lands here instead of in a step.
+    let cni = spec
+        .cni
+        .as_ref()
+        .filter(|_| super::cloud::needs_of(c).cni_in_cluster_config)
+        .map(|n| n.plugin.value);
     let config = ClusterConfig {
+        datapath: (cni == Some(CniPlugin::Cilium)).then(|| "cilium".to_owned()),
+        network_policy: (cni == Some(CniPlugin::Calico)).then(|| "calico".to_owned()),
         name: cl.name.value.clone(),
         provider: cl.provider.value.as_str().to_owned(),
         region: cl.region.as_ref().map(|r| r.value.clone()),
@@ -89,7 +97,10 @@ pub(super) fn cluster(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
         log_types: Vec::new(),
         kubeconfig: cl.kubeconfig.as_ref().map(|p| p.display().to_string()),
         context: cl.context.clone(),
-        account: cl.account.clone(),
+        account: cl
+            .account
+            .clone()
+            .or_else(|| cl.project.as_ref().map(|p| p.value.clone())),
         admins: cl.admins.iter().map(|a| a.value.clone()).collect(),
     };
     let inputs = super::cloud::before_cluster(c)?;
@@ -105,6 +116,9 @@ pub(super) fn cni(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
     let Some(cni) = &c.spec.cni else {
         return Ok(());
     };
+    if super::cloud::needs_of(c).cni_in_cluster_config {
+        return Ok(());
+    }
     if super::cloud::cni_addon(c, cni)? {
         return Ok(());
     }
@@ -182,7 +196,12 @@ fn node_mirrors(c: &Catalogue<'_>) -> Vec<NodeMirror> {
 
 pub(super) fn node_pools(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
     let provider = c.spec.cluster.provider.value;
-    let cni = c.spec.cni.as_ref().map(|n| n.meta.id.clone());
+    let cni = c
+        .spec
+        .cni
+        .as_ref()
+        .map(|n| n.meta.id.clone())
+        .filter(|id| c.has(id.as_str()));
     let mirrors = node_mirrors(c);
     let version = c
         .spec

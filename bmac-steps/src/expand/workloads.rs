@@ -201,6 +201,7 @@ pub(super) fn workload_identities(c: &mut Catalogue<'_>) -> Result<(), Catalogue
     let spec = c.spec;
     let provider = spec.cluster.provider.value;
     let cloud_binds = super::cloud::needs_of(c).addons;
+    let annotated_bindings = super::cloud::needs_of(c).annotated_bindings;
     for wi in &spec.workload_identities {
         let entry = &wi.meta.id;
         let span = wi.meta.span;
@@ -241,7 +242,12 @@ pub(super) fn workload_identities(c: &mut Catalogue<'_>) -> Result<(), Catalogue
                 purpose: irsa.then(|| ROLE_FOR_IRSA.to_owned()),
                 // On EKS under `bmac-`, the prefix the documented IAM policy scopes role
                 // management to.
-                name: if cloud_binds {
+                name: if annotated_bindings {
+                    super::cloud::gcp_account_id(&format!(
+                        "bmac-{}-{short}",
+                        spec.cluster.name.value
+                    ))
+                } else if cloud_binds {
                     format!("bmac-{}-{short}", spec.cluster.name.value)
                 } else {
                     format!("{}-{short}", spec.cluster.name.value)
@@ -255,7 +261,7 @@ pub(super) fn workload_identities(c: &mut Catalogue<'_>) -> Result<(), Catalogue
             };
             let role_id = child(c, "role")?;
             let mut role_step = c.step(role_id.clone(), kinds::IAM_ROLE, &role)?;
-            if !pod_identity {
+            if !pod_identity && !annotated_bindings {
                 role_step =
                     role_step.input(INPUT_OIDC_ISSUER, Ref::new(c.cluster(), OUTPUT_OIDC_ISSUER));
             }
@@ -281,6 +287,21 @@ pub(super) fn workload_identities(c: &mut Catalogue<'_>) -> Result<(), Catalogue
                 // The account is ready for pods once its binding is: EKS injects credentials
                 // into pods started after the association exists.
                 step = step.depends_on(binding_id);
+            } else if annotated_bindings {
+                // GKE: the account's member of the cluster's workload identity pool may act as
+                // the Google service account — a pool that exists once the cluster does.
+                let binding = IdentityBindingConfig {
+                    cluster: spec.cluster.name.value.clone(),
+                    namespace: wi.namespace.value.clone(),
+                    service_account: wi.service_account.clone(),
+                };
+                let binding_id = child(c, "binding")?;
+                let binding_step = c
+                    .step(binding_id.clone(), kinds::IDENTITY_BINDING, &binding)?
+                    .input(INPUT_ROLE, arn.clone())
+                    .depends_on(c.cluster());
+                c.add(entry, span, binding_step);
+                step = step.input(INPUT_ROLE, arn).depends_on(binding_id);
             } else {
                 step = step.input(INPUT_ROLE, arn);
             }

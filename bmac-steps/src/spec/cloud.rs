@@ -100,6 +100,7 @@ pub(crate) fn network(d: &mut Decoder, node: &Node) -> Option<Network> {
         zones,
         nat: nat.map_or(NatMode::Single, |n| n.value),
         existing,
+        gke: None,
     })
 }
 

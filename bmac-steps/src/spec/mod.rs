@@ -30,6 +30,7 @@ mod cloud;
 mod decode;
 mod diag;
 mod ecr;
+mod gke;
 pub mod lint;
 mod model;
 mod model_cloud;
@@ -51,6 +52,7 @@ pub use ecr::{
     ecr_mirror, ecr_registry, ecr_upstream, valid_prefix, EcrMirror, EcrUpstream, UpstreamAuth,
     ECR_UPSTREAMS, SECRET_PREFIX,
 };
+pub use gke::{is_project_id, location as gcp_location, KmsKeyName, MACHINE_FAMILIES};
 pub use model::*;
 pub use model_cloud::*;
 pub use model_security::*;
@@ -310,7 +312,10 @@ fn decode_root(d: &mut Decoder, root: &Node, name: &str, text: &str) -> Option<S
             .map(|n| parse::each_table(d, n, section))
             .unwrap_or_default()
     };
-    let network = get("network").and_then(|n| cloud::network(d, n));
+    let network = get("network").and_then(|n| match cluster.as_ref().map(|c| c.provider.value) {
+        Some(model::Provider::Gke) => gke::network(d, n),
+        _ => cloud::network(d, n),
+    });
     let node_pools = many(d, "node_pool")
         .into_iter()
         .filter_map(|n| parse::node_pool(d, n))

@@ -124,7 +124,7 @@ pub struct Cluster {
     /// For `eks`: the AWS account id, checked against the caller's credentials.
     pub account: Option<String>,
     /// For `gke`: the GCP project id.
-    pub project: Option<String>,
+    pub project: Option<Spanned<String>>,
     /// For clouds: an existing key that encrypts Secrets (a KMS key ARN on EKS); absent means
     /// bmac creates one, with rotation.
     pub encryption_key: Option<Spanned<String>>,

@@ -8,6 +8,12 @@
 //! - an existing one: `vpc_id` with `subnets.private` (and optionally `subnets.public`), each a
 //!   table from availability zone to subnet id, so the zones are known before any cloud call
 //!   (the provider still checks each subnet is where the spec says).
+//!
+//! On GKE (`provider = "gke"`) `[network]` is VPC-native, as GKE needs: bmac creates a network
+//! and a regional subnetwork (`cidr`, the nodes' range) with two secondary ranges, `pods_cidr`
+//! and `services_cidr`, and a Cloud NAT for the private nodes (`nat = "single"`, or `"none"`);
+//! or it uses an existing `network` / `subnetwork` whose secondary ranges are named by
+//! `pods_range` and `services_range` (see [`GkeNetwork`]). `zones` are the node locations.
 
 use std::collections::BTreeMap;
 
@@ -53,9 +59,41 @@ pub struct Network {
     pub nat: NatMode,
     /// Use this network instead of creating one.
     pub existing: Option<ExistingNetwork>,
+    /// The GKE form's own fields (`provider = "gke"` only).
+    pub gke: Option<GkeNetwork>,
+}
+
+/// The GKE form of `[network]`: the secondary ranges of a VPC-native cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GkeNetwork {
+    /// The pods' secondary range of a created subnetwork.
+    pub pods_cidr: Spanned<String>,
+    /// The services' secondary range of a created subnetwork.
+    pub services_cidr: Spanned<String>,
+    /// Use this network and subnetwork instead of creating them.
+    pub existing: Option<ExistingGkeNetwork>,
+}
+
+/// An existing VPC network and subnetwork for a GKE cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExistingGkeNetwork {
+    /// The network's name (or `projects/P/global/networks/N` of a Shared VPC host).
+    pub network: Spanned<String>,
+    /// The subnetwork's name (or `projects/P/regions/R/subnetworks/S`), in the cluster's region.
+    pub subnetwork: Spanned<String>,
+    /// The name of its secondary range for pods.
+    pub pods_range: Spanned<String>,
+    /// The name of its secondary range for services.
+    pub services_range: Spanned<String>,
 }
 
 /// How many zones a created network spans when the spec names none.
 pub const DEFAULT_ZONES: u32 = 3;
 /// The address range of a created network when the spec names none.
 pub const DEFAULT_CIDR: &str = "10.0.0.0/16";
+/// GKE: the nodes' range of a created subnetwork when the spec names none.
+pub const GKE_DEFAULT_CIDR: &str = "10.0.0.0/20";
+/// GKE: the pods' secondary range when the spec names none (room for 1024 nodes of 110 pods).
+pub const GKE_DEFAULT_PODS_CIDR: &str = "10.16.0.0/14";
+/// GKE: the services' secondary range when the spec names none.
+pub const GKE_DEFAULT_SERVICES_CIDR: &str = "10.20.0.0/20";

@@ -176,7 +176,7 @@ pub(crate) fn cluster(d: &mut Decoder, node: &Node) -> Option<Cluster> {
         .map(|s| PathBuf::from(s.value));
     let context = d.nonempty_str(&mut f, "context").map(|s| s.value);
     let account = d.nonempty_str(&mut f, "account").map(|s| s.value);
-    let project = d.nonempty_str(&mut f, "project").map(|s| s.value);
+    let project = d.nonempty_str(&mut f, "project");
     let encryption_key = d.nonempty_str(&mut f, "encryption_key");
     let admins = d.str_list(&mut f, "admins").unwrap_or_default();
     if let Some(p) = &provider {

@@ -40,6 +40,7 @@ pub(crate) fn validate(spec: &Spec) -> Vec<Problem> {
     registries(spec, &mut out);
     identities(spec, &mut out);
     super::cloud::validate_eks(spec, &mut out);
+    super::gke::validate_gke(spec, &mut out);
     out
 }
 

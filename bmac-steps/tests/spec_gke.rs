@@ -1,0 +1,188 @@
+//! The GKE spec: `[network]` in its VPC-native form (created, or an existing network and
+//! subnetwork with named secondary ranges), and the table of bad inputs that must each fail at
+//! validate time — with a code, a span on the offending value (so file:line:column) and a help
+//! line — before any Google Cloud call could be made.
+
+use bmac_steps::spec::*;
+use miette::SourceSpan;
+
+const GKE: &str =
+    "[cluster]\nname = \"prod\"\nprovider = \"gke\"\nregion = \"europe-west1\"\nproject = \"acme-prod\"\n";
+
+fn spanned_text(text: &str, span: SourceSpan) -> &str {
+    &text[span.offset()..span.offset() + span.len()]
+}
+
+fn parse_ok(text: &str) -> Spec {
+    Spec::parse("bmac.toml", text)
+        .unwrap_or_else(|e| panic!("unexpected error: {:?}", miette::Report::new(e)))
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    match Spec::parse("bmac.toml", text) {
+        Ok(_) => panic!("spec parsed but should not:\n{text}"),
+        Err(e) => e.problems().to_vec(),
+    }
+}
+
+#[test]
+fn a_created_network_and_an_existing_one_read_back() {
+    let spec = parse_ok(&format!(
+        "{GKE}[network]\ncidr = \"10.1.0.0/20\"\npods_cidr = \"10.64.0.0/14\"\nzones = [\"europe-west1-b\", \"europe-west1-c\"]\nnat = \"none\"\n"
+    ));
+    let net = spec.network.expect("network");
+    assert_eq!(net.cidr.value, "10.1.0.0/20");
+    assert_eq!(net.nat, NatMode::None);
+    let gke = net.gke.expect("the GKE form");
+    assert_eq!(gke.pods_cidr.value, "10.64.0.0/14");
+    assert_eq!(gke.services_cidr.value, GKE_DEFAULT_SERVICES_CIDR);
+    assert!(gke.existing.is_none());
+
+    let spec = parse_ok(&format!(
+        "{GKE}[network]\nnetwork = \"shared\"\nsubnetwork = \"gke-nodes\"\npods_range = \"pods\"\nservices_range = \"svc\"\n"
+    ));
+    let e = spec
+        .network
+        .and_then(|n| n.gke)
+        .and_then(|g| g.existing)
+        .expect("existing");
+    assert_eq!(
+        [
+            e.network.value,
+            e.subnetwork.value,
+            e.pods_range.value,
+            e.services_range.value
+        ],
+        ["shared", "gke-nodes", "pods", "svc"]
+    );
+}
+
+#[test]
+fn the_shipped_example_validates() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/gke-baseline.toml");
+    let text = std::fs::read_to_string(path).expect("examples/gke-baseline.toml");
+    parse_ok(&text);
+}
+
+/// Each bad input: the spec, the code, the text the error points at, and a word of the message.
+#[test]
+fn bad_inputs_fail_at_validate_time_pointing_at_the_value() {
+    let pool = "[[node_pool]]\nname = \"a\"\nmin = 1\nmax = 2\n";
+    let cases: Vec<(String, ProblemCode, &str, &str)> = vec![
+        (
+            format!("{GKE}{pool}instance_types = [\"e2-standard-4\", \"n2-standard-4\"]\n"),
+            ProblemCode::Contradiction,
+            "\"n2-standard-4\"",
+            "one machine type",
+        ),
+        (
+            format!("{GKE}{pool}instance_types = [\"e3-standard-4\"]\n"),
+            ProblemCode::InvalidValue,
+            "\"e3-standard-4\"",
+            "no family `e3`",
+        ),
+        (
+            format!("{GKE}{pool}instance_types = [\"m6i.large\"]\n"),
+            ProblemCode::InvalidValue,
+            "\"m6i.large\"",
+            "not a Compute Engine machine type",
+        ),
+        (
+            format!("{GKE}[network]\nzones = [\"europe-west1-b\", \"europe-west4-a\"]\n"),
+            ProblemCode::Contradiction,
+            "\"europe-west4-a\"",
+            "in region `europe-west4`",
+        ),
+        (
+            format!("{GKE}[network]\nnat = \"per_zone\"\n"),
+            ProblemCode::InvalidValue,
+            "\"per_zone\"",
+            "regional",
+        ),
+        (
+            format!("{GKE}[network]\nnetwork = \"shared\"\nsubnetwork = \"s\"\npods_range = \"p\"\nservices_range = \"s\"\ncidr = \"10.0.0.0/20\"\n"),
+            ProblemCode::Contradiction,
+            "cidr",
+            "existing network",
+        ),
+        (
+            GKE.replace("acme-prod", "Acme Prod"),
+            ProblemCode::InvalidValue,
+            "\"Acme Prod\"",
+            "not a Google Cloud project id",
+        ),
+        (
+            GKE.replace("project = \"acme-prod\"\n", ""),
+            ProblemCode::MissingField,
+            "\"gke\"",
+            "project",
+        ),
+        (
+            GKE.replace("europe-west1", "eu-west-1"),
+            ProblemCode::InvalidValue,
+            "\"eu-west-1\"",
+            "not a Google Cloud region or zone",
+        ),
+        (
+            format!("{GKE}encryption_key = \"projects/acme-prod/locations/us-east1/keyRings/gke/cryptoKeys/secrets\"\n"),
+            ProblemCode::Contradiction,
+            "\"projects/acme-prod/locations/us-east1/keyRings/gke/cryptoKeys/secrets\"",
+            "in `us-east1`",
+        ),
+        (
+            format!("{GKE}encryption_key = \"arn:aws:kms:eu-west-1:1:key/k\"\n"),
+            ProblemCode::InvalidValue,
+            "\"arn:aws:kms:eu-west-1:1:key/k\"",
+            "not a Cloud KMS key",
+        ),
+        (
+            format!("{GKE}[audit]\nlog_types = [\"audit\"]\narchive = \"s3://acme-audit/prod\"\n"),
+            ProblemCode::Contradiction,
+            "\"s3://acme-audit/prod\"",
+            "Cloud Storage",
+        ),
+        (
+            format!("{GKE}[audit]\nlog_types = [\"authenticator\"]\n"),
+            ProblemCode::Contradiction,
+            "\"authenticator\"",
+            "no `authenticator`",
+        ),
+        (
+            format!("{GKE}[cni]\nplugin = \"cilium\"\nmode = \"chaining\"\n"),
+            ProblemCode::Contradiction,
+            "\"chaining\"",
+            "`mode` does not apply",
+        ),
+        (
+            format!("{GKE}[registries]\nallowed = [\"docker.io\"]\nmirrors = {{ \"docker.io\" = \"123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub\" }}\n"),
+            ProblemCode::InvalidValue,
+            "\"123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub\"",
+            "not an Artifact Registry repository",
+        ),
+        (
+            format!("{GKE}admins = [\"ana@example.com\"]\n"),
+            ProblemCode::InvalidValue,
+            "\"ana@example.com\"",
+            "not a Google principal",
+        ),
+        (
+            format!("{GKE}[[namespace]]\nname = \"shop\"\n[[workload_identity]]\nnamespace = \"shop\"\nservice_account = \"api\"\npermissions = [\"s3:GetObject\"]\n"),
+            ProblemCode::InvalidValue,
+            "\"s3:GetObject\"",
+            "not an IAM role",
+        ),
+    ];
+    for (text, code, at, word) in cases {
+        let all = problems(&text);
+        let p = all
+            .iter()
+            .find(|p| p.message.contains(word))
+            .unwrap_or_else(|| panic!("no problem mentioning {word:?} in {all:#?}\n{text}"));
+        assert_eq!(p.code, code, "{text}");
+        assert_eq!(spanned_text(&text, p.span), at, "{p:#?}");
+        assert!(
+            p.help.as_deref().is_some_and(|h| !h.is_empty()),
+            "no help: {p:#?}"
+        );
+    }
+}
