@@ -11,6 +11,8 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(any(feature = "aws", feature = "gcp"))]
+pub mod cloud;
 pub mod config;
 #[cfg(feature = "kube")]
 pub mod kube;

@@ -31,7 +31,12 @@ fn inputs(pairs: &[(&str, &str)]) -> Inputs {
 }
 
 /// Applies, which must succeed.
-async fn apply(h: &dyn Handler, aws: &Clients, step: &bmac_core::Step, inputs: &Inputs) -> Outputs {
+async fn apply(
+    h: &dyn Handler<Clients>,
+    aws: &Clients,
+    step: &bmac_core::Step,
+    inputs: &Inputs,
+) -> Outputs {
     aws_mocks::handler::apply(h, aws, step, inputs)
         .await
         .unwrap_or_else(|e| panic!("{e:?}"))

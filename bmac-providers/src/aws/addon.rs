@@ -31,8 +31,8 @@ use serde_json::{json, Value};
 
 use super::cluster::{wait_for_update, UpdateOf};
 use super::error::{created, found, Context as _, Created};
-use super::wait::{self, Poll};
 use super::{tags, Clients, Handler};
+use crate::cloud::wait::{self, Poll};
 
 /// The `addon` handler.
 pub struct EksAddon;
@@ -136,7 +136,7 @@ async fn wait_active(
 }
 
 #[async_trait]
-impl Handler for EksAddon {
+impl Handler<Clients> for EksAddon {
     fn expected(&self) -> std::time::Duration {
         std::time::Duration::from_secs(90)
     }

@@ -34,8 +34,8 @@ use bmac_steps::CredentialSource;
 use serde_json::json;
 
 use super::error::{created, found, Code, Context as _, Created};
-use super::wait::{self, Poll};
 use super::{tags, Clients, Handler};
+use crate::cloud::wait::{self, Poll};
 
 /// The `cluster` handler.
 pub struct Cluster;
@@ -257,7 +257,7 @@ fn observed_config(c: &ClusterConfig, live: &aws_sdk_eks::types::Cluster) -> ser
 }
 
 #[async_trait]
-impl Handler for Cluster {
+impl Handler<Clients> for Cluster {
     fn expected(&self) -> std::time::Duration {
         std::time::Duration::from_secs(600)
     }

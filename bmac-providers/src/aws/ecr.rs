@@ -179,7 +179,7 @@ fn existing_outputs(c: &RegistryMirrorConfig) -> Outputs {
 }
 
 #[async_trait]
-impl Handler for Mirror {
+impl Handler<Clients> for Mirror {
     async fn apply(&self, aws: &Clients, req: &ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
         let c: RegistryMirrorConfig = super::config(req.step)?;
         if !c.pull_through_cache {
@@ -377,7 +377,7 @@ async fn put_policy(
 }
 
 #[async_trait]
-impl Handler for RegistryPolicy {
+impl Handler<Clients> for RegistryPolicy {
     async fn apply(&self, aws: &Clients, req: &ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
         let c: RegistryPolicyConfig = super::config(req.step)?;
         let (registry, _) = registry_of(&c)?;

@@ -182,7 +182,7 @@ async fn attached(aws: &Clients, name: &str) -> Result<Vec<String>, ProviderErro
 }
 
 #[async_trait]
-impl Handler for Role {
+impl Handler<Clients> for Role {
     async fn apply(&self, aws: &Clients, req: &ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
         let c: IamRoleConfig = super::config(req.step)?;
         if let Some(arn) = &c.existing {
@@ -414,7 +414,7 @@ async fn audiences(aws: &Clients, arn: &str) -> Result<Option<Vec<String>>, Prov
 }
 
 #[async_trait]
-impl Handler for OidcProvider {
+impl Handler<Clients> for OidcProvider {
     async fn apply(&self, aws: &Clients, req: &ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
         let c: OidcProviderConfig = super::config(req.step)?;
         let issuer = super::cluster::input_str(req.inputs, INPUT_OIDC_ISSUER)?;

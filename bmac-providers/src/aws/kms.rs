@@ -60,7 +60,7 @@ fn outputs(key: &KeyMetadata) -> Outputs {
 }
 
 #[async_trait]
-impl Handler for Key {
+impl Handler<Clients> for Key {
     async fn apply(&self, aws: &Clients, req: &ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
         let c: EncryptionKeyConfig = super::config(req.step)?;
         if let Some(arn) = &c.existing {

@@ -12,7 +12,8 @@
 //! one registry, [`AwsProvider`]. What every handler
 //! shares lives once: the SDK clients and their configuration ([`clients`]), the error
 //! classification ([`error`]), waiting on long operations with progress ([`wait`]), and the
-//! tags that make created resources findable again ([`tags`]).
+//! tags that make created resources findable again ([`tags`]); the handler routing and waiting on
+//! long operations are shared with the other clouds ([`crate::cloud`]).
 //!
 //! # Behaviour users of Terraform and eksctl expect
 //! - Creates are idempotent: a resource bmac created is found again by name or by its
@@ -48,9 +49,7 @@ pub mod pod_identity;
 pub mod tags;
 pub mod token;
 pub mod user_data;
-pub mod wait;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,48 +63,23 @@ use bmac_steps::kinds;
 pub use clients::{Aws, Clients};
 pub use token::EksMinter;
 
+use crate::cloud::{wait, Handlers};
 use crate::config::CloudConfig;
 
-/// How one step kind is built on AWS.
-#[async_trait]
-pub trait Handler: Send + Sync {
-    /// How long an apply usually takes.
-    fn expected(&self) -> Duration {
-        Duration::from_secs(10)
-    }
-    /// The longest one call may take.
-    fn max(&self) -> Duration {
-        Duration::from_secs(15 * 60)
-    }
-    /// Whether its updates count against the cluster's one-update-at-a-time group.
-    fn cluster_update(&self) -> bool {
-        false
-    }
-    /// Creates or updates; returns the outputs.
-    async fn apply(&self, aws: &Clients, req: &ApplyRequest<'_>) -> Result<Outputs, ProviderError>;
-    /// What exists now.
-    async fn observe(
-        &self,
-        aws: &Clients,
-        req: &ObserveRequest<'_>,
-    ) -> Result<Observed, ProviderError>;
-    /// Removes what apply made (gone already is success).
-    async fn destroy(&self, aws: &Clients, req: &DestroyRequest<'_>) -> Result<(), ProviderError>;
-}
+/// How one step kind is built on AWS: a [`crate::cloud::Handler`] given the AWS clients.
+pub use crate::cloud::Handler;
 
 /// The AWS provider: routes each step to the handler of its kind.
 pub struct AwsProvider {
     aws: Arc<Aws>,
-    handlers: HashMap<&'static str, Arc<dyn Handler>>,
+    handlers: Handlers<Clients>,
 }
 
 impl std::fmt::Debug for AwsProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut kinds: Vec<_> = self.handlers.keys().collect();
-        kinds.sort();
         f.debug_struct("AwsProvider")
             .field("aws", &self.aws)
-            .field("kinds", &kinds)
+            .field("kinds", &self.handlers)
             .finish()
     }
 }
@@ -136,52 +110,36 @@ impl AwsProvider {
 
     /// A provider on the given clients (see [`Aws::from_clients`]).
     pub fn from_aws(aws: Aws) -> Self {
-        let aws = Arc::new(aws);
-        let mut handlers: HashMap<&'static str, Arc<dyn Handler>> = HashMap::new();
-        handlers.insert(kinds::NETWORK, Arc::new(network::Network));
-        handlers.insert(kinds::ENCRYPTION_KEY, Arc::new(kms::Key));
-        handlers.insert(kinds::IAM_ROLE, Arc::new(iam::Role));
-        handlers.insert(kinds::CLUSTER, Arc::new(cluster::Cluster));
-        handlers.insert(kinds::NODE_POOL, Arc::new(node_group::NodeGroup));
-        handlers.insert(kinds::AUDIT_LOGGING, Arc::new(audit::logging::AuditLogging));
-        handlers.insert(kinds::OBJECT_BUCKET, Arc::new(audit::bucket::Bucket));
-        handlers.insert(kinds::AUDIT_ARCHIVE, Arc::new(audit::archive::AuditArchive));
-        handlers.insert(kinds::AUDIT_ALARM, Arc::new(audit::alarm::AuditAlarm));
-        handlers.insert(kinds::ADDON, Arc::new(addon::EksAddon));
-        handlers.insert(kinds::IDENTITY_BINDING, Arc::new(pod_identity::PodIdentity));
-        handlers.insert(kinds::OIDC_PROVIDER, Arc::new(iam::OidcProvider));
-        handlers.insert(kinds::REGISTRY_MIRROR, Arc::new(ecr::Mirror));
-        handlers.insert(kinds::REGISTRY_POLICY, Arc::new(ecr::RegistryPolicy));
-        AwsProvider { aws, handlers }
+        let handlers = Handlers::new("AWS", "aws")
+            .with(kinds::NETWORK, network::Network)
+            .with(kinds::ENCRYPTION_KEY, kms::Key)
+            .with(kinds::IAM_ROLE, iam::Role)
+            .with(kinds::CLUSTER, cluster::Cluster)
+            .with(kinds::NODE_POOL, node_group::NodeGroup)
+            .with(kinds::AUDIT_LOGGING, audit::logging::AuditLogging)
+            .with(kinds::OBJECT_BUCKET, audit::bucket::Bucket)
+            .with(kinds::AUDIT_ARCHIVE, audit::archive::AuditArchive)
+            .with(kinds::AUDIT_ALARM, audit::alarm::AuditAlarm)
+            .with(kinds::ADDON, addon::EksAddon)
+            .with(kinds::IDENTITY_BINDING, pod_identity::PodIdentity)
+            .with(kinds::OIDC_PROVIDER, iam::OidcProvider)
+            .with(kinds::REGISTRY_MIRROR, ecr::Mirror)
+            .with(kinds::REGISTRY_POLICY, ecr::RegistryPolicy);
+        AwsProvider {
+            aws: Arc::new(aws),
+            handlers,
+        }
     }
 
     /// The shared SDK clients (for the EKS token minter).
     pub fn aws(&self) -> Arc<Aws> {
         Arc::clone(&self.aws)
     }
-
-    fn handler(&self, step: &Step) -> Result<&Arc<dyn Handler>, ProviderError> {
-        self.handlers.get(step.kind.name()).ok_or_else(|| {
-            ProviderError::permanent(format!(
-                "the AWS provider does not build steps of kind `{}` ({})",
-                step.kind.name(),
-                step.id
-            ))
-            .with_code("bmac::aws::unknown_kind")
-        })
-    }
 }
 
 /// A step's typed config, or a permanent error naming the step.
 pub(crate) fn config<C: serde::de::DeserializeOwned>(step: &Step) -> Result<C, ProviderError> {
-    step.config_as().map_err(|e| {
-        ProviderError::permanent(format!(
-            "{}: the {} config is not what the AWS provider expects: {e}",
-            step.id,
-            step.kind.name()
-        ))
-        .with_code("bmac::aws::config")
-    })
+    crate::cloud::config(("AWS", "aws"), step)
 }
 
 #[async_trait]
@@ -191,11 +149,11 @@ impl Provider for AwsProvider {
     }
 
     fn expected_duration(&self, step: &Step) -> Option<Duration> {
-        self.handlers.get(step.kind.name()).map(|h| h.expected())
+        self.handlers.find(step).map(|h| h.expected())
     }
 
     fn max_duration(&self, step: &Step) -> Option<Duration> {
-        self.handlers.get(step.kind.name()).map(|h| h.max())
+        self.handlers.find(step).map(|h| h.max())
     }
 
     fn poll_interval(&self, _step: &Step) -> Duration {
@@ -203,7 +161,7 @@ impl Provider for AwsProvider {
     }
 
     fn concurrency_group(&self, step: &Step) -> Option<ConcurrencyGroup> {
-        let handler = self.handlers.get(step.kind.name())?;
+        let handler = self.handlers.find(step)?;
         if !handler.cluster_update() {
             return None;
         }
@@ -214,19 +172,19 @@ impl Provider for AwsProvider {
     }
 
     async fn apply(&self, req: ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
-        let handler = self.handler(req.step)?;
+        let handler = self.handlers.get(req.step)?;
         let clients = self.aws.clients().await?;
         handler.apply(&clients, &req).await
     }
 
     async fn observe(&self, req: ObserveRequest<'_>) -> Result<Observed, ProviderError> {
-        let handler = self.handler(req.step)?;
+        let handler = self.handlers.get(req.step)?;
         let clients = self.aws.clients().await?;
         handler.observe(&clients, &req).await
     }
 
     async fn destroy(&self, req: DestroyRequest<'_>) -> Result<(), ProviderError> {
-        let handler = self.handler(req.step)?;
+        let handler = self.handlers.get(req.step)?;
         let clients = self.aws.clients().await?;
         handler.destroy(&clients, &req).await
     }

@@ -35,8 +35,8 @@ use bmac_steps::config::{
 use serde_json::json;
 
 use super::error::{found, Context as _};
-use super::wait::{self, Poll};
 use super::{tags, Clients, Handler};
+use crate::cloud::wait::{self, Poll};
 
 /// The `network` handler.
 pub struct Network;
@@ -588,7 +588,7 @@ async fn ensure_nat(
 }
 
 #[async_trait]
-impl Handler for Network {
+impl Handler<Clients> for Network {
     fn expected(&self) -> std::time::Duration {
         std::time::Duration::from_secs(180)
     }

@@ -36,8 +36,8 @@ use serde_json::json;
 use super::cluster::{input_list, input_str, wait_for_update, UpdateOf};
 use super::error::{created, found, Context as _, Created};
 use super::launch_template::{ensure_template, template_name, template_version};
-use super::wait::{self, Poll};
 use super::{tags, Clients, Handler};
+use crate::cloud::wait::{self, Poll};
 
 /// The `node_pool` handler.
 pub struct NodeGroup;
@@ -174,7 +174,7 @@ fn observed_config(c: &NodePoolConfig, g: &Nodegroup) -> serde_json::Value {
 }
 
 #[async_trait]
-impl Handler for NodeGroup {
+impl Handler<Clients> for NodeGroup {
     fn expected(&self) -> std::time::Duration {
         std::time::Duration::from_secs(240)
     }

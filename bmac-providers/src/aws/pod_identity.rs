@@ -92,7 +92,7 @@ fn role(inputs: &Inputs) -> Result<&str, ProviderError> {
 }
 
 #[async_trait]
-impl Handler for PodIdentity {
+impl Handler<Clients> for PodIdentity {
     fn expected(&self) -> std::time::Duration {
         std::time::Duration::from_secs(5)
     }

@@ -31,7 +31,7 @@ pub fn inputs(pairs: &[(&str, serde_json::Value)]) -> Inputs {
 
 /// `h.apply` of `step` with `inputs`.
 pub async fn apply(
-    h: &dyn Handler,
+    h: &dyn Handler<Clients>,
     aws: &Clients,
     step: &Step,
     inputs: &Inputs,
@@ -50,7 +50,12 @@ pub async fn apply(
 }
 
 /// `h.observe` of `step`, which must not fail.
-pub async fn observe(h: &dyn Handler, aws: &Clients, step: &Step, inputs: &Inputs) -> Observed {
+pub async fn observe(
+    h: &dyn Handler<Clients>,
+    aws: &Clients,
+    step: &Step,
+    inputs: &Inputs,
+) -> Observed {
     let ctx = StepContext::default();
     h.observe(
         aws,
@@ -67,7 +72,7 @@ pub async fn observe(h: &dyn Handler, aws: &Clients, step: &Step, inputs: &Input
 
 /// `h.destroy` of `step` as last applied with outputs `out`.
 pub async fn destroy(
-    h: &dyn Handler,
+    h: &dyn Handler<Clients>,
     aws: &Clients,
     step: &Step,
     inputs: &Inputs,

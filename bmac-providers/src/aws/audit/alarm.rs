@@ -166,7 +166,7 @@ fn watched<'a>(c: &'a AuditAlarmConfig) -> impl Iterator<Item = &'static Watch> 
 }
 
 #[async_trait]
-impl Handler for AuditAlarm {
+impl Handler<Clients> for AuditAlarm {
     async fn apply(&self, aws: &Clients, req: &ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
         let c: AuditAlarmConfig = super::super::config(req.step)?;
         let group = input_str(req.inputs, INPUT_LOG_GROUP)?;

@@ -28,8 +28,8 @@ use serde_json::json;
 use super::super::cluster::input_str;
 use super::super::error::{created, found, Context as _};
 use super::super::iam::{ensure_role, remove_role, trust, Desired};
-use super::super::wait::{self, Poll};
 use super::super::{tags, Clients, Handler};
+use crate::cloud::wait::{self, Poll};
 
 /// The `audit_archive` handler.
 pub struct AuditArchive;
@@ -82,7 +82,7 @@ fn invalid(e: impl std::fmt::Display) -> ProviderError {
 }
 
 #[async_trait]
-impl Handler for AuditArchive {
+impl Handler<Clients> for AuditArchive {
     fn expected(&self) -> std::time::Duration {
         std::time::Duration::from_secs(60)
     }

@@ -252,7 +252,7 @@ fn outputs(aws: &Clients, name: &str, created: bool) -> Outputs {
 }
 
 #[async_trait]
-impl Handler for Bucket {
+impl Handler<Clients> for Bucket {
     async fn apply(&self, aws: &Clients, req: &ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
         let c: BucketConfig = super::super::config(req.step)?;
         let at = format!("bucket {}", c.name);

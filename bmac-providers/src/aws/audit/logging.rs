@@ -129,7 +129,7 @@ async fn retention(
 }
 
 #[async_trait]
-impl Handler for AuditLogging {
+impl Handler<Clients> for AuditLogging {
     fn expected(&self) -> std::time::Duration {
         std::time::Duration::from_secs(60)
     }
