@@ -92,6 +92,17 @@ fn network_key(v: &str) -> String {
     }
 }
 
+/// The relative name of the network a subnetwork or router names (a URL, a relative name,
+/// or a bare name in `project`).
+fn network_ref(v: &Value, project: &str) -> String {
+    let n = network_key(v["network"].as_str().unwrap_or_default());
+    if n.contains('/') {
+        n
+    } else {
+        format!("projects/{project}/global/networks/{n}")
+    }
+}
+
 /// Checks a resource of `kind` (its JSON already strict-parsed) against the store.
 fn check(store: &Store, kind: &str, project: &str, v: &Value) -> Result<(), ApiError> {
     let bad = |m: String| Err(ApiError::invalid(m).with_reason("invalid"));
@@ -102,19 +113,12 @@ fn check(store: &Store, kind: &str, project: &str, v: &Value) -> Result<(), ApiE
     if kind == "networks" {
         return Ok(());
     }
-    let network = network_key(v["network"].as_str().unwrap_or_default());
-    if network.is_empty() {
+    if v["network"].as_str().unwrap_or_default().is_empty() {
         return bad("Invalid value for field 'resource.network': ''.".into());
     }
+    let network = network_ref(v, project);
     if !store.resources.contains_key(&network) {
-        let network = if network.contains('/') {
-            network
-        } else {
-            format!("projects/{project}/global/networks/{network}")
-        };
-        if !store.resources.contains_key(&network) {
-            return Err(not_found(&network));
-        }
+        return Err(not_found(&network));
     }
     if kind == "subnetworks" {
         let cidr = v["ipCidrRange"].as_str().unwrap_or_default();
@@ -247,6 +251,12 @@ fn resource(
         v["kind"] = json!(format!("compute#{}", &kind[..kind.len() - 1]));
         if scope.contains("/regions/") {
             v["region"] = json!(format!("{BASE}/{scope}"));
+        }
+        if kind != "networks" {
+            v["network"] = json!(format!("{BASE}/{}", network_ref(&v, project)));
+        }
+        if kind == "subnetworks" {
+            v["fingerprint"] = json!(crate::server::base64(new_id().as_bytes()));
         }
         return start(st, scope, "insert", key, Some(v));
     };

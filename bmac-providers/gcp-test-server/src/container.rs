@@ -17,6 +17,10 @@
 //! Not kept: the zonal paths, upgrades actually rolling nodes, IP allocation checks,
 //! Autopilot, cancel.
 
+// GKE still fills and reads the fields its v1 API marks deprecated (`zone`,
+// `initialNodeCount`, `nodeConfig`, `masterAuthorizedNetworksConfig`, …), and so do clients.
+#![allow(deprecated)]
+
 use std::collections::BTreeMap;
 
 use google_cloud_container_v1::model::{
@@ -37,6 +41,9 @@ use crate::server::State;
 pub const DEFAULT_VERSION: &str = "1.33.5-gke.1201000";
 /// The endpoint clusters report without `--cluster-endpoint` (a documentation address).
 const DOC_ENDPOINT: &str = "192.0.2.10";
+
+/// A change to one node pool.
+type Change = Box<dyn FnOnce(&mut NodePool) -> Result<(), ApiError>>;
 
 /// Clusters by full name and operations by full name.
 #[derive(Debug, Default)]
@@ -196,7 +203,6 @@ pub fn handle(st: &mut State, req: &Request) -> Reply {
         }
         (["clusters", c, "nodePools", np], verb, m) => {
             let cluster = format!("{parent}/clusters/{c}");
-            type Change = Box<dyn FnOnce(&mut NodePool) -> Result<(), ApiError>>;
             let (kind, change): (_, Option<Change>) = match (verb, m) {
                 (None, "GET") => {
                     let pool = st
@@ -640,7 +646,7 @@ fn pool_mutation(
     cluster: &str,
     pool: &str,
     kind: operation::Type,
-    change: Option<Box<dyn FnOnce(&mut NodePool) -> Result<(), ApiError>>>,
+    change: Option<Change>,
 ) -> Reply {
     let current = st.container.cluster(cluster)?.clone();
     if !current.node_pools.iter().any(|p| p.name == pool) {

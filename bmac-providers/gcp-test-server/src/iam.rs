@@ -3,8 +3,8 @@
 //! Kept from the real API: create takes an `accountId` of 6–30 characters (a lowercase
 //! letter first, then lowercase letters, digits and hyphens, no hyphen last), 409
 //! `ALREADY_EXISTS` on a duplicate, and fills `name`, `email`
-//! (`ID@PROJECT.iam.gserviceaccount.com`), a 21-digit `uniqueId` / `oauth2ClientId` and
-//! `etag`; get / delete address an account by email or unique id, also under `projects/-`;
+//! (`ID@PROJECT.iam.gserviceaccount.com`), a 21-digit `uniqueId` / `oauth2ClientId`; get /
+//! delete address an account by email or unique id, also under `projects/-`;
 //! unknown accounts are 404; `:getIamPolicy` / `:setIamPolicy` keep etags (see
 //! [`crate::policy`]). Not kept: keys, roles, update / patch / enable / disable / undelete,
 //! pagination.
@@ -103,7 +103,6 @@ pub fn handle(st: &mut State, req: &Request) -> Reply {
             sa.email = email.clone();
             sa.unique_id = unique_id();
             sa.oauth2_client_id = sa.unique_id.clone();
-            sa.etag = bytes::Bytes::from_static(b"MDEwMjE5MjA=");
             st.iam.accounts.insert(email, sa.clone());
             ok(&sa)
         }

@@ -56,7 +56,6 @@ fn new_cluster(name: &str) -> google_cloud_container_v1::model::Cluster {
 
 #[tokio::test]
 async fn cluster_lifecycle_with_operations_conflicts_and_404() {
-    std::fs::create_dir_all(std::env::temp_dir()).unwrap();
     let ca = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         ca.path(),
@@ -395,15 +394,11 @@ async fn injected_429s_then_success_and_the_request_log() {
         .map(|r| r["path"].as_str().unwrap())
         .collect();
     assert_eq!(mutating, [format!("/v1/{PARENT}/clusters")]);
-    assert!(log.iter().all(|r| r["query"]
-        .as_str()
-        .unwrap()
-        .contains("%24alt=json%3Benum-encoding%3Dint")
-        || r["query"]
-            .as_str()
-            .unwrap()
-            .contains("$alt=json;enum-encoding=int")
-        || r["query"] == ""));
+    // Every call the SDK made asked for JSON with enums as integers.
+    for r in &log[1..] {
+        let q = r["query"].as_str().unwrap();
+        assert!(q.contains("%24alt=json%3Benum-encoding%3Dint"), "{q}");
+    }
 }
 
 const PROJECT: &str = "bmac-test-project";
@@ -565,7 +560,7 @@ async fn iam_policies_keep_etags_and_audit_configs() {
         .await
         .unwrap();
     assert_ne!(p1.etag, p0.etag);
-    assert_eq!(p1.audit_configs, [audit.clone()]);
+    assert_eq!(p1.audit_configs, std::slice::from_ref(&audit));
 
     // The stale etag.
     let err = rm
@@ -678,4 +673,581 @@ async fn iam_policies_keep_etags_and_audit_configs() {
 
 fn bytes_of(s: &str) -> bytes::Bytes {
     bytes::Bytes::from(s.as_bytes().to_vec())
+}
+
+macro_rules! client {
+    ($ty:ty, $server:expr, $service:literal) => {
+        <$ty>::builder()
+            .with_endpoint($server.url($service))
+            .with_credentials(anonymous())
+            .build()
+            .await
+            .unwrap()
+    };
+}
+
+#[tokio::test]
+async fn kms_logging_monitoring_and_artifact_registry() {
+    use google_cloud_artifactregistry_v1::client::ArtifactRegistry;
+    use google_cloud_artifactregistry_v1::model::{
+        remote_repository_config as rrc, repository, RemoteRepositoryConfig, Repository,
+    };
+    use google_cloud_kms_v1::client::KeyManagementService;
+    use google_cloud_kms_v1::model::{CryptoKey, KeyRing};
+    use google_cloud_logging_v2::client::{ConfigServiceV2, MetricsServiceV2};
+    use google_cloud_logging_v2::model::{LogMetric, LogSink};
+    use google_cloud_monitoring_v3::client::{AlertPolicyService, NotificationChannelService};
+    use google_cloud_monitoring_v3::model::{alert_policy, AlertPolicy, NotificationChannel};
+    use google_cloud_wkt::{Duration as PbDuration, FieldMask, Timestamp};
+    let server = Server::start(&["--allow-anonymous", "--delay-ms", "100"]);
+    crypto();
+    let parent = format!("projects/{PROJECT}");
+
+    // KMS: a ring, a key with rotation, a patch through the mask, the rules.
+    let kms = client!(KeyManagementService, server, "CLOUDKMS");
+    let loc = format!("{parent}/locations/europe-west4");
+    let ring = kms
+        .create_key_ring()
+        .set_parent(&loc)
+        .set_key_ring_id("bmac")
+        .set_key_ring(KeyRing::new())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ring.name, format!("{loc}/keyRings/bmac"));
+    let err = kms
+        .create_key_ring()
+        .set_parent(&loc)
+        .set_key_ring_id("bmac")
+        .set_key_ring(KeyRing::new())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().unwrap().code, Code::AlreadyExists);
+    let next = Timestamp::clamp(4_000_000_000, 0);
+    let key = kms
+        .create_crypto_key()
+        .set_parent(&ring.name)
+        .set_crypto_key_id("secrets")
+        .set_crypto_key(
+            CryptoKey::new()
+                .set_rotation_period(PbDuration::clamp(7_776_000, 0))
+                .set_next_rotation_time(next),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        key.primary.as_ref().unwrap().name,
+        format!("{}/cryptoKeyVersions/1", key.name)
+    );
+    let err = kms
+        .create_crypto_key()
+        .set_parent(&ring.name)
+        .set_crypto_key_id("too-fast")
+        .set_crypto_key(
+            CryptoKey::new()
+                .set_rotation_period(PbDuration::clamp(3600, 0))
+                .set_next_rotation_time(next),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().unwrap().code, Code::InvalidArgument);
+    let key = kms
+        .update_crypto_key()
+        .set_crypto_key(
+            CryptoKey::new()
+                .set_name(&key.name)
+                .set_rotation_period(PbDuration::clamp(2_592_000, 0)),
+        )
+        .set_update_mask(FieldMask::default().set_paths(["rotation_period"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(key.rotation_period().unwrap().seconds(), 2_592_000);
+    assert_eq!(key.next_rotation_time, Some(next));
+    let policy = kms
+        .get_iam_policy()
+        .set_resource(&key.name)
+        .send()
+        .await
+        .unwrap();
+    assert!(!policy.etag.is_empty());
+
+    // Logging: a sink with a unique writer identity, a metric.
+    let config = client!(ConfigServiceV2, server, "LOGGING");
+    let sink = config
+        .create_sink()
+        .set_parent(&parent)
+        .set_sink(
+            LogSink::new()
+                .set_name("bmac-audit")
+                .set_destination("storage.googleapis.com/bmac-audit")
+                .set_filter("logName:cloudaudit"),
+        )
+        .set_unique_writer_identity(true)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        sink.writer_identity.starts_with("serviceAccount:service-"),
+        "{}",
+        sink.writer_identity
+    );
+    assert!(sink
+        .writer_identity
+        .ends_with("@gcp-sa-logging.iam.gserviceaccount.com"));
+    let digits = sink
+        .writer_identity
+        .trim_start_matches("serviceAccount:service-")
+        .split('@')
+        .next()
+        .unwrap();
+    assert_eq!(digits.len(), 12);
+    let sink = config
+        .update_sink()
+        .set_sink_name(format!("{parent}/sinks/bmac-audit"))
+        .set_sink(
+            LogSink::new()
+                .set_name("bmac-audit")
+                .set_destination("storage.googleapis.com/other")
+                .set_filter("ignored"),
+        )
+        .set_update_mask(FieldMask::default().set_paths(["destination"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (sink.destination.as_str(), sink.filter.as_str()),
+        ("storage.googleapis.com/other", "logName:cloudaudit")
+    );
+    let metrics = client!(MetricsServiceV2, server, "LOGGING");
+    metrics
+        .create_log_metric()
+        .set_parent(&parent)
+        .set_metric(
+            LogMetric::new()
+                .set_name("bmac-denied")
+                .set_filter("protoPayload.status.code=7"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let err = metrics
+        .create_log_metric()
+        .set_parent(&parent)
+        .set_metric(LogMetric::new().set_name("bmac-denied").set_filter("x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().unwrap().code, Code::AlreadyExists);
+    config
+        .delete_sink()
+        .set_sink_name(format!("{parent}/sinks/bmac-audit"))
+        .send()
+        .await
+        .unwrap();
+    let err = config
+        .get_sink()
+        .set_sink_name(format!("{parent}/sinks/bmac-audit"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().unwrap().code, Code::NotFound);
+
+    // Monitoring: a channel and a policy that names it, found by display name.
+    let channels = client!(NotificationChannelService, server, "MONITORING");
+    let channel = channels
+        .create_notification_channel()
+        .set_name(&parent)
+        .set_notification_channel(
+            NotificationChannel::new()
+                .set_type("email")
+                .set_display_name("ops")
+                .set_labels([("email_address", "ops@example.com")]),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(channel
+        .name
+        .starts_with(&format!("{parent}/notificationChannels/")));
+    let alerts = client!(AlertPolicyService, server, "MONITORING");
+    let condition = alert_policy::Condition::new()
+        .set_display_name("denied")
+        .set_condition_threshold(
+            alert_policy::condition::MetricThreshold::new()
+                .set_filter("metric.type=\"logging.googleapis.com/user/bmac-denied\""),
+        );
+    let err = alerts
+        .create_alert_policy()
+        .set_name(&parent)
+        .set_alert_policy(
+            AlertPolicy::new()
+                .set_display_name("bmac denied")
+                .set_conditions([condition.clone()])
+                .set_notification_channels([format!("{parent}/notificationChannels/404")]),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().unwrap().code, Code::InvalidArgument);
+    let created = alerts
+        .create_alert_policy()
+        .set_name(&parent)
+        .set_alert_policy(
+            AlertPolicy::new()
+                .set_display_name("bmac denied")
+                .set_conditions([condition])
+                .set_notification_channels([channel.name.clone()]),
+        )
+        .send()
+        .await
+        .unwrap();
+    let found = alerts
+        .list_alert_policies()
+        .set_name(&parent)
+        .set_filter("display_name = \"bmac denied\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(found.alert_policies.len(), 1);
+    assert_eq!(found.alert_policies[0].name, created.name);
+    let none = alerts
+        .list_alert_policies()
+        .set_name(&parent)
+        .set_filter("display_name = \"other\"")
+        .send()
+        .await
+        .unwrap();
+    assert!(none.alert_policies.is_empty());
+
+    // Artifact Registry: a remote repository through a long-running operation.
+    let ar = client!(ArtifactRegistry, server, "ARTIFACTREGISTRY");
+    let repo = Repository::new()
+        .set_format(repository::Format::Docker)
+        .set_mode(repository::Mode::RemoteRepository)
+        .set_remote_repository_config(RemoteRepositoryConfig::new().set_docker_repository(
+            rrc::DockerRepository::new().set_custom_repository(
+                rrc::docker_repository::CustomRepository::new().set_uri("https://ghcr.io"),
+            ),
+        ));
+    let op = ar
+        .create_repository()
+        .set_parent(&loc)
+        .set_repository_id("ghcr")
+        .set_repository(repo.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(!op.done);
+    assert!(op.name.starts_with(&format!("{loc}/operations/")));
+    let err = ar
+        .create_repository()
+        .set_parent(&loc)
+        .set_repository_id("ghcr")
+        .set_repository(repo)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().unwrap().code, Code::AlreadyExists);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let op = ar.get_operation().set_name(&op.name).send().await.unwrap();
+    assert!(op.done);
+    let got = ar
+        .get_repository()
+        .set_name(format!("{loc}/repositories/ghcr"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.registry_uri,
+        format!("europe-west4-docker.pkg.dev/{PROJECT}/ghcr")
+    );
+    assert!(got.remote_repository_config().is_some());
+}
+
+#[tokio::test]
+async fn compute_networks_subnetworks_and_routers() {
+    use google_cloud_compute_v1::client::{
+        GlobalOperations, Networks, RegionOperations, Routers, Subnetworks,
+    };
+    use google_cloud_compute_v1::model::{
+        operation, Network, Router, RouterNat, Subnetwork, SubnetworkSecondaryRange,
+    };
+    let server = Server::start(&["--allow-anonymous", "--delay-ms", "100"]);
+    crypto();
+    let networks = client!(Networks, server, "COMPUTE");
+    let ops = client!(GlobalOperations, server, "COMPUTE");
+    let op = networks
+        .insert()
+        .set_project(PROJECT)
+        .set_body(
+            Network::new()
+                .set_name("bmac-vpc")
+                .set_auto_create_subnetworks(false),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(op.status, Some(operation::Status::Running));
+    let err = networks
+        .get()
+        .set_project(PROJECT)
+        .set_network("bmac-vpc")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().unwrap().code, Code::NotFound);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let op = ops
+        .get()
+        .set_project(PROJECT)
+        .set_operation(op.name.unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(op.status, Some(operation::Status::Done));
+    let net = networks
+        .get()
+        .set_project(PROJECT)
+        .set_network("bmac-vpc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        net.self_link.as_deref(),
+        Some(
+            format!(
+                "https://www.googleapis.com/compute/v1/projects/{PROJECT}/global/networks/bmac-vpc"
+            )
+            .as_str()
+        )
+    );
+    let err = networks
+        .insert()
+        .set_project(PROJECT)
+        .set_body(Network::new().set_name("bmac-vpc"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.http_status_code(), Some(409));
+    assert_eq!(err.status().unwrap().code, Code::AlreadyExists);
+    let (status, body) = http(
+        "POST",
+        &format!(
+            "{}/compute/v1/projects/{PROJECT}/global/networks",
+            server.url("COMPUTE")
+        ),
+        Some(&json!({"name": "bmac-vpc"})),
+        None,
+    );
+    assert_eq!(status, 409);
+    assert_eq!(body["error"]["errors"][0]["reason"], "alreadyExists");
+
+    let subnets = client!(Subnetworks, server, "COMPUTE");
+    let region_ops = client!(RegionOperations, server, "COMPUTE");
+    let subnet = Subnetwork::new()
+        .set_name("bmac-nodes")
+        .set_network(net.self_link.clone().unwrap())
+        .set_ip_cidr_range("10.0.0.0/20")
+        .set_secondary_ip_ranges([
+            SubnetworkSecondaryRange::new()
+                .set_range_name("pods")
+                .set_ip_cidr_range("10.4.0.0/14"),
+            SubnetworkSecondaryRange::new()
+                .set_range_name("services")
+                .set_ip_cidr_range("10.8.0.0/20"),
+        ]);
+    let err = subnets
+        .insert()
+        .set_project(PROJECT)
+        .set_region("europe-west4")
+        .set_body(subnet.clone().set_ip_cidr_range("10.0.0.0/99"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().unwrap().code, Code::InvalidArgument);
+    let op = subnets
+        .insert()
+        .set_project(PROJECT)
+        .set_region("europe-west4")
+        .set_body(subnet)
+        .send()
+        .await
+        .unwrap();
+    let routers = client!(Routers, server, "COMPUTE");
+    let rop = routers
+        .insert()
+        .set_project(PROJECT)
+        .set_region("europe-west4")
+        .set_body(
+            Router::new()
+                .set_name("bmac-router")
+                .set_network(net.self_link.clone().unwrap())
+                .set_nats([RouterNat::new().set_name("bmac-nat")]),
+        )
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    for op in [op, rop] {
+        let done = region_ops
+            .get()
+            .set_project(PROJECT)
+            .set_region("europe-west4")
+            .set_operation(op.name.unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(done.status, Some(operation::Status::Done));
+    }
+    let got = subnets
+        .get()
+        .set_project(PROJECT)
+        .set_region("europe-west4")
+        .set_subnetwork("bmac-nodes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.secondary_ip_ranges.len(), 2);
+    assert_eq!(
+        got.secondary_ip_ranges[0].range_name.as_deref(),
+        Some("pods")
+    );
+    // A patch needs the current fingerprint.
+    let err = subnets
+        .patch()
+        .set_project(PROJECT)
+        .set_region("europe-west4")
+        .set_subnetwork("bmac-nodes")
+        .set_body(
+            Subnetwork::new()
+                .set_fingerprint(bytes_of("stale"))
+                .set_private_ip_google_access(true),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.http_status_code(), Some(412));
+    subnets
+        .patch()
+        .set_project(PROJECT)
+        .set_region("europe-west4")
+        .set_subnetwork("bmac-nodes")
+        .set_body(
+            Subnetwork::new()
+                .set_fingerprint(got.fingerprint.clone().unwrap())
+                .set_private_ip_google_access(true),
+        )
+        .send()
+        .await
+        .unwrap();
+    let router = routers
+        .get()
+        .set_project(PROJECT)
+        .set_region("europe-west4")
+        .set_router("bmac-router")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(router.nats[0].name.as_deref(), Some("bmac-nat"));
+    // The network is in use.
+    let err = networks
+        .delete()
+        .set_project(PROJECT)
+        .set_network("bmac-vpc")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().unwrap().code, Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn hand_edits_drift_a_cluster_and_node_pool_updates() {
+    use google_cloud_container_v1::model::{NodeLabels, NodeTaint, NodeTaints};
+    let server = Server::start(&["--allow-anonymous", "--delay-ms", "0"]);
+    let client = container(&server).await;
+    let op = client
+        .create_cluster()
+        .set_parent(PARENT)
+        .set_cluster(new_cluster("c3"))
+        .send()
+        .await
+        .unwrap();
+    wait_done(&client, &op).await;
+    let name = format!("{PARENT}/clusters/c3");
+    let (status, _) = http(
+        "POST",
+        &format!("{}/_bmac/edit", server.url("CONTAINER")),
+        Some(
+            &json!({"name": name, "patch": {"masterAuthorizedNetworksConfig": {"enabled": true, "cidrBlocks": [{"cidrBlock": "0.0.0.0/0"}]}}}),
+        ),
+        None,
+    );
+    assert_eq!(status, 200);
+    #[allow(deprecated)]
+    let man = client
+        .get_cluster()
+        .set_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .master_authorized_networks_config
+        .unwrap();
+    assert!(man.enabled);
+    assert_eq!(man.cidr_blocks[0].cidr_block, "0.0.0.0/0");
+    // An edit must still be a valid resource.
+    let (status, body) = http(
+        "POST",
+        &format!("{}/_bmac/edit", server.url("CONTAINER")),
+        Some(&json!({"name": name, "patch": {"notAField": 1}})),
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+
+    let pool = format!("{name}/nodePools/default-pool");
+    let op = client
+        .update_node_pool()
+        .set_name(&pool)
+        .set_node_version("1.33.6-gke.1000")
+        .set_labels(NodeLabels::new().set_labels([("team", "platform")]))
+        .set_taints(
+            NodeTaints::new()
+                .set_taints([NodeTaint::new().set_key("dedicated").set_value("infra")]),
+        )
+        .send()
+        .await
+        .unwrap();
+    wait_done(&client, &op).await;
+    let op = client
+        .set_node_pool_size()
+        .set_name(&pool)
+        .set_node_count(4)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(op.operation_type, operation::Type::SetNodePoolSize);
+    wait_done(&client, &op).await;
+    let p = client.get_node_pool().set_name(&pool).send().await.unwrap();
+    assert_eq!(p.version, "1.33.6-gke.1000");
+    assert_eq!(p.initial_node_count, 4);
+    let config = p.config.unwrap();
+    assert_eq!(config.labels["team"], "platform");
+    assert_eq!(config.taints[0].key, "dedicated");
+    let op = client
+        .delete_node_pool()
+        .set_name(&pool)
+        .send()
+        .await
+        .unwrap();
+    wait_done(&client, &op).await;
+    let err = client
+        .get_node_pool()
+        .set_name(&pool)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().unwrap().code, Code::NotFound);
 }

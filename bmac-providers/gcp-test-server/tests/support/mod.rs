@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,8 +13,8 @@ pub struct Server {
     child: Child,
     /// The env file's exports, by variable name.
     pub env: HashMap<String, String>,
-    /// Its directory (the env file, credentials files).
-    pub dir: tempfile::TempDir,
+    /// Its directory (the env file), removed on drop.
+    _dir: tempfile::TempDir,
 }
 
 impl Server {
@@ -46,17 +45,16 @@ impl Server {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Server { child, env, dir }
+        Server {
+            child,
+            env,
+            _dir: dir,
+        }
     }
 
     /// The base URL of a service (`CONTAINER`, `COMPUTE`, … as in the env file).
     pub fn url(&self, service: &str) -> String {
         self.env[&format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{service}")].clone()
-    }
-
-    /// A file in the server's directory.
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
     }
 
     /// The request log of one service.
