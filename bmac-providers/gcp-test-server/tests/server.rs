@@ -1166,7 +1166,9 @@ async fn compute_networks_subnetworks_and_routers() {
 
 #[tokio::test]
 async fn hand_edits_drift_a_cluster_and_node_pool_updates() {
-    use google_cloud_container_v1::model::{NodeLabels, NodeTaint, NodeTaints};
+    use google_cloud_container_v1::model::{
+        network_policy, NetworkPolicy, NodeLabels, NodeTaint, NodeTaints,
+    };
     let server = Server::start(&["--allow-anonymous", "--delay-ms", "0"]);
     let client = container(&server).await;
     let op = client
@@ -1206,6 +1208,34 @@ async fn hand_edits_drift_a_cluster_and_node_pool_updates() {
         None,
     );
     assert_eq!(status, 400, "{body}");
+
+    // The older per-setting calls are operations too.
+    let op = client
+        .set_network_policy()
+        .set_name(&name)
+        .set_network_policy(
+            NetworkPolicy::new()
+                .set_enabled(true)
+                .set_provider(network_policy::Provider::Calico),
+        )
+        .send()
+        .await
+        .unwrap();
+    wait_done(&client, &op).await;
+    let op = client
+        .set_logging_service()
+        .set_name(&name)
+        .set_logging_service("none")
+        .send()
+        .await
+        .unwrap();
+    wait_done(&client, &op).await;
+    let c = client.get_cluster().set_name(&name).send().await.unwrap();
+    assert_eq!(
+        c.network_policy.unwrap().provider,
+        network_policy::Provider::Calico
+    );
+    assert_eq!(c.logging_service, "none");
 
     let pool = format!("{name}/nodePools/default-pool");
     let op = client
