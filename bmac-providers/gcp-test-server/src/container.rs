@@ -319,6 +319,20 @@ fn start_op(st: &mut State, cluster: &str, kind: operation::Type, effect: Effect
     op
 }
 
+/// Dataplane V2 enforces network policy itself: GKE refuses Calico's on top of it.
+fn check_network_policy(c: &Cluster) -> Result<(), ApiError> {
+    let advanced = c
+        .network_config
+        .as_ref()
+        .is_some_and(|n| n.datapath_provider == DatapathProvider::AdvancedDatapath);
+    if advanced && c.network_policy.as_ref().is_some_and(|p| p.enabled) {
+        return Err(ApiError::invalid(
+            "Network policy enforcement cannot be enabled on a cluster with Dataplane V2, which enforces network policy itself.",
+        ));
+    }
+    Ok(())
+}
+
 fn refuse_if_busy(st: &State, cluster: &str) -> Result<(), ApiError> {
     match st.container.running_op(cluster) {
         Some(op) => Err(ApiError::failed_precondition(format!(
@@ -415,6 +429,7 @@ fn create_cluster(st: &mut State, parent: &str, req: &Request) -> Reply {
         net.datapath_provider = DatapathProvider::LegacyDatapath;
     }
     c.network_config = Some(net);
+    check_network_policy(&c)?;
     if c.initial_node_count > 0 {
         let mut pool = NodePool::default();
         pool.name = "default-pool".into();

@@ -294,6 +294,18 @@ async fn invalid_clusters_are_400() {
             "Invalid project id",
         ),
         (PARENT, new_cluster("Not_A_Name"), "cluster.name"),
+        (
+            PARENT,
+            new_cluster("dpv2")
+                .set_network_config(
+                    google_cloud_container_v1::model::NetworkConfig::new()
+                        .set_datapath_provider(DatapathProvider::AdvancedDatapath),
+                )
+                .set_network_policy(
+                    google_cloud_container_v1::model::NetworkPolicy::new().set_enabled(true),
+                ),
+            "Dataplane V2",
+        ),
     ] {
         let err = client
             .create_cluster()
@@ -361,11 +373,15 @@ async fn injected_429s_then_success_and_the_request_log() {
         None,
     );
     assert_eq!(status, 200);
-    let (status, body) = http(
+    let (status, head, body) = support::http_full(
         "GET",
         &format!("{}/v1/{PARENT}/clusters", server.url("CONTAINER")),
         None,
         None,
+    );
+    assert!(
+        head.to_ascii_lowercase().contains("\r\nretry-after: 1"),
+        "{head}"
     );
     assert_eq!(status, 429);
     assert_eq!(body["error"]["status"], "RESOURCE_EXHAUSTED");

@@ -79,6 +79,17 @@ impl Drop for Server {
 
 /// One HTTP/1.1 request (`Connection: close`); the status and the JSON body.
 pub fn http(method: &str, url: &str, body: Option<&Value>, bearer: Option<&str>) -> (u16, Value) {
+    let (status, _, json) = http_full(method, url, body, bearer);
+    (status, json)
+}
+
+/// [`http`] with the response's header block too.
+pub fn http_full(
+    method: &str,
+    url: &str,
+    body: Option<&Value>,
+    bearer: Option<&str>,
+) -> (u16, String, Value) {
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
@@ -100,11 +111,12 @@ pub fn http(method: &str, url: &str, body: Option<&Value>, bearer: Option<&str>)
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("status line");
-    let json = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+    let (head, json) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (
+        status,
+        head.to_string(),
+        serde_json::from_str(json).unwrap_or(Value::Null),
+    )
 }
 
 /// Installs rustls's ring provider once (google-cloud-auth is built without aws-lc).
