@@ -3,10 +3,11 @@
 //!
 //! Every listener answers, besides its service's Google paths:
 //! - `GET /_bmac/health` → `{"status":"ok","service":NAME}`;
-//! - `GET /_bmac/requests[?service=NAME]` → every request received (all services unless
-//!   filtered), in order: `service`, `method`, `path`, `query`, `mutating` (POST/PUT/PATCH/
-//!   DELETE other than `:getIamPolicy` / `:testIamPermissions`), `principal` (whose minted
-//!   token it carried, if any) and the `status` answered; `DELETE /_bmac/requests` clears it;
+//! - `GET /_bmac/requests[?service=NAME][&mutating=true]` → every request received (all
+//!   services unless filtered; only the mutating ones with `mutating=true`), in order:
+//!   `service`, `method`, `path`, `query`, `mutating` (POST/PUT/PATCH/DELETE other than
+//!   `:getIamPolicy` / `:testIamPermissions`), `principal` (whose minted token it carried, if
+//!   any) and the `status` answered; `DELETE /_bmac/requests` clears it;
 //! - `POST /_bmac/faults` with `{"method","path_prefix","status","count"[,"message"]
 //!   [,"service"]}`: the next `count` matching requests to that service (default: this
 //!   listener's) get `status` in Google's error shape, with `Retry-After: 1` for 429 / 503;
@@ -338,10 +339,12 @@ fn control(st: &mut State, service: Service, req: &Request) -> Reply {
         ("GET", "/_bmac/health") => reply(json!({"status": "ok", "service": service.name()})),
         ("GET", "/_bmac/requests") => {
             let only = req.q("service");
+            let mutating = req.q_bool("mutating");
             let list: Vec<Value> = st
                 .requests
                 .iter()
                 .filter(|r| only.is_none_or(|s| r["service"] == s))
+                .filter(|r| !mutating || r["mutating"] == true)
                 .cloned()
                 .collect();
             reply(Value::Array(list))

@@ -410,6 +410,14 @@ async fn injected_429s_then_success_and_the_request_log() {
         .map(|r| r["path"].as_str().unwrap())
         .collect();
     assert_eq!(mutating, [format!("/v1/{PARENT}/clusters")]);
+    let (_, only) = http(
+        "GET",
+        &format!("{}/_bmac/requests?mutating=true", server.url("COMPUTE")),
+        None,
+        None,
+    );
+    assert_eq!(only.as_array().unwrap().len(), 1);
+    assert_eq!(only[0]["method"], "POST");
     // Every call the SDK made asked for JSON with enums as integers.
     for r in &log[1..] {
         let q = r["query"].as_str().unwrap();
@@ -1296,4 +1304,73 @@ async fn hand_edits_drift_a_cluster_and_node_pool_updates() {
         .await
         .unwrap_err();
     assert_eq!(err.status().unwrap().code, Code::NotFound);
+}
+
+#[tokio::test]
+async fn the_clients_pollers_run_to_completion() {
+    use google_cloud_artifactregistry_v1::client::ArtifactRegistry;
+    use google_cloud_artifactregistry_v1::model::{repository, Repository};
+    use google_cloud_compute_v1::client::Networks;
+    use google_cloud_compute_v1::model::{operation, Network};
+    use google_cloud_lro::Poller;
+    let server = Server::start(&["--allow-anonymous", "--delay-ms", "300"]);
+    crypto();
+    let backoff = || {
+        google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder::new()
+            .with_initial_delay(Duration::from_millis(50))
+            .with_maximum_delay(Duration::from_millis(100))
+            .build()
+            .unwrap()
+    };
+    let ar = ArtifactRegistry::builder()
+        .with_endpoint(server.url("ARTIFACTREGISTRY"))
+        .with_credentials(anonymous())
+        .with_polling_backoff_policy(backoff())
+        .build()
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    let repo = ar
+        .create_repository()
+        .set_parent(format!("projects/{PROJECT}/locations/us-central1"))
+        .set_repository_id("docker-hub")
+        .set_repository(Repository::new().set_format(repository::Format::Docker))
+        .poller()
+        .until_done()
+        .await
+        .expect("the repository");
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        repo.name,
+        format!("projects/{PROJECT}/locations/us-central1/repositories/docker-hub")
+    );
+    assert_eq!(repo.mode, repository::Mode::StandardRepository);
+
+    let networks = Networks::builder()
+        .with_endpoint(server.url("COMPUTE"))
+        .with_credentials(anonymous())
+        .with_polling_backoff_policy(backoff())
+        .build()
+        .await
+        .unwrap();
+    let op = networks
+        .insert()
+        .set_project(PROJECT)
+        .set_body(
+            Network::new()
+                .set_name("polled")
+                .set_auto_create_subnetworks(false),
+        )
+        .poller()
+        .until_done()
+        .await
+        .expect("the operation");
+    assert_eq!(op.status, Some(operation::Status::Done));
+    networks
+        .get()
+        .set_project(PROJECT)
+        .set_network("polled")
+        .send()
+        .await
+        .expect("the network");
 }
