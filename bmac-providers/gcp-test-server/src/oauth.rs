@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::core::{new_id, rfc3339, ApiError, Reply, Request, Response};
-use crate::server::State;
+use crate::server::{percent_decode, State};
 
 /// The OAuth client id of the test server's `authorized_user` credentials.
 pub const CLIENT_ID: &str = "bmac-test-client.apps.googleusercontent.com";
@@ -91,10 +91,8 @@ pub fn handle_token(st: &mut State, req: &Request) -> Reply {
             .split('&')
             .filter_map(|p| p.split_once('='))
             .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    Value::String(v.replace("%40", "@").replace('+', " ")),
-                )
+                let value = Value::String(percent_decode(v, true));
+                (percent_decode(k, true), value)
             })
             .collect();
         serde_json::from_value(Value::Object(form)).map_err(|e| e.to_string())

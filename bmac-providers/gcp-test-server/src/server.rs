@@ -422,7 +422,7 @@ fn respond(reply: Reply) -> hyper::Response<Full<Bytes>> {
 }
 
 /// Decodes `%XX` escapes (and `+` as a space in query components).
-fn percent_decode(s: &str, plus_is_space: bool) -> String {
+pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
