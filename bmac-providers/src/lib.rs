@@ -14,6 +14,8 @@ pub mod aws;
 #[cfg(any(feature = "aws", feature = "gcp"))]
 pub mod cloud;
 pub mod config;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 #[cfg(feature = "kube")]
 pub mod kube;
 pub mod setup;

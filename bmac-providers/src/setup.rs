@@ -10,11 +10,12 @@
 //!   feature `kube`);
 //! - `eks` — the AWS provider (feature `aws`) for the cloud kinds and the kube provider for
 //!   the in-cluster ones, which mints EKS tokens with the AWS provider's credentials;
-//! - `gke` — the GCP provider (feature `gcp`; `azure` is declared for AKS), not written yet.
+//! - `gke` — the Google Cloud provider (feature `gcp`) for the cloud kinds and the kube
+//!   provider for the in-cluster ones, which mints GKE access tokens with the same credentials
+//!   (`azure` is declared for AKS).
 //!
 //! A provider whose feature the build lacks is a [`SetupError::FeatureMissing`] that says how
-//! to get it; one whose (still empty) feature is compiled in is a [`SetupError::NotBuiltYet`]
-//! — never a panic or a silent fallback to the simulator.
+//! to get it — never a panic or a silent fallback to the simulator.
 //!
 //! The spec's fault rules map onto the simulator's [`FaultRule`]s one to one, with two
 //! differences the simulator imposes: a rule applies to a whole kind (a rule naming one
@@ -48,18 +49,6 @@ pub enum SetupError {
         /// The spec's provider (`eks`, `gke`, `kube`).
         provider: &'static str,
         /// The cargo feature that provides it.
-        feature: &'static str,
-    },
-    /// The spec's provider's feature is compiled in, but that provider is not written yet.
-    #[error("the spec asks for provider `{provider}`, which bmac does not implement yet")]
-    #[diagnostic(
-        code(bmac::setup::not_built_yet),
-        help("the `{feature}` feature is where the `{provider}` provider lands; until then use `provider = \"sim\"` to try the baseline, or `provider = \"kube\"` for a cluster you already have")
-    )]
-    NotBuiltYet {
-        /// The spec's provider (`eks`, `gke`).
-        provider: &'static str,
-        /// The cargo feature it will come with.
         feature: &'static str,
     },
     /// A `[sim]` fault names one step; the simulator injects faults per kind.
@@ -110,17 +99,14 @@ pub fn for_config(config: &CloudConfig) -> Result<Providers, SetupError> {
         }
         Provider::Kube => kube(config),
         Provider::Eks => eks(config),
-        Provider::Gke => Err(cloud("gke", "gcp", cfg!(feature = "gcp"))),
+        Provider::Gke => gke(config),
     }
 }
 
-/// Why a cloud provider cannot be set up: its feature is missing, or compiled in but empty.
-fn cloud(provider: &'static str, feature: &'static str, compiled: bool) -> SetupError {
-    if compiled {
-        SetupError::NotBuiltYet { provider, feature }
-    } else {
-        SetupError::FeatureMissing { provider, feature }
-    }
+/// A cloud provider whose feature this build lacks.
+#[cfg(not(all(feature = "aws", feature = "gcp")))]
+fn missing(provider: &'static str, feature: &'static str) -> SetupError {
+    SetupError::FeatureMissing { provider, feature }
 }
 
 /// EKS: the AWS provider for the cloud kinds, the kube provider — minting EKS tokens with the
@@ -139,7 +125,26 @@ fn eks(config: &CloudConfig) -> Result<Providers, SetupError> {
 
 #[cfg(not(feature = "aws"))]
 fn eks(_: &CloudConfig) -> Result<Providers, SetupError> {
-    Err(cloud("eks", "aws", false))
+    Err(missing("eks", "aws"))
+}
+
+/// GKE: the Google Cloud provider for the cloud kinds, the kube provider — minting GKE access
+/// tokens with the same credentials — for every in-cluster kind.
+#[cfg(feature = "gcp")]
+fn gke(config: &CloudConfig) -> Result<Providers, SetupError> {
+    use crate::gcp::{GcpProvider, GkeMinter};
+    use crate::kube::KubeProvider;
+    let gcp = GcpProvider::new(config);
+    let minter = Arc::new(GkeMinter::new(gcp.gcp()));
+    let kube = Arc::new(kube_provider(config).with_minter("gke", minter));
+    Ok(Providers::new()
+        .route(KubeProvider::KINDS.iter().copied(), kube)
+        .route(GcpProvider::KINDS.iter().copied(), Arc::new(gcp)))
+}
+
+#[cfg(not(feature = "gcp"))]
+fn gke(_: &CloudConfig) -> Result<Providers, SetupError> {
+    Err(missing("gke", "gcp"))
 }
 
 #[cfg(feature = "kube")]

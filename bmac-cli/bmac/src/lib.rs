@@ -34,10 +34,9 @@
 //!
 //! # Features
 //! `kube` (in-cluster steps and existing clusters, through kube-rs) and the cloud features
-//! `aws`, `gcp`, `azure` are forwarded to `bmac-providers`. `aws` builds EKS; GKE and AKS land
-//! in `gcp` and `azure`, and until they do a spec naming `gke` is refused with an error that
-//! says so (`bmac::setup::not_built_yet`, or `bmac::setup::feature_missing` when the feature is
-//! off). The simulated cloud (`provider = "sim"`) is always built.
+//! `aws`, `gcp`, `azure` are forwarded to `bmac-providers`. `aws` builds EKS and `gcp` GKE; AKS
+//! lands in `azure`. A spec naming a provider whose feature the build lacks is refused with
+//! `bmac::setup::feature_missing`. The simulated cloud (`provider = "sim"`) is always built.
 //!
 //! # The crates behind it
 //! [`core`] (spec, planner, executor, state), [`steps`] (the catalogue) and [`providers`] are

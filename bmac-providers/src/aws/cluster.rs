@@ -24,7 +24,7 @@ use aws_sdk_eks::types::{
     EncryptionConfig, UpdateStatus, VpcConfigRequest,
 };
 use bmac_core::provider::{ApplyRequest, DestroyRequest, ObserveRequest, Observed, StepContext};
-use bmac_core::{Inputs, Outputs, ProviderError};
+use bmac_core::{Outputs, ProviderError};
 use bmac_steps::config::{
     ClusterConfig, EndpointAccess, INPUT_KEY, INPUT_ROLE, INPUT_SUBNETS, OUTPUT_ARN,
     OUTPUT_CA_DATA, OUTPUT_CREDENTIALS, OUTPUT_ENDPOINT, OUTPUT_OIDC_ISSUER,
@@ -40,26 +40,7 @@ use crate::cloud::wait::{self, Poll};
 /// The `cluster` handler.
 pub struct Cluster;
 
-/// A string input, or a permanent error naming it.
-pub(crate) fn input_str<'a>(inputs: &'a Inputs, name: &str) -> Result<&'a str, ProviderError> {
-    inputs
-        .str(name)
-        .ok_or_else(|| ProviderError::permanent(format!("input `{name}` is missing")))
-}
-
-/// A list-of-strings input, or a permanent error naming it.
-pub(crate) fn input_list(inputs: &Inputs, name: &str) -> Result<Vec<String>, ProviderError> {
-    inputs
-        .get(name)
-        .and_then(|v| v.value())
-        .and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
-        .ok_or_else(|| ProviderError::permanent(format!("input `{name}` is missing")))
-}
+pub(crate) use crate::cloud::{input_list, input_str};
 
 fn vpc_config(e: &EndpointAccess, subnets: Option<Vec<String>>) -> VpcConfigRequest {
     VpcConfigRequest::builder()

@@ -165,7 +165,7 @@ where
         SdkError::ServiceError(e) => e.err().message().map(str::to_owned),
         _ => None,
     }
-    .unwrap_or_else(|| describe(&err));
+    .unwrap_or_else(|| crate::cloud::describe(&err));
     let error = match (&err, code.code.as_deref(), code.status) {
         // IAM is eventually consistent: a role made a moment ago may not be assumable yet.
         (_, Some(c), _) if (c.starts_with("InvalidArgument") || c.starts_with("InvalidParameter")) && detail.contains("assume") => {
@@ -199,21 +199,6 @@ where
         None => error,
     };
     error.with_source(err)
-}
-
-/// One line about an error that carried no service message: the error and its causes.
-fn describe(err: &(dyn StdError + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// Classifies a result's error (see [`classify`]).

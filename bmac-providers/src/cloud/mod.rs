@@ -106,3 +106,45 @@ pub(crate) fn config<T: serde::de::DeserializeOwned>(
         .with_code(format!("bmac::{}::config", cloud.1))
     })
 }
+
+/// An error and its sources as one line, each cause once (`dispatch failure: io error: …`).
+pub(crate) fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// A string input, or a permanent error naming it.
+pub(crate) fn input_str<'a>(
+    inputs: &'a bmac_core::Inputs,
+    name: &str,
+) -> Result<&'a str, ProviderError> {
+    inputs
+        .str(name)
+        .ok_or_else(|| ProviderError::permanent(format!("input `{name}` is missing")))
+}
+
+/// A list-of-strings input, or a permanent error naming it.
+pub(crate) fn input_list(
+    inputs: &bmac_core::Inputs,
+    name: &str,
+) -> Result<Vec<String>, ProviderError> {
+    inputs
+        .get(name)
+        .and_then(|v| v.value())
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .ok_or_else(|| ProviderError::permanent(format!("input `{name}` is missing")))
+}

@@ -26,6 +26,15 @@ pub const OUTPUT_PRIVATE_SUBNETS: &str = "private_subnets";
 pub const OUTPUT_PUBLIC_SUBNETS: &str = "public_subnets";
 /// Output of `network`: the zones it spans.
 pub const OUTPUT_ZONES: &str = "zones";
+/// Output of a VPC-native `network` (GKE): the names of its subnetwork's secondary ranges, as
+/// `{"pods": NAME, "services": NAME}`.
+pub const OUTPUT_SECONDARY_RANGES: &str = "secondary_ranges";
+/// Input name (GKE cluster): the network it is placed in (the network's `vpc_id`).
+pub const INPUT_NETWORK: &str = "network";
+/// Input name (GKE cluster): the secondary ranges pods and services take addresses from.
+pub const INPUT_SECONDARY_RANGES: &str = "secondary_ranges";
+/// Input name (GKE cluster): the zones its nodes are placed in (empty: GKE chooses).
+pub const INPUT_ZONES: &str = "zones";
 
 /// `iam_role` purpose: the role a managed control plane acts as (EKS's cluster role).
 pub const ROLE_FOR_CLUSTER: &str = "cluster";

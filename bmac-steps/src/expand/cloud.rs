@@ -47,8 +47,10 @@ use super::Catalogue;
 use crate::config::{
     AddonConfig, EncryptionKeyConfig, ExistingNetworkConfig, IamRoleConfig, NetworkConfig,
     OidcProviderConfig, SecondaryRanges, EKS_ADDONS, EKS_EBS_CSI, EKS_POD_IDENTITY_AGENT,
-    EKS_VPC_CNI, INPUT_KEY, INPUT_OIDC_ISSUER, INPUT_ROLE, INPUT_SUBNETS, OUTPUT_ARN,
-    OUTPUT_OIDC_ISSUER, OUTPUT_PRIVATE_SUBNETS, OUTPUT_SUBNETS, ROLE_FOR_CLUSTER, ROLE_FOR_NODES,
+    EKS_VPC_CNI, INPUT_KEY, INPUT_NETWORK, INPUT_OIDC_ISSUER, INPUT_ROLE, INPUT_SECONDARY_RANGES,
+    INPUT_SUBNETS, INPUT_ZONES, OUTPUT_ARN, OUTPUT_OIDC_ISSUER, OUTPUT_PRIVATE_SUBNETS,
+    OUTPUT_SECONDARY_RANGES, OUTPUT_SUBNETS, OUTPUT_VPC_ID, OUTPUT_ZONES, ROLE_FOR_CLUSTER,
+    ROLE_FOR_NODES,
 };
 use crate::error::CatalogueError;
 use crate::kinds;
@@ -244,7 +246,15 @@ pub(super) fn before_cluster(
         let id = c.id(NETWORK, span)?;
         let step = c.step(id.clone(), kinds::NETWORK, &config)?;
         c.add(&entry, span, step);
-        inputs.push((INPUT_SUBNETS, Ref::new(id, OUTPUT_SUBNETS)));
+        inputs.push((INPUT_SUBNETS, Ref::new(id.clone(), OUTPUT_SUBNETS)));
+        if gke {
+            inputs.push((INPUT_NETWORK, Ref::new(id.clone(), OUTPUT_VPC_ID)));
+            inputs.push((
+                INPUT_SECONDARY_RANGES,
+                Ref::new(id.clone(), OUTPUT_SECONDARY_RANGES),
+            ));
+            inputs.push((INPUT_ZONES, Ref::new(id, OUTPUT_ZONES)));
+        }
     }
     if needs.cluster_role {
         let role = IamRoleConfig {
