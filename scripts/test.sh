@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs and starts the servers the
-# integration tests need (etcd + kube-apiserver, and moto for the AWS provider, on 127.0.0.1),
+# integration tests need (etcd + kube-apiserver, moto for the AWS provider, and for the GCP
+# provider fake-gcs-server and the project's own Google Cloud API test server, on 127.0.0.1),
 # runs format, lint and every test with BMAC_E2E=1 (so a test that cannot reach its server
 # fails instead of skipping), then stops the servers. Build caches live outside the clone, under ~/.cache/bmac.
 set -euo pipefail
@@ -21,6 +22,9 @@ cleanup() {
   if [ -d "$run_dir/moto" ]; then
     bash scripts/moto-env.sh stop "$run_dir/moto" || true
   fi
+  if [ -d "$run_dir/gcp" ]; then
+    bash scripts/gcp-env.sh stop "$run_dir/gcp" || true
+  fi
 }
 trap cleanup EXIT
 
@@ -38,6 +42,13 @@ if [ -f scripts/kube-env.sh ]; then
   # shellcheck disable=SC1091
   source "$run_dir/kube/env"
 fi
+
+# After the apiserver: the GKE clusters the test server makes report its address and CA.
+step "Google Cloud APIs (fake-gcs-server and bmac-gcp-test-server)"
+bash scripts/gcp-env.sh install
+GCP_ENV_CLUSTER_CA="$run_dir/kube/pki/ca.crt" bash scripts/gcp-env.sh start "$run_dir/gcp"
+# shellcheck disable=SC1091
+source "$run_dir/gcp/env"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

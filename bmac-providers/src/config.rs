@@ -113,8 +113,9 @@ pub struct CloudConfig {
     /// The name of the cluster the providers build (what cloud resources are named and tagged
     /// after).
     pub cluster: String,
-    /// The cloud account the cluster must be built in (`[cluster] account`), when the spec
-    /// names one: providers check their credentials belong to it before changing anything.
+    /// The cloud account the cluster must be built in (`[cluster] account`; for GKE the
+    /// `project`), when the spec names one: providers check their credentials belong to it
+    /// before changing anything.
     pub account: Option<String>,
     /// The cluster's provider (`sim`, `kube`, `eks`, `gke`).
     pub provider: Provider,
@@ -204,7 +205,11 @@ impl CloudConfig {
         let sim = sim_settings(spec, state_dir)?.with_vars(|name| var(name))?;
         Ok(CloudConfig {
             cluster: spec.cluster.name.value.clone(),
-            account: spec.cluster.account.clone(),
+            // A GKE cluster's account is its project.
+            account: match provider {
+                Provider::Gke => spec.cluster.project.as_ref().map(|p| p.value.clone()),
+                _ => spec.cluster.account.clone(),
+            },
             provider,
             region,
             profile,

@@ -429,6 +429,7 @@ fn create_cluster(st: &mut State, parent: &str, req: &Request) -> Reply {
         net.datapath_provider = DatapathProvider::LegacyDatapath;
     }
     c.network_config = Some(net);
+    fill_endpoints(&mut c);
     check_network_policy(&c)?;
     if c.initial_node_count > 0 {
         let mut pool = NodePool::default();
@@ -455,6 +456,41 @@ fn create_cluster(st: &mut State, parent: &str, req: &Request) -> Reply {
         operation::Type::CreateCluster,
         Effect::Replace(Box::new(done)),
     ))
+}
+
+/// GKE's two views of the control plane's endpoints kept in step, as the real API does: the
+/// current `controlPlaneEndpointsConfig.ipEndpointsConfig` (its `publicEndpoint` and
+/// `privateEndpoint` filled from the cluster's endpoint) and the older
+/// `masterAuthorizedNetworksConfig` / `privateClusterConfig.enablePrivateEndpoint`. Whichever
+/// the request set wins; a cluster given neither gets a public endpoint open to all.
+fn fill_endpoints(c: &mut Cluster) {
+    use google_cloud_container_v1::model::control_plane_endpoints_config::IPEndpointsConfig;
+    let mut cp = c.control_plane_endpoints_config.take().unwrap_or_default();
+    let mut ip = cp.ip_endpoints_config.take().unwrap_or_else(|| {
+        let mut ip = IPEndpointsConfig::default();
+        ip.authorized_networks_config = c.master_authorized_networks_config.clone();
+        ip.enable_public_endpoint = c
+            .private_cluster_config
+            .as_ref()
+            .map(|p| !p.enable_private_endpoint);
+        ip
+    });
+    ip.enabled.get_or_insert(true);
+    ip.enable_public_endpoint.get_or_insert(true);
+    ip.private_endpoint = c.endpoint.clone();
+    ip.public_endpoint = if ip.enable_public_endpoint == Some(true) {
+        c.endpoint.clone()
+    } else {
+        String::new()
+    };
+    c.master_authorized_networks_config = ip.authorized_networks_config.clone();
+    let mut private = c.private_cluster_config.take().unwrap_or_default();
+    private.enable_private_endpoint = ip.enable_public_endpoint == Some(false);
+    private.private_endpoint = ip.private_endpoint.clone();
+    private.public_endpoint = ip.public_endpoint.clone();
+    c.private_cluster_config = Some(private);
+    cp.ip_endpoints_config = Some(ip);
+    c.control_plane_endpoints_config = Some(cp);
 }
 
 fn region_of(location: &str) -> &str {
@@ -555,8 +591,38 @@ fn update_cluster(c: &mut Cluster, u: ClusterUpdate) -> Result<(), ApiError> {
             })*
         };
     }
+    // Endpoint changes in either form: the one given replaces its view, the other follows.
+    if let Some(mut cp) = u.desired_control_plane_endpoints_config.clone() {
+        if let (Some(ip), Some(old)) = (
+            cp.ip_endpoints_config.as_mut(),
+            c.control_plane_endpoints_config
+                .as_ref()
+                .and_then(|o| o.ip_endpoints_config.as_ref()),
+        ) {
+            if ip.authorized_networks_config.is_none() {
+                ip.authorized_networks_config = old.authorized_networks_config.clone();
+            }
+            if ip.enable_public_endpoint.is_none() {
+                ip.enable_public_endpoint = old.enable_public_endpoint;
+            }
+        }
+        c.control_plane_endpoints_config = Some(cp);
+        c.master_authorized_networks_config = None;
+        c.private_cluster_config = None;
+        fill_endpoints(c);
+    } else if u.desired_master_authorized_networks_config.is_some()
+        || u.desired_private_cluster_config.is_some()
+    {
+        if let Some(m) = u.desired_master_authorized_networks_config.clone() {
+            c.master_authorized_networks_config = Some(m);
+        }
+        if let Some(p) = u.desired_private_cluster_config.clone() {
+            c.private_cluster_config = Some(p);
+        }
+        c.control_plane_endpoints_config = None;
+        fill_endpoints(c);
+    }
     replace!(
-        desired_master_authorized_networks_config => master_authorized_networks_config,
         desired_logging_config => logging_config,
         desired_monitoring_config => monitoring_config,
         desired_release_channel => release_channel,
@@ -565,7 +631,6 @@ fn update_cluster(c: &mut Cluster, u: ClusterUpdate) -> Result<(), ApiError> {
         desired_database_encryption => database_encryption,
         desired_addons_config => addons_config,
         desired_vertical_pod_autoscaling => vertical_pod_autoscaling,
-        desired_private_cluster_config => private_cluster_config,
     );
     if !u.desired_logging_service.is_empty() {
         c.logging_service = u.desired_logging_service;

@@ -6,16 +6,19 @@
 //! the template says otherwise) and `purpose` `ENCRYPT_DECRYPT` by default; a rotation period
 //! under one day, or one without `nextRotationTime`, is 400; `PATCH` needs an `updateMask`
 //! and writes only its fields; `:getIamPolicy` (a `GET`, as KMS has it) / `:setIamPolicy`
-//! keep etags (see [`crate::policy`]). Not kept: key versions beyond the first, rotation
-//! actually happening, crypto operations, import jobs, EKM, Autokey, deletion (KMS never
-//! deletes rings or keys).
+//! keep etags (see [`crate::policy`]); a key's versions are listed and read, and
+//! `:destroy` schedules a version's destruction (`DESTROY_SCHEDULED`, `destroyTime` after the
+//! key's `destroyScheduledDuration`, 30 days by default; the key's `primary` shows it; an
+//! already scheduled or destroyed version is 400 `FAILED_PRECONDITION`). Not kept: key versions
+//! beyond the first, rotation actually happening, destruction actually happening, crypto
+//! operations, import jobs, EKM, Autokey, deletion (KMS never deletes rings or keys).
 
 use std::collections::BTreeMap;
 
 use google_cloud_iam_v1::model::SetIamPolicyRequest;
 use google_cloud_kms_v1::model::{
-    crypto_key, crypto_key_version, CryptoKey, CryptoKeyVersion, KeyRing, ListCryptoKeysResponse,
-    ListKeyRingsResponse,
+    crypto_key, crypto_key_version, CryptoKey, CryptoKeyVersion, KeyRing,
+    ListCryptoKeyVersionsResponse, ListCryptoKeysResponse, ListKeyRingsResponse,
 };
 use serde_json::Value;
 
@@ -156,6 +159,39 @@ pub fn handle(st: &mut State, req: &Request) -> Reply {
             ok(&resp)
         }
         ([_, "cryptoKeys", _], None, "GET") => ok(kms.key(&name)?),
+        ([_, "cryptoKeys", _, "cryptoKeyVersions"], None, "GET") => {
+            let key = kms.key(&seg[..8].join("/"))?;
+            let mut resp = ListCryptoKeyVersionsResponse::default();
+            resp.crypto_key_versions = key.primary.iter().cloned().collect();
+            resp.total_size = resp.crypto_key_versions.len() as i32;
+            ok(&resp)
+        }
+        ([_, "cryptoKeys", _, "cryptoKeyVersions", _], None, "GET") => {
+            ok(&kms.version(&seg[..8].join("/"), &name)?.clone())
+        }
+        ([_, "cryptoKeys", _, "cryptoKeyVersions", _], Some("destroy"), "POST") => {
+            use crypto_key_version::CryptoKeyVersionState as S;
+            let key = kms.key(&seg[..8].join("/"))?;
+            let wait = key
+                .destroy_scheduled_duration
+                .map(|d| d.seconds())
+                .unwrap_or(30 * 86400);
+            let v = kms.version(&seg[..8].join("/"), &name)?;
+            if matches!(v.state, S::DestroyScheduled | S::Destroyed) {
+                return Err(ApiError::failed_precondition(format!(
+                    "The request cannot be fulfilled. CryptoKeyVersion {name} is not in state ENABLED or DISABLED."
+                )));
+            }
+            let now = now_timestamp();
+            let key = kms
+                .keys
+                .get_mut(&seg[..8].join("/"))
+                .expect("checked above");
+            let v = key.primary.as_mut().expect("checked above");
+            v.state = S::DestroyScheduled;
+            v.destroy_time = Some(google_cloud_wkt::Timestamp::clamp(now.seconds() + wait, 0));
+            ok(&v.clone())
+        }
         ([_, "cryptoKeys", _], None, "PATCH") => {
             let mask = req.update_mask();
             if mask.is_empty() {
@@ -186,6 +222,14 @@ impl Store {
         self.keys
             .get(name)
             .ok_or_else(|| ApiError::not_found(format!("CryptoKey {name} not found.")))
+    }
+    /// Version `name` of key `key` (only the first version exists here).
+    fn version(&self, key: &str, name: &str) -> Result<&CryptoKeyVersion, ApiError> {
+        self.key(key)?
+            .primary
+            .as_ref()
+            .filter(|v| v.name == name)
+            .ok_or_else(|| ApiError::not_found(format!("CryptoKeyVersion {name} not found.")))
     }
     fn exists(&self, name: &str) -> Result<(), ApiError> {
         if self.rings.contains_key(name) || self.keys.contains_key(name) {

@@ -148,3 +148,22 @@ pub(crate) fn input_list(
         })
         .ok_or_else(|| ProviderError::permanent(format!("input `{name}` is missing")))
 }
+
+/// Moves a future to the heap: `sdk_call.send().boxed().await`.
+///
+/// The SDKs' request futures are large in debug builds (the Google clients' take 50–60 KiB of
+/// stack each), and a handler that awaits several of them inline — each its own slot in the
+/// handler's state — overflows a 2 MiB thread stack. Boxed, the handler holds a pointer.
+pub(crate) trait Boxed: std::future::Future + Send + Sized {
+    /// This future, boxed.
+    fn boxed<'a>(
+        self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send + 'a>>
+    where
+        Self: 'a,
+    {
+        Box::pin(self)
+    }
+}
+
+impl<F: std::future::Future + Send> Boxed for F {}

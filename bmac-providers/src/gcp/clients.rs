@@ -22,6 +22,7 @@
 //! the first call and is then shared by every handler; a failure is a permanent error naming
 //! what is missing. The project and region come from the spec (resolved into the config).
 
+use crate::cloud::Boxed;
 use std::sync::Arc;
 
 use bmac_core::ProviderError;
@@ -165,7 +166,7 @@ impl Gcp {
                 if let Some(url) = self.endpoint($service) {
                     b = b.with_endpoint(url);
                 }
-                b.build().await.map_err(|e| {
+                b.build().boxed().await.map_err(|e| {
                     ProviderError::permanent(format!(
                         "the {} client could not be built: {}",
                         $service,

@@ -31,6 +31,7 @@
 //! ([`GkeMinter`](super::GkeMinter)). Observe reports `PROVISIONING`, `RECONCILING` and
 //! `STOPPING` as pending.
 
+use crate::cloud::Boxed;
 use async_trait::async_trait;
 use bmac_core::provider::{ApplyRequest, DestroyRequest, ObserveRequest, Observed, StepContext};
 use bmac_core::{Inputs, Outputs, ProviderError};
@@ -69,16 +70,24 @@ pub(crate) fn path(gcp: &Clients, name: &str) -> String {
 }
 
 /// The cluster, if it exists.
-pub(crate) async fn get(gcp: &Clients, name: &str) -> Result<Option<GkeCluster>, ProviderError> {
+///
+/// Boxed: the message is 21 KiB, and moved by value through every caller's frame it costs a
+/// debug build its stack.
+pub(crate) async fn get(
+    gcp: &Clients,
+    name: &str,
+) -> Result<Option<Box<GkeCluster>>, ProviderError> {
     found(
         gcp.container
             .get_cluster()
             .set_name(path(gcp, name))
             .send()
+            .boxed()
             .await,
         "container.clusters.get",
         &format!("cluster {name}"),
     )
+    .map(|c| c.map(Box::new))
 }
 
 fn ip_endpoints(c: &GkeCluster) -> Option<&IPEndpointsConfig> {
@@ -177,7 +186,7 @@ fn body(
     c: &ClusterConfig,
     inputs: &Inputs,
     step: &str,
-) -> Result<GkeCluster, ProviderError> {
+) -> Result<Box<GkeCluster>, ProviderError> {
     let network = input_str(inputs, INPUT_NETWORK)?;
     let subnet = input_list(inputs, INPUT_SUBNETS)?
         .into_iter()
@@ -266,7 +275,7 @@ fn body(
                 .set_enabled(true),
         );
     }
-    Ok(cluster)
+    Ok(Box::new(cluster))
 }
 
 /// Waits until the cluster is `RUNNING` (an operation on it may still be finishing).
@@ -274,10 +283,10 @@ async fn wait_running(
     gcp: &Clients,
     ctx: &StepContext,
     name: &str,
-) -> Result<GkeCluster, ProviderError> {
+) -> Result<Box<GkeCluster>, ProviderError> {
     crate::cloud::wait::until(ctx, &format!("cluster {name}"), || async {
         use crate::cloud::wait::Poll;
-        let c = get(gcp, name).await?.ok_or_else(|| {
+        let c = get(gcp, name).boxed().await?.ok_or_else(|| {
             ProviderError::retryable(format!("cluster {name} is not visible yet"))
         })?;
         match c.status {
@@ -297,27 +306,6 @@ async fn wait_running(
     .await
 }
 
-/// Runs one `clusters.update` and waits for its operation.
-async fn update(
-    gcp: &Clients,
-    ctx: &StepContext,
-    name: &str,
-    what: &str,
-    change: ClusterUpdate,
-) -> Result<(), ProviderError> {
-    let op = gcp
-        .container
-        .update_cluster()
-        .set_name(path(gcp, name))
-        .set_update(change)
-        .send()
-        .await
-        .on("container.clusters.update", &format!("cluster {name}"))?;
-    Op::container(gcp, &op)
-        .wait(gcp, ctx, &format!("{what} of cluster {name}"))
-        .await
-}
-
 /// Removes GKE's `default-pool`, if it is still there.
 async fn remove_default_pool(
     gcp: &Clients,
@@ -333,6 +321,7 @@ async fn remove_default_pool(
             .delete_node_pool()
             .set_name(&name)
             .send()
+            .boxed()
             .await,
         "container.nodePools.delete",
         &format!("node pool {DEFAULT_POOL} of cluster {}", c.name),
@@ -356,6 +345,136 @@ fn version_matches(want: &str, running: &str) -> bool {
             .is_some_and(|r| r.starts_with('.') || r.starts_with('-'))
 }
 
+/// Creates the cluster and waits for its operation (`ALREADY_EXISTS` is adoption).
+async fn create(
+    gcp: &Clients,
+    req: &ApplyRequest<'_>,
+    c: &ClusterConfig,
+) -> Result<(), ProviderError> {
+    let cluster = body(gcp, c, req.inputs, req.step.id.as_str())?;
+    let made = created(
+        gcp.container
+            .create_cluster()
+            .set_parent(gcp.location_path())
+            .set_cluster(*cluster)
+            .send()
+            .boxed()
+            .await,
+        "container.clusters.create",
+        &format!("cluster {}", c.name),
+    )?;
+    if let super::error::Created::New(op) = made {
+        Op::container(gcp, &op)
+            .wait(gcp, req.ctx, &format!("create of cluster {}", c.name))
+            .boxed()
+            .await?;
+    }
+    Ok(())
+}
+
+/// One in-place change of a running cluster.
+enum Change {
+    /// A `clusters.update` (GKE takes one field per update).
+    Update {
+        /// What it does, for progress and errors.
+        what: String,
+        /// The update (boxed: the message is 14 KiB).
+        update: Box<ClusterUpdate>,
+    },
+    /// `setNetworkPolicy`: Calico enforcement on or off.
+    NetworkPolicy(bool),
+}
+
+impl Change {
+    fn update(what: impl Into<String>, update: ClusterUpdate) -> Change {
+        Change::Update {
+            what: what.into(),
+            update: Box::new(update),
+        }
+    }
+
+    async fn run(self, gcp: &Clients, ctx: &StepContext, name: &str) -> Result<(), ProviderError> {
+        match self {
+            Change::Update { what, update } => {
+                let op = gcp
+                    .container
+                    .update_cluster()
+                    .set_name(path(gcp, name))
+                    .set_update(*update)
+                    .send()
+                    .boxed()
+                    .await
+                    .on("container.clusters.update", &format!("cluster {name}"))?;
+                Op::container(gcp, &op)
+                    .wait(gcp, ctx, &format!("{what} of cluster {name}"))
+                    .boxed()
+                    .await
+            }
+            Change::NetworkPolicy(enabled) => {
+                let op = gcp
+                    .container
+                    .set_network_policy()
+                    .set_name(path(gcp, name))
+                    .set_network_policy(
+                        NetworkPolicy::new()
+                            .set_provider(network_policy::Provider::Calico)
+                            .set_enabled(enabled),
+                    )
+                    .send()
+                    .boxed()
+                    .await
+                    .on(
+                        "container.clusters.setNetworkPolicy",
+                        &format!("cluster {name}"),
+                    )?;
+                Op::container(gcp, &op)
+                    .wait(
+                        gcp,
+                        ctx,
+                        &format!("network policy change of cluster {name}"),
+                    )
+                    .boxed()
+                    .await
+            }
+        }
+    }
+}
+
+/// What must change in place for `cluster` to be as `c` says, in the order GKE takes it.
+fn changes(cluster: &GkeCluster, c: &ClusterConfig) -> Vec<Change> {
+    let want = &c.endpoint;
+    let mut out = Vec::new();
+    if authorized_cidrs(cluster) != want.public_cidrs || public(cluster) != want.public {
+        out.push(Change::update(
+            "control-plane endpoints update",
+            ClusterUpdate::new().set_desired_control_plane_endpoints_config(endpoints(want)),
+        ));
+    }
+    if let Some(v) = &c.version {
+        if !version_matches(v, &cluster.current_master_version) {
+            out.push(Change::update(
+                format!("upgrade to {v}"),
+                ClusterUpdate::new().set_desired_master_version(v),
+            ));
+        }
+    }
+    let want_calico = c.network_policy.as_deref() == Some("calico");
+    if calico(cluster) != want_calico {
+        if want_calico {
+            // The add-on must be on before enforcement is.
+            out.push(Change::update(
+                "network policy add-on",
+                ClusterUpdate::new().set_desired_addons_config(
+                    AddonsConfig::new()
+                        .set_network_policy_config(NetworkPolicyConfig::new().set_disabled(false)),
+                ),
+            ));
+        }
+        out.push(Change::NetworkPolicy(want_calico));
+    }
+    out
+}
+
 #[async_trait]
 impl Handler<Clients> for Cluster {
     fn expected(&self) -> std::time::Duration {
@@ -372,103 +491,23 @@ impl Handler<Clients> for Cluster {
 
     async fn apply(&self, gcp: &Clients, req: &ApplyRequest<'_>) -> Result<Outputs, ProviderError> {
         let c: ClusterConfig = super::config(req.step)?;
-        operation::finish_interrupted(gcp, req.ctx, &format!("cluster {}", c.name)).await?;
-        if get(gcp, &c.name).await?.is_none() {
-            let cluster = body(gcp, &c, req.inputs, req.step.id.as_str())?;
-            let made = created(
-                gcp.container
-                    .create_cluster()
-                    .set_parent(gcp.location_path())
-                    .set_cluster(cluster)
-                    .send()
-                    .await,
-                "container.clusters.create",
-                &format!("cluster {}", c.name),
-            )?;
-            if let super::error::Created::New(op) = made {
-                Op::container(gcp, &op)
-                    .wait(gcp, req.ctx, &format!("create of cluster {}", c.name))
-                    .await?;
-            }
-        }
-        let mut cluster = wait_running(gcp, req.ctx, &c.name).await?;
-        remove_default_pool(gcp, req.ctx, &cluster).await?;
-        let want = &c.endpoint;
-        if authorized_cidrs(&cluster) != want.public_cidrs {
-            update(
-                gcp,
-                req.ctx,
-                &c.name,
-                "authorized networks update",
-                ClusterUpdate::new().set_desired_control_plane_endpoints_config(endpoints(want)),
-            )
+        operation::finish_interrupted(gcp, req.ctx, &format!("cluster {}", c.name))
+            .boxed()
             .await?;
+        if get(gcp, &c.name).boxed().await?.is_none() {
+            create(gcp, req, &c).boxed().await?;
         }
-        if public(&cluster) != want.public {
-            update(
-                gcp,
-                req.ctx,
-                &c.name,
-                "endpoint access update",
-                ClusterUpdate::new().set_desired_control_plane_endpoints_config(endpoints(want)),
-            )
-            .await?;
+        let cluster = wait_running(gcp, req.ctx, &c.name).boxed().await?;
+        remove_default_pool(gcp, req.ctx, &cluster).boxed().await?;
+        let changes = changes(&cluster, &c);
+        if changes.is_empty() {
+            return Ok(outputs(gcp, &cluster, &c.endpoint));
         }
-        if let Some(v) = &c.version {
-            if !version_matches(v, &cluster.current_master_version) {
-                update(
-                    gcp,
-                    req.ctx,
-                    &c.name,
-                    &format!("upgrade to {v}"),
-                    ClusterUpdate::new().set_desired_master_version(v),
-                )
-                .await?;
-            }
+        for change in changes {
+            change.run(gcp, req.ctx, &c.name).boxed().await?;
         }
-        let want_calico = c.network_policy.as_deref() == Some("calico");
-        if calico(&cluster) != want_calico {
-            if want_calico {
-                update(
-                    gcp,
-                    req.ctx,
-                    &c.name,
-                    "network policy add-on",
-                    ClusterUpdate::new().set_desired_addons_config(
-                        AddonsConfig::new().set_network_policy_config(
-                            NetworkPolicyConfig::new().set_disabled(false),
-                        ),
-                    ),
-                )
-                .await?;
-            }
-            let op = gcp
-                .container
-                .set_network_policy()
-                .set_name(path(gcp, &c.name))
-                .set_network_policy(
-                    NetworkPolicy::new()
-                        .set_provider(network_policy::Provider::Calico)
-                        .set_enabled(want_calico),
-                )
-                .send()
-                .await
-                .on(
-                    "container.clusters.setNetworkPolicy",
-                    &format!("cluster {}", c.name),
-                )?;
-            Op::container(gcp, &op)
-                .wait(
-                    gcp,
-                    req.ctx,
-                    &format!("network policy change of cluster {}", c.name),
-                )
-                .await?;
-        }
-        if let Some(now) = get(gcp, &c.name).await? {
-            cluster = now;
-        }
-        Ok(outputs(gcp, &cluster, want))
+        let cluster = get(gcp, &c.name).boxed().await?.unwrap_or(cluster);
+        Ok(outputs(gcp, &cluster, &c.endpoint))
     }
 
     async fn observe(
@@ -527,6 +566,7 @@ impl Handler<Clients> for Cluster {
                 .delete_cluster()
                 .set_name(path(gcp, &c.name))
                 .send()
+                .boxed()
                 .await,
             "container.clusters.delete",
             &format!("cluster {}", c.name),

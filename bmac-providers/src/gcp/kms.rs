@@ -16,6 +16,7 @@
 //! by default, during which `gcloud kms keys versions restore` brings one back) and says so; the
 //! names stay taken, so a later apply finds the key again and gives it a new primary version.
 
+use crate::cloud::Boxed;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -59,7 +60,7 @@ fn key_name(gcp: &Clients, c: &EncryptionKeyConfig) -> String {
 
 async fn get(gcp: &Clients, name: &str) -> Result<Option<CryptoKey>, ProviderError> {
     found(
-        gcp.kms.get_crypto_key().set_name(name).send().await,
+        gcp.kms.get_crypto_key().set_name(name).send().boxed().await,
         "cloudkms.cryptoKeys.get",
         &format!("key {name}"),
     )
@@ -72,6 +73,7 @@ pub(crate) async fn project_number(gcp: &Clients) -> Result<String, ProviderErro
         .get_project()
         .set_name(format!("projects/{}", gcp.project))
         .send()
+        .boxed()
         .await
         .on(
             "resourcemanager.projects.get",
@@ -114,6 +116,7 @@ impl Handler<Clients> for Key {
                         .set_key_ring_id(ring_id)
                         .set_key_ring(KeyRing::new())
                         .send()
+                        .boxed()
                         .await,
                     "cloudkms.keyRings.create",
                     &format!("key ring {ring}"),
@@ -132,6 +135,7 @@ impl Handler<Clients> for Key {
                         .set_crypto_key_id(key_id)
                         .set_crypto_key(body)
                         .send()
+                        .boxed()
                         .await,
                     "cloudkms.cryptoKeys.create",
                     &resource,
@@ -155,6 +159,7 @@ impl Handler<Clients> for Key {
                 .set_parent(&name)
                 .set_crypto_key_version(CryptoKeyVersion::new())
                 .send()
+                .boxed()
                 .await
                 .on("cloudkms.cryptoKeyVersions.create", &resource)?;
             let id = version
@@ -168,6 +173,7 @@ impl Handler<Clients> for Key {
                 .set_name(&name)
                 .set_crypto_key_version_id(id)
                 .send()
+                .boxed()
                 .await
                 .on("cloudkms.cryptoKeys.updatePrimaryVersion", &resource)?;
         }
@@ -232,6 +238,7 @@ impl Handler<Clients> for Key {
             .list_crypto_key_versions()
             .set_parent(&name)
             .send()
+            .boxed()
             .await
             .on("cloudkms.cryptoKeyVersions.list", &format!("key {name}"))?;
         loop {
@@ -246,6 +253,7 @@ impl Handler<Clients> for Key {
                         .destroy_crypto_key_version()
                         .set_name(&v.name)
                         .send()
+                        .boxed()
                         .await,
                     "cloudkms.cryptoKeyVersions.destroy",
                     &v.name,
@@ -261,6 +269,7 @@ impl Handler<Clients> for Key {
                 .set_parent(&name)
                 .set_page_token(&page.next_page_token)
                 .send()
+                .boxed()
                 .await
                 .on("cloudkms.cryptoKeyVersions.list", &format!("key {name}"))?;
         }

@@ -23,6 +23,7 @@
 //!
 //! Destroy (created only), in reverse: router, subnetwork, network — each waited on.
 
+use crate::cloud::Boxed;
 use async_trait::async_trait;
 use bmac_core::provider::{ApplyRequest, DestroyRequest, ObserveRequest, Observed, StepContext};
 use bmac_core::{Outputs, ProviderError};
@@ -100,6 +101,7 @@ async fn get_network(
             .set_project(project)
             .set_network(name)
             .send()
+            .boxed()
             .await,
         "compute.networks.get",
         &format!("network {name}"),
@@ -118,6 +120,7 @@ async fn get_subnetwork(
             .set_region(&gcp.region)
             .set_subnetwork(name)
             .send()
+            .boxed()
             .await,
         "compute.subnetworks.get",
         &format!("subnetwork {name}"),
@@ -132,6 +135,7 @@ async fn get_router(gcp: &Clients, name: &str) -> Result<Option<Router>, Provide
             .set_region(&gcp.region)
             .set_router(name)
             .send()
+            .boxed()
             .await,
         "compute.routers.get",
         &format!("router {name}"),
@@ -258,6 +262,7 @@ impl Handler<Clients> for Network {
                     .set_project(&project)
                     .set_body(body)
                     .send()
+                    .boxed()
                     .await,
                 "compute.networks.insert",
                 &format!("network {}", n.network),
@@ -315,6 +320,7 @@ impl Handler<Clients> for Network {
                         .set_region(&gcp.region)
                         .set_body(body)
                         .send()
+                        .boxed()
                         .await,
                     "compute.subnetworks.insert",
                     &format!("subnetwork {}", n.subnetwork),
@@ -352,6 +358,7 @@ impl Handler<Clients> for Network {
                         .set_region(&gcp.region)
                         .set_body(body)
                         .send()
+                        .boxed()
                         .await,
                     "compute.routers.insert",
                     &format!("router {}", n.router),
@@ -428,6 +435,7 @@ impl Handler<Clients> for Network {
                 .set_region(&gcp.region)
                 .set_subnetwork(&n.subnetwork)
                 .send()
+                .boxed()
                 .await,
             "compute.subnetworks.delete",
             &format!("subnetwork {}", n.subnetwork),
@@ -446,6 +454,7 @@ impl Handler<Clients> for Network {
                 .set_project(&gcp.project)
                 .set_network(&n.network)
                 .send()
+                .boxed()
                 .await,
             "compute.networks.delete",
             &format!("network {}", n.network),
@@ -470,6 +479,7 @@ async fn delete_router(gcp: &Clients, ctx: &StepContext, name: &str) -> Result<(
             .set_region(&gcp.region)
             .set_router(name)
             .send()
+            .boxed()
             .await,
         "compute.routers.delete",
         &format!("router {name}"),

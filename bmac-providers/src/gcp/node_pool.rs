@@ -17,6 +17,7 @@
 //! the autoscaler owns it and observe does not report it as drift. Updates of a pool share the
 //! cluster's one-operation-at-a-time group (GKE refuses concurrent operations on a cluster).
 
+use crate::cloud::Boxed;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -50,6 +51,7 @@ async fn get(gcp: &Clients, name: &str) -> Result<Option<NodePool>, ProviderErro
             .get_node_pool()
             .set_name(pool_path(gcp, name))
             .send()
+            .boxed()
             .await,
         "container.nodePools.get",
         &format!("node pool {name}"),
@@ -196,6 +198,7 @@ impl Handler<Clients> for GkeNodePool {
                         .set_parent(super::cluster::path(gcp, &gcp.cluster))
                         .set_node_pool(body(gcp, &c, account, req.step.id.as_str()))
                         .send()
+                        .boxed()
                         .await,
                     "container.nodePools.create",
                     &what,
@@ -215,6 +218,7 @@ impl Handler<Clients> for GkeNodePool {
                 .set_name(pool_path(gcp, &c.name))
                 .set_autoscaling(autoscaling(&c))
                 .send()
+                .boxed()
                 .await
                 .on("container.nodePools.setAutoscaling", &what)?;
             wait(gcp, req.ctx, &op, format!("autoscaling update of {what}")).await?;
@@ -227,6 +231,7 @@ impl Handler<Clients> for GkeNodePool {
                 .set_labels(NodeLabels::new().set_labels(c.labels.clone()))
                 .set_taints(NodeTaints::new().set_taints(taints(&c.taints)))
                 .send()
+                .boxed()
                 .await
                 .on("container.nodePools.update", &what)?;
             wait(
@@ -245,6 +250,7 @@ impl Handler<Clients> for GkeNodePool {
                     .set_name(pool_path(gcp, &c.name))
                     .set_node_version(v)
                     .send()
+                    .boxed()
                     .await
                     .on("container.nodePools.update", &what)?;
                 wait(gcp, req.ctx, &op, format!("upgrade of {what} to {v}")).await?;
@@ -310,6 +316,7 @@ impl Handler<Clients> for GkeNodePool {
                 .delete_node_pool()
                 .set_name(pool_path(gcp, &c.name))
                 .send()
+                .boxed()
                 .await,
             "container.nodePools.delete",
             &what,

@@ -12,6 +12,7 @@
 //! service no longer knows (it forgets finished operations after a while) is treated as done, and
 //! the handler observes the resource to see what it left.
 
+use crate::cloud::Boxed;
 use bmac_core::provider::StepContext;
 use bmac_core::ProviderError;
 use serde::{Deserialize, Serialize};
@@ -119,7 +120,12 @@ impl Op {
         match self {
             Op::Container { name } => {
                 let got = found(
-                    gcp.container.get_operation().set_name(name).send().await,
+                    gcp.container
+                        .get_operation()
+                        .set_name(name)
+                        .send()
+                        .boxed()
+                        .await,
                     "container.operations.get",
                     name,
                 )?;
@@ -148,6 +154,7 @@ impl Op {
                     .set_region(region)
                     .set_operation(name)
                     .send()
+                    .boxed()
                     .await
                     .on("compute.regionOperations.get", name)?;
                 compute_status(what, &op, op.status == Some(C::Done))
@@ -159,6 +166,7 @@ impl Op {
                     .set_project(&gcp.project)
                     .set_operation(name)
                     .send()
+                    .boxed()
                     .await
                     .on("compute.globalOperations.get", name)?;
                 compute_status(what, &op, op.status == Some(C::Done))

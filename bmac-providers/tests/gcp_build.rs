@@ -1,0 +1,618 @@
+//! The GCP provider's infrastructure handlers — network, Secrets key, GKE cluster and node pool —
+//! against the project's own Google Cloud API test server (a separate process, see
+//! `bmac-providers/gcp-test-server`), through the real google-cloud-rust clients with real
+//! OAuth credentials (an `authorized_user` file whose token endpoint is the server's).
+//!
+//! Shown: a network, key, cluster and pool built with the fields GKE needs; a re-apply that sends
+//! no mutating call; an autoscaling change that is exactly one update; a hand change of the
+//! authorized networks shown by observe and restored by apply; a create interrupted while its
+//! operation runs, resumed from the checkpointed operation without a second create; destroy in
+//! reverse; 429s retried as retryable and 403 permanent, naming the permission.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bmac_core::provider::{
+    ApplyRequest, DestroyRequest, ObserveRequest, Observed, Prior, Provider, StepContext,
+};
+use bmac_core::{Inputs, OutputValue, Outputs, ProviderError, Step, StepId};
+use bmac_providers::gcp::operation::{checkpoint, Op};
+use bmac_providers::gcp::GcpProvider;
+use bmac_providers::{CloudConfig, Overrides};
+use bmac_steps::config::{
+    ClusterConfig, Disk, EncryptionKeyConfig, EndpointAccess, NetworkConfig, NodePoolConfig,
+    Scaling, SecondaryRanges,
+};
+use bmac_steps::kinds;
+use bmac_steps::spec::Spec;
+use serde_json::{json, Value};
+
+const REGION: &str = "europe-west1";
+
+/// The test server of this test binary (one per process: the credentials file names its token
+/// endpoint, and google-cloud-auth reads that from the process environment).
+struct Server {
+    _child: Child,
+    env: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+fn server_binary() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("BMAC_GCP_TEST_SERVER") {
+        return p.into();
+    }
+    // target/debug/deps/<this test> → target/debug/bmac-gcp-test-server
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("bmac-gcp-test-server"))
+        .expect("target directory")
+}
+
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let bin = server_binary();
+        assert!(
+            bin.exists(),
+            "{} is missing: build it with `cargo build -p bmac-gcp-test-server` (scripts/gcp-env.sh does)",
+            bin.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let env_file = dir.path().join("env");
+        let child = Command::new(&bin)
+            .arg("--env-file")
+            .arg(&env_file)
+            .args(["--delay-ms", "300", "--cluster-endpoint", "127.0.0.1:6443"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start bmac-gcp-test-server");
+        let t0 = Instant::now();
+        while !env_file.exists() {
+            assert!(t0.elapsed() < Duration::from_secs(20), "no env file after 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let env: Vec<(String, String)> = std::fs::read_to_string(&env_file)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let token_uri = env
+            .iter()
+            .find(|(k, _)| k == "BMAC_GCP_OAUTH")
+            .map(|(_, v)| v.clone())
+            .expect("token endpoint");
+        let adc = dir.path().join("adc.json");
+        std::fs::write(
+            &adc,
+            json!({
+                "type": "authorized_user",
+                "client_id": "bmac-test-client.apps.googleusercontent.com",
+                "client_secret": "bmac-test-client-secret",
+                "refresh_token": "bmac-test-refresh-token",
+                "token_uri": token_uri,
+            })
+            .to_string(),
+        )
+        .unwrap();
+        // The only credentials this process may use: never the machine's, never the metadata
+        // server (which would leave loopback).
+        std::env::set_var("GOOGLE_APPLICATION_CREDENTIALS", &adc);
+        std::env::set_var("GCE_METADATA_HOST", "127.0.0.1:9");
+        Server {
+            _child: child,
+            env,
+            _dir: dir,
+        }
+    })
+}
+
+impl Server {
+    fn url(&self, service: &str) -> String {
+        let key = format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{}", service.to_uppercase());
+        self.env
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {key}"))
+    }
+
+    async fn control(&self, service: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+        let client = reqwest::Client::new();
+        let url = format!("{}{path}", self.url(service));
+        let req = match method {
+            "POST" => client.post(url),
+            "DELETE" => client.delete(url),
+            _ => client.get(url),
+        };
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(b.to_string()),
+            None => req,
+        };
+        let resp = req.send().await.expect("control endpoint");
+        assert!(
+            resp.status().is_success(),
+            "{method} {path}: {}",
+            resp.status()
+        );
+        serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap_or(Value::Null)
+    }
+
+    /// The mutating requests one service received whose path contains `part`.
+    async fn mutations(&self, service: &str, part: &str) -> Vec<Value> {
+        let all = self
+            .control(
+                service,
+                "GET",
+                &format!("/_bmac/requests?service={service}&mutating=true"),
+                None,
+            )
+            .await;
+        all.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["path"].as_str().is_some_and(|p| p.contains(part)))
+            .cloned()
+            .collect()
+    }
+}
+
+/// A provider for cluster `cluster` of project `project`, on the test server.
+fn provider(project: &str, cluster: &str) -> GcpProvider {
+    let s = server();
+    let text = format!(
+        "[cluster]\nname = \"{cluster}\"\nprovider = \"gke\"\nregion = \"{REGION}\"\nproject = \"{project}\"\n"
+    );
+    let spec = Spec::parse("bmac.toml", &text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        CloudConfig::resolve(&spec, dir.path(), s.env.clone(), &Overrides::default()).unwrap();
+    GcpProvider::new(&config)
+}
+
+fn step<C: serde::Serialize>(id: &str, kind: &str, config: &C) -> Step {
+    Step::new(StepId::new(id).unwrap(), kinds::kind(kind), config).unwrap()
+}
+
+fn inputs(pairs: &[(&str, Value)]) -> Inputs {
+    Inputs(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), OutputValue::Plain(v.clone())))
+            .collect(),
+    )
+}
+
+fn inputs_from(out: &Outputs, names: &[(&str, &str)]) -> Vec<(String, Value)> {
+    names
+        .iter()
+        .map(|(input, output)| {
+            let v = out
+                .get(output)
+                .and_then(|v| v.value())
+                .cloned()
+                .unwrap_or(Value::Null);
+            ((*input).to_owned(), v)
+        })
+        .collect()
+}
+
+async fn apply(
+    p: &GcpProvider,
+    s: &Step,
+    i: &Inputs,
+    ctx: &StepContext,
+) -> Result<Outputs, ProviderError> {
+    p.apply(ApplyRequest {
+        step: s,
+        inputs: i,
+        prior: None,
+        ctx,
+    })
+    .await
+}
+
+async fn observe(p: &GcpProvider, s: &Step, i: &Inputs) -> Observed {
+    let ctx = StepContext::default();
+    p.observe(ObserveRequest {
+        step: s,
+        inputs: i,
+        prior: None,
+        ctx: &ctx,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+async fn destroy(p: &GcpProvider, s: &Step, i: &Inputs, out: Outputs) -> Result<(), ProviderError> {
+    let ctx = StepContext::default();
+    let prior = Prior::new(s.config.value().clone(), out);
+    p.destroy(DestroyRequest {
+        step: s,
+        inputs: i,
+        prior: &prior,
+        ctx: &ctx,
+    })
+    .await
+}
+
+fn network_config(cluster: &str) -> NetworkConfig {
+    NetworkConfig {
+        cluster: cluster.into(),
+        cidr: "10.0.0.0/20".into(),
+        zones: vec![format!("{REGION}-b")],
+        zone_count: 3,
+        nat: "single".into(),
+        existing: None,
+        secondary: Some(SecondaryRanges {
+            pods_cidr: "10.16.0.0/14".into(),
+            services_cidr: "10.20.0.0/20".into(),
+            pods_range: String::new(),
+            services_range: String::new(),
+        }),
+    }
+}
+
+fn cluster_config(cluster: &str, project: &str, cidrs: &[&str]) -> ClusterConfig {
+    ClusterConfig {
+        name: cluster.into(),
+        provider: "gke".into(),
+        region: Some(REGION.into()),
+        version: Some("1.30".into()),
+        endpoint: EndpointAccess {
+            public: true,
+            public_cidrs: cidrs.iter().map(|c| (*c).to_owned()).collect(),
+            private: true,
+        },
+        log_types: Vec::new(),
+        kubeconfig: None,
+        context: None,
+        account: Some(project.into()),
+        admins: Vec::new(),
+        datapath: Some("cilium".into()),
+        network_policy: None,
+    }
+}
+
+fn pool_config(min: u32, max: u32) -> NodePoolConfig {
+    NodePoolConfig {
+        name: "general".into(),
+        instance_types: vec!["e2-standard-4".into()],
+        scaling: Scaling {
+            min,
+            max,
+            desired: min,
+        },
+        labels: [("team".to_owned(), "platform".to_owned())].into(),
+        taints: Vec::new(),
+        disk: Disk {
+            size_gb: 100,
+            kind: "pd-balanced".into(),
+            encrypted: true,
+        },
+        version: Some("1.30".into()),
+        mirrors: Vec::new(),
+    }
+}
+
+/// Everything the cluster step takes, built: network and key.
+async fn foundations(p: &GcpProvider, cluster: &str) -> (Step, Outputs, Step, Outputs) {
+    let ctx = StepContext::default();
+    let net = step("network", kinds::NETWORK, &network_config(cluster));
+    let net_out = apply(p, &net, &Inputs::default(), &ctx).await.unwrap();
+    let key = step(
+        "cluster.key",
+        kinds::ENCRYPTION_KEY,
+        &EncryptionKeyConfig {
+            alias: format!("bmac-{cluster}/secrets"),
+            description: "test".into(),
+            rotation: true,
+            existing: None,
+        },
+    );
+    let key_out = apply(p, &key, &Inputs::default(), &ctx).await.unwrap();
+    (net, net_out, key, key_out)
+}
+
+fn cluster_inputs(net_out: &Outputs, key_out: &Outputs) -> Inputs {
+    let mut pairs = inputs_from(
+        net_out,
+        &[
+            ("network", "vpc_id"),
+            ("subnets", "subnets"),
+            ("secondary_ranges", "secondary_ranges"),
+            ("zones", "zones"),
+        ],
+    );
+    pairs.extend(inputs_from(key_out, &[("key", "arn")]));
+    let refs: Vec<(&str, Value)> = pairs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    inputs(&refs)
+}
+
+#[tokio::test]
+async fn a_cluster_is_built_reapplied_without_writes_updated_in_place_and_destroyed() {
+    let (project, cluster) = ("acme-build", "prod");
+    let s = server();
+    let p = provider(project, cluster);
+    let ctx = StepContext::default();
+    let (net, net_out, key, key_out) = foundations(&p, cluster).await;
+    assert_eq!(
+        net_out.get("vpc_id").and_then(|v| v.value()),
+        Some(&json!(format!(
+            "projects/{project}/global/networks/bmac-{cluster}"
+        )))
+    );
+    assert_eq!(
+        net_out.get("secondary_ranges").and_then(|v| v.value()),
+        Some(&json!({"pods": "pods", "services": "services"}))
+    );
+
+    let c_in = cluster_inputs(&net_out, &key_out);
+    let cl = step(
+        "cluster",
+        kinds::CLUSTER,
+        &cluster_config(cluster, project, &["203.0.113.0/24"]),
+    );
+    let out = apply(&p, &cl, &c_in, &ctx).await.unwrap();
+    assert_eq!(out.str("endpoint"), Some("https://127.0.0.1:6443"));
+    let creds = out
+        .get("credentials")
+        .and_then(|v| v.value())
+        .cloned()
+        .unwrap();
+    assert_eq!(creds["type"], "gke");
+    assert_eq!(creds["project"], project);
+
+    // What GKE got: read back with the official client.
+    let gke = google_cloud_container_v1::client::ClusterManager::builder()
+        .with_endpoint(s.url("container"))
+        .build()
+        .await
+        .unwrap();
+    let got = gke
+        .get_cluster()
+        .set_name(format!(
+            "projects/{project}/locations/{REGION}/clusters/{cluster}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.workload_identity_config.as_ref().unwrap().workload_pool,
+        format!("{project}.svc.id.goog")
+    );
+    assert_eq!(
+        got.database_encryption.as_ref().unwrap().key_name,
+        format!("projects/{project}/locations/{REGION}/keyRings/bmac-{cluster}/cryptoKeys/secrets")
+    );
+    assert!(got.shielded_nodes.as_ref().unwrap().enabled);
+    assert!(
+        got.node_pools.iter().all(|np| np.name != "default-pool"),
+        "the default pool is removed"
+    );
+    assert_eq!(
+        got.subnetwork,
+        format!("projects/{project}/regions/{REGION}/subnetworks/bmac-{cluster}-nodes")
+    );
+
+    let pool = step("node_pool.general", kinds::NODE_POOL, &pool_config(1, 3));
+    let pool_in = inputs(&[(
+        "role",
+        json!(format!(
+            "bmac-{cluster}-general@{project}.iam.gserviceaccount.com"
+        )),
+    )]);
+    apply(&p, &pool, &pool_in, &ctx).await.unwrap();
+
+    // A second apply of everything changes nothing.
+    s.control("container", "DELETE", "/_bmac/requests", None)
+        .await;
+    s.control("compute", "DELETE", "/_bmac/requests", None)
+        .await;
+    s.control("cloudkms", "DELETE", "/_bmac/requests", None)
+        .await;
+    apply(&p, &net, &Inputs::default(), &ctx).await.unwrap();
+    apply(&p, &key, &Inputs::default(), &ctx).await.unwrap();
+    apply(&p, &cl, &c_in, &ctx).await.unwrap();
+    apply(&p, &pool, &pool_in, &ctx).await.unwrap();
+    for service in ["container", "compute", "cloudkms"] {
+        let m = s.mutations(service, "").await;
+        assert!(m.is_empty(), "a re-apply wrote to {service}: {m:#?}");
+    }
+
+    // Autoscaling 1..3 → 2..5 is exactly one setAutoscaling.
+    let bigger = step("node_pool.general", kinds::NODE_POOL, &pool_config(2, 5));
+    apply(&p, &bigger, &pool_in, &ctx).await.unwrap();
+    let m = s.mutations("container", "").await;
+    assert_eq!(m.len(), 1, "{m:#?}");
+    assert!(
+        m[0]["path"].as_str().unwrap().ends_with(":setAutoscaling"),
+        "{m:#?}"
+    );
+    match observe(&p, &bigger, &pool_in).await {
+        Observed::Present { config, .. } => {
+            assert_eq!(config["scaling"]["min"], 2);
+            assert_eq!(config["scaling"]["max"], 5);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A hand change of the authorized networks is drift, and apply restores it.
+    s.control(
+        "container",
+        "POST",
+        "/_bmac/edit",
+        Some(json!({
+            "name": format!("projects/{project}/locations/{REGION}/clusters/{cluster}"),
+            "patch": {"controlPlaneEndpointsConfig": {"ipEndpointsConfig": {"authorizedNetworksConfig": {"enabled": true, "cidrBlocks": [{"cidrBlock": "0.0.0.0/0"}]}}}}
+        })),
+    )
+    .await;
+    match observe(&p, &cl, &c_in).await {
+        Observed::Present { config, .. } => {
+            assert_eq!(config["endpoint"]["public_cidrs"], json!(["0.0.0.0/0"]))
+        }
+        other => panic!("{other:?}"),
+    }
+    apply(&p, &cl, &c_in, &ctx).await.unwrap();
+    match observe(&p, &cl, &c_in).await {
+        Observed::Present { config, .. } => {
+            assert_eq!(
+                config["endpoint"]["public_cidrs"],
+                json!(["203.0.113.0/24"])
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Destroy in reverse; gone is success the second time.
+    destroy(&p, &bigger, &pool_in, Outputs::new())
+        .await
+        .unwrap();
+    destroy(&p, &cl, &c_in, Outputs::new()).await.unwrap();
+    assert!(matches!(observe(&p, &cl, &c_in).await, Observed::Absent));
+    destroy(&p, &cl, &c_in, Outputs::new()).await.unwrap();
+    destroy(&p, &key, &Inputs::default(), Outputs::new())
+        .await
+        .unwrap();
+    destroy(&p, &net, &Inputs::default(), Outputs::new())
+        .await
+        .unwrap();
+    assert!(matches!(
+        observe(&p, &net, &Inputs::default()).await,
+        Observed::Absent
+    ));
+}
+
+#[tokio::test]
+async fn an_interrupted_create_resumes_polling_the_same_operation() {
+    let (project, cluster) = ("acme-resume", "edge");
+    let s = server();
+    let p = provider(project, cluster);
+    let (_, net_out, _, key_out) = foundations(&p, cluster).await;
+    let c_in = cluster_inputs(&net_out, &key_out);
+    let cl = step(
+        "cluster",
+        kinds::CLUSTER,
+        &cluster_config(cluster, project, &[]),
+    );
+
+    // The run is stopped while the create's operation is still running.
+    let ctx = StepContext::default();
+    let cancel = ctx.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cancel.cancel();
+    });
+    let err = apply(&p, &cl, &c_in, &ctx).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    let creates = s
+        .mutations(
+            "container",
+            &format!("projects/{project}/locations/{REGION}/clusters"),
+        )
+        .await;
+    let creates: Vec<_> = creates
+        .iter()
+        .filter(|r| r["method"] == "POST" && r["path"].as_str().unwrap().ends_with("/clusters"))
+        .collect();
+    assert_eq!(creates.len(), 1);
+
+    // What the killed run had checkpointed: the create's operation.
+    let gke = google_cloud_container_v1::client::ClusterManager::builder()
+        .with_endpoint(s.url("container"))
+        .build()
+        .await
+        .unwrap();
+    let ops = gke
+        .list_operations()
+        .set_parent(format!("projects/{project}/locations/{REGION}"))
+        .send()
+        .await
+        .unwrap();
+    let op = ops
+        .operations
+        .iter()
+        .find(|o| o.target_link.ends_with(&format!("/clusters/{cluster}")))
+        .expect("the create's operation");
+    let name = if op.name.starts_with("projects/") {
+        op.name.clone()
+    } else {
+        format!(
+            "projects/{project}/locations/{REGION}/operations/{}",
+            op.name
+        )
+    };
+    let resumed = StepContext::default().with_checkpoint(checkpoint(&Op::Container { name }));
+    let out = apply(&p, &cl, &c_in, &resumed).await.unwrap();
+    assert_eq!(out.str("name"), Some(cluster));
+    let creates = s.mutations("container", "").await;
+    let creates: Vec<_> = creates
+        .iter()
+        .filter(|r| {
+            r["method"] == "POST"
+                && r["path"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("projects/{project}/locations/{REGION}/clusters"))
+        })
+        .collect();
+    assert_eq!(
+        creates.len(),
+        1,
+        "the resumed run created nothing: {creates:#?}"
+    );
+}
+
+#[tokio::test]
+async fn throttling_is_retryable_and_a_denied_call_names_the_permission() {
+    let (project, cluster) = ("acme-faults", "ops");
+    let s = server();
+    let p = provider(project, cluster);
+    let net = step("network", kinds::NETWORK, &network_config(cluster));
+    s.control(
+        "compute",
+        "POST",
+        "/_bmac/faults",
+        Some(json!({"method": "GET", "path_prefix": format!("/compute/v1/projects/{project}/global/networks"), "status": 429, "count": 1})),
+    )
+    .await;
+    let err = apply(&p, &net, &Inputs::default(), &StepContext::default())
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(err.code.as_deref(), Some("RESOURCE_EXHAUSTED"), "{err:?}");
+    // The retry the executor would make goes through.
+    apply(&p, &net, &Inputs::default(), &StepContext::default())
+        .await
+        .unwrap();
+
+    s.control(
+        "container",
+        "POST",
+        "/_bmac/faults",
+        Some(json!({"method": "GET", "path_prefix": format!("/v1/projects/{project}/locations/{REGION}/clusters/{cluster}"), "status": 403, "count": 1, "message": "Permission 'container.clusters.get' denied on resource"})),
+    )
+    .await;
+    let cl = step(
+        "cluster",
+        kinds::CLUSTER,
+        &cluster_config(cluster, project, &[]),
+    );
+    let err = apply(&p, &cl, &Inputs::default(), &StepContext::default())
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+    assert!(
+        err.message.contains("container.clusters.get"),
+        "{}",
+        err.message
+    );
+    assert_eq!(err.code.as_deref(), Some("PERMISSION_DENIED"));
+}
