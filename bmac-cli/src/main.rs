@@ -12,8 +12,10 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = args::Cli::parse();
+    // 8 MiB worker stacks: the cloud SDKs' call chains run deep in debug builds.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(8 << 20)
         .build()
     {
         Ok(rt) => rt,

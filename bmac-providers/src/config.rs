@@ -169,7 +169,16 @@ impl CloudConfig {
         });
         let mut endpoints = BTreeMap::new();
         let mut origins = BTreeMap::new();
-        for (name, value) in &vars {
+        // Both clouds name an `iam` service, and a machine serving both clouds' test endpoints
+        // sets both variables: the cluster's own cloud is read last, so its setting wins.
+        let own_cloud_last = |name: &str| match provider {
+            Provider::Eks => name.starts_with("AWS_"),
+            Provider::Gke => !name.starts_with("AWS_"),
+            _ => false,
+        };
+        let mut ordered: Vec<(&String, &String)> = vars.iter().collect();
+        ordered.sort_by_key(|(name, _)| own_cloud_last(name));
+        for (name, value) in ordered {
             let service = if name == "AWS_ENDPOINT_URL" {
                 Some(ANY_SERVICE.to_owned())
             } else if name == "STORAGE_EMULATOR_HOST" {

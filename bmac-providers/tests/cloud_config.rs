@@ -199,3 +199,24 @@ fn the_simulators_knobs_come_from_the_given_environment_only() {
     let bad = resolve(&sim, &[("BMAC_SIM_SEED", "many")], &Overrides::default()).unwrap_err();
     assert!(bad.to_string().contains("BMAC_SIM_SEED"), "{bad}");
 }
+
+#[test]
+fn a_service_both_clouds_name_goes_to_the_clusters_own_cloud() {
+    let vars = [
+        ("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:5000"),
+        (
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM",
+            "http://127.0.0.1:8091/",
+        ),
+    ];
+    let eks = resolve(&eks(), &vars, &Overrides::default()).unwrap();
+    assert_eq!(eks.endpoint("iam"), Some("http://127.0.0.1:5000"));
+    let gke = spec("provider = \"gke\"\nregion = \"europe-west1\"\nproject = \"acme-prod\"");
+    let gke = resolve(&gke, &vars, &Overrides::default()).unwrap();
+    assert_eq!(gke.endpoint("iam"), Some("http://127.0.0.1:8091/"));
+    assert_eq!(
+        gke.account.as_deref(),
+        Some("acme-prod"),
+        "a GKE cluster's account is its project"
+    );
+}

@@ -7,7 +7,11 @@
 //! no mutating call; an autoscaling change that is exactly one update; a hand change of the
 //! authorized networks shown by observe and restored by apply; a create interrupted while its
 //! operation runs, resumed from the checkpointed operation without a second create; destroy in
-//! reverse; 429s retried as retryable and 403 permanent, naming the permission.
+//! reverse; 429s retried as retryable and 403 permanent, naming the permission. Workload
+//! identity: a Google service account with its project roles and the pool member's
+//! `workloadIdentityUser` binding, others' grants (conditional ones too) kept, a stale etag
+//! retried, a hand-removed grant restored, a changed role swapped, all undone on destroy; a node
+//! pool's account with GKE's node roles only.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -21,17 +25,22 @@ use bmac_providers::gcp::operation::{checkpoint, Op};
 use bmac_providers::gcp::GcpProvider;
 use bmac_providers::{CloudConfig, Overrides};
 use bmac_steps::config::{
-    ClusterConfig, Disk, EncryptionKeyConfig, EndpointAccess, NetworkConfig, NodePoolConfig,
-    Scaling, SecondaryRanges,
+    ClusterConfig, Disk, EncryptionKeyConfig, EndpointAccess, IamRoleConfig, IdentityBindingConfig,
+    NetworkConfig, NodePoolConfig, Scaling, SecondaryRanges,
 };
 use bmac_steps::kinds;
 use bmac_steps::spec::Spec;
 use serde_json::{json, Value};
 
+#[path = "../gcp-test-server/tests/support/run.rs"]
+mod run_on_big_stack;
+use run_on_big_stack::run;
+
 const REGION: &str = "europe-west1";
 
 /// The test server of this test binary (one per process: the credentials file names its token
-/// endpoint, and google-cloud-auth reads that from the process environment).
+/// endpoint, and google-cloud-auth reads that from the process environment). It lives as long
+/// as the process: it exits when the pipe to its stdin closes.
 struct Server {
     _child: Child,
     env: Vec<(String, String)>,
@@ -53,6 +62,7 @@ fn server_binary() -> std::path::PathBuf {
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
+        bmac_providers::gcp::clients::install_crypto();
         let bin = server_binary();
         assert!(
             bin.exists(),
@@ -65,6 +75,8 @@ fn server() -> &'static Server {
             .arg("--env-file")
             .arg(&env_file)
             .args(["--delay-ms", "300", "--cluster-endpoint", "127.0.0.1:6443"])
+            .arg("--exit-with-stdin")
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -335,116 +347,119 @@ fn cluster_inputs(net_out: &Outputs, key_out: &Outputs) -> Inputs {
     inputs(&refs)
 }
 
-#[tokio::test]
-async fn a_cluster_is_built_reapplied_without_writes_updated_in_place_and_destroyed() {
-    let (project, cluster) = ("acme-build", "prod");
-    let s = server();
-    let p = provider(project, cluster);
-    let ctx = StepContext::default();
-    let (net, net_out, key, key_out) = foundations(&p, cluster).await;
-    assert_eq!(
-        net_out.get("vpc_id").and_then(|v| v.value()),
-        Some(&json!(format!(
-            "projects/{project}/global/networks/bmac-{cluster}"
-        )))
-    );
-    assert_eq!(
-        net_out.get("secondary_ranges").and_then(|v| v.value()),
-        Some(&json!({"pods": "pods", "services": "services"}))
-    );
+#[test]
+fn a_cluster_is_built_reapplied_without_writes_updated_in_place_and_destroyed() {
+    run(async {
+        let (project, cluster) = ("acme-build", "prod");
+        let s = server();
+        let p = provider(project, cluster);
+        let ctx = StepContext::default();
+        let (net, net_out, key, key_out) = foundations(&p, cluster).await;
+        assert_eq!(
+            net_out.get("vpc_id").and_then(|v| v.value()),
+            Some(&json!(format!(
+                "projects/{project}/global/networks/bmac-{cluster}"
+            )))
+        );
+        assert_eq!(
+            net_out.get("secondary_ranges").and_then(|v| v.value()),
+            Some(&json!({"pods": "pods", "services": "services"}))
+        );
 
-    let c_in = cluster_inputs(&net_out, &key_out);
-    let cl = step(
-        "cluster",
-        kinds::CLUSTER,
-        &cluster_config(cluster, project, &["203.0.113.0/24"]),
-    );
-    let out = apply(&p, &cl, &c_in, &ctx).await.unwrap();
-    assert_eq!(out.str("endpoint"), Some("https://127.0.0.1:6443"));
-    let creds = out
-        .get("credentials")
-        .and_then(|v| v.value())
-        .cloned()
-        .unwrap();
-    assert_eq!(creds["type"], "gke");
-    assert_eq!(creds["project"], project);
+        let c_in = cluster_inputs(&net_out, &key_out);
+        let cl = step(
+            "cluster",
+            kinds::CLUSTER,
+            &cluster_config(cluster, project, &["203.0.113.0/24"]),
+        );
+        let out = apply(&p, &cl, &c_in, &ctx).await.unwrap();
+        assert_eq!(out.str("endpoint"), Some("https://127.0.0.1:6443"));
+        let creds = out
+            .get("credentials")
+            .and_then(|v| v.value())
+            .cloned()
+            .unwrap();
+        assert_eq!(creds["type"], "gke");
+        assert_eq!(creds["project"], project);
 
-    // What GKE got: read back with the official client.
-    let gke = google_cloud_container_v1::client::ClusterManager::builder()
-        .with_endpoint(s.url("container"))
-        .build()
-        .await
-        .unwrap();
-    let got = gke
-        .get_cluster()
-        .set_name(format!(
-            "projects/{project}/locations/{REGION}/clusters/{cluster}"
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        got.workload_identity_config.as_ref().unwrap().workload_pool,
-        format!("{project}.svc.id.goog")
-    );
-    assert_eq!(
-        got.database_encryption.as_ref().unwrap().key_name,
-        format!("projects/{project}/locations/{REGION}/keyRings/bmac-{cluster}/cryptoKeys/secrets")
-    );
-    assert!(got.shielded_nodes.as_ref().unwrap().enabled);
-    assert!(
-        got.node_pools.iter().all(|np| np.name != "default-pool"),
-        "the default pool is removed"
-    );
-    assert_eq!(
-        got.subnetwork,
-        format!("projects/{project}/regions/{REGION}/subnetworks/bmac-{cluster}-nodes")
-    );
+        // What GKE got: read back with the official client.
+        let gke = google_cloud_container_v1::client::ClusterManager::builder()
+            .with_endpoint(s.url("container"))
+            .build()
+            .await
+            .unwrap();
+        let got = gke
+            .get_cluster()
+            .set_name(format!(
+                "projects/{project}/locations/{REGION}/clusters/{cluster}"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            got.workload_identity_config.as_ref().unwrap().workload_pool,
+            format!("{project}.svc.id.goog")
+        );
+        assert_eq!(
+            got.database_encryption.as_ref().unwrap().key_name,
+            format!(
+                "projects/{project}/locations/{REGION}/keyRings/bmac-{cluster}/cryptoKeys/secrets"
+            )
+        );
+        assert!(got.shielded_nodes.as_ref().unwrap().enabled);
+        assert!(
+            got.node_pools.iter().all(|np| np.name != "default-pool"),
+            "the default pool is removed"
+        );
+        assert_eq!(
+            got.subnetwork,
+            format!("projects/{project}/regions/{REGION}/subnetworks/bmac-{cluster}-nodes")
+        );
 
-    let pool = step("node_pool.general", kinds::NODE_POOL, &pool_config(1, 3));
-    let pool_in = inputs(&[(
-        "role",
-        json!(format!(
-            "bmac-{cluster}-general@{project}.iam.gserviceaccount.com"
-        )),
-    )]);
-    apply(&p, &pool, &pool_in, &ctx).await.unwrap();
+        let pool = step("node_pool.general", kinds::NODE_POOL, &pool_config(1, 3));
+        let pool_in = inputs(&[(
+            "role",
+            json!(format!(
+                "bmac-{cluster}-general@{project}.iam.gserviceaccount.com"
+            )),
+        )]);
+        apply(&p, &pool, &pool_in, &ctx).await.unwrap();
 
-    // A second apply of everything changes nothing.
-    s.control("container", "DELETE", "/_bmac/requests", None)
-        .await;
-    s.control("compute", "DELETE", "/_bmac/requests", None)
-        .await;
-    s.control("cloudkms", "DELETE", "/_bmac/requests", None)
-        .await;
-    apply(&p, &net, &Inputs::default(), &ctx).await.unwrap();
-    apply(&p, &key, &Inputs::default(), &ctx).await.unwrap();
-    apply(&p, &cl, &c_in, &ctx).await.unwrap();
-    apply(&p, &pool, &pool_in, &ctx).await.unwrap();
-    for service in ["container", "compute", "cloudkms"] {
-        let m = s.mutations(service, "").await;
-        assert!(m.is_empty(), "a re-apply wrote to {service}: {m:#?}");
-    }
-
-    // Autoscaling 1..3 → 2..5 is exactly one setAutoscaling.
-    let bigger = step("node_pool.general", kinds::NODE_POOL, &pool_config(2, 5));
-    apply(&p, &bigger, &pool_in, &ctx).await.unwrap();
-    let m = s.mutations("container", "").await;
-    assert_eq!(m.len(), 1, "{m:#?}");
-    assert!(
-        m[0]["path"].as_str().unwrap().ends_with(":setAutoscaling"),
-        "{m:#?}"
-    );
-    match observe(&p, &bigger, &pool_in).await {
-        Observed::Present { config, .. } => {
-            assert_eq!(config["scaling"]["min"], 2);
-            assert_eq!(config["scaling"]["max"], 5);
+        // A second apply of everything changes nothing.
+        s.control("container", "DELETE", "/_bmac/requests", None)
+            .await;
+        s.control("compute", "DELETE", "/_bmac/requests", None)
+            .await;
+        s.control("cloudkms", "DELETE", "/_bmac/requests", None)
+            .await;
+        apply(&p, &net, &Inputs::default(), &ctx).await.unwrap();
+        apply(&p, &key, &Inputs::default(), &ctx).await.unwrap();
+        apply(&p, &cl, &c_in, &ctx).await.unwrap();
+        apply(&p, &pool, &pool_in, &ctx).await.unwrap();
+        for service in ["container", "compute", "cloudkms"] {
+            let m = s.mutations(service, "").await;
+            assert!(m.is_empty(), "a re-apply wrote to {service}: {m:#?}");
         }
-        other => panic!("{other:?}"),
-    }
 
-    // A hand change of the authorized networks is drift, and apply restores it.
-    s.control(
+        // Autoscaling 1..3 → 2..5 is exactly one setAutoscaling.
+        let bigger = step("node_pool.general", kinds::NODE_POOL, &pool_config(2, 5));
+        apply(&p, &bigger, &pool_in, &ctx).await.unwrap();
+        let m = s.mutations("container", "").await;
+        assert_eq!(m.len(), 1, "{m:#?}");
+        assert!(
+            m[0]["path"].as_str().unwrap().ends_with(":setAutoscaling"),
+            "{m:#?}"
+        );
+        match observe(&p, &bigger, &pool_in).await {
+            Observed::Present { config, .. } => {
+                assert_eq!(config["scaling"]["min"], 2);
+                assert_eq!(config["scaling"]["max"], 5);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // A hand change of the authorized networks is drift, and apply restores it.
+        s.control(
         "container",
         "POST",
         "/_bmac/edit",
@@ -454,165 +469,436 @@ async fn a_cluster_is_built_reapplied_without_writes_updated_in_place_and_destro
         })),
     )
     .await;
-    match observe(&p, &cl, &c_in).await {
-        Observed::Present { config, .. } => {
-            assert_eq!(config["endpoint"]["public_cidrs"], json!(["0.0.0.0/0"]))
+        match observe(&p, &cl, &c_in).await {
+            Observed::Present { config, .. } => {
+                assert_eq!(config["endpoint"]["public_cidrs"], json!(["0.0.0.0/0"]))
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
-    }
-    apply(&p, &cl, &c_in, &ctx).await.unwrap();
-    match observe(&p, &cl, &c_in).await {
-        Observed::Present { config, .. } => {
-            assert_eq!(
-                config["endpoint"]["public_cidrs"],
-                json!(["203.0.113.0/24"])
-            )
+        apply(&p, &cl, &c_in, &ctx).await.unwrap();
+        match observe(&p, &cl, &c_in).await {
+            Observed::Present { config, .. } => {
+                assert_eq!(
+                    config["endpoint"]["public_cidrs"],
+                    json!(["203.0.113.0/24"])
+                )
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
-    }
 
-    // Destroy in reverse; gone is success the second time.
-    destroy(&p, &bigger, &pool_in, Outputs::new())
-        .await
-        .unwrap();
-    destroy(&p, &cl, &c_in, Outputs::new()).await.unwrap();
-    assert!(matches!(observe(&p, &cl, &c_in).await, Observed::Absent));
-    destroy(&p, &cl, &c_in, Outputs::new()).await.unwrap();
-    destroy(&p, &key, &Inputs::default(), Outputs::new())
-        .await
-        .unwrap();
-    destroy(&p, &net, &Inputs::default(), Outputs::new())
-        .await
-        .unwrap();
-    assert!(matches!(
-        observe(&p, &net, &Inputs::default()).await,
-        Observed::Absent
-    ));
-}
-
-#[tokio::test]
-async fn an_interrupted_create_resumes_polling_the_same_operation() {
-    let (project, cluster) = ("acme-resume", "edge");
-    let s = server();
-    let p = provider(project, cluster);
-    let (_, net_out, _, key_out) = foundations(&p, cluster).await;
-    let c_in = cluster_inputs(&net_out, &key_out);
-    let cl = step(
-        "cluster",
-        kinds::CLUSTER,
-        &cluster_config(cluster, project, &[]),
-    );
-
-    // The run is stopped while the create's operation is still running.
-    let ctx = StepContext::default();
-    let cancel = ctx.cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        cancel.cancel();
+        // Destroy in reverse; gone is success the second time.
+        destroy(&p, &bigger, &pool_in, Outputs::new())
+            .await
+            .unwrap();
+        destroy(&p, &cl, &c_in, Outputs::new()).await.unwrap();
+        assert!(matches!(observe(&p, &cl, &c_in).await, Observed::Absent));
+        destroy(&p, &cl, &c_in, Outputs::new()).await.unwrap();
+        destroy(&p, &key, &Inputs::default(), Outputs::new())
+            .await
+            .unwrap();
+        destroy(&p, &net, &Inputs::default(), Outputs::new())
+            .await
+            .unwrap();
+        assert!(matches!(
+            observe(&p, &net, &Inputs::default()).await,
+            Observed::Absent
+        ));
     });
-    let err = apply(&p, &cl, &c_in, &ctx).await.unwrap_err();
-    assert!(err.is_retryable(), "{err:?}");
-    let creates = s
-        .mutations(
-            "container",
-            &format!("projects/{project}/locations/{REGION}/clusters"),
-        )
-        .await;
-    let creates: Vec<_> = creates
-        .iter()
-        .filter(|r| r["method"] == "POST" && r["path"].as_str().unwrap().ends_with("/clusters"))
-        .collect();
-    assert_eq!(creates.len(), 1);
-
-    // What the killed run had checkpointed: the create's operation.
-    let gke = google_cloud_container_v1::client::ClusterManager::builder()
-        .with_endpoint(s.url("container"))
-        .build()
-        .await
-        .unwrap();
-    let ops = gke
-        .list_operations()
-        .set_parent(format!("projects/{project}/locations/{REGION}"))
-        .send()
-        .await
-        .unwrap();
-    let op = ops
-        .operations
-        .iter()
-        .find(|o| o.target_link.ends_with(&format!("/clusters/{cluster}")))
-        .expect("the create's operation");
-    let name = if op.name.starts_with("projects/") {
-        op.name.clone()
-    } else {
-        format!(
-            "projects/{project}/locations/{REGION}/operations/{}",
-            op.name
-        )
-    };
-    let resumed = StepContext::default().with_checkpoint(checkpoint(&Op::Container { name }));
-    let out = apply(&p, &cl, &c_in, &resumed).await.unwrap();
-    assert_eq!(out.str("name"), Some(cluster));
-    let creates = s.mutations("container", "").await;
-    let creates: Vec<_> = creates
-        .iter()
-        .filter(|r| {
-            r["method"] == "POST"
-                && r["path"]
-                    .as_str()
-                    .unwrap()
-                    .ends_with(&format!("projects/{project}/locations/{REGION}/clusters"))
-        })
-        .collect();
-    assert_eq!(
-        creates.len(),
-        1,
-        "the resumed run created nothing: {creates:#?}"
-    );
 }
 
-#[tokio::test]
-async fn throttling_is_retryable_and_a_denied_call_names_the_permission() {
-    let (project, cluster) = ("acme-faults", "ops");
-    let s = server();
-    let p = provider(project, cluster);
-    let net = step("network", kinds::NETWORK, &network_config(cluster));
-    s.control(
+#[test]
+fn an_interrupted_create_resumes_polling_the_same_operation() {
+    run(async {
+        let (project, cluster) = ("acme-resume", "edge");
+        let s = server();
+        let p = provider(project, cluster);
+        let (_, net_out, _, key_out) = foundations(&p, cluster).await;
+        let c_in = cluster_inputs(&net_out, &key_out);
+        let cl = step(
+            "cluster",
+            kinds::CLUSTER,
+            &cluster_config(cluster, project, &[]),
+        );
+
+        // The run is stopped while the create's operation is still running.
+        let ctx = StepContext::default();
+        let cancel = ctx.cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            cancel.cancel();
+        });
+        let err = apply(&p, &cl, &c_in, &ctx).await.unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+        let creates = s
+            .mutations(
+                "container",
+                &format!("projects/{project}/locations/{REGION}/clusters"),
+            )
+            .await;
+        let creates: Vec<_> = creates
+            .iter()
+            .filter(|r| r["method"] == "POST" && r["path"].as_str().unwrap().ends_with("/clusters"))
+            .collect();
+        assert_eq!(creates.len(), 1);
+
+        // What the killed run had checkpointed: the create's operation.
+        let gke = google_cloud_container_v1::client::ClusterManager::builder()
+            .with_endpoint(s.url("container"))
+            .build()
+            .await
+            .unwrap();
+        let ops = gke
+            .list_operations()
+            .set_parent(format!("projects/{project}/locations/{REGION}"))
+            .send()
+            .await
+            .unwrap();
+        let op = ops
+            .operations
+            .iter()
+            .find(|o| o.target_link.ends_with(&format!("/clusters/{cluster}")))
+            .expect("the create's operation");
+        let name = if op.name.starts_with("projects/") {
+            op.name.clone()
+        } else {
+            format!(
+                "projects/{project}/locations/{REGION}/operations/{}",
+                op.name
+            )
+        };
+        let resumed = StepContext::default().with_checkpoint(checkpoint(&Op::Container { name }));
+        let out = apply(&p, &cl, &c_in, &resumed).await.unwrap();
+        assert_eq!(out.str("name"), Some(cluster));
+        let creates = s.mutations("container", "").await;
+        let creates: Vec<_> = creates
+            .iter()
+            .filter(|r| {
+                r["method"] == "POST"
+                    && r["path"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with(&format!("projects/{project}/locations/{REGION}/clusters"))
+            })
+            .collect();
+        assert_eq!(
+            creates.len(),
+            1,
+            "the resumed run created nothing: {creates:#?}"
+        );
+    });
+}
+
+#[test]
+fn throttling_is_retryable_and_a_denied_call_names_the_permission() {
+    run(async {
+        let (project, cluster) = ("acme-faults", "ops");
+        let s = server();
+        let p = provider(project, cluster);
+        let net = step("network", kinds::NETWORK, &network_config(cluster));
+        s.control(
         "compute",
         "POST",
         "/_bmac/faults",
         Some(json!({"method": "GET", "path_prefix": format!("/compute/v1/projects/{project}/global/networks"), "status": 429, "count": 1})),
     )
     .await;
-    let err = apply(&p, &net, &Inputs::default(), &StepContext::default())
-        .await
-        .unwrap_err();
-    assert!(err.is_retryable(), "{err:?}");
-    assert_eq!(err.code.as_deref(), Some("RESOURCE_EXHAUSTED"), "{err:?}");
-    // The retry the executor would make goes through.
-    apply(&p, &net, &Inputs::default(), &StepContext::default())
-        .await
-        .unwrap();
+        let err = apply(&p, &net, &Inputs::default(), &StepContext::default())
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+        assert_eq!(err.code.as_deref(), Some("RESOURCE_EXHAUSTED"), "{err:?}");
+        // The retry the executor would make goes through.
+        apply(&p, &net, &Inputs::default(), &StepContext::default())
+            .await
+            .unwrap();
 
-    s.control(
+        s.control(
         "container",
         "POST",
         "/_bmac/faults",
         Some(json!({"method": "GET", "path_prefix": format!("/v1/projects/{project}/locations/{REGION}/clusters/{cluster}"), "status": 403, "count": 1, "message": "Permission 'container.clusters.get' denied on resource"})),
     )
     .await;
-    let cl = step(
-        "cluster",
-        kinds::CLUSTER,
-        &cluster_config(cluster, project, &[]),
-    );
-    let err = apply(&p, &cl, &Inputs::default(), &StepContext::default())
+        let cl = step(
+            "cluster",
+            kinds::CLUSTER,
+            &cluster_config(cluster, project, &[]),
+        );
+        let err = apply(&p, &cl, &Inputs::default(), &StepContext::default())
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable(), "{err:?}");
+        assert!(
+            err.message.contains("container.clusters.get"),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.code.as_deref(), Some("PERMISSION_DENIED"));
+    });
+}
+
+fn role_config(name: &str, permissions: &[&str]) -> IamRoleConfig {
+    IamRoleConfig {
+        name: name.into(),
+        existing: None,
+        permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+        namespace: "apps".into(),
+        service_account: "app".into(),
+        purpose: None,
+        resources: Vec::new(),
+        managed: Vec::new(),
+    }
+}
+
+/// The bindings of `member` in the policy JSON `policy`, as `role` strings.
+fn roles_of(policy: &Value, member: &str) -> Vec<String> {
+    let mut roles: Vec<String> = policy["bindings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| {
+            b["members"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|x| x == member))
+        })
+        .filter_map(|b| b["role"].as_str().map(str::to_owned))
+        .collect();
+    roles.sort();
+    roles
+}
+
+impl Server {
+    /// The project's IAM policy, as JSON (through the official client).
+    async fn project_policy(&self, project: &str) -> Value {
+        let rm = google_cloud_resourcemanager_v3::client::Projects::builder()
+            .with_endpoint(self.url("cloudresourcemanager"))
+            .build()
+            .await
+            .unwrap();
+        let p = rm
+            .get_iam_policy()
+            .set_resource(format!("projects/{project}"))
+            .send()
+            .await
+            .unwrap();
+        serde_json::to_value(p).unwrap()
+    }
+
+    /// A service account's IAM policy, as JSON.
+    async fn account_policy(&self, project: &str, email: &str) -> Value {
+        let iam = google_cloud_iam_admin_v1::client::Iam::builder()
+            .with_endpoint(self.url("iam"))
+            .build()
+            .await
+            .unwrap();
+        let p = iam
+            .get_iam_policy()
+            .set_resource(format!("projects/{project}/serviceAccounts/{email}"))
+            .send()
+            .await
+            .unwrap();
+        serde_json::to_value(p).unwrap()
+    }
+}
+
+#[test]
+fn workload_identity_is_a_service_account_project_roles_and_a_pool_binding() {
+    run(async {
+        let (project, cluster) = ("acme-identity", "prod");
+        let s = server();
+        let p = provider(project, cluster);
+        let ctx = StepContext::default();
+        // Someone else's grants on the project, which bmac must keep.
+        s.control(
+        "cloudresourcemanager",
+        "POST",
+        "/_bmac/edit",
+        Some(json!({"name": format!("projects/{project}"), "patch": {"bindings": [
+            {"role": "roles/viewer", "members": ["user:ana@example.com"]},
+            {"role": "roles/storage.objectViewer", "members": ["group:data@example.com"],
+             "condition": {"title": "only logs", "expression": "resource.name.startsWith(\"projects/_/buckets/logs\")"}}
+        ]}})),
+    )
+    .await;
+
+        let role = step(
+            "workload_identity.app.role",
+            kinds::IAM_ROLE,
+            &role_config("bmac-prod-app", &["roles/storage.objectViewer"]),
+        );
+        let out = apply(&p, &role, &Inputs::default(), &ctx).await.unwrap();
+        let email = format!("bmac-prod-app@{project}.iam.gserviceaccount.com");
+        assert_eq!(out.str("arn"), Some(email.as_str()));
+        let member = format!("serviceAccount:{email}");
+        let policy = s.project_policy(project).await;
+        assert_eq!(roles_of(&policy, &member), ["roles/storage.objectViewer"]);
+        assert_eq!(
+            roles_of(&policy, "user:ana@example.com"),
+            ["roles/viewer"],
+            "another member's grant is kept"
+        );
+        assert!(
+            policy["bindings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| !b["condition"].is_null() && b["members"][0] == "group:data@example.com"),
+            "a conditional binding survives: {policy:#}"
+        );
+
+        let bind_cfg = IdentityBindingConfig {
+            cluster: cluster.into(),
+            namespace: "apps".into(),
+            service_account: "app".into(),
+        };
+        let binding = step(
+            "workload_identity.app.binding",
+            kinds::IDENTITY_BINDING,
+            &bind_cfg,
+        );
+        let bind_in = inputs(&[("role", json!(email))]);
+        apply(&p, &binding, &bind_in, &ctx).await.unwrap();
+        let pool_member = format!("serviceAccount:{project}.svc.id.goog[apps/app]");
+        let sa_policy = s.account_policy(project, &email).await;
+        assert_eq!(
+            roles_of(&sa_policy, &pool_member),
+            ["roles/iam.workloadIdentityUser"]
+        );
+
+        // Re-applied: no write to IAM.
+        for svc in ["iam", "cloudresourcemanager"] {
+            s.control(svc, "DELETE", "/_bmac/requests", None).await;
+        }
+        apply(&p, &role, &Inputs::default(), &ctx).await.unwrap();
+        apply(&p, &binding, &bind_in, &ctx).await.unwrap();
+        for svc in ["iam", "cloudresourcemanager"] {
+            let m = s.mutations(svc, "").await;
+            assert!(m.is_empty(), "a re-apply wrote to {svc}: {m:#?}");
+        }
+
+        // A grant removed by hand is drift; apply restores it, past one stale etag.
+        s.control(
+            "cloudresourcemanager",
+            "POST",
+            "/_bmac/edit",
+            Some(
+                json!({"name": format!("projects/{project}"), "patch": {"bindings": [
+                    {"role": "roles/viewer", "members": ["user:ana@example.com"]}
+                ]}}),
+            ),
+        )
+        .await;
+        match observe(&p, &role, &Inputs::default()).await {
+            Observed::Present { config, .. } => assert_eq!(config["permissions"], json!([])),
+            other => panic!("{other:?}"),
+        }
+        s.control(
+        "cloudresourcemanager",
+        "POST",
+        "/_bmac/faults",
+        Some(json!({"method": "POST", "path_prefix": format!("/v3/projects/{project}:setIamPolicy"), "status": 409, "status_name": "ABORTED", "count": 1,
+                    "message": "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff."})),
+    )
+    .await;
+        s.control("cloudresourcemanager", "DELETE", "/_bmac/requests", None)
+            .await;
+        apply(&p, &role, &Inputs::default(), &ctx).await.unwrap();
+        assert_eq!(
+            roles_of(&s.project_policy(project).await, &member),
+            ["roles/storage.objectViewer"]
+        );
+        let sets: Vec<u64> = s
+            .mutations("cloudresourcemanager", ":setIamPolicy")
+            .await
+            .iter()
+            .filter_map(|r| r["status"].as_u64())
+            .collect();
+        assert_eq!(
+            sets,
+            [409, 200],
+            "the stale write, then one from a fresh read"
+        );
+
+        // A changed permission: the old role is revoked, the new one granted.
+        let changed = step(
+            "workload_identity.app.role",
+            kinds::IAM_ROLE,
+            &role_config("bmac-prod-app", &["roles/pubsub.subscriber"]),
+        );
+        let prior = Prior::new(role.config.value().clone(), out.clone());
+        p.apply(ApplyRequest {
+            step: &changed,
+            inputs: &Inputs::default(),
+            prior: Some(&prior),
+            ctx: &ctx,
+        })
         .await
-        .unwrap_err();
-    assert!(!err.is_retryable(), "{err:?}");
-    assert!(
-        err.message.contains("container.clusters.get"),
-        "{}",
-        err.message
-    );
-    assert_eq!(err.code.as_deref(), Some("PERMISSION_DENIED"));
+        .unwrap();
+        assert_eq!(
+            roles_of(&s.project_policy(project).await, &member),
+            ["roles/pubsub.subscriber"]
+        );
+
+        // Destroy: the binding's member, then the roles and the account; others' grants stay.
+        destroy(&p, &binding, &bind_in, Outputs::new())
+            .await
+            .unwrap();
+        assert!(roles_of(&s.account_policy(project, &email).await, &pool_member).is_empty());
+        assert!(matches!(
+            observe(&p, &binding, &bind_in).await,
+            Observed::Absent
+        ));
+        destroy(&p, &changed, &Inputs::default(), out)
+            .await
+            .unwrap();
+        assert!(matches!(
+            observe(&p, &changed, &Inputs::default()).await,
+            Observed::Absent
+        ));
+        let policy = s.project_policy(project).await;
+        assert!(roles_of(&policy, &member).is_empty(), "{policy:#}");
+        assert_eq!(roles_of(&policy, "user:ana@example.com"), ["roles/viewer"]);
+        destroy(&p, &changed, &Inputs::default(), Outputs::new())
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_node_pools_account_gets_gkes_node_roles_only() {
+    run(async {
+        let (project, cluster) = ("acme-nodes", "prod");
+        let s = server();
+        let p = provider(project, cluster);
+        let mut c = role_config(
+            &bmac_steps::spelling::gcp_account_id("bmac-prod-general"),
+            &[],
+        );
+        c.namespace.clear();
+        c.service_account.clear();
+        c.purpose = Some(bmac_steps::config::ROLE_FOR_NODES.into());
+        c.managed = bmac_steps::spelling::GKE_NODE_ROLES
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect();
+        let role = step("node_pool.general.role", kinds::IAM_ROLE, &c);
+        let out = apply(&p, &role, &Inputs::default(), &StepContext::default())
+            .await
+            .unwrap();
+        let email = out.str("arn").unwrap().to_owned();
+        assert_eq!(
+            email,
+            format!("bmac-prod-general@{project}.iam.gserviceaccount.com")
+        );
+        assert_eq!(
+            roles_of(
+                &s.project_policy(project).await,
+                &format!("serviceAccount:{email}")
+            ),
+            [
+                "roles/artifactregistry.reader",
+                "roles/container.defaultNodeServiceAccount"
+            ]
+        );
+    });
 }

@@ -37,9 +37,10 @@ pub use error::{
 pub use expand::{expand, expand_in, Expansion};
 
 /// Provider-specific spellings the catalogue chooses (storage provisioner, role annotation,
-/// default node disk), the registry-mirror step id and Google service-account ids.
+/// default node disk), the registry-mirror step id, Google service-account ids and the roles of
+/// a GKE node pool's account.
 pub mod spelling {
-    pub use crate::expand::cloud::gcp_account_id;
+    pub use crate::expand::cloud::{gcp_account_id, GKE_NODE_ROLES};
     pub use crate::expand::infra::{
         default_disk_type, mirror_step_id, provisioner, role_annotation,
     };

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! bmac-gcp-test-server --env-file PATH [--delay-ms N] [--cluster-endpoint HOST:PORT]
-//!     [--cluster-ca FILE] [--allow-anonymous] [--project ID]...
+//!     [--cluster-ca FILE] [--allow-anonymous] [--project ID]... [--exit-with-stdin]
 //! ```
 //!
 //! One process, one listener per service on 127.0.0.1 (real Google services are distinct
@@ -15,7 +15,9 @@
 //! CLOUDSDK_API_ENDPOINT_OVERRIDES_<SERVICE>=http://127.0.0.1:PORT` lines and
 //! `BMAC_GCP_OAUTH=http://127.0.0.1:PORT/token`. State is in memory; long-running changes
 //! complete `--delay-ms` (default 200) after they start. Every listener also answers the
-//! control endpoints under `/_bmac/` (see [`server`]).
+//! control endpoints under `/_bmac/` (see [`server`]). With `--exit-with-stdin` the server
+//! exits when its standard input closes: a test that spawns it with a pipe never leaves it
+//! running, however the test process ends (even aborted).
 
 mod artifactregistry;
 mod compute;
@@ -37,13 +39,14 @@ use server::{Config, Service};
 fn usage() -> ! {
     eprintln!(
         "usage: bmac-gcp-test-server --env-file PATH [--delay-ms N] [--cluster-endpoint HOST:PORT] \
-         [--cluster-ca FILE] [--allow-anonymous] [--project ID]..."
+         [--cluster-ca FILE] [--allow-anonymous] [--project ID]... [--exit-with-stdin]"
     );
     std::process::exit(2)
 }
 
 fn parse_args() -> (std::path::PathBuf, Config) {
     let mut env_file = None;
+    let mut exit_with_stdin = false;
     let mut config = Config {
         delay: Duration::from_millis(200),
         cluster_endpoint: None,
@@ -70,9 +73,16 @@ fn parse_args() -> (std::path::PathBuf, Config) {
             }
             "--allow-anonymous" => config.allow_anonymous = true,
             "--project" => config.projects.push(value()),
+            "--exit-with-stdin" => exit_with_stdin = true,
             "-h" | "--help" => usage(),
             _ => usage(),
         }
+    }
+    if exit_with_stdin {
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            std::process::exit(0)
+        });
     }
     (env_file.unwrap_or_else(|| usage()), config)
 }

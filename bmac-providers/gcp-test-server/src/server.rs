@@ -9,8 +9,10 @@
 //!   `:getIamPolicy` / `:testIamPermissions`), `principal` (whose minted token it carried, if
 //!   any) and the `status` answered; `DELETE /_bmac/requests` clears it;
 //! - `POST /_bmac/faults` with `{"method","path_prefix","status","count"[,"message"]
-//!   [,"service"]}`: the next `count` matching requests to that service (default: this
-//!   listener's) get `status` in Google's error shape, with `Retry-After: 1` for 429 / 503;
+//!   [,"service"][,"status_name"]}`: the next `count` matching requests to that service
+//!   (default: this listener's) get `status` in Google's error shape (`status_name` replacing
+//!   the canonical name of the code, e.g. 409 `ABORTED` for a stale etag), with
+//!   `Retry-After: 1` for 429 / 503;
 //! - `POST /_bmac/edit` with `{"name": RESOURCE_NAME, "patch": JSON_MERGE_PATCH}`: a change
 //!   by hand to a resource of this listener's service (drift), answered with the new resource;
 //! - `GET /_bmac/tokens` → the access tokens minted so far and their principals.
@@ -129,6 +131,7 @@ struct Fault {
     status: u16,
     count: u32,
     message: String,
+    status_name: Option<String>,
 }
 
 /// Everything the server holds.
@@ -300,7 +303,10 @@ fn dispatch(st: &mut State, service: Service, req: &Request, principal: Option<&
     }) {
         let f = &mut st.faults[i];
         f.count -= 1;
-        let err = ApiError::new(f.status, f.message.clone());
+        let mut err = ApiError::new(f.status, f.message.clone());
+        if let Some(name) = &f.status_name {
+            err = err.with_status(name);
+        }
         if f.count == 0 {
             st.faults.remove(i);
         }
@@ -372,6 +378,7 @@ fn control(st: &mut State, service: Service, req: &Request) -> Reply {
                     .as_str()
                     .unwrap_or("Injected by the test server's /_bmac/faults.")
                     .to_string(),
+                status_name: b["status_name"].as_str().map(str::to_string),
             };
             st.faults.push(fault);
             reply(json!({"faults": st.faults.len()}))

@@ -84,7 +84,8 @@ impl Clients {
 }
 
 /// Installs ring as rustls's process-wide provider (once; a provider installed before wins).
-pub(crate) fn install_crypto() {
+/// The clients call it before they are built; call it first to use rustls elsewhere earlier.
+pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

@@ -4,7 +4,8 @@
 //! # Shape
 //! One [`Handler`] per step kind, each in the module of its resource family — [`network`] (the
 //! VPC-native network, subnetwork and Cloud NAT), [`kms`] (the Secrets key and the GKE service
-//! agent's grant on it), [`cluster`] (the GKE control plane) and [`node_pool`] — behind one
+//! agent's grant on it), [`cluster`] (the GKE control plane), [`node_pool`] and [`iam`] (Google
+//! service accounts and their Workload Identity bindings) — behind one
 //! registry, [`GcpProvider`]. What every handler shares lives once: the clients and their
 //! configuration ([`clients`]), the error classification ([`error`]), waiting on GKE and Compute
 //! operations with checkpoints ([`operation`]), IAM policy edits guarded by etags
@@ -29,6 +30,7 @@
 pub mod clients;
 pub mod cluster;
 pub mod error;
+pub mod iam;
 pub mod iam_policy;
 pub mod kms;
 pub mod labels;
@@ -78,6 +80,8 @@ impl GcpProvider {
         kinds::ENCRYPTION_KEY,
         kinds::CLUSTER,
         kinds::NODE_POOL,
+        kinds::IAM_ROLE,
+        kinds::IDENTITY_BINDING,
     ];
 
     /// A provider configured from `config` (nothing is called until a step runs).
@@ -86,7 +90,9 @@ impl GcpProvider {
             .with(kinds::NETWORK, network::Network)
             .with(kinds::ENCRYPTION_KEY, kms::Key)
             .with(kinds::CLUSTER, cluster::Cluster)
-            .with(kinds::NODE_POOL, node_pool::GkeNodePool);
+            .with(kinds::NODE_POOL, node_pool::GkeNodePool)
+            .with(kinds::IAM_ROLE, iam::Role)
+            .with(kinds::IDENTITY_BINDING, iam::Binding);
         GcpProvider {
             gcp: Arc::new(Gcp::new(config)),
             handlers,

@@ -292,6 +292,14 @@ pub(super) fn before_cluster(
     Ok(inputs)
 }
 
+/// The predefined roles a GKE node pool's service account holds on the project: GKE's
+/// least-privilege node role (logs, metrics, metadata) and pulls from Artifact Registry (the
+/// registry mirrors).
+pub const GKE_NODE_ROLES: &[&str] = &[
+    "roles/container.defaultNodeServiceAccount",
+    "roles/artifactregistry.reader",
+];
+
 /// The step id of `pool`'s node role: `node_pool.<name>.role`.
 pub(super) fn node_role_id(pool: &crate::spec::NodePool) -> String {
     format!("{}.role", pool.meta.id)
@@ -324,7 +332,10 @@ pub(super) fn node_pool(
             service_account: String::new(),
             purpose: Some(ROLE_FOR_NODES.to_owned()),
             resources: Vec::new(),
-            managed: Vec::new(),
+            managed: match c.spec.cluster.provider.value {
+                Provider::Gke => GKE_NODE_ROLES.iter().map(|r| (*r).to_owned()).collect(),
+                _ => Vec::new(),
+            },
         };
         let id = c.id(&node_role_id(pool), pool.meta.span)?;
         let role_step = c.step(id.clone(), kinds::IAM_ROLE, &role)?;

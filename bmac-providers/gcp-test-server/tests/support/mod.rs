@@ -8,7 +8,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A running `bmac-gcp-test-server`, killed on drop.
+#[path = "run.rs"]
+mod run_on_big_stack;
+pub use run_on_big_stack::run;
+
+/// A running `bmac-gcp-test-server`, killed on drop (and gone when this process ends, however
+/// it ends: it exits when the pipe to its stdin closes).
 pub struct Server {
     child: Child,
     /// The env file's exports, by variable name.
@@ -25,7 +30,9 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_bmac-gcp-test-server"))
             .arg("--env-file")
             .arg(&env_file)
+            .arg("--exit-with-stdin")
             .args(args)
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
