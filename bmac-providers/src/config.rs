@@ -169,16 +169,22 @@ impl CloudConfig {
         });
         let mut endpoints = BTreeMap::new();
         let mut origins = BTreeMap::new();
-        // Both clouds name an `iam` service, and a machine serving both clouds' test endpoints
-        // sets both variables: the cluster's own cloud is read last, so its setting wins.
-        let own_cloud_last = |name: &str| match provider {
-            Provider::Eks => name.starts_with("AWS_"),
-            Provider::Gke => !name.starts_with("AWS_"),
+        // Only the cluster's own cloud's variables: both clouds name an `iam` service, and a
+        // Google override of one service would shadow `AWS_ENDPOINT_URL` (every AWS service's
+        // fallback) on a machine that serves both clouds' test endpoints.
+        let other_cloud = |name: &str| match provider {
+            Provider::Eks => name.starts_with("CLOUDSDK_") || name == "STORAGE_EMULATOR_HOST",
+            Provider::Gke => name.starts_with("AWS_"),
             _ => false,
         };
-        let mut ordered: Vec<(&String, &String)> = vars.iter().collect();
-        ordered.sort_by_key(|(name, _)| own_cloud_last(name));
+        let ordered = vars.iter().filter(|(name, _)| !other_cloud(name));
         for (name, value) in ordered {
+            // gcloud's own Cloud Storage override wins over the emulator convention.
+            if name == "STORAGE_EMULATOR_HOST"
+                && vars.contains_key("CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE")
+            {
+                continue;
+            }
             let service = if name == "AWS_ENDPOINT_URL" {
                 Some(ANY_SERVICE.to_owned())
             } else if name == "STORAGE_EMULATOR_HOST" {

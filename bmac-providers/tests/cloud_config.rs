@@ -107,8 +107,20 @@ fn endpoints_come_from_the_sdks_variables_and_flags_win() {
         Some("http://127.0.0.1:5000"),
         "AWS_ENDPOINT_URL is every service's fallback"
     );
+    assert_eq!(
+        config.endpoints.get("container"),
+        None,
+        "Google's variables are not AWS's"
+    );
+    let gke = spec("provider = \"gke\"\nregion = \"europe-west1\"\nproject = \"acme-prod\"");
+    let config = resolve(&gke, &vars, &Overrides::default()).unwrap();
     assert_eq!(config.endpoint("container"), Some("http://127.0.0.1:8090/"));
     assert_eq!(config.endpoint("storage"), Some("http://127.0.0.1:4443"));
+    assert_eq!(
+        config.endpoint("eks"),
+        None,
+        "AWS's variables are not Google's"
+    );
 
     let flag_over_env = Overrides {
         endpoints: vec![("eks".into(), "http://127.0.0.1:6000".into())],

@@ -25,8 +25,8 @@ use bmac_providers::gcp::operation::{checkpoint, Op};
 use bmac_providers::gcp::GcpProvider;
 use bmac_providers::{CloudConfig, Overrides};
 use bmac_steps::config::{
-    ClusterConfig, Disk, EncryptionKeyConfig, EndpointAccess, IamRoleConfig, IdentityBindingConfig,
-    NetworkConfig, NodePoolConfig, Scaling, SecondaryRanges,
+    AuditAlarmConfig, AuditLoggingConfig, ClusterConfig, Disk, EncryptionKeyConfig, EndpointAccess,
+    IamRoleConfig, IdentityBindingConfig, NetworkConfig, NodePoolConfig, Scaling, SecondaryRanges,
 };
 use bmac_steps::kinds;
 use bmac_steps::spec::Spec;
@@ -900,5 +900,291 @@ fn a_node_pools_account_gets_gkes_node_roles_only() {
                 "roles/container.defaultNodeServiceAccount"
             ]
         );
+    });
+}
+
+impl Server {
+    /// The project's IAM policy with its audit configs, as JSON.
+    async fn audit_configs(&self, project: &str) -> Value {
+        self.project_policy(project).await["auditConfigs"].clone()
+    }
+}
+
+/// The log types turned on for `service` in `configs` (audit configs JSON), sorted.
+fn audit_types(configs: &Value, service: &str) -> Vec<String> {
+    let mut t: Vec<String> = configs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["service"] == service)
+        .flat_map(|c| c["auditLogConfigs"].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| match &c["logType"] {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(
+                ["UNSPECIFIED", "ADMIN_READ", "DATA_WRITE", "DATA_READ"]
+                    [n.as_u64().unwrap_or(0) as usize]
+                    .to_owned(),
+            ),
+            _ => None,
+        })
+        .collect();
+    t.sort();
+    t
+}
+
+#[test]
+fn audit_turns_on_data_access_logs_control_plane_components_and_alarms() {
+    run(async {
+        let (project, cluster) = ("acme-audit", "ops");
+        let s = server();
+        let p = provider(project, cluster);
+        let ctx = StepContext::default();
+        let (_, net_out, _, key_out) = foundations(&p, cluster).await;
+        let c_in = cluster_inputs(&net_out, &key_out);
+        let cl = step(
+            "cluster",
+            kinds::CLUSTER,
+            &cluster_config(cluster, project, &[]),
+        );
+        apply(&p, &cl, &c_in, &ctx).await.unwrap();
+        // Audit configs someone else set: another service's, and an exemption on GKE's.
+        s.control(
+            "cloudresourcemanager",
+            "POST",
+            "/_bmac/edit",
+            Some(json!({"name": format!("projects/{project}"), "patch": {"auditConfigs": [
+                {"service": "storage.googleapis.com", "auditLogConfigs": [{"logType": "DATA_READ"}]},
+                {"service": "container.googleapis.com", "auditLogConfigs": [{"logType": "ADMIN_READ", "exemptedMembers": ["user:ci@example.com"]}]}
+            ]}})),
+        )
+        .await;
+
+        let config = AuditLoggingConfig {
+            cluster: cluster.into(),
+            log_types: ["api", "audit", "scheduler", "controller_manager"]
+                .map(String::from)
+                .to_vec(),
+            retention_days: 30,
+        };
+        let logging = step("audit.logging", kinds::AUDIT_LOGGING, &config);
+        let out = apply(&p, &logging, &Inputs::default(), &ctx).await.unwrap();
+        assert_eq!(
+            out.get("enabled_audit_logs").and_then(|v| v.value()),
+            Some(&json!(["DATA_READ", "DATA_WRITE"]))
+        );
+        let filter = out.str("log_group").unwrap().to_owned();
+        assert!(
+            filter.contains(&format!("resource.labels.cluster_name=\"{cluster}\"")),
+            "{filter}"
+        );
+        let configs = s.audit_configs(project).await;
+        assert_eq!(
+            audit_types(&configs, "container.googleapis.com"),
+            ["ADMIN_READ", "DATA_READ", "DATA_WRITE"]
+        );
+        assert_eq!(
+            audit_types(&configs, "storage.googleapis.com"),
+            ["DATA_READ"],
+            "another service's config is kept"
+        );
+        assert!(
+            configs.to_string().contains("user:ci@example.com"),
+            "the exemption is kept: {configs}"
+        );
+        let gke = google_cloud_container_v1::client::ClusterManager::builder()
+            .with_endpoint(s.url("container"))
+            .build()
+            .await
+            .unwrap();
+        let name = format!("projects/{project}/locations/{REGION}/clusters/{cluster}");
+        let components = |c: &google_cloud_container_v1::model::Cluster| -> Vec<i32> {
+            let mut v: Vec<i32> = c
+                .logging_config
+                .as_ref()
+                .and_then(|l| l.component_config.as_ref())
+                .map(|cc| {
+                    cc.enable_components
+                        .iter()
+                        .map(|x| x.value().unwrap_or(0))
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        use google_cloud_container_v1::model::logging_component_config::Component;
+        let all = {
+            let mut v: Vec<i32> = [
+                Component::SystemComponents,
+                Component::Workloads,
+                Component::Apiserver,
+                Component::Scheduler,
+                Component::ControllerManager,
+            ]
+            .iter()
+            .map(|c| c.value().unwrap())
+            .collect();
+            v.sort();
+            v
+        };
+        let got = gke.get_cluster().set_name(&name).send().await.unwrap();
+        assert_eq!(components(&got), all);
+
+        // Re-applied: nothing written.
+        let prior = Prior::new(logging.config.value().clone(), out.clone());
+        for svc in ["container", "cloudresourcemanager"] {
+            s.control(svc, "DELETE", "/_bmac/requests", None).await;
+        }
+        p.apply(ApplyRequest {
+            step: &logging,
+            inputs: &Inputs::default(),
+            prior: Some(&prior),
+            ctx: &ctx,
+        })
+        .await
+        .unwrap();
+        for svc in ["container", "cloudresourcemanager"] {
+            let m = s.mutations(svc, "").await;
+            assert!(m.is_empty(), "a re-apply wrote to {svc}: {m:#?}");
+        }
+
+        // API server logs switched off by hand: drift, restored.
+        s.control(
+            "container",
+            "POST",
+            "/_bmac/edit",
+            Some(json!({"name": name, "patch": {"loggingConfig": {"componentConfig": {"enableComponents": ["SYSTEM_COMPONENTS", "WORKLOADS"]}}}})),
+        )
+        .await;
+        match observe(&p, &logging, &Inputs::default()).await {
+            Observed::Present { config, .. } => assert_eq!(config["log_types"], json!(["audit"])),
+            other => panic!("{other:?}"),
+        }
+        apply(&p, &logging, &Inputs::default(), &ctx).await.unwrap();
+        let got = gke.get_cluster().set_name(&name).send().await.unwrap();
+        assert_eq!(components(&got), all);
+
+        // Alarms on denied requests and anomalies, to a new e-mail channel.
+        let alarm_cfg = AuditAlarmConfig {
+            on: vec!["deny".into(), "anomalies".into()],
+            notify: Some("secops@example.com".into()),
+        };
+        let alarm = step("audit.alarm", kinds::AUDIT_ALARM, &alarm_cfg);
+        let alarm_in = inputs(&[("log_group", json!(filter))]);
+        let alarm_out = apply(&p, &alarm, &alarm_in, &ctx).await.unwrap();
+        let logging_v2 = google_cloud_logging_v2::client::MetricsServiceV2::builder()
+            .with_endpoint(s.url("logging"))
+            .build()
+            .await
+            .unwrap();
+        let metrics = logging_v2
+            .list_log_metrics()
+            .set_parent(format!("projects/{project}"))
+            .send()
+            .await
+            .unwrap()
+            .metrics;
+        let denied = metrics
+            .iter()
+            .find(|m| m.name.ends_with("bmac-ops-audit-deny"))
+            .expect("the denied metric");
+        assert!(
+            denied.filter.starts_with(&filter)
+                && denied.filter.contains("protoPayload.status.code=7"),
+            "{}",
+            denied.filter
+        );
+        assert!(metrics
+            .iter()
+            .any(|m| m.name.ends_with("bmac-ops-audit-anomalies")));
+        let alerts = google_cloud_monitoring_v3::client::AlertPolicyService::builder()
+            .with_endpoint(s.url("monitoring"))
+            .build()
+            .await
+            .unwrap();
+        let policies = alerts
+            .list_alert_policies()
+            .set_name(format!("projects/{project}"))
+            .send()
+            .await
+            .unwrap()
+            .alert_policies;
+        assert_eq!(policies.len(), 2, "{policies:#?}");
+        let channel = alarm_out.str("channel").unwrap().to_owned();
+        assert!(policies
+            .iter()
+            .all(|p| p.notification_channels == [channel.clone()]));
+        let channels = google_cloud_monitoring_v3::client::NotificationChannelService::builder()
+            .with_endpoint(s.url("monitoring"))
+            .build()
+            .await
+            .unwrap();
+        let ch = channels
+            .get_notification_channel()
+            .set_name(&channel)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ch.r#type, "email");
+        assert_eq!(
+            ch.labels.get("email_address").map(String::as_str),
+            Some("secops@example.com")
+        );
+        for svc in ["logging", "monitoring"] {
+            s.control(svc, "DELETE", "/_bmac/requests", None).await;
+        }
+        apply(&p, &alarm, &alarm_in, &ctx).await.unwrap();
+        for svc in ["logging", "monitoring"] {
+            let m = s.mutations(svc, "").await;
+            assert!(m.is_empty(), "a re-apply wrote to {svc}: {m:#?}");
+        }
+        destroy(&p, &alarm, &alarm_in, alarm_out).await.unwrap();
+        assert!(alerts
+            .list_alert_policies()
+            .set_name(format!("projects/{project}"))
+            .send()
+            .await
+            .unwrap()
+            .alert_policies
+            .is_empty());
+        assert!(logging_v2
+            .list_log_metrics()
+            .set_parent(format!("projects/{project}"))
+            .send()
+            .await
+            .unwrap()
+            .metrics
+            .is_empty());
+        assert!(
+            channels
+                .get_notification_channel()
+                .set_name(&channel)
+                .send()
+                .await
+                .is_err(),
+            "bmac's channel is gone"
+        );
+
+        // Destroy turns off only what bmac turned on.
+        // (What the first apply recorded: later applies found the logs already on.)
+        destroy(&p, &logging, &Inputs::default(), prior.outputs().clone())
+            .await
+            .unwrap();
+        let configs = s.audit_configs(project).await;
+        assert_eq!(
+            audit_types(&configs, "container.googleapis.com"),
+            ["ADMIN_READ"]
+        );
+        assert_eq!(
+            audit_types(&configs, "storage.googleapis.com"),
+            ["DATA_READ"]
+        );
+        let got = gke.get_cluster().set_name(&name).send().await.unwrap();
+        let mut base: Vec<i32> = [Component::SystemComponents, Component::Workloads]
+            .iter()
+            .map(|c| c.value().unwrap())
+            .collect();
+        base.sort();
+        assert_eq!(components(&got), base);
     });
 }

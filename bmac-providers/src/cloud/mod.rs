@@ -167,3 +167,16 @@ pub(crate) trait Boxed: std::future::Future + Send + Sized {
 }
 
 impl<F: std::future::Future + Send> Boxed for F {}
+
+/// Reports that destroy keeps the audit archive bucket `name` (and why): one bmac did not
+/// create, or one it did without `force_destroy`.
+pub(crate) fn kept_bucket(ctx: &bmac_core::provider::StepContext, name: &str, created: bool) {
+    let why = if created {
+        "set `force_destroy = true` in [audit] to delete it with its records"
+    } else {
+        "bmac did not create it"
+    };
+    ctx.progress(format!(
+        "kept bucket {name} and the audit records in it: {why}"
+    ));
+}

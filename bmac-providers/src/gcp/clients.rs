@@ -11,8 +11,9 @@
 //!
 //! Endpoints follow gcloud's convention: `--endpoint SERVICE=URL`, then
 //! `CLOUDSDK_API_ENDPOINT_OVERRIDES_<SERVICE>` (service keys `container`, `compute`, `iam`,
-//! `cloudresourcemanager`, `cloudkms`, `logging`, `monitoring`, `artifactregistry`), then the
-//! public endpoint. gcloud's override values end in `/` and, for Compute, in `compute/v1/`; the
+//! `cloudresourcemanager`, `cloudkms`, `logging`, `monitoring`, `artifactregistry`, `storage`
+//! — for Cloud Storage `STORAGE_EMULATOR_HOST` too, when gcloud's variable is not set), then
+//! the public endpoint. gcloud's override values end in `/` and, for Compute, in `compute/v1/`; the
 //! clients add those paths themselves, so both are cut.
 //!
 //! TLS: rustls with the `ring` provider, installed as the process default on first use (the
@@ -74,6 +75,12 @@ pub struct Clients {
     pub projects: google_cloud_resourcemanager_v3::client::Projects,
     pub iam: google_cloud_iam_admin_v1::client::Iam,
     pub kms: google_cloud_kms_v1::client::KeyManagementService,
+    pub sinks: google_cloud_logging_v2::client::ConfigServiceV2,
+    pub metrics: google_cloud_logging_v2::client::MetricsServiceV2,
+    pub alerts: google_cloud_monitoring_v3::client::AlertPolicyService,
+    pub channels: google_cloud_monitoring_v3::client::NotificationChannelService,
+    /// Cloud Storage bucket administration (JSON API: see [`super::storage`]).
+    pub storage: super::storage::Gcs,
 }
 
 impl Clients {
@@ -102,6 +109,7 @@ impl Gcp {
             "monitoring",
             "artifactregistry",
             "iamcredentials",
+            "storage",
         ]
         .into_iter()
         .filter_map(|service| {
@@ -206,6 +214,17 @@ impl Gcp {
                 google_cloud_kms_v1::client::KeyManagementService,
                 "cloudkms"
             ),
+            sinks: client!(google_cloud_logging_v2::client::ConfigServiceV2, "logging"),
+            metrics: client!(google_cloud_logging_v2::client::MetricsServiceV2, "logging"),
+            alerts: client!(
+                google_cloud_monitoring_v3::client::AlertPolicyService,
+                "monitoring"
+            ),
+            channels: client!(
+                google_cloud_monitoring_v3::client::NotificationChannelService,
+                "monitoring"
+            ),
+            storage: super::storage::Gcs::new(self.endpoint("storage")),
             credentials,
         })
     }

@@ -373,7 +373,7 @@ async fn create(
 }
 
 /// One in-place change of a running cluster.
-enum Change {
+pub(crate) enum Change {
     /// A `clusters.update` (GKE takes one field per update).
     Update {
         /// What it does, for progress and errors.
@@ -386,14 +386,19 @@ enum Change {
 }
 
 impl Change {
-    fn update(what: impl Into<String>, update: ClusterUpdate) -> Change {
+    pub(crate) fn update(what: impl Into<String>, update: ClusterUpdate) -> Change {
         Change::Update {
             what: what.into(),
             update: Box::new(update),
         }
     }
 
-    async fn run(self, gcp: &Clients, ctx: &StepContext, name: &str) -> Result<(), ProviderError> {
+    pub(crate) async fn run(
+        self,
+        gcp: &Clients,
+        ctx: &StepContext,
+        name: &str,
+    ) -> Result<(), ProviderError> {
         match self {
             Change::Update { what, update } => {
                 let op = gcp

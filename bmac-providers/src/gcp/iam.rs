@@ -87,7 +87,10 @@ fn v3() -> GetPolicyOptions {
     GetPolicyOptions::new().set_requested_policy_version(3)
 }
 
-async fn project_policy(gcp: &Clients) -> Result<Policy, google_cloud_gax::error::Error> {
+/// The project's IAM policy (version 3).
+pub(crate) async fn project_policy(
+    gcp: &Clients,
+) -> Result<Policy, google_cloud_gax::error::Error> {
     gcp.projects
         .get_iam_policy()
         .set_resource(format!("projects/{}", gcp.project))
@@ -97,9 +100,15 @@ async fn project_policy(gcp: &Clients) -> Result<Policy, google_cloud_gax::error
         .await
 }
 
-/// Applies `changes` to the project's policy.
-async fn edit_project(gcp: &Clients, changes: &[Change]) -> Result<bool, ProviderError> {
+/// Applies `changes` to the project's policy (the write names `auditConfigs` when a change is
+/// to them: Google keeps the old audit configs otherwise).
+pub(crate) async fn edit_project(gcp: &Clients, changes: &[Change]) -> Result<bool, ProviderError> {
     let resource = format!("projects/{}", gcp.project);
+    let mask: &[&str] = if changes.iter().any(Change::is_audit) {
+        &["bindings", "etag", "auditConfigs"]
+    } else {
+        &["bindings", "etag"]
+    };
     iam_policy::edit(
         &format!("project {}", gcp.project),
         changes,
@@ -109,6 +118,9 @@ async fn edit_project(gcp: &Clients, changes: &[Change]) -> Result<bool, Provide
                 .set_iam_policy()
                 .set_resource(&resource)
                 .set_policy(p)
+                .set_update_mask(
+                    google_cloud_wkt::FieldMask::default().set_paths(mask.iter().copied()),
+                )
                 .send()
                 .boxed()
         },

@@ -3,7 +3,8 @@
 //! Every resource bmac grants on (a project, a service account, a KMS key, a bucket) has a
 //! policy of bindings (role → members) that other tools and people edit too. [`edit`] reads the
 //! policy, applies a change to the bindings bmac means (adding or removing one member of one
-//! role — never touching any other binding, condition or audit config), and writes it back with
+//! role, or turning audit log types of one service on or off — never touching any other binding,
+//! condition or audit config), and writes it back with
 //! the etag it read; Google refuses a write whose etag is stale (`ABORTED` / HTTP 409), and the
 //! edit starts again from a fresh read, up to [`ATTEMPTS`] times. A change that is already in
 //! place writes nothing, so a re-apply sends no mutating call.
@@ -11,15 +12,17 @@
 use std::future::Future;
 
 use bmac_core::ProviderError;
-use google_cloud_iam_v1::model::{Binding, Policy};
+use google_cloud_iam_v1::model::audit_log_config::LogType;
+use google_cloud_iam_v1::model::{AuditConfig, AuditLogConfig, Binding, Policy};
 
 use super::error::Status;
 
 /// Read-modify-write attempts before a conflict is reported (as retryable).
 pub const ATTEMPTS: usize = 5;
 
-/// One change of a policy: a member added to or removed from a role.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One change of a policy: a member added to or removed from a role, or audit logs turned on
+/// or off.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// Grant `role` to `member`.
     Grant {
@@ -34,6 +37,21 @@ pub enum Change {
         role: String,
         /// The member.
         member: String,
+    },
+    /// Turn on audit logs of `log_types` for `service` (a project policy's `auditConfigs`;
+    /// exemptions someone set are kept).
+    EnableAuditLogs {
+        /// The service (`container.googleapis.com`).
+        service: String,
+        /// The log types.
+        log_types: Vec<LogType>,
+    },
+    /// Turn off audit logs of `log_types` for `service`.
+    DisableAuditLogs {
+        /// The service.
+        service: String,
+        /// The log types.
+        log_types: Vec<LogType>,
     },
 }
 
@@ -74,8 +92,70 @@ impl Change {
                 policy.bindings.retain(|b| !b.members.is_empty());
                 changed
             }
+            Change::EnableAuditLogs { service, log_types } => {
+                let missing: Vec<&LogType> = log_types
+                    .iter()
+                    .filter(|t| !audit_logs_on(policy, service, t))
+                    .collect();
+                if missing.is_empty() {
+                    return false;
+                }
+                let config = match policy
+                    .audit_configs
+                    .iter_mut()
+                    .position(|a| &a.service == service)
+                {
+                    Some(i) => &mut policy.audit_configs[i],
+                    None => {
+                        policy
+                            .audit_configs
+                            .push(AuditConfig::new().set_service(service.clone()));
+                        policy.audit_configs.last_mut().expect("just pushed")
+                    }
+                };
+                for t in missing {
+                    config
+                        .audit_log_configs
+                        .push(AuditLogConfig::new().set_log_type(t.clone()));
+                }
+                true
+            }
+            Change::DisableAuditLogs { service, log_types } => {
+                let mut changed = false;
+                for a in policy
+                    .audit_configs
+                    .iter_mut()
+                    .filter(|a| &a.service == service)
+                {
+                    let before = a.audit_log_configs.len();
+                    a.audit_log_configs
+                        .retain(|c| !log_types.contains(&c.log_type));
+                    changed |= a.audit_log_configs.len() != before;
+                }
+                policy
+                    .audit_configs
+                    .retain(|a| !a.audit_log_configs.is_empty());
+                changed
+            }
         }
     }
+
+    /// Whether the change touches audit configs (the write must then name `auditConfigs` in
+    /// its update mask, or Google keeps the old ones).
+    pub fn is_audit(&self) -> bool {
+        matches!(
+            self,
+            Change::EnableAuditLogs { .. } | Change::DisableAuditLogs { .. }
+        )
+    }
+}
+
+/// Whether `policy` turns on audit logs of `log_type` for `service` (or for `allServices`).
+pub fn audit_logs_on(policy: &Policy, service: &str, log_type: &LogType) -> bool {
+    policy.audit_configs.iter().any(|a| {
+        (a.service == service || a.service == "allServices")
+            && a.audit_log_configs.iter().any(|c| &c.log_type == log_type)
+    })
 }
 
 /// Whether `policy` grants `role` to `member` unconditionally.

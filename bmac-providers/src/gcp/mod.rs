@@ -4,8 +4,10 @@
 //! # Shape
 //! One [`Handler`] per step kind, each in the module of its resource family — [`network`] (the
 //! VPC-native network, subnetwork and Cloud NAT), [`kms`] (the Secrets key and the GKE service
-//! agent's grant on it), [`cluster`] (the GKE control plane), [`node_pool`] and [`iam`] (Google
-//! service accounts and their Workload Identity bindings) — behind one
+//! agent's grant on it), [`cluster`] (the GKE control plane), [`node_pool`], [`iam`] (Google
+//! service accounts and their Workload Identity bindings), [`storage`] (the audit archive
+//! bucket, over the Cloud Storage JSON API) and [`audit`] (Data Access audit logs, the sink into
+//! the archive, log-based metrics and alert policies) — behind one
 //! registry, [`GcpProvider`]. What every handler shares lives once: the clients and their
 //! configuration ([`clients`]), the error classification ([`error`]), waiting on GKE and Compute
 //! operations with checkpoints ([`operation`]), IAM policy edits guarded by etags
@@ -27,6 +29,7 @@
 //! Application Default Credentials (see [`clients`]); the IAM roles are listed in the README's
 //! Google Cloud section.
 
+pub mod audit;
 pub mod clients;
 pub mod cluster;
 pub mod error;
@@ -37,6 +40,7 @@ pub mod labels;
 pub mod network;
 pub mod node_pool;
 pub mod operation;
+pub mod storage;
 pub mod token;
 
 use std::sync::Arc;
@@ -82,6 +86,10 @@ impl GcpProvider {
         kinds::NODE_POOL,
         kinds::IAM_ROLE,
         kinds::IDENTITY_BINDING,
+        kinds::OBJECT_BUCKET,
+        kinds::AUDIT_LOGGING,
+        kinds::AUDIT_ARCHIVE,
+        kinds::AUDIT_ALARM,
     ];
 
     /// A provider configured from `config` (nothing is called until a step runs).
@@ -92,7 +100,11 @@ impl GcpProvider {
             .with(kinds::CLUSTER, cluster::Cluster)
             .with(kinds::NODE_POOL, node_pool::GkeNodePool)
             .with(kinds::IAM_ROLE, iam::Role)
-            .with(kinds::IDENTITY_BINDING, iam::Binding);
+            .with(kinds::IDENTITY_BINDING, iam::Binding)
+            .with(kinds::OBJECT_BUCKET, storage::GcsBucket)
+            .with(kinds::AUDIT_LOGGING, audit::Logging)
+            .with(kinds::AUDIT_ARCHIVE, audit::Archive)
+            .with(kinds::AUDIT_ALARM, audit::Alarm);
         GcpProvider {
             gcp: Arc::new(Gcp::new(config)),
             handlers,

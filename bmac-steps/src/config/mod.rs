@@ -410,6 +410,10 @@ pub struct BucketConfig {
     /// step created; default false: the bucket is kept and destroy says so).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force_destroy: bool,
+    /// Make the retention irreversible: a locked GCS retention policy, S3 object lock in
+    /// compliance mode (instead of an unlocked policy / governance mode).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lock_retention: bool,
 }
 
 /// `audit_logging`: control-plane audit log delivery.

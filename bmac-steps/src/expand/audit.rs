@@ -64,6 +64,7 @@ pub(super) fn expand(c: &mut Catalogue<'_>) -> Result<(), CatalogueError> {
             object_lock: true,
             require_tls: true,
             force_destroy: audit.force_destroy,
+            lock_retention: audit.lock_retention,
         };
         let step = c.step(bucket_id.clone(), kinds::OBJECT_BUCKET, &bucket)?;
         c.add(entry, archive.span, step);

@@ -100,6 +100,10 @@ pub struct Audit {
     /// Whether `destroy` may delete an archive bucket bmac created, with its objects (default
     /// false: the bucket and its records are kept, and destroy says so).
     pub force_destroy: bool,
+    /// Whether the archive's retention is made irreversible (default false): a locked Cloud
+    /// Storage retention policy, S3 object lock in compliance mode. Nobody — bmac included —
+    /// can then shorten it or delete a record before it expires.
+    pub lock_retention: bool,
     /// Alerting.
     pub alarm: Option<Alarm>,
 }

@@ -15,6 +15,7 @@ const AUDIT_FIELDS: &[&str] = &[
     "enabled",
     "log_retention_days",
     "force_destroy",
+    "lock_retention",
     "log_types",
     "archive",
     "retention_days",
@@ -52,6 +53,7 @@ pub(crate) fn audit(d: &mut Decoder, node: &Node) -> Option<Audit> {
     let retention_days = d.u32(&mut f, "retention_days");
     let log_retention_days = d.u32(&mut f, "log_retention_days");
     let force_destroy = d.bool_or(&mut f, "force_destroy", false).value;
+    let lock_retention = d.bool_or(&mut f, "lock_retention", false).value;
     let alarm = f.get("alarm").and_then(|n| alarm(d, n));
     let deps = d.depends_on(&mut f);
     f.finish(d);
@@ -63,6 +65,7 @@ pub(crate) fn audit(d: &mut Decoder, node: &Node) -> Option<Audit> {
         retention_days,
         log_retention_days,
         force_destroy,
+        lock_retention,
         alarm,
     })
 }

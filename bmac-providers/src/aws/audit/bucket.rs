@@ -5,7 +5,7 @@
 //! denies any request not made over TLS (`aws:SecureTransport = false`); a lifecycle rule that
 //! expires records after `retention_days`, removes superseded versions a day later and aborts
 //! uploads left incomplete for a week; and, with `object_lock`, object lock in governance mode
-//! with a default retention of `retention_days` (set at creation: S3 cannot add object lock to
+//! (compliance mode with `lock_retention`) with a default retention of `retention_days` (set at creation: S3 cannot add object lock to
 //! a bucket that lacks it, which is why `object_lock` is a replacement). A bucket name taken by
 //! another account (`BucketAlreadyExists`) is a permanent error.
 //!
@@ -166,7 +166,8 @@ async fn configure(
         .send()
         .await
         .on("s3:PutLifecycleConfiguration", &at)?;
-    if c.object_lock && !lock_is(aws, name, c.retention_days).await? {
+    let mode = lock_mode(c);
+    if c.object_lock && !lock_is(aws, name, c.retention_days, &mode).await? {
         aws.s3
             .put_object_lock_configuration()
             .bucket(name)
@@ -177,7 +178,7 @@ async fn configure(
                         ObjectLockRule::builder()
                             .default_retention(
                                 DefaultRetention::builder()
-                                    .mode(ObjectLockRetentionMode::Governance)
+                                    .mode(mode)
                                     .days(c.retention_days as i32)
                                     .build(),
                             )
@@ -204,8 +205,22 @@ async fn configure(
     Ok(())
 }
 
-/// Whether object lock is on with a governance default retention of `days` already.
-async fn lock_is(aws: &Clients, name: &str, days: u32) -> Result<bool, ProviderError> {
+/// Governance mode, or compliance mode (nobody can shorten it) with `lock_retention`.
+fn lock_mode(c: &BucketConfig) -> ObjectLockRetentionMode {
+    if c.lock_retention {
+        ObjectLockRetentionMode::Compliance
+    } else {
+        ObjectLockRetentionMode::Governance
+    }
+}
+
+/// Whether object lock is on with a default retention of `days` in `mode` already.
+async fn lock_is(
+    aws: &Clients,
+    name: &str,
+    days: u32,
+    mode: &ObjectLockRetentionMode,
+) -> Result<bool, ProviderError> {
     match aws
         .s3
         .get_object_lock_configuration()
@@ -216,7 +231,7 @@ async fn lock_is(aws: &Clients, name: &str, days: u32) -> Result<bool, ProviderE
         Ok(l) => Ok(l.object_lock_configuration().is_some_and(|o| {
             let retention = o.rule().and_then(|r| r.default_retention());
             o.object_lock_enabled() == Some(&ObjectLockEnabled::Enabled)
-                && retention.and_then(|r| r.mode()) == Some(&ObjectLockRetentionMode::Governance)
+                && retention.and_then(|r| r.mode()) == Some(mode)
                 && retention.and_then(|r| r.days()) == Some(days as i32)
         })),
         Err(e) if Code::of(&e).is(&["ObjectLockConfigurationNotFoundError"]) => Ok(false),
@@ -396,15 +411,7 @@ impl Handler<Clients> for Bucket {
             == Some(&json!(true))
             || made_by_bmac(aws, &c.name).await?;
         if !(created && c.force_destroy) {
-            let why = if created {
-                "set `force_destroy = true` in [audit] to delete it with its records"
-            } else {
-                "bmac did not create it"
-            };
-            req.ctx.progress(format!(
-                "kept bucket {} and the audit records in it: {why}",
-                c.name
-            ));
+            crate::cloud::kept_bucket(req.ctx, &c.name, created);
             return Ok(());
         }
         loop {
