@@ -186,3 +186,138 @@ fn bad_inputs_fail_at_validate_time_pointing_at_the_value() {
         );
     }
 }
+
+/// The 1-based line and column of `span` in `text`, as a diagnostic prints them.
+fn line_col(text: &str, span: SourceSpan) -> (usize, usize) {
+    let before = &text[..span.offset()];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+/// One row of issue 13's bad-input table: the spec, the code, where the error points
+/// (line:column), a word of its message and a word of its help line.
+struct Bad {
+    text: String,
+    code: ProblemCode,
+    at: (usize, usize),
+    message: String,
+    help: &'static str,
+}
+
+/// Issue 13's bad inputs that can be known before any call — several machine types in one
+/// pool, a zone of another region, project ids Google refuses — and settings the GKE provider
+/// would not honour: each an error with its code, a file:line:column and a help line.
+/// (A sink bucket in another project cannot be told from a `gs://` URL, which names no
+/// project: the provider reports it, with the permission Google names.)
+#[test]
+fn the_bad_input_table_points_at_line_and_column_with_help() {
+    let pool = "[[node_pool]]\nname = \"a\"\nmin = 1\nmax = 2\n";
+    let mut cases = vec![
+        Bad {
+            text: format!("{GKE}{pool}instance_types = [\"e2-standard-4\", \"n2-standard-8\"]\n"),
+            code: ProblemCode::Contradiction,
+            at: (10, 36),
+            message: "GKE node pools take one machine type; `a` names 2".into(),
+            help: "make a `[[node_pool]]` for each other type",
+        },
+        Bad {
+            text: format!("{GKE}[network]\nzones = [\"europe-west1-b\", \"us-central1-a\"]\n"),
+            code: ProblemCode::Contradiction,
+            at: (7, 28),
+            message: "zone `us-central1-a` is in region `us-central1`, the cluster in `europe-west1`"
+                .into(),
+            help: "use `europe-west1-b`",
+        },
+        Bad {
+            text: format!("{GKE}[network]\nzones = [\"europe-west1\"]\n"),
+            code: ProblemCode::InvalidValue,
+            at: (7, 10),
+            message: "`europe-west1` is not a zone".into(),
+            help: "zones look like `europe-west1-b`",
+        },
+        Bad {
+            text: format!("{GKE}[audit]\nlog_types = [\"audit\"]\nretention_days = 400\nlog_retention_days = 90\n"),
+            code: ProblemCode::Contradiction,
+            at: (9, 22),
+            message: "`log_retention_days` does not apply on GKE".into(),
+            help: "remove `log_retention_days`",
+        },
+    ];
+    // Project ids Google refuses: each points at the id on line 5, column 11.
+    let long = "a".repeat(31);
+    for (id, help) in [
+        (
+            "acme-prod-",
+            "6 to 30 lower-case letters, digits and hyphens",
+        ),
+        ("acme", "6 to 30"),
+        ("1acme-prod", "starting with a letter"),
+        ("acme_prod", "use the id, not the display name or number"),
+        (long.as_str(), "6 to 30"),
+    ] {
+        cases.push(Bad {
+            text: GKE.replace("\"acme-prod\"", &format!("\"{id}\"")),
+            code: ProblemCode::InvalidValue,
+            at: (5, 11),
+            message: format!("`{id}` is not a Google Cloud project id"),
+            help,
+        });
+    }
+    // Alarm targets the Alarm handler would send to Google as an e-mail address: each points at
+    // the alarm table on line 9, column 9.
+    for (notify, help) in [
+        (
+            "projects/acme-prod/topics/alerts",
+            "make a `pubsub` channel for the topic",
+        ),
+        (
+            "arn:aws:sns:eu-west-1:123456789012:alerts",
+            "write an e-mail address",
+        ),
+        ("security@", "write an e-mail address"),
+    ] {
+        cases.push(Bad {
+            text: format!("{GKE}[audit]\nlog_types = [\"audit\"]\narchive = \"gs://acme-audit\"\nalarm = {{ on_deny = true, notify = \"{notify}\" }}\n"),
+            code: ProblemCode::InvalidValue,
+            at: (9, 9),
+            message: format!("`{notify}` is not a notification target bmac can alert on GKE"),
+            help,
+        });
+    }
+    for bad in cases {
+        let all = problems(&bad.text);
+        let p = all
+            .iter()
+            .find(|p| p.message.contains(&bad.message))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no problem saying {:?} in {all:#?}\n{}",
+                    bad.message, bad.text
+                )
+            });
+        assert_eq!(p.code, bad.code, "{}", bad.text);
+        assert_eq!(line_col(&bad.text, p.span), bad.at, "{p:#?}\n{}", bad.text);
+        let help = p.help.as_deref().unwrap_or_default();
+        assert!(
+            help.contains(bad.help),
+            "help {help:?} lacks {:?}",
+            bad.help
+        );
+    }
+}
+
+/// What the GCP Alarm handler accepts passes: an e-mail address, or a channel by its name
+/// (the project an id or a number).
+#[test]
+fn alarm_targets_the_handler_uses_validate() {
+    for notify in [
+        "security@acme.example",
+        "projects/acme-prod/notificationChannels/1234567890",
+        "projects/123456789012/notificationChannels/1234567890",
+    ] {
+        parse_ok(&format!(
+            "{GKE}[audit]\nlog_types = [\"audit\"]\narchive = \"gs://acme-audit\"\nalarm = {{ on_deny = true, notify = \"{notify}\" }}\n"
+        ));
+    }
+}

@@ -5,7 +5,10 @@
 //! They run at validate time (only for `provider = "gke"`), so a pool with two machine types,
 //! a zone outside the cluster's region, a key in another location or a project id Google
 //! would refuse fails with file:line:column before any call. What only Google knows (that the
-//! project exists, that the caller may use a key) is the provider's to check and report.
+//! project exists, that the caller may use a key, which project owns the archive bucket — a
+//! `gs://` URL names none) is the provider's to check and report. Settings the GKE provider
+//! would not honour (`[audit] log_retention_days`, an alarm `notify` that is neither an e-mail
+//! address nor a Monitoring channel) are refused here rather than silently ignored.
 
 use super::cloud::invalid;
 use super::decode::{meta, Decoder};
@@ -432,27 +435,70 @@ fn audit(spec: &Spec, out: &mut Vec<Problem>) {
             ));
         }
     }
-    if let Some(n) = a
-        .alarm
-        .as_ref()
-        .and_then(|al| al.notify.as_ref().map(|n| (al.span, n)))
-    {
-        let (at, notify) = n;
-        let parts: Vec<&str> = notify.split('/').collect();
-        let ok = match parts.as_slice() {
-            ["projects", p, "topics", t] | ["projects", p, "notificationChannels", t] => {
-                is_project_id(p) && !t.is_empty()
-            }
-            _ => notify.contains('@') && !notify.contains('/'),
-        };
-        if !ok {
-            out.push(invalid(
-                at,
-                format!("`{notify}` is not a notification target Cloud Monitoring can use"),
-                "notify",
-                "write an e-mail address, a Pub/Sub topic `projects/P/topics/T`, or an existing channel `projects/P/notificationChannels/ID`".to_owned(),
-            ));
+    if let Some(at) = a.log_retention_days.as_ref().map(|d| d.span) {
+        out.push(contradiction(
+            at,
+            "`log_retention_days` does not apply on GKE".to_owned(),
+            "not used on GKE",
+            "GKE's audit records stay in Cloud Logging's own buckets (Admin Activity 400 days, \
+             Data Access 30 days by default), which bmac does not change; remove \
+             `log_retention_days`, and keep records longer with `archive` and `retention_days`"
+                .to_owned(),
+        ));
+    }
+    if let Some(al) = &a.alarm {
+        if let Some(notify) = &al.notify {
+            notify_target(al.span, notify, out);
         }
+    }
+}
+
+/// Whether `notify` is an address Cloud Monitoring can make an e-mail channel for: one `@`
+/// between a non-empty local part and a dotted domain, nothing a path or a list would hold.
+fn is_email(notify: &str) -> bool {
+    notify.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains('@')
+    }) && !notify.contains(['/', ' ', ',', ';'])
+}
+
+/// `[audit] alarm.notify` on GKE: what the Alarm handler uses — an e-mail address (bmac makes
+/// an e-mail channel for it) or an existing channel `projects/P/notificationChannels/N` (P an
+/// id or a number). Anything else (a Pub/Sub topic, an SNS ARN) would reach Google as an
+/// e-mail address, so it is refused here.
+fn notify_target(at: miette::SourceSpan, notify: &str, out: &mut Vec<Problem>) {
+    let project =
+        |p: &str| is_project_id(p) || (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let parts: Vec<&str> = notify.split('/').collect();
+    let (ok, help) = match parts.as_slice() {
+        ["projects", p, "notificationChannels", n] => (
+            project(p) && !n.is_empty(),
+            "write the channel's full name, `projects/PROJECT/notificationChannels/ID` \
+             (`gcloud beta monitoring channels list` shows it)",
+        ),
+        ["projects", _, "topics", _] => (
+            false,
+            "Cloud Monitoring alert policies notify channels, not topics: make a `pubsub` \
+             channel for the topic (`gcloud beta monitoring channels create --type=pubsub \
+             --channel-labels=topic=projects/P/topics/T`) and name it as \
+             `projects/P/notificationChannels/ID`, or write an e-mail address",
+        ),
+        _ => (
+            is_email(notify),
+            "write an e-mail address (bmac makes an e-mail channel for it) or an existing \
+             channel `projects/PROJECT/notificationChannels/ID`",
+        ),
+    };
+    if !ok {
+        out.push(invalid(
+            at,
+            format!("`{notify}` is not a notification target bmac can alert on GKE"),
+            "notify",
+            help.to_owned(),
+        ));
     }
 }
 
