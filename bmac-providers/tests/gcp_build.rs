@@ -11,7 +11,10 @@
 //! identity: a Google service account with its project roles and the pool member's
 //! `workloadIdentityUser` binding, others' grants (conditional ones too) kept, a stale etag
 //! retried, a hand-removed grant restored, a changed role swapped, all undone on destroy; a node
-//! pool's account with GKE's node roles only.
+//! pool's account with GKE's node roles only. Registry mirrors: Artifact Registry remote
+//! repositories (Docker Hub's preset, a custom remote), re-applied without writes, a repository of
+//! that name that is not such a remote refused, a hand-made one adopted and kept on destroy; the
+//! pool's containerd registry hosts pointing at them, restored after a hand removal.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -900,6 +903,253 @@ fn a_node_pools_account_gets_gkes_node_roles_only() {
                 "roles/container.defaultNodeServiceAccount"
             ]
         );
+    });
+}
+
+/// The remote repository `name` as Artifact Registry's own client reads it, if it exists.
+async fn repository(name: &str) -> Option<google_cloud_artifactregistry_v1::model::Repository> {
+    let ar = google_cloud_artifactregistry_v1::client::ArtifactRegistry::builder()
+        .with_endpoint(server().url("artifactregistry"))
+        .build()
+        .await
+        .unwrap();
+    ar.get_repository().set_name(name).send().await.ok()
+}
+
+fn mirror_step(upstream: &str, mirror: &str) -> Step {
+    step(
+        &bmac_steps::spelling::mirror_step_id(upstream),
+        kinds::REGISTRY_MIRROR,
+        &bmac_steps::config::RegistryMirrorConfig {
+            upstream: upstream.into(),
+            mirror: mirror.into(),
+            pull_through_cache: true,
+            credential: None,
+        },
+    )
+}
+
+#[test]
+fn registry_mirrors_are_remote_repositories_and_the_pools_containerd_hosts() {
+    use google_cloud_artifactregistry_v1::model::remote_repository_config::docker_repository::PublicRepository;
+    use google_cloud_artifactregistry_v1::model::remote_repository_config::RemoteSource;
+    use google_cloud_artifactregistry_v1::model::repository::{Format, Mode};
+    run(async {
+        let (project, cluster) = ("acme-registry", "prod");
+        let s = server();
+        let p = provider(project, cluster);
+        let ctx = StepContext::default();
+        let none = Inputs::default();
+        let hub_repo = format!("projects/{project}/locations/europe/repositories/docker-hub");
+        let ghcr_repo = format!("projects/{project}/locations/{REGION}/repositories/ghcr");
+        let hub = mirror_step(
+            "docker.io",
+            &format!("europe-docker.pkg.dev/{project}/docker-hub"),
+        );
+        let ghcr = mirror_step(
+            "ghcr.io",
+            &format!("{REGION}-docker.pkg.dev/{project}/ghcr"),
+        );
+        let out = apply(&p, &hub, &none, &ctx).await.unwrap();
+        assert_eq!(
+            out.str("mirror_url"),
+            Some(format!("https://europe-docker.pkg.dev/{project}/docker-hub").as_str())
+        );
+        apply(&p, &ghcr, &none, &ctx).await.unwrap();
+
+        // Docker remote repositories: Docker Hub's preset, and ghcr.io as a custom remote.
+        let source = |r: &google_cloud_artifactregistry_v1::model::Repository| {
+            assert_eq!(r.format, Format::Docker);
+            assert_eq!(r.mode, Mode::RemoteRepository);
+            match r.remote_repository_config().unwrap().remote_source.clone() {
+                Some(RemoteSource::DockerRepository(d)) => d,
+                other => panic!("{other:?}"),
+            }
+        };
+        let got = repository(&hub_repo).await.expect("docker hub mirror");
+        assert_eq!(
+            source(&got).public_repository(),
+            Some(&PublicRepository::DockerHub)
+        );
+        assert_eq!(got.labels["bmac-cluster"], cluster);
+        let got = repository(&ghcr_repo).await.expect("ghcr mirror");
+        assert_eq!(
+            source(&got).custom_repository().unwrap().uri,
+            "https://ghcr.io"
+        );
+
+        // Re-applied: nothing written.
+        s.control("artifactregistry", "DELETE", "/_bmac/requests", None)
+            .await;
+        apply(&p, &hub, &none, &ctx).await.unwrap();
+        apply(&p, &ghcr, &none, &ctx).await.unwrap();
+        let m = s.mutations("artifactregistry", "").await;
+        assert!(m.is_empty(), "a re-apply wrote: {m:#?}");
+
+        // A repository of that name that is not a remote of the upstream is refused, not
+        // replaced; a remote of the same upstream made by hand is adopted and kept on destroy.
+        let ar = google_cloud_artifactregistry_v1::client::ArtifactRegistry::builder()
+            .with_endpoint(s.url("artifactregistry"))
+            .build()
+            .await
+            .unwrap();
+        let mut standard = google_cloud_artifactregistry_v1::model::Repository::new();
+        standard.format = Format::Docker;
+        let parent = format!("projects/{project}/locations/{REGION}");
+        ar.create_repository()
+            .set_parent(&parent)
+            .set_repository_id("taken")
+            .set_repository(standard)
+            .send()
+            .await
+            .unwrap();
+        let t0 = Instant::now();
+        while repository(&format!("{parent}/repositories/taken"))
+            .await
+            .is_none()
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no repository after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let taken = mirror_step(
+            "quay.io",
+            &format!("{REGION}-docker.pkg.dev/{project}/taken"),
+        );
+        let e = apply(&p, &taken, &none, &ctx).await.unwrap_err();
+        assert!(!e.is_retryable(), "{e:?}");
+        assert_eq!(
+            e.code.as_deref(),
+            Some("bmac::gcp::mirror_conflict"),
+            "{e:?}"
+        );
+        assert!(
+            e.message
+                .contains("not a Docker remote repository of https://quay.io"),
+            "{}",
+            e.message
+        );
+        let quay = google_cloud_artifactregistry_v1::model::Repository::new()
+            .set_format(Format::Docker)
+            .set_mode(Mode::RemoteRepository)
+            .set_remote_repository_config(
+                google_cloud_artifactregistry_v1::model::RemoteRepositoryConfig::new()
+                    .set_docker_repository(
+                        google_cloud_artifactregistry_v1::model::remote_repository_config::DockerRepository::new()
+                            .set_custom_repository(
+                                google_cloud_artifactregistry_v1::model::remote_repository_config::docker_repository::CustomRepository::new()
+                                    .set_uri("https://quay.io"),
+                            ),
+                    ),
+            );
+        ar.create_repository()
+            .set_parent(&parent)
+            .set_repository_id("quay")
+            .set_repository(quay)
+            .send()
+            .await
+            .unwrap();
+        let quay_repo = format!("{parent}/repositories/quay");
+        while repository(&quay_repo).await.is_none() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no repository after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        s.control("artifactregistry", "DELETE", "/_bmac/requests", None)
+            .await;
+        let adopted = mirror_step(
+            "quay.io",
+            &format!("{REGION}-docker.pkg.dev/{project}/quay"),
+        );
+        apply(&p, &adopted, &none, &ctx).await.unwrap();
+        let m = s.mutations("artifactregistry", "").await;
+        assert!(m.is_empty(), "an existing remote was made again: {m:#?}");
+        destroy(&p, &adopted, &none, Outputs::new()).await.unwrap();
+        assert!(
+            repository(&quay_repo).await.is_some(),
+            "a repository bmac did not make is kept"
+        );
+
+        // Nodes pull through them: the pool's containerd registry hosts.
+        let (_net, net_out, _key, key_out) = foundations(&p, cluster).await;
+        let c_in = cluster_inputs(&net_out, &key_out);
+        let cl = step(
+            "cluster",
+            kinds::CLUSTER,
+            &cluster_config(cluster, project, &[]),
+        );
+        apply(&p, &cl, &c_in, &ctx).await.unwrap();
+        let mut pc = pool_config(1, 3);
+        pc.mirrors = vec![bmac_steps::config::NodeMirror {
+            upstream: "docker.io".into(),
+            mirror: format!("europe-docker.pkg.dev/{project}/docker-hub"),
+        }];
+        let pool = step("node_pool.general", kinds::NODE_POOL, &pc);
+        apply(&p, &pool, &none, &ctx).await.unwrap();
+        let pool_name =
+            format!("projects/{project}/locations/{REGION}/clusters/{cluster}/nodePools/general");
+        let gke = google_cloud_container_v1::client::ClusterManager::builder()
+            .with_endpoint(s.url("container"))
+            .build()
+            .await
+            .unwrap();
+        let read = || async {
+            gke.get_node_pool()
+                .set_name(&pool_name)
+                .send()
+                .await
+                .unwrap()
+                .config
+                .and_then(|c| c.containerd_config)
+                .map(|c| c.registry_hosts)
+                .unwrap_or_default()
+        };
+        let hosts = read().await;
+        assert_eq!(hosts.len(), 1, "{hosts:?}");
+        assert_eq!(hosts[0].server, "docker.io");
+        assert_eq!(
+            hosts[0].hosts[0].host,
+            format!("https://europe-docker.pkg.dev/v2/{project}/docker-hub")
+        );
+        assert!(hosts[0].hosts[0].override_path);
+        assert_eq!(hosts[0].hosts[0].capabilities.len(), 2);
+        s.control("container", "DELETE", "/_bmac/requests", None)
+            .await;
+        apply(&p, &pool, &none, &ctx).await.unwrap();
+        let m = s.mutations("container", "").await;
+        assert!(m.is_empty(), "a re-apply wrote: {m:#?}");
+
+        // The hosts removed by hand is drift; apply puts them back in one update.
+        s.control(
+            "container",
+            "POST",
+            "/_bmac/edit",
+            Some(json!({"name": pool_name, "patch": {"config": {"containerdConfig": null}}})),
+        )
+        .await;
+        match observe(&p, &pool, &none).await {
+            Observed::Present { config, .. } => {
+                assert!(config.get("mirrors").is_none(), "{config:#}")
+            }
+            other => panic!("{other:?}"),
+        }
+        apply(&p, &pool, &none, &ctx).await.unwrap();
+        let m = s.mutations("container", "").await;
+        assert_eq!(m.len(), 1, "{m:#?}");
+        assert_eq!(read().await, hosts, "{m:#?}");
+
+        // Destroy deletes the repositories bmac made.
+        destroy(&p, &pool, &none, Outputs::new()).await.unwrap();
+        destroy(&p, &cl, &c_in, Outputs::new()).await.unwrap();
+        destroy(&p, &hub, &none, Outputs::new()).await.unwrap();
+        destroy(&p, &ghcr, &none, Outputs::new()).await.unwrap();
+        assert!(repository(&hub_repo).await.is_none());
+        assert!(repository(&ghcr_repo).await.is_none());
+        assert!(matches!(observe(&p, &hub, &none).await, Observed::Absent));
     });
 }
 

@@ -264,12 +264,12 @@ fn the_bad_input_table_points_at_line_and_column_with_help() {
             help,
         });
     }
-    // Alarm targets the Alarm handler would send to Google as an e-mail address: each points at
-    // the alarm table on line 9, column 9.
+    // Alarm targets the Alarm handler cannot make a channel for: each points at the alarm table
+    // on line 9, column 9.
     for (notify, help) in [
         (
-            "projects/acme-prod/topics/alerts",
-            "make a `pubsub` channel for the topic",
+            "projects/acme-prod/topics/goog-alerts",
+            "write the topic's full name",
         ),
         (
             "arn:aws:sns:eu-west-1:123456789012:alerts",
@@ -285,6 +285,16 @@ fn the_bad_input_table_points_at_line_and_column_with_help() {
             help,
         });
     }
+    // Upstream credentials for a remote repository: not made yet, refused at the secret.
+    cases.push(Bad {
+        text: format!(
+            "{GKE}[registries]\nallowed = [\"europe-west1-docker.pkg.dev/acme-prod\"]\npull_through_cache = true\nmirrors = {{ \"docker.io\" = \"europe-west1-docker.pkg.dev/acme-prod/docker-hub\" }}\n[registries.credentials]\n\"docker.io\" = \"projects/acme-prod/secrets/hub/versions/latest\"\n"
+        ),
+        code: ProblemCode::InvalidValue,
+        at: (11, 15),
+        message: "upstream credentials for `docker.io` are not supported on GKE yet".to_owned(),
+        help: "set `pull_through_cache = false`",
+    });
     for bad in cases {
         let all = problems(&bad.text);
         let p = all
@@ -307,12 +317,13 @@ fn the_bad_input_table_points_at_line_and_column_with_help() {
     }
 }
 
-/// What the GCP Alarm handler accepts passes: an e-mail address, or a channel by its name
-/// (the project an id or a number).
+/// What the GCP Alarm handler accepts passes: an e-mail address, a Pub/Sub topic, or a channel
+/// by its name (the project an id or a number).
 #[test]
 fn alarm_targets_the_handler_uses_validate() {
     for notify in [
         "security@acme.example",
+        "projects/acme-prod/topics/security-alerts",
         "projects/acme-prod/notificationChannels/1234567890",
         "projects/123456789012/notificationChannels/1234567890",
     ] {

@@ -788,6 +788,12 @@ fn update_pool(p: &mut NodePool, r: UpdateNodePoolRequest) -> Result<(), ApiErro
     if let Some(w) = r.workload_metadata_config {
         config.workload_metadata_config = Some(w);
     }
+    if let Some(c) = r.containerd_config {
+        if c.registry_hosts.len() > 25 {
+            return Err(ApiError::invalid("At most 25 registry_hosts are allowed."));
+        }
+        config.containerd_config = Some(c);
+    }
     if !r.image_type.is_empty() {
         config.image_type = r.image_type;
     }

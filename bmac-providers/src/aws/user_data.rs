@@ -47,17 +47,12 @@ pub fn hosts_toml(m: &NodeMirror) -> String {
         "docker.io" => "registry-1.docker.io",
         other => other,
     };
-    let (host, path) = m.mirror.split_once('/').unwrap_or((&m.mirror, ""));
-    let path = path.trim_matches('/');
-    let mut out = format!("server = \"https://{server}\"\n\n");
-    if path.is_empty() {
-        out.push_str(&format!(
-            "[host.\"https://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
-        ));
-    } else {
-        out.push_str(&format!(
-            "[host.\"https://{host}/v2/{path}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  override_path = true\n"
-        ));
+    let (host, override_path) = crate::cloud::containerd_host(&m.mirror);
+    let mut out = format!(
+        "server = \"https://{server}\"\n\n[host.\"{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+    );
+    if override_path {
+        out.push_str("  override_path = true\n");
     }
     out
 }

@@ -180,3 +180,15 @@ pub(crate) fn kept_bucket(ctx: &bmac_core::provider::StepContext, name: &str, cr
         "kept bucket {name} and the audit records in it: {why}"
     ));
 }
+
+/// Where containerd sends pulls for a mirror (`HOST` or `HOST/PATH`), and whether the URL
+/// carries the registry's API root: a mirror below a path (an ECR cache `HOST/PREFIX`, an
+/// Artifact Registry repository `HOST/PROJECT/REPO`) is `https://HOST/v2/PATH` with containerd's
+/// `override_path`, the form containerd needs for a registry below a path.
+pub(crate) fn containerd_host(mirror: &str) -> (String, bool) {
+    let (host, path) = mirror.split_once('/').unwrap_or((mirror, ""));
+    match path.trim_matches('/') {
+        "" => (format!("https://{host}"), false),
+        path => (format!("https://{host}/v2/{path}"), true),
+    }
+}

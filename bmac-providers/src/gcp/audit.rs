@@ -23,8 +23,10 @@
 //! - `audit_alarm` is a log-based metric per watched event — `denied` (requests the Kubernetes
 //!   API refused: `PERMISSION_DENIED`), `anomalies` (anonymous requests, exec / attach into pods,
 //!   and changes to RBAC bindings) — and a Cloud Monitoring alert policy on each (any event in a
-//!   minute), notifying a channel: an existing one (`projects/P/notificationChannels/N`), or an
-//!   e-mail channel bmac makes for a `notify` address. Destroy deletes what bmac made.
+//!   minute), notifying a channel: an existing one (`projects/P/notificationChannels/N`), or a
+//!   channel bmac makes for a `notify` e-mail address or Pub/Sub topic (`projects/P/topics/T`:
+//!   Cloud Monitoring's service agent must be allowed to publish to it, as Google documents).
+//!   Destroy deletes what bmac made.
 //!
 //! Everything is named after the cluster, found again by name, and converged: a hand change
 //! (a filter, a destination, a channel) is drift that apply restores.
@@ -474,8 +476,19 @@ fn policy_name(gcp: &Clients, w: &Watch) -> String {
     format!("bmac {}: {}", gcp.cluster, w.title)
 }
 
-fn channel_name(gcp: &Clients, email: &str) -> String {
-    format!("bmac {}: audit alerts to {email}", gcp.cluster)
+fn channel_name(gcp: &Clients, target: &str) -> String {
+    format!("bmac {}: audit alerts to {target}", gcp.cluster)
+}
+
+/// The channel type and its label for a `notify` target bmac makes a channel for: a Pub/Sub
+/// topic (`projects/P/topics/T`, type `pubsub`, label `topic`) or an e-mail address (type
+/// `email`, label `email_address`).
+fn channel_kind(notify: &str) -> (&'static str, &'static str) {
+    if notify.starts_with("projects/") && notify.contains("/topics/") {
+        ("pubsub", "topic")
+    } else {
+        ("email", "email_address")
+    }
 }
 
 /// `projects/P/notificationChannels/N` as given.
@@ -524,7 +537,8 @@ async fn find_policy(gcp: &Clients, display: &str) -> Result<Option<AlertPolicy>
         .find(|p| p.display_name == display))
 }
 
-/// The channel alerts go to: the given one, or bmac's e-mail channel (made when missing).
+/// The channel alerts go to: the given one, or bmac's e-mail or Pub/Sub channel (made when
+/// missing).
 /// Returns its name and whether bmac owns it.
 async fn channel(gcp: &Clients, notify: &str) -> Result<(String, bool), ProviderError> {
     if is_channel(notify) {
@@ -550,15 +564,16 @@ async fn channel(gcp: &Clients, notify: &str) -> Result<(String, bool), Provider
     if let Some(c) = find_channel(gcp, &display).boxed().await? {
         return Ok((c.name, true));
     }
+    let (kind, label) = channel_kind(notify);
     let made = gcp
         .channels
         .create_notification_channel()
         .set_name(format!("projects/{}", gcp.project))
         .set_notification_channel(
             NotificationChannel::new()
-                .set_type("email")
+                .set_type(kind)
                 .set_display_name(display)
-                .set_labels([("email_address", notify)])
+                .set_labels([(label, notify)])
                 .set_user_labels(super::labels::of(&gcp.cluster, "audit.alarm")),
         )
         .send()
@@ -811,5 +826,19 @@ mod tests {
             &components(&[])
         ));
         assert_eq!(log_type_of("DATA_READ"), Some(AuditLogType::DataRead));
+    }
+
+    #[test]
+    fn notify_targets_become_channels_of_their_kind() {
+        assert_eq!(
+            channel_kind("projects/acme-prod/topics/security-alerts"),
+            ("pubsub", "topic")
+        );
+        assert_eq!(
+            channel_kind("secops@example.com"),
+            ("email", "email_address")
+        );
+        assert!(is_channel("projects/acme-prod/notificationChannels/123"));
+        assert!(!is_channel("projects/acme-prod/topics/security-alerts"));
     }
 }

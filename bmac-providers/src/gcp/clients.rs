@@ -81,6 +81,8 @@ pub struct Clients {
     pub channels: google_cloud_monitoring_v3::client::NotificationChannelService,
     /// Cloud Storage bucket administration (JSON API: see [`super::storage`]).
     pub storage: super::storage::Gcs,
+    /// Artifact Registry (remote repositories for the registry mirrors).
+    pub artifact_registry: google_cloud_artifactregistry_v1::client::ArtifactRegistry,
 }
 
 impl Clients {
@@ -223,6 +225,10 @@ impl Gcp {
             channels: client!(
                 google_cloud_monitoring_v3::client::NotificationChannelService,
                 "monitoring"
+            ),
+            artifact_registry: client!(
+                google_cloud_artifactregistry_v1::client::ArtifactRegistry,
+                "artifactregistry"
             ),
             storage: super::storage::Gcs::new(self.endpoint("storage")),
             credentials,

@@ -6,8 +6,9 @@
 //! VPC-native network, subnetwork and Cloud NAT), [`kms`] (the Secrets key and the GKE service
 //! agent's grant on it), [`cluster`] (the GKE control plane), [`node_pool`], [`iam`] (Google
 //! service accounts and their Workload Identity bindings), [`storage`] (the audit archive
-//! bucket, over the Cloud Storage JSON API) and [`audit`] (Data Access audit logs, the sink into
-//! the archive, log-based metrics and alert policies) — behind one
+//! bucket, over the Cloud Storage JSON API), [`audit`] (Data Access audit logs, the sink into
+//! the archive, log-based metrics and alert policies) and [`registry`] (Artifact Registry remote
+//! repositories for the registry mirrors) — behind one
 //! registry, [`GcpProvider`]. What every handler shares lives once: the clients and their
 //! configuration ([`clients`]), the error classification ([`error`]), waiting on GKE and Compute
 //! operations with checkpoints ([`operation`]), IAM policy edits guarded by etags
@@ -40,6 +41,7 @@ pub mod labels;
 pub mod network;
 pub mod node_pool;
 pub mod operation;
+pub mod registry;
 pub mod storage;
 pub mod token;
 
@@ -90,6 +92,7 @@ impl GcpProvider {
         kinds::AUDIT_LOGGING,
         kinds::AUDIT_ARCHIVE,
         kinds::AUDIT_ALARM,
+        kinds::REGISTRY_MIRROR,
     ];
 
     /// A provider configured from `config` (nothing is called until a step runs).
@@ -104,7 +107,8 @@ impl GcpProvider {
             .with(kinds::OBJECT_BUCKET, storage::GcsBucket)
             .with(kinds::AUDIT_LOGGING, audit::Logging)
             .with(kinds::AUDIT_ARCHIVE, audit::Archive)
-            .with(kinds::AUDIT_ALARM, audit::Alarm);
+            .with(kinds::AUDIT_ALARM, audit::Alarm)
+            .with(kinds::REGISTRY_MIRROR, registry::Mirror);
         GcpProvider {
             gcp: Arc::new(Gcp::new(config)),
             handlers,

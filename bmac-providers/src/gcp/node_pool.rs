@@ -11,8 +11,20 @@
 //! nodes in total (`totalMinNodeCount` / `totalMaxNodeCount`: the spec counts the whole pool,
 //! not per zone) starting from `desired`. `ALREADY_EXISTS` is adoption.
 //!
+//! Registry mirrors (the spec's `[registries] mirrors`, Artifact Registry remote repositories —
+//! see [`super::registry`]) are the pool's containerd registry hosts (`containerdConfig.
+//! registryHosts`, one `hosts.toml` per mirrored upstream on each node): the mirror first, with
+//! `pull` and `resolve`, addressed `https://HOST/v2/PROJECT/REPO` with `overridePath`; containerd
+//! falls back to the upstream itself when the mirror fails. Caveat, as on EKS: containerd sends
+//! the mirror the credentials the kubelet found for the *image's* registry, and GKE's
+//! credential provider matches only Google registries, so a pull of `docker.io/library/nginx`
+//! reaches a remote repository that does not allow anonymous reads without credentials and
+//! falls back to Docker Hub; images named by their mirror (`…-docker.pkg.dev/P/REPO/library/
+//! nginx`) authenticate as the node's service account and go through the cache.
+//!
 //! Update in place, each an operation: autoscaling (`setAutoscaling`), labels and taints
-//! (`nodePools.update`), the node version (`nodePools.update`). The machine type and disk are
+//! (`nodePools.update`), the registry mirrors (`nodePools.update` with `containerdConfig`), the
+//! node version (`nodePools.update`). The machine type and disk are
 //! replacements (`bmac_steps::kinds`). The desired size is where autoscaling starts; after that
 //! the autoscaler owns it and observe does not report it as drift. Updates of a pool share the
 //! cluster's one-operation-at-a-time group (GKE refuses concurrent operations on a cluster).
@@ -23,11 +35,15 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use bmac_core::provider::{ApplyRequest, DestroyRequest, ObserveRequest, Observed, StepContext};
 use bmac_core::{Outputs, ProviderError};
-use bmac_steps::config::{NodePoolConfig, Taint, INPUT_ROLE, OUTPUT_ARN};
+use bmac_steps::config::{NodeMirror, NodePoolConfig, Taint, INPUT_ROLE, OUTPUT_ARN};
+use google_cloud_container_v1::model::containerd_config::registry_host_config::{
+    HostCapability, HostConfig,
+};
+use google_cloud_container_v1::model::containerd_config::RegistryHostConfig;
 use google_cloud_container_v1::model::{
-    node_pool::Status as PoolStatus, node_taint::Effect, workload_metadata_config, NodeConfig,
-    NodeLabels, NodeManagement, NodePool, NodePoolAutoscaling, NodeTaint, NodeTaints,
-    ShieldedInstanceConfig, WorkloadMetadataConfig,
+    node_pool::Status as PoolStatus, node_taint::Effect, workload_metadata_config,
+    ContainerdConfig, NodeConfig, NodeLabels, NodeManagement, NodePool, NodePoolAutoscaling,
+    NodeTaint, NodeTaints, ShieldedInstanceConfig, WorkloadMetadataConfig,
 };
 use serde_json::json;
 
@@ -102,6 +118,56 @@ fn labels_of(pool: &NodePool) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The containerd registry hosts of `mirrors` (see the module docs).
+fn containerd(mirrors: &[NodeMirror]) -> ContainerdConfig {
+    ContainerdConfig::new().set_registry_hosts(mirrors.iter().map(|m| {
+        let (host, override_path) = crate::cloud::containerd_host(&m.mirror);
+        RegistryHostConfig::new()
+            .set_server(bmac_steps::spec::registry_host(&m.upstream))
+            .set_hosts([HostConfig::new()
+                .set_host(host)
+                .set_capabilities([HostCapability::Pull, HostCapability::Resolve])
+                .set_override_path(override_path)])
+    }))
+}
+
+/// The mirrors a pool's containerd is pointed at (each registry host's first host), in the
+/// spec's terms.
+fn mirrors_of(pool: &NodePool) -> Vec<NodeMirror> {
+    pool.config
+        .iter()
+        .filter_map(|c| c.containerd_config.as_ref())
+        .flat_map(|c| &c.registry_hosts)
+        .filter_map(|r| {
+            let host = r.hosts.first()?;
+            let url = host.host.trim_start_matches("https://");
+            let mirror = match url.split_once("/v2/") {
+                Some((h, path)) if host.override_path => format!("{h}/{path}"),
+                _ => url.to_owned(),
+            };
+            Some(NodeMirror {
+                upstream: r.server.clone(),
+                mirror,
+            })
+        })
+        .collect()
+}
+
+/// Whether the pool's containerd mirrors are the spec's (upstream aliases folded).
+fn same_mirrors(pool: &NodePool, want: &[NodeMirror]) -> bool {
+    let key = |m: &NodeMirror| {
+        (
+            bmac_steps::spec::registry_host(&m.upstream).to_owned(),
+            m.mirror.clone(),
+        )
+    };
+    let mut have: Vec<_> = mirrors_of(pool).iter().map(key).collect();
+    let mut want: Vec<_> = want.iter().map(key).collect();
+    have.sort();
+    want.sort();
+    have == want
+}
+
 fn autoscaling(c: &NodePoolConfig) -> NodePoolAutoscaling {
     NodePoolAutoscaling::new()
         .set_enabled(true)
@@ -142,6 +208,9 @@ fn body(gcp: &Clients, c: &NodePoolConfig, account: Option<&str>, step: &str) ->
                 .set_enable_integrity_monitoring(true),
         )
         .set_resource_labels(labels::of(&gcp.cluster, step));
+    if !c.mirrors.is_empty() {
+        config = config.set_containerd_config(containerd(&c.mirrors));
+    }
     if let Some(sa) = account {
         config = config.set_service_account(sa);
     }
@@ -242,6 +311,24 @@ impl Handler<Clients> for GkeNodePool {
             )
             .await?;
         }
+        if !same_mirrors(&pool, &c.mirrors) {
+            let op = gcp
+                .container
+                .update_node_pool()
+                .set_name(pool_path(gcp, &c.name))
+                .set_containerd_config(containerd(&c.mirrors))
+                .send()
+                .boxed()
+                .await
+                .on("container.nodePools.update", &what)?;
+            wait(
+                gcp,
+                req.ctx,
+                &op,
+                format!("registry mirrors update of {what}"),
+            )
+            .await?;
+        }
         if let Some(v) = &c.version {
             if !pool.version.starts_with(v.as_str()) {
                 let op = gcp
@@ -282,6 +369,9 @@ impl Handler<Clients> for GkeNodePool {
         config["scaling"]["max"] = json!(max);
         config["labels"] = json!(labels_of(&pool));
         config["taints"] = json!(taints_of(&pool));
+        if !same_mirrors(&pool, &c.mirrors) {
+            config["mirrors"] = json!(mirrors_of(&pool));
+        }
         if let Some(pc) = &pool.config {
             config["instance_types"] = json!([pc.machine_type]);
             config["disk"]["size_gb"] = json!(pc.disk_size_gb);
@@ -292,7 +382,7 @@ impl Handler<Clients> for GkeNodePool {
                 config["version"] = json!(pool.version);
             }
         }
-        for key in ["labels", "taints"] {
+        for key in ["labels", "taints", "mirrors"] {
             let empty = config[key].as_object().is_some_and(|o| o.is_empty())
                 || config[key].as_array().is_some_and(|a| a.is_empty());
             if empty {

@@ -1,9 +1,11 @@
 //! Waiting on Google's long-running operations, checkpointed so that a killed run resumes
 //! polling the same operation instead of starting the change again.
 //!
-//! GKE and Compute Engine answer every change with an operation: GKE's
+//! GKE, Compute Engine and Artifact Registry answer every change with an operation: GKE's
 //! (`projects/P/locations/L/operations/ID`, `PENDING` → `RUNNING` → `DONE`, with an `error` when
-//! it failed) and Compute's (regional or global, `PENDING` → `RUNNING` → `DONE`, with `error.errors`).
+//! it failed), Compute's (regional or global, `PENDING` → `RUNNING` → `DONE`, with
+//! `error.errors`) and Artifact Registry's `google.longrunning` ones (`done`, then an `error` or
+//! a `response`).
 //! [`Op`] names one; [`Op::wait`] journals it as the step's checkpoint (DESIGN, real clouds 1)
 //! before the first poll, then polls through [`crate::cloud::wait::until`], reporting progress.
 //! [`resume`] hands back the checkpointed operation of an earlier, interrupted call: the handler
@@ -41,6 +43,11 @@ pub enum Op {
     /// A global Compute Engine operation.
     ComputeGlobal {
         /// Its name.
+        name: String,
+    },
+    /// An Artifact Registry operation (`google.longrunning`), by its full name.
+    ArtifactRegistry {
+        /// `projects/P/locations/L/operations/ID`.
         name: String,
     },
 }
@@ -88,6 +95,13 @@ impl Op {
                 name,
             },
             _ => Op::ComputeGlobal { name },
+        }
+    }
+
+    /// The Artifact Registry operation `op` answered with.
+    pub fn artifact_registry(op: &google_cloud_longrunning::model::Operation) -> Op {
+        Op::ArtifactRegistry {
+            name: op.name.clone(),
         }
     }
 
@@ -159,6 +173,22 @@ impl Op {
                     .on("compute.regionOperations.get", name)?;
                 compute_status(what, &op, op.status == Some(C::Done))
             }
+            Op::ArtifactRegistry { name } => {
+                let got = found(
+                    gcp.artifact_registry
+                        .get_operation()
+                        .set_name(name)
+                        .send()
+                        .boxed()
+                        .await,
+                    "artifactregistry.operations.get",
+                    name,
+                )?;
+                match got {
+                    None => Ok(Poll::Done(())),
+                    Some(op) => longrunning_status(what, &op),
+                }
+            }
             Op::ComputeGlobal { name } => {
                 let op = gcp
                     .global_operations
@@ -222,6 +252,22 @@ fn compute_status(
             .find_map(|e| e.code.clone())
             .unwrap_or_else(|| "OPERATION_FAILED".to_owned()),
     ))
+}
+
+/// A `google.longrunning` operation's state: waiting until `done`, then its `error` (a
+/// `google.rpc.Status`, classified by its code as GKE's are) or success.
+fn longrunning_status(
+    what: &str,
+    op: &google_cloud_longrunning::model::Operation,
+) -> Result<Poll<()>, ProviderError> {
+    use google_cloud_longrunning::model::operation::Result as R;
+    if !op.done {
+        return Ok(Poll::Waiting("RUNNING".to_owned()));
+    }
+    match &op.result {
+        Some(R::Error(e)) => Err(failed(what, e.code, &e.message, "")),
+        _ => Ok(Poll::Done(())),
+    }
 }
 
 /// A GKE operation's error: retryable for the codes that mean "try again" (UNAVAILABLE 14,

@@ -12,9 +12,10 @@
 //!   instead of Compute Engine's default account, which holds Editor on the project).
 //! - `cluster.key` (`encryption_key`) — EKS: Secrets are envelope-encrypted with a KMS key,
 //!   created (with rotation) unless `[cluster] encryption_key` names one.
-//! - node mirrors — EKS: node pools carry the registry mirrors (the provider points the
-//!   nodes' containerd at them), run after the mirror steps, and pull-through caches get a
-//!   `registries.policy` granting the node roles what a first pull through a cache needs;
+//! - node mirrors — EKS and GKE: node pools carry the registry mirrors (the provider points
+//!   the nodes' containerd at them) and run after the mirror steps; on EKS pull-through caches
+//!   also get a `registries.policy` granting the node roles what a first pull through a cache
+//!   needs (GKE's node roles already include `roles/artifactregistry.reader`);
 //!   node pools carry the cluster's version, so an upgrade of the cluster is followed by one
 //!   of each node group.
 //!
@@ -74,8 +75,12 @@ pub struct Needs {
     /// bound by the cloud (EKS Pod Identity) or through the OIDC issuer (IRSA).
     pub addons: bool,
     /// Node pools carry the registry mirrors (their container runtime is configured by the
-    /// provider), and pull-through caches get a `registries.policy` granting the node roles.
+    /// provider) and come after the mirror steps.
     pub node_mirrors: bool,
+    /// Pull-through caches get a `registries.policy` granting the node roles what a first
+    /// pull needs (EKS: ECR's registry policy; GKE's node roles already read remote
+    /// repositories).
+    pub registry_policy: bool,
     /// Node pools carry the cluster's Kubernetes version, so that the provider upgrades them
     /// after the control plane (EKS node groups follow `UpdateNodegroupVersion`).
     pub node_versions: bool,
@@ -97,6 +102,7 @@ pub fn needs(provider: Provider, has_network: bool) -> Needs {
         key: false,
         addons: false,
         node_mirrors: false,
+        registry_policy: false,
         node_versions: false,
         cni_in_cluster_config: false,
         annotated_bindings: false,
@@ -109,6 +115,7 @@ pub fn needs(provider: Provider, has_network: bool) -> Needs {
             key: true,
             addons: true,
             node_mirrors: true,
+            registry_policy: true,
             node_versions: true,
             ..none
         },
@@ -116,6 +123,7 @@ pub fn needs(provider: Provider, has_network: bool) -> Needs {
             network: true,
             node_roles: true,
             key: true,
+            node_mirrors: true,
             node_versions: true,
             cni_in_cluster_config: true,
             annotated_bindings: true,

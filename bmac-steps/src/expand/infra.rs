@@ -341,7 +341,11 @@ pub(super) fn registry_mirrors(c: &mut Catalogue<'_>) -> Result<(), CatalogueErr
         return Ok(());
     }
     let mut before_nodes = made.clone();
-    if registries.pull_through_cache && !made.is_empty() && !c.spec.node_pools.is_empty() {
+    if registries.pull_through_cache
+        && super::cloud::needs_of(c).registry_policy
+        && !made.is_empty()
+        && !c.spec.node_pools.is_empty()
+    {
         before_nodes.push(registry_policy(c, registries, &made)?);
     }
     // Nodes pull through the mirrors from their first boot: pools come after them.

@@ -7,8 +7,9 @@
 //! would refuse fails with file:line:column before any call. What only Google knows (that the
 //! project exists, that the caller may use a key, which project owns the archive bucket — a
 //! `gs://` URL names none) is the provider's to check and report. Settings the GKE provider
-//! would not honour (`[audit] log_retention_days`, an alarm `notify` that is neither an e-mail
-//! address nor a Monitoring channel) are refused here rather than silently ignored.
+//! would not honour (`[audit] log_retention_days`, an alarm `notify` that is not an e-mail
+//! address, a Pub/Sub topic or a Monitoring channel, upstream credentials for a remote
+//! repository) are refused here rather than silently ignored.
 
 use super::cloud::invalid;
 use super::decode::{meta, Decoder};
@@ -453,6 +454,16 @@ fn audit(spec: &Spec, out: &mut Vec<Problem>) {
     }
 }
 
+/// Whether `t` is a Pub/Sub topic id: 3 to 255 characters of letters, digits and `-_.~+%`,
+/// starting with a letter and not with `goog`.
+fn is_topic_id(t: &str) -> bool {
+    (3..=255).contains(&t.len())
+        && t.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !t.starts_with("goog")
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~+%".contains(&b))
+}
+
 /// Whether `notify` is an address Cloud Monitoring can make an e-mail channel for: one `@`
 /// between a non-empty local part and a dotted domain, nothing a path or a list would hold.
 fn is_email(notify: &str) -> bool {
@@ -465,10 +476,10 @@ fn is_email(notify: &str) -> bool {
     }) && !notify.contains(['/', ' ', ',', ';'])
 }
 
-/// `[audit] alarm.notify` on GKE: what the Alarm handler uses — an e-mail address (bmac makes
-/// an e-mail channel for it) or an existing channel `projects/P/notificationChannels/N` (P an
-/// id or a number). Anything else (a Pub/Sub topic, an SNS ARN) would reach Google as an
-/// e-mail address, so it is refused here.
+/// `[audit] alarm.notify` on GKE: what the Alarm handler uses — an e-mail address or a Pub/Sub
+/// topic `projects/P/topics/T` (bmac makes an `email` or `pubsub` channel for it), or an
+/// existing channel `projects/P/notificationChannels/N` (P an id or a number). Anything else
+/// (an SNS ARN, a list of addresses) is refused here.
 fn notify_target(at: miette::SourceSpan, notify: &str, out: &mut Vec<Problem>) {
     let project =
         |p: &str| is_project_id(p) || (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
@@ -479,17 +490,16 @@ fn notify_target(at: miette::SourceSpan, notify: &str, out: &mut Vec<Problem>) {
             "write the channel's full name, `projects/PROJECT/notificationChannels/ID` \
              (`gcloud beta monitoring channels list` shows it)",
         ),
-        ["projects", _, "topics", _] => (
-            false,
-            "Cloud Monitoring alert policies notify channels, not topics: make a `pubsub` \
-             channel for the topic (`gcloud beta monitoring channels create --type=pubsub \
-             --channel-labels=topic=projects/P/topics/T`) and name it as \
-             `projects/P/notificationChannels/ID`, or write an e-mail address",
+        ["projects", p, "topics", t] => (
+            is_project_id(p) && is_topic_id(t),
+            "write the topic's full name, `projects/PROJECT/topics/TOPIC` (a topic id is 3 to \
+             255 letters, digits and `-_.~+%`, starting with a letter, not `goog`)",
         ),
         _ => (
             is_email(notify),
-            "write an e-mail address (bmac makes an e-mail channel for it) or an existing \
-             channel `projects/PROJECT/notificationChannels/ID`",
+            "write an e-mail address or a Pub/Sub topic `projects/PROJECT/topics/TOPIC` (bmac \
+             makes a channel for it), or an existing channel \
+             `projects/PROJECT/notificationChannels/ID`",
         ),
     };
     if !ok {
@@ -533,25 +543,22 @@ fn registries(spec: &Spec, region: &str, out: &mut Vec<Problem>) {
             ));
         }
     }
-    // A remote repository authenticates to its upstream with a Secret Manager secret version.
+    // A remote repository authenticates to its upstream with a user name and a Secret Manager
+    // secret version holding the password; the spec names only the secret, so bmac does not
+    // make authenticated remotes yet, and says so here instead of making an anonymous one.
     for cred in &r.credentials {
-        let p: Vec<&str> = cred.arn.value.split('/').collect();
-        let ok = matches!(p.as_slice(), ["projects", project, "secrets", s, "versions", v]
-            if !project.is_empty() && !s.is_empty() && !v.is_empty());
-        if !ok {
-            out.push(invalid(
-                cred.arn.span,
-                format!(
-                    "`{}` is not a Secret Manager secret version",
-                    cred.arn.value
-                ),
-                "not a secret version",
-                "on GKE a remote repository reads its upstream password from Secret Manager: \
-                 `projects/PROJECT/secrets/NAME/versions/latest` (the secret holds the password; \
-                 the user name is the secret's `username` label)"
-                    .to_owned(),
-            ));
-        }
+        out.push(invalid(
+            cred.arn.span,
+            format!(
+                "upstream credentials for `{}` are not supported on GKE yet",
+                cred.upstream.value
+            ),
+            "not supported on GKE",
+            "bmac makes Artifact Registry remote repositories that pull anonymously (Docker Hub's \
+             anonymous rate limits apply); remove this entry, or make the remote repository with \
+             its credentials yourself and set `pull_through_cache = false`"
+                .to_owned(),
+        ));
     }
 }
 
