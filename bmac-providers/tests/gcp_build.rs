@@ -15,6 +15,20 @@
 //! repositories (Docker Hub's preset, a custom remote), re-applied without writes, a repository of
 //! that name that is not such a remote refused, a hand-made one adopted and kept on destroy; the
 //! pool's containerd registry hosts pointing at them, restored after a hand removal.
+//! Cloud Storage (the server's JSON API service): an
+//! `object_bucket` made with uniform access, public access prevention enforced, a retention
+//! policy of `retention_days`, a lifecycle rule and bmac's labels in one insert; re-applied
+//! without writes; a hand-lowered retention and opened public access shown by observe and
+//! restored by one metageneration-guarded patch; `lock_retention` locking it with one call,
+//! a later lower retention refused permanently before any call (and by the API), a higher one
+//! patched; destroy keeping a bucket bmac did not make (adopted by name and secured, not
+//! recreated) or made without `force_destroy`, and deleting a `force_destroy` one after its
+//! objects — failing, permanently and naming retention, while they are retained. An
+//! `audit_archive` sink into `storage.googleapis.com/BUCKET` with the cluster's audit filter and
+//! its own writer identity, granted only `roles/storage.objectCreator` on that bucket
+//! (others' bucket bindings, a conditional one too, kept; nothing on the project); re-applied
+//! without writes; a hand-removed grant shown as drift and restored; destroy removing the sink
+//! and the grant.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -24,12 +38,14 @@ use bmac_core::provider::{
     ApplyRequest, DestroyRequest, ObserveRequest, Observed, Prior, Provider, StepContext,
 };
 use bmac_core::{Inputs, OutputValue, Outputs, ProviderError, Step, StepId};
+use bmac_providers::gcp::audit::OBJECT_CREATOR;
 use bmac_providers::gcp::operation::{checkpoint, Op};
 use bmac_providers::gcp::GcpProvider;
 use bmac_providers::{CloudConfig, Overrides};
 use bmac_steps::config::{
-    AuditAlarmConfig, AuditLoggingConfig, ClusterConfig, Disk, EncryptionKeyConfig, EndpointAccess,
-    IamRoleConfig, IdentityBindingConfig, NetworkConfig, NodePoolConfig, Scaling, SecondaryRanges,
+    AuditAlarmConfig, AuditArchiveConfig, AuditLoggingConfig, BucketConfig, ClusterConfig, Disk,
+    EncryptionKeyConfig, EndpointAccess, IamRoleConfig, IdentityBindingConfig, NetworkConfig,
+    NodePoolConfig, Scaling, SecondaryRanges,
 };
 use bmac_steps::kinds;
 use bmac_steps::spec::Spec;
@@ -1436,5 +1452,504 @@ fn audit_turns_on_data_access_logs_control_plane_components_and_alarms() {
             .collect();
         base.sort();
         assert_eq!(components(&got), base);
+    });
+}
+
+fn bucket_config(name: &str, retention_days: u32) -> BucketConfig {
+    BucketConfig {
+        name: name.into(),
+        retention_days,
+        object_lock: true,
+        require_tls: true,
+        force_destroy: false,
+        lock_retention: false,
+    }
+}
+
+impl Server {
+    /// A Cloud Storage JSON API call with a bearer token minted for the test user (the storage
+    /// listener, like every Google API here, refuses calls without one): status and body.
+    async fn gcs(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let client = reqwest::Client::new();
+        let oauth = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "BMAC_GCP_OAUTH")
+            .map(|(_, v)| v.clone())
+            .expect("token endpoint");
+        let minted = client
+            .post(oauth)
+            .header("content-type", "application/json")
+            .body(
+                json!({
+                    "grant_type": "refresh_token",
+                    "client_id": "bmac-test-client.apps.googleusercontent.com",
+                    "client_secret": "bmac-test-client-secret",
+                    "refresh_token": "bmac-test-refresh-token",
+                })
+                .to_string(),
+            )
+            .send()
+            .await
+            .expect("token endpoint");
+        let token: Value = serde_json::from_slice(&minted.bytes().await.unwrap()).unwrap();
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = client
+            .request(method, format!("{}{path}", self.url("storage")))
+            .bearer_auth(token["access_token"].as_str().expect("a token"));
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("storage listener");
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The bucket as the JSON API shows it.
+    async fn bucket(&self, name: &str) -> Value {
+        let (status, b) = self
+            .gcs("GET", &format!("/storage/v1/b/{name}"), None)
+            .await;
+        assert_eq!(status, 200, "bucket {name}: {b}");
+        b
+    }
+
+    /// The bucket's IAM policy (at version 3: it may hold conditions).
+    async fn bucket_policy(&self, name: &str) -> Value {
+        let path = format!("/storage/v1/b/{name}/iam?optionsRequestedPolicyVersion=3");
+        let (status, p) = self.gcs("GET", &path, None).await;
+        assert_eq!(status, 200, "policy of {name}: {p}");
+        p
+    }
+
+    /// Every mutating storage request about bucket `name` of `project`: its inserts, and
+    /// calls on it and its objects.
+    async fn bucket_writes(&self, project: &str, name: &str) -> Vec<Value> {
+        let on = format!("/b/{name}");
+        self.mutations("storage", "")
+            .await
+            .into_iter()
+            .filter(|r| {
+                let path = r["path"].as_str().unwrap_or_default();
+                let query = r["query"].as_str().unwrap_or_default();
+                (path == "/storage/v1/b" && query.contains(&format!("project={project}")))
+                    || path
+                        .split_once(&on)
+                        .is_some_and(|(_, rest)| rest.is_empty() || rest.starts_with('/'))
+            })
+            .collect()
+    }
+}
+
+/// The config observe reports.
+fn observed_config(o: Observed) -> Value {
+    match o {
+        Observed::Present { config, .. } => config,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_object_bucket_is_private_retained_converged_and_locked() {
+    run(async {
+        let (project, cluster) = ("acme-bucket", "prod");
+        let s = server();
+        let p = provider(project, cluster);
+        let ctx = StepContext::default();
+        let none = Inputs::default();
+        let name = "acme-prod-audit";
+        let b = step(
+            "audit.bucket",
+            kinds::OBJECT_BUCKET,
+            &bucket_config(name, 30),
+        );
+        let out = apply(&p, &b, &none, &ctx).await.unwrap();
+        assert_eq!(out.str("bucket"), Some(name));
+        assert_eq!(out.str("url"), Some("gs://acme-prod-audit"));
+        assert_eq!(
+            out.get("created").and_then(|v| v.value()),
+            Some(&json!(true))
+        );
+        let got = s.bucket(name).await;
+        assert_eq!(got["location"], "EUROPE-WEST1");
+        assert_eq!(
+            got["iamConfiguration"]["uniformBucketLevelAccess"]["enabled"],
+            true
+        );
+        assert_eq!(
+            got["iamConfiguration"]["publicAccessPrevention"],
+            "enforced"
+        );
+        assert_eq!(got["retentionPolicy"]["retentionPeriod"], "2592000");
+        assert!(
+            got["retentionPolicy"].get("isLocked").is_none(),
+            "not locked unless asked"
+        );
+        assert_eq!(
+            got["lifecycle"],
+            json!({"rule": [{"action": {"type": "Delete"}, "condition": {"age": 30}}]})
+        );
+        assert_eq!(
+            got["labels"],
+            json!({"bmac-cluster": cluster, "bmac-step": "audit_bucket", "bmac-created": "true"})
+        );
+        let writes = s.bucket_writes(project, name).await;
+        assert_eq!(
+            writes.len(),
+            1,
+            "one insert, settings included: {writes:#?}"
+        );
+
+        // Re-applied: nothing written.
+        let prior = Prior::new(b.config.value().clone(), out.clone());
+        p.apply(ApplyRequest {
+            step: &b,
+            inputs: &none,
+            prior: Some(&prior),
+            ctx: &ctx,
+        })
+        .await
+        .unwrap();
+        assert_eq!(s.bucket_writes(project, name).await.len(), 1);
+
+        // Retention lowered and public access opened by hand: drift, shown and restored by
+        // one patch guarded by the metageneration read.
+        s.control(
+            "storage",
+            "POST",
+            "/_bmac/edit",
+            Some(json!({"name": format!("b/{name}"), "patch": {
+                "retentionPolicy": {"retentionPeriod": "86400"},
+                "iamConfiguration": {"publicAccessPrevention": "inherited"}
+            }})),
+        )
+        .await;
+        let config = observed_config(observe(&p, &b, &none).await);
+        assert_eq!(config["retention_days"], 1);
+        assert_eq!(config["require_tls"], false);
+        let metageneration = s.bucket(name).await["metageneration"].clone();
+        apply(&p, &b, &none, &ctx).await.unwrap();
+        let writes = s.bucket_writes(project, name).await;
+        assert_eq!(writes.len(), 2, "{writes:#?}");
+        assert_eq!(writes[1]["method"], "PATCH");
+        assert_eq!(
+            writes[1]["query"],
+            format!("ifMetagenerationMatch={}", metageneration.as_str().unwrap())
+        );
+        let config = observed_config(observe(&p, &b, &none).await);
+        assert_eq!(config["retention_days"], 30);
+        assert_eq!(config["require_tls"], true);
+
+        // lock_retention locks it: one call, then nothing more.
+        let mut cfg = bucket_config(name, 30);
+        cfg.lock_retention = true;
+        let locked = step("audit.bucket", kinds::OBJECT_BUCKET, &cfg);
+        apply(&p, &locked, &none, &ctx).await.unwrap();
+        let writes = s.bucket_writes(project, name).await;
+        assert_eq!(writes.len(), 3, "{writes:#?}");
+        assert_eq!(
+            writes[2]["path"],
+            format!("/storage/v1/b/{name}/lockRetentionPolicy")
+        );
+        assert_eq!(s.bucket(name).await["retentionPolicy"]["isLocked"], true);
+        assert_eq!(
+            observed_config(observe(&p, &locked, &none).await)["lock_retention"],
+            true
+        );
+        apply(&p, &locked, &none, &ctx).await.unwrap();
+        assert_eq!(s.bucket_writes(project, name).await.len(), 3);
+
+        // A lower retention is refused before any call, permanently and saying why; Cloud
+        // Storage itself refuses it too.
+        cfg.retention_days = 10;
+        let lower = step("audit.bucket", kinds::OBJECT_BUCKET, &cfg);
+        let err = apply(&p, &lower, &none, &ctx).await.unwrap_err();
+        assert!(!err.is_retryable(), "{err:?}");
+        assert_eq!(err.code.as_deref(), Some("bmac::gcp::retention_locked"));
+        assert!(
+            err.message.contains("locked at 30 days") && err.message.contains("lowered to 10"),
+            "{}",
+            err.message
+        );
+        assert_eq!(s.bucket_writes(project, name).await.len(), 3);
+        let (status, e) = s
+            .gcs(
+                "PATCH",
+                &format!("/storage/v1/b/{name}"),
+                Some(json!({"retentionPolicy": {"retentionPeriod": "864000"}})),
+            )
+            .await;
+        assert_eq!(status, 403, "{e}");
+        // Raised, it is patched and stays locked.
+        cfg.retention_days = 60;
+        let higher = step("audit.bucket", kinds::OBJECT_BUCKET, &cfg);
+        apply(&p, &higher, &none, &ctx).await.unwrap();
+        let got = s.bucket(name).await;
+        assert_eq!(got["retentionPolicy"]["retentionPeriod"], "5184000");
+        assert_eq!(got["retentionPolicy"]["isLocked"], true);
+        assert_eq!(got["lifecycle"]["rule"][0]["condition"]["age"], 60);
+    });
+}
+
+#[test]
+fn destroy_keeps_buckets_bmac_did_not_make_or_may_not_delete_and_empties_the_rest() {
+    run(async {
+        let (project, cluster) = ("acme-keep", "prod");
+        let s = server();
+        let p = provider(project, cluster);
+        let ctx = StepContext::default();
+        let none = Inputs::default();
+
+        // Someone's bucket given by name: adopted and secured, not recreated, never deleted.
+        let theirs = "acme-existing-logs";
+        let (status, made) = s
+            .gcs(
+                "POST",
+                &format!("/storage/v1/b?project={project}"),
+                Some(json!({"name": theirs, "location": "EUROPE-WEST1", "labels": {"owner": "secops"}})),
+            )
+            .await;
+        assert_eq!(status, 200, "{made}");
+        let mut cfg = bucket_config(theirs, 30);
+        cfg.force_destroy = true;
+        let adopted = step("audit.bucket", kinds::OBJECT_BUCKET, &cfg);
+        let out = apply(&p, &adopted, &none, &ctx).await.unwrap();
+        assert_eq!(
+            out.get("created").and_then(|v| v.value()),
+            Some(&json!(false))
+        );
+        let writes = s.bucket_writes(project, theirs).await;
+        let methods: Vec<&str> = writes
+            .iter()
+            .map(|r| r["method"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            methods,
+            ["POST", "PATCH"],
+            "their insert, then bmac's one patch"
+        );
+        let got = s.bucket(theirs).await;
+        assert_eq!(
+            got["labels"],
+            json!({"owner": "secops"}),
+            "not marked as bmac's"
+        );
+        assert_eq!(
+            got["iamConfiguration"]["publicAccessPrevention"],
+            "enforced"
+        );
+        assert_eq!(got["retentionPolicy"]["retentionPeriod"], "2592000");
+        destroy(&p, &adopted, &none, out).await.unwrap();
+        s.bucket(theirs).await;
+
+        // Made by bmac without force_destroy: kept.
+        let kept = step(
+            "audit.bucket",
+            kinds::OBJECT_BUCKET,
+            &bucket_config("acme-kept-audit", 30),
+        );
+        let out = apply(&p, &kept, &none, &ctx).await.unwrap();
+        assert_eq!(
+            out.get("created").and_then(|v| v.value()),
+            Some(&json!(true))
+        );
+        destroy(&p, &kept, &none, out).await.unwrap();
+        s.bucket("acme-kept-audit").await;
+
+        // Made by bmac with force_destroy: emptied, then deleted — once retention lets it.
+        let scratch = "acme-scratch-audit";
+        let mut cfg = bucket_config(scratch, 30);
+        cfg.force_destroy = true;
+        let doomed = step("audit.bucket", kinds::OBJECT_BUCKET, &cfg);
+        let out = apply(&p, &doomed, &none, &ctx).await.unwrap();
+        let objects = [
+            "cloudaudit.googleapis.com/activity/2026/01/01/a.json",
+            "b.json",
+        ];
+        for o in objects {
+            let path = format!("/upload/storage/v1/b/{scratch}/o?uploadType=media&name={o}");
+            let (status, e) = s.gcs("POST", &path, Some(json!({"entry": 1}))).await;
+            assert_eq!(status, 200, "{e}");
+        }
+        let err = destroy(&p, &doomed, &none, out.clone()).await.unwrap_err();
+        assert!(!err.is_retryable(), "{err:?}");
+        assert!(
+            err.message.contains("retention policy") && !err.message.contains("credentials"),
+            "a retained object is no missing permission: {}",
+            err.message
+        );
+        s.bucket(scratch).await;
+        for o in objects {
+            s.control(
+                "storage",
+                "POST",
+                "/_bmac/edit",
+                Some(json!({"name": format!("b/{scratch}/o/{o}"), "patch": {"timeCreated": "2020-01-01T00:00:00Z"}})),
+            )
+            .await;
+        }
+        destroy(&p, &doomed, &none, out).await.unwrap();
+        let (status, _) = s
+            .gcs("GET", &format!("/storage/v1/b/{scratch}"), None)
+            .await;
+        assert_eq!(status, 404);
+        let deletes: Vec<String> = s
+            .bucket_writes(project, scratch)
+            .await
+            .iter()
+            .filter(|r| r["method"] == "DELETE" && r["status"] == 204)
+            .map(|r| r["path"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            deletes,
+            [
+                format!("/storage/v1/b/{scratch}/o/b.json"),
+                format!("/storage/v1/b/{scratch}/o/{}", objects[0]),
+                format!("/storage/v1/b/{scratch}"),
+            ],
+            "the objects (as listed), then the bucket"
+        );
+    });
+}
+
+/// The bindings of `policy` (JSON) that are not `role`'s.
+fn bindings_but(policy: &Value, role: &str) -> Vec<Value> {
+    policy["bindings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["role"] != role)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn an_audit_archive_is_a_sink_whose_own_identity_may_only_create_objects_in_the_bucket() {
+    run(async {
+        let (project, cluster) = ("acme-archive", "ops");
+        let s = server();
+        let p = provider(project, cluster);
+        let ctx = StepContext::default();
+        let bucket = "acme-ops-audit";
+        let b = step(
+            "audit.bucket",
+            kinds::OBJECT_BUCKET,
+            &bucket_config(bucket, 30),
+        );
+        apply(&p, &b, &Inputs::default(), &ctx).await.unwrap();
+
+        // Others' grants on the bucket, a conditional one among them (read back only at
+        // policy version 3).
+        let mut policy = s.bucket_policy(bucket).await;
+        let conditional = json!({"role": "roles/storage.objectViewer", "members": ["user:temp@example.com"],
+            "condition": {"title": "until 2030", "expression": "request.time < timestamp(\"2030-01-01T00:00:00Z\")"}});
+        let others = json!({"role": "roles/storage.objectViewer", "members": ["group:auditors@example.com"]});
+        let bindings = policy["bindings"].as_array_mut().unwrap();
+        bindings.push(others.clone());
+        bindings.push(conditional.clone());
+        policy["version"] = json!(3);
+        let (status, e) = s
+            .gcs("PUT", &format!("/storage/v1/b/{bucket}/iam"), Some(policy))
+            .await;
+        assert_eq!(status, 200, "{e}");
+        let theirs = s.bucket_policy(bucket).await["bindings"].clone();
+
+        let filter = format!(
+            "logName:\"cloudaudit.googleapis.com\" AND resource.type=\"k8s_cluster\" AND resource.labels.cluster_name=\"{cluster}\" AND resource.labels.location=\"{REGION}\""
+        );
+        let archive = step(
+            "audit.archive",
+            kinds::AUDIT_ARCHIVE,
+            &AuditArchiveConfig {
+                prefix: "audit/".into(),
+            },
+        );
+        let a_in = inputs(&[("log_group", json!(filter)), ("bucket", json!(bucket))]);
+        let out = apply(&p, &archive, &a_in, &ctx).await.unwrap();
+        let writer = out.str("writer_identity").unwrap().to_owned();
+        assert!(
+            writer.starts_with("serviceAccount:service-")
+                && writer.ends_with("@gcp-sa-logging.iam.gserviceaccount.com"),
+            "the sink's own identity: {writer}"
+        );
+        let sinks = google_cloud_logging_v2::client::ConfigServiceV2::builder()
+            .with_endpoint(s.url("logging"))
+            .build()
+            .await
+            .unwrap();
+        let sink_name = format!("projects/{project}/sinks/bmac-{cluster}-audit");
+        assert_eq!(out.str("sink"), Some(sink_name.as_str()));
+        let sink = sinks
+            .get_sink()
+            .set_sink_name(&sink_name)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sink.destination, format!("storage.googleapis.com/{bucket}"));
+        assert_eq!(sink.filter, filter);
+        assert_eq!(sink.writer_identity, writer);
+        let policy = s.bucket_policy(bucket).await;
+        assert_eq!(roles_of(&policy, &writer), [OBJECT_CREATOR]);
+        assert_eq!(
+            bindings_but(&policy, OBJECT_CREATOR),
+            theirs.as_array().unwrap().clone(),
+            "others' bindings, the conditional one too, are kept"
+        );
+        assert!(
+            roles_of(&s.project_policy(project).await, &writer).is_empty(),
+            "nothing on the project"
+        );
+
+        // Re-applied: nothing written.
+        let storage_writes = s.mutations("storage", bucket).await.len();
+        let sink_writes = s.mutations("logging", "/sinks").await.len();
+        apply(&p, &archive, &a_in, &ctx).await.unwrap();
+        assert_eq!(s.mutations("storage", bucket).await.len(), storage_writes);
+        assert_eq!(s.mutations("logging", "/sinks").await.len(), sink_writes);
+
+        // The grant removed by hand: drift, and apply grants it again.
+        let without = bindings_but(&s.bucket_policy(bucket).await, OBJECT_CREATOR);
+        s.control(
+            "storage",
+            "POST",
+            "/_bmac/edit",
+            Some(json!({"name": format!("b/{bucket}:iamPolicy"), "patch": {"bindings": without}})),
+        )
+        .await;
+        let config = observed_config(observe(&p, &archive, &a_in).await);
+        assert_eq!(config["delivery"], format!("not into gs://{bucket}"));
+        apply(&p, &archive, &a_in, &ctx).await.unwrap();
+        let policy = s.bucket_policy(bucket).await;
+        assert_eq!(roles_of(&policy, &writer), [OBJECT_CREATOR]);
+        assert_eq!(
+            bindings_but(&policy, OBJECT_CREATOR),
+            theirs.as_array().unwrap().clone()
+        );
+        assert!(observed_config(observe(&p, &archive, &a_in).await)
+            .get("delivery")
+            .is_none());
+
+        // Destroyed: the sink and its grant go, others' bindings stay.
+        destroy(&p, &archive, &a_in, out).await.unwrap();
+        let err = sinks
+            .get_sink()
+            .set_sink_name(&sink_name)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(err.http_status_code(), Some(404));
+        let policy = s.bucket_policy(bucket).await;
+        assert!(roles_of(&policy, &writer).is_empty());
+        assert_eq!(policy["bindings"], theirs);
+        assert!(matches!(
+            observe(&p, &archive, &a_in).await,
+            Observed::Absent
+        ));
     });
 }

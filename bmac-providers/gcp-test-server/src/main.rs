@@ -1,9 +1,11 @@
 //! `bmac-gcp-test-server`: a local server for the Google Cloud REST APIs that bmac's GKE
 //! provider calls, for which no emulator exists (GKE, Compute networks, IAM, Resource
 //! Manager, Cloud KMS, Cloud Logging, Cloud Monitoring, Artifact Registry, OAuth and IAM
-//! credentials). It speaks the REST paths and JSON the official google-cloud-rust crates send
-//! (`$alt=json;enum-encoding=int`), parses and answers with those crates' own serde model
-//! types, and refuses fields they do not define.
+//! credentials), and Cloud Storage bucket administration, which fake-gcs-server does not serve
+//! (see [`storage`]). It speaks the REST paths and JSON the official google-cloud-rust crates
+//! send (`$alt=json;enum-encoding=int`), parses and answers with those crates' own serde model
+//! types, and refuses fields they do not define; Cloud Storage's JSON API has no such crate,
+//! so its shapes are the server's own strict types, after the API's reference.
 //!
 //! ```text
 //! bmac-gcp-test-server --env-file PATH [--delay-ms N] [--cluster-endpoint HOST:PORT]
@@ -31,6 +33,7 @@ mod oauth;
 mod policy;
 mod resourcemanager;
 mod server;
+mod storage;
 
 use std::time::Duration;
 

@@ -69,6 +69,8 @@ pub enum Service {
     Monitoring,
     /// Artifact Registry (`artifactregistry.googleapis.com`).
     ArtifactRegistry,
+    /// Cloud Storage bucket administration, JSON API (`storage.googleapis.com`).
+    Storage,
     /// IAM credentials (`iamcredentials.googleapis.com`).
     IamCredentials,
     /// The OAuth 2 token endpoint (`oauth2.googleapis.com/token`).
@@ -77,7 +79,7 @@ pub enum Service {
 
 impl Service {
     /// Every service, in the env file's order.
-    pub const ALL: [Service; 10] = [
+    pub const ALL: [Service; 11] = [
         Service::Container,
         Service::Compute,
         Service::Iam,
@@ -86,6 +88,7 @@ impl Service {
         Service::Logging,
         Service::Monitoring,
         Service::ArtifactRegistry,
+        Service::Storage,
         Service::IamCredentials,
         Service::OAuth,
     ];
@@ -101,6 +104,7 @@ impl Service {
             Service::Logging => "logging",
             Service::Monitoring => "monitoring",
             Service::ArtifactRegistry => "artifactregistry",
+            Service::Storage => "storage",
             Service::IamCredentials => "iamcredentials",
             Service::OAuth => "oauth",
         }
@@ -155,6 +159,8 @@ pub struct State {
     pub monitoring: crate::monitoring::Store,
     /// Repositories and their operations.
     pub artifactregistry: crate::artifactregistry::Store,
+    /// Buckets, their policies and objects.
+    pub storage: crate::storage::Store,
     /// Minted tokens.
     pub oauth: crate::oauth::Store,
     requests: Vec<Value>,
@@ -191,6 +197,7 @@ pub fn shared(config: Config) -> Shared {
         logging: Default::default(),
         monitoring: Default::default(),
         artifactregistry: Default::default(),
+        storage: Default::default(),
         oauth: Default::default(),
         requests: Vec::new(),
         faults: Vec::new(),
@@ -326,6 +333,7 @@ fn dispatch(st: &mut State, service: Service, req: &Request, principal: Option<&
         Service::Logging => crate::logging::handle(st, req),
         Service::Monitoring => crate::monitoring::handle(st, req),
         Service::ArtifactRegistry => crate::artifactregistry::handle(st, req),
+        Service::Storage => crate::storage::handle(st, req),
         Service::IamCredentials => crate::oauth::handle_iamcredentials(st, req, principal),
         Service::OAuth => crate::oauth::handle_token(st, req),
     }
@@ -399,6 +407,7 @@ fn control(st: &mut State, service: Service, req: &Request) -> Reply {
                 Service::Logging => crate::logging::edit(st, &name, patch),
                 Service::Monitoring => crate::monitoring::edit(st, &name, patch),
                 Service::ArtifactRegistry => crate::artifactregistry::edit(st, &name, patch),
+                Service::Storage => crate::storage::edit(st, &name, patch),
                 Service::IamCredentials | Service::OAuth => {
                     Err(ApiError::invalid("nothing to edit on this service"))
                 }
@@ -424,7 +433,13 @@ fn respond(reply: Reply) -> hyper::Response<Full<Bytes>> {
     if let Some(s) = retry_after {
         b = b.header(hyper::header::RETRY_AFTER, s.to_string());
     }
-    b.body(Full::new(Bytes::from(body.to_string())))
+    // 204 No Content (a JSON API delete) has no body.
+    let body = if status == 204 {
+        Bytes::new()
+    } else {
+        Bytes::from(body.to_string())
+    };
+    b.body(Full::new(body))
         .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
 }
 

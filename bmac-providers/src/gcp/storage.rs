@@ -138,17 +138,21 @@ fn gcs_code(http: u16) -> Code {
     }
 }
 
-/// The JSON API's error body (`{"error":{"code","message"}}`) as the SDK's error type.
+/// The JSON API's error body (`{"error":{"code","message","errors":[{"reason"}]}}`) as the
+/// SDK's error type. A 403 whose reason is `retentionPolicyNotMet` is no missing permission
+/// but an object the bucket's retention policy still protects: `FAILED_PRECONDITION`, so its
+/// message does not send the user to their IAM roles.
 fn service_error(http: u16, body: &[u8]) -> Error {
-    let message = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+    let v = serde_json::from_slice::<Value>(body).unwrap_or_default();
+    let message = v["error"]["message"]
+        .as_str()
+        .map(str::to_owned)
         .unwrap_or_else(|| format!("HTTP {http}"));
-    Error::service(
-        RpcStatus::default()
-            .set_code(gcs_code(http))
-            .set_message(message),
-    )
+    let code = match (http, v["error"]["errors"][0]["reason"].as_str()) {
+        (403, Some("retentionPolicyNotMet")) => Code::FailedPrecondition,
+        _ => gcs_code(http),
+    };
+    Error::service(RpcStatus::default().set_code(code).set_message(message))
 }
 
 impl Gcs {
@@ -224,13 +228,15 @@ impl Gcs {
             .transpose()
     }
 
-    /// The bucket's IAM policy.
+    /// The bucket's IAM policy, at version 3: Cloud Storage refuses to return a policy with
+    /// IAM Conditions at a lower version, and [`super::iam_policy::edit`] keeps conditional
+    /// bindings others made.
     pub async fn policy(&self, gcp: &Clients, name: &str) -> Result<Policy, Error> {
         let v = self
             .call(
                 gcp,
                 reqwest::Method::GET,
-                &format!("/storage/v1/b/{name}/iam"),
+                &format!("/storage/v1/b/{name}/iam?optionsRequestedPolicyVersion=3"),
                 None,
             )
             .boxed()
@@ -534,6 +540,15 @@ mod tests {
         assert_eq!(e.status().unwrap().message, "You already own it.");
         let stale = service_error(412, b"{}");
         assert_eq!(stale.status().unwrap().code, Code::Aborted);
+        let retained = service_error(
+            403,
+            br#"{"error":{"code":403,"message":"Object 'b/o' is subject to bucket's retention policy","errors":[{"reason":"retentionPolicyNotMet"}]}}"#,
+        );
+        assert_eq!(retained.status().unwrap().code, Code::FailedPrecondition);
+        assert_eq!(
+            service_error(403, b"{}").status().unwrap().code,
+            Code::PermissionDenied
+        );
         assert_eq!(percent_encode("a b/c"), "a%20b%2Fc");
     }
 

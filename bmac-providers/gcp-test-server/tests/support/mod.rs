@@ -1,5 +1,7 @@
 //! Starting the built server as a separate process, reading its env file, and a minimal
-//! HTTP/1.1 client for its control endpoints and for bodies the SDK cannot send.
+//! HTTP/1.1 client for its control endpoints and for bodies the SDK cannot send. Each test
+//! binary uses a part of it.
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -97,20 +99,32 @@ pub fn http_full(
     body: Option<&Value>,
     bearer: Option<&str>,
 ) -> (u16, String, Value) {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    http_raw(method, url, body.as_bytes(), bearer)
+}
+
+/// One HTTP/1.1 request with a raw body (an object upload); the status, the header block and
+/// the JSON body (`null` when empty or not JSON).
+pub fn http_raw(
+    method: &str,
+    url: &str,
+    body: &[u8],
+    bearer: Option<&str>,
+) -> (u16, String, Value) {
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
     let mut s = std::net::TcpStream::connect(host).expect("connect");
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
     let auth = bearer
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .expect("write");
+    s.write_all(body).expect("write body");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
     let status = out
