@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""An EKS-style token authenticator for bmac's test kube-apiserver (Python 3 standard library).
+"""The cloud token authenticator of bmac's test kube-apiserver: EKS tokens as EKS checks them,
+Google access tokens as GKE checks them (Python 3 standard library; the file name is from when
+it knew EKS only).
 
 It serves the Kubernetes webhook token authentication API: kube-apiserver, started with
 `--authentication-token-webhook-config-file` pointing here, POSTs an
 `authentication.k8s.io/v1` (or `v1beta1`) TokenReview to /authenticate for every bearer token
 its other authenticators do not know, and this server answers authenticated or not, in the
 review's own version, with HTTP 200 (a rejection carries its reason in `status.error`, which
-the API server logs and returns in TokenReview API answers).
+the API server logs and returns in TokenReview API answers). A token is EKS's when it starts
+with `k8s-aws-v1.`, Google's when it starts with `ya29.` (the prefix of Google OAuth access
+tokens); any other is rejected.
 
-It does for `k8s-aws-v1.` tokens what aws-iam-authenticator does on EKS (pkg/token Verify):
+EKS. It does for `k8s-aws-v1.` tokens what aws-iam-authenticator does on EKS (pkg/token Verify):
   - the token is at most 4 KiB, `k8s-aws-v1.` + unpadded base64url of an https URL with path
     `/` on `sts.amazonaws.com` or `sts.<region>.amazonaws.com[.cn]` (no port);
   - only the query parameters aws-iam-authenticator allows, each once; Action=GetCallerIdentity;
@@ -38,12 +42,29 @@ An ARN with no entry is not authenticated. moto answers every presigned request 
 fallback identity `arn:aws:sts::<account>:user/moto`, an ARN shape real STS never returns; it is
 accepted as it is (aws-iam-authenticator would refuse to canonicalise it).
 
-Fails closed: without --sts-endpoint every token is rejected with a reason saying so.
-Tokens are secrets: none is logged or echoed; each review logs one line (outcome, reason, ARN).
+GKE. GKE's API server takes a Google OAuth access token of the caller (what
+gke-gcloud-auth-plugin hands kubectl) and authenticates it as the Google account: the username
+is the account's e-mail address (a user's, or a service account's
+`NAME@PROJECT.iam.gserviceaccount.com`), with no groups of its own; what the account may do is
+then its IAM roles' and RBAC's affair. Here the token is asked about at the token's issuer,
+bmac's Google Cloud API test server, through its tokeninfo endpoint (the shape of Google's
+`https://oauth2.googleapis.com/tokeninfo?access_token=`): an answer of 200 with a verified
+`email`, time left (`expires_in` > 0) and the `cloud-platform` scope authenticates that e-mail
+(uid: the account's `sub`); a 400 `invalid_token` or anything else is a rejection. The test
+server starts after the apiserver on a port nobody knows beforehand, so its tokeninfo URL is
+read, for every review, from the file given with --gke-tokeninfo-file (scripts/gcp-env.sh
+writes it): no file, an empty one or a URL that is not http(s) on 127.0.0.1 rejects every
+Google token, saying so.
+
+Fails closed: without --sts-endpoint every EKS token is rejected, and without a tokeninfo URL
+every Google token, with a reason saying so.
+Tokens are secrets: none is logged or echoed; each review logs one line (outcome, reason, ARN
+or e-mail).
 
 Usage: eks-authenticator.py --port PORT --cluster-id NAME --credentials FILE
            --access-entries FILE [--tls-cert FILE --tls-key FILE]
            [--sts-endpoint https://127.0.0.1:PORT --sts-ca FILE]
+           [--gke-tokeninfo-file FILE]
 Listens on 127.0.0.1 only; HTTPS when given a certificate. GET /healthz answers "ok".
 """
 
@@ -64,6 +85,10 @@ import xml.etree.ElementTree as ElementTree
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 V1_PREFIX = "k8s-aws-v1."
+# Google OAuth 2 access tokens start with this.
+GOOGLE_PREFIX = "ya29."
+# The scope a Google token needs to reach GKE.
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 MAX_TOKEN_BYTES = 4 * 1024
 CLUSTER_ID_HEADER = "x-k8s-aws-id"
 # Presigned STS URLs are valid for 15 minutes after X-Amz-Date, whatever X-Amz-Expires says.
@@ -332,6 +357,79 @@ def access_entry(path, arn):
     raise Rejected("ARN is not mapped: %s has no access entry" % arn)
 
 
+def tokeninfo_url(path):
+    """The test server's tokeninfo URL, read now from the file at `path`, or Rejected."""
+    if path is None:
+        raise Rejected("no --gke-tokeninfo-file was given: Google tokens are not accepted")
+    try:
+        with open(path, encoding="utf-8") as f:
+            url = f.read().strip()
+    except FileNotFoundError:
+        url = ""
+    except OSError as e:
+        raise Rejected("the tokeninfo file %s is unreadable: %s" % (path, e))
+    if not url:
+        raise Rejected(
+            "no Google tokeninfo endpoint is known yet (%s is empty: scripts/gcp-env.sh start "
+            "writes it)" % path
+        )
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or parsed.hostname != "127.0.0.1":
+        raise Rejected("the tokeninfo endpoint %r is not on 127.0.0.1" % url)
+    return parsed
+
+
+def google_token_info(token, path):
+    """What the token's issuer says of a Google access token: its tokeninfo answer."""
+    target = tokeninfo_url(path)
+    connection_type = (
+        http.client.HTTPSConnection if target.scheme == "https" else http.client.HTTPConnection
+    )
+    connection = connection_type(target.hostname, target.port, timeout=10)
+    query = urllib.parse.urlencode({"access_token": token})
+    try:
+        connection.request("GET", "%s?%s" % (target.path or "/tokeninfo", query))
+        response = connection.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException) as e:
+        raise Rejected("error calling Google's tokeninfo: %s" % e)
+    finally:
+        connection.close()
+    try:
+        info = json.loads(body)
+    except ValueError:
+        info = None
+    if not isinstance(info, dict):
+        raise Rejected("tokeninfo answered %d without a JSON object" % response.status)
+    if response.status != 200:
+        raise Rejected(
+            "tokeninfo refused the token: %s (%s)"
+            % (info.get("error", response.status), info.get("error_description", ""))
+        )
+    return info
+
+
+def google_user(info):
+    """The Kubernetes user GKE makes of a tokeninfo answer, or Rejected."""
+    email = info.get("email")
+    if not isinstance(email, str) or not email:
+        raise Rejected("the Google token carries no e-mail address")
+    if str(info.get("email_verified")).lower() != "true":
+        raise Rejected("the e-mail address of the Google token is not verified")
+    try:
+        left = int(info.get("expires_in", "0"))
+    except (TypeError, ValueError):
+        left = 0
+    if left <= 0:
+        raise Rejected("the Google token has expired")
+    if CLOUD_PLATFORM_SCOPE not in str(info.get("scope", "")).split():
+        raise Rejected("the Google token lacks the %s scope" % CLOUD_PLATFORM_SCOPE)
+    return {
+        "authenticated": True,
+        "user": {"username": email, "uid": str(info.get("sub", "")), "groups": []},
+    }
+
+
 class Authenticator:
     """The verification and mapping, with the server's configuration."""
 
@@ -340,11 +438,18 @@ class Authenticator:
         self.access_entries = args.access_entries
         self.sts_endpoint = args.sts_endpoint
         self.sts_ca = args.sts_ca
+        self.tokeninfo_file = args.gke_tokeninfo_file
         with open(args.credentials, encoding="utf-8") as f:
             self.secrets = json.load(f)
 
     def review(self, token, now=None):
-        """The TokenReview status for `token`."""
+        """The TokenReview status for `token`: a Google token's or an EKS token's."""
+        if token.startswith(GOOGLE_PREFIX):
+            return google_user(google_token_info(token, self.tokeninfo_file))
+        return self.review_eks(token, now)
+
+    def review_eks(self, token, now=None):
+        """The TokenReview status for an EKS token."""
         now = now or datetime.datetime.now(datetime.timezone.utc)
         parsed, region, pairs, params = parse_token(token)
         signed_at = check_token(params, now)
@@ -420,10 +525,11 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             status = self.authenticator.review(token)
+            user = status["user"]
             log("authenticated %s as %s (groups %s)" % (
-                status["user"]["extra"]["arn"][0],
-                status["user"]["username"],
-                ",".join(status["user"]["groups"]) or "none",
+                user.get("extra", {}).get("arn", ["a Google token"])[0],
+                user["username"],
+                ",".join(user["groups"]) or "none",
             ))
         except Rejected as e:
             status = {"authenticated": False, "error": "eks-authenticator: %s" % e}
@@ -443,6 +549,8 @@ def main():
     parser.add_argument("--access-entries", required=True)
     parser.add_argument("--sts-endpoint")
     parser.add_argument("--sts-ca")
+    parser.add_argument("--gke-tokeninfo-file",
+                        help="a file holding the Google tokeninfo URL, read for every review")
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     args = parser.parse_args()
@@ -454,9 +562,9 @@ def main():
         context.load_cert_chain(args.tls_cert, args.tls_key)
         server.socket = context.wrap_socket(server.socket, server_side=True)
         scheme = "https"
-    log("cluster %s, STS %s, serving %s://127.0.0.1:%d/authenticate" % (
-        args.cluster_id, args.sts_endpoint or "(none: every token is rejected)", scheme,
-        args.port))
+    log("cluster %s, STS %s, Google tokeninfo from %s, serving %s://127.0.0.1:%d/authenticate" % (
+        args.cluster_id, args.sts_endpoint or "(none: every EKS token is rejected)",
+        args.gke_tokeninfo_file or "(none: every Google token is rejected)", scheme, args.port))
     threading.current_thread().name = "eks-authenticator"
     server.serve_forever()
 

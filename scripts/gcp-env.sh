@@ -35,7 +35,11 @@
 #              GCP_ENV_CLUSTER_ENDPOINT (the HOST:PORT clusters report; default the host:port of
 #              BMAC_KUBE_SERVER when set), GCP_ENV_CLUSTER_CA (a PEM file clusters report as
 #              their CA), GCP_ENV_PROJECTS (space-separated: the only projects that exist),
-#              GCP_ENV_READY_TIMEOUT (seconds, default 30).
+#              GCP_ENV_READY_TIMEOUT (seconds, default 30),
+#              BMAC_GKE_TOKENINFO_FILE (scripts/kube-env.sh's DIR/env sets it: the file its token
+#              webhook reads the Google tokeninfo URL from; `start` writes the test server's
+#              http://127.0.0.1:PORT/tokeninfo there, so the kube-apiserver authenticates the
+#              server's access tokens as their Google accounts, and `stop` empties it again).
 # Only loopback addresses are used; packages come from the registry pip is configured with.
 set -euo pipefail
 
@@ -186,14 +190,40 @@ EOF
     echo "export GOOGLE_APPLICATION_CREDENTIALS=$dir/adc.json"
   } >"$dir/env.tmp"
   mv "$dir/env.tmp" "$dir/env"
+  publish_tokeninfo "$dir" "${oauth%/token}/tokeninfo"
   log "fake-gcs-server at http://127.0.0.1:$port, Google APIs at $container … in $(elapsed "$t0")"
   log "use: . $dir/env"
+}
+
+# Tells the kube-apiserver's token webhook where tokeninfo is (see BMAC_GKE_TOKENINFO_FILE),
+# remembering which file it wrote, so that `stop` can take it back.
+publish_tokeninfo() { # dir url
+  local file="${BMAC_GKE_TOKENINFO_FILE:-}"
+  [[ -n "$file" ]] || return 0
+  [[ -d "$(dirname "$file")" ]] || { log "note: no directory for $file; GKE tokens stay unknown to the apiserver"; return 0; }
+  printf '%s\n' "$2" >"$file.tmp"
+  mv "$file.tmp" "$file"
+  printf '%s\n' "$file" >"$1/tokeninfo.file"
+  log "the kube-apiserver's token webhook asks $2 about Google tokens (via $file)"
+}
+
+# Empties the tokeninfo file `start` wrote, if it still names this server.
+withdraw_tokeninfo() { # dir
+  [[ -f "$1/tokeninfo.file" ]] || return 0
+  local file url
+  file=$(<"$1/tokeninfo.file")
+  url=$(sed -n 's/^export BMAC_GCP_OAUTH=//p' "$1/gcp.env" 2>/dev/null)
+  if [[ -f "$file" && -n "$url" && "$(<"$file")" == "${url%/token}/tokeninfo" ]]; then
+    : >"$file"
+  fi
+  rm -f "$1/tokeninfo.file"
 }
 
 cmd_stop() {
   local dir="${1:?usage: gcp-env.sh stop DIR}"
   [[ -d "$dir" ]] || { log "nothing to stop in $dir"; return 0; }
   dir=$(cd "$dir" && pwd -P)
+  withdraw_tokeninfo "$dir"
   stop_one "$dir" gcpts
   stop_one "$dir" gcs
 }

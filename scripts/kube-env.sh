@@ -29,6 +29,15 @@
 # DIR/env then also exports BMAC_EKS_CLUSTER (the cluster id tokens must be signed for),
 # BMAC_EKS_ACCESS_ENTRIES (that file) and BMAC_EKS_AUTHENTICATOR (its /authenticate URL).
 #
+# GKE tokens: the same webhook authenticates Google access tokens (`ya29.`) as GKE does, as
+# the Google account's e-mail address (no groups), asking the token's issuer — bmac's Google
+# Cloud API test server — through its tokeninfo endpoint. That server starts after this one,
+# so the webhook reads its URL for every review from DIR/gke/tokeninfo-url, exported as
+# BMAC_GKE_TOKENINFO_FILE: scripts/gcp-env.sh start, run with this DIR/env sourced, writes it
+# there. Until then (or once that server is stopped) every Google token is rejected. What the
+# account may do is RBAC's: no binding is made here (a test binds the account it uses, as GKE
+# gives a project owner cluster-admin).
+#
 # Environment: KUBE_APISERVER (use this binary instead of the cached build),
 #              KUBE_ENV_READY_TIMEOUT (seconds, default 60),
 #              KUBE_ENV_EKS_CLUSTER (the authenticator's cluster id, default bmac-eks-e2e),
@@ -262,8 +271,9 @@ EOF
   )
 }
 
-# The EKS token webhook (see the header): its certificate, credentials, empty access entries
-# and the apiserver's webhook kubeconfig under DIR/eks, then the server, waited for.
+# The EKS and GKE token webhook (see the header): its certificate, credentials, empty access
+# entries and the apiserver's webhook kubeconfig under DIR/eks, DIR/gke for the tokeninfo URL
+# gcp-env.sh writes, then the server, waited for.
 start_authenticator() { # dir port
   local dir="$1" port="$2" cluster="${KUBE_ENV_EKS_CLUSTER:-bmac-eks-e2e}" i
   local sts=()
@@ -271,7 +281,7 @@ start_authenticator() { # dir port
 subjectAltName=IP:127.0.0.1,DNS:localhost"
   (
     umask 077
-    mkdir -p "$dir/eks"
+    mkdir -p "$dir/eks" "$dir/gke"
     printf '%s\n' "$cluster" >"$dir/eks/cluster"
     # moto's test credentials (what bmac's test harnesses use); STS verifies with the secret.
     printf '{"testing": "testing"}\n' >"$dir/eks/credentials.json"
@@ -303,6 +313,7 @@ EOF
   setsid python3 "$AUTHENTICATOR" --port "$port" --cluster-id "$cluster" \
     --credentials "$dir/eks/credentials.json" --access-entries "$dir/eks/access-entries.json" \
     --tls-cert "$dir/pki/eks-authenticator.crt" --tls-key "$dir/pki/eks-authenticator.key" \
+    --gke-tokeninfo-file "$dir/gke/tokeninfo-url" \
     "${sts[@]}" </dev/null >"$dir/eks-authenticator.log" 2>&1 &
   echo $! >"$dir/eks-authenticator.pid"
   for ((i = 0; i < 100; i++)); do
@@ -339,7 +350,7 @@ cmd_start() {
   fi
   # Fresh state every start (the PKI, tokens and etcd data are throwaway).
   rm -rf "${dir:?}/pki" "$dir/etcd-data" "$dir"/*.pid "$dir"/*.log "$dir/kubeconfig" \
-    "$dir/env" "$dir"/*.token "$dir/tokens.csv" "$dir"/*.port "$dir/eks"
+    "$dir/env" "$dir"/*.token "$dir/tokens.csv" "$dir"/*.port "$dir/eks" "$dir/gke"
   chmod 0700 "$dir"
   : >"$marker"
 
@@ -414,6 +425,7 @@ export BMAC_KUBE_SERVER=https://127.0.0.1:$api_port
 export BMAC_EKS_CLUSTER=$(<"$dir/eks/cluster")
 export BMAC_EKS_ACCESS_ENTRIES=$dir/eks/access-entries.json
 export BMAC_EKS_AUTHENTICATOR=https://127.0.0.1:$authn_port/authenticate
+export BMAC_GKE_TOKENINFO_FILE=$dir/gke/tokeninfo-url
 EOF
   log "kube-apiserver ready at https://127.0.0.1:$api_port in $(elapsed "$t0")"
   log "use: . $dir/env"

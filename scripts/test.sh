@@ -43,10 +43,15 @@ if [ -f scripts/kube-env.sh ]; then
   source "$run_dir/kube/env"
 fi
 
-# After the apiserver: the GKE clusters the test server makes report its address and CA.
+# After the apiserver: the GKE clusters the test server makes report its address and CA, and
+# the apiserver's token webhook learns where to ask about the server's Google tokens (gcp-env.sh
+# writes its tokeninfo URL to BMAC_GKE_TOKENINFO_FILE, from the kube env sourced above).
 step "Google Cloud APIs (fake-gcs-server and bmac-gcp-test-server)"
 bash scripts/gcp-env.sh install
-GCP_ENV_CLUSTER_CA="$run_dir/kube/pki/ca.crt" bash scripts/gcp-env.sh start "$run_dir/gcp"
+# Operations take 3 s, long enough for the CLI test that kills an apply while the cluster's
+# create operation runs (bmac-cli/tests/gcp_cli.rs).
+GCP_ENV_DELAY_MS=3000 GCP_ENV_CLUSTER_CA="$run_dir/kube/pki/ca.crt" \
+  bash scripts/gcp-env.sh start "$run_dir/gcp"
 # shellcheck disable=SC1091
 source "$run_dir/gcp/env"
 

@@ -29,6 +29,8 @@ pub mod rbac;
 pub mod workspace;
 
 pub use apiserver::*;
+// Not every test binary that includes this harness runs exec plugins (gcp_cli does not).
+#[allow(unused_imports)]
 pub use exec_plugin::*;
 
 use std::collections::BTreeMap;
