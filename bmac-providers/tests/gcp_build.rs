@@ -1953,3 +1953,60 @@ fn an_audit_archive_is_a_sink_whose_own_identity_may_only_create_objects_in_the_
         ));
     });
 }
+
+/// The bad-input rows only Google can answer: an archive bucket another project owns is refused
+/// before bmac changes it; one the credentials may not read is the API's 403, naming the
+/// permission.
+#[test]
+fn an_archive_bucket_of_another_project_is_refused_and_a_denied_one_names_the_permission() {
+    run(async {
+        let (project, cluster) = ("acme-mine", "prod");
+        let s = server();
+        let p = provider(project, cluster);
+        let ctx = StepContext::default();
+        let none = Inputs::default();
+        let theirs = "acme-someone-elses-logs";
+        let (status, made) = s
+            .gcs(
+                "POST",
+                "/storage/v1/b?project=acme-other",
+                Some(json!({"name": theirs, "location": "EUROPE-WEST1"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{made}");
+        s.control("storage", "DELETE", "/_bmac/requests", None)
+            .await;
+        let other = step(
+            "audit.bucket",
+            kinds::OBJECT_BUCKET,
+            &bucket_config(theirs, 30),
+        );
+        let e = apply(&p, &other, &none, &ctx).await.unwrap_err();
+        assert!(!e.is_retryable(), "{e:?}");
+        assert_eq!(e.code.as_deref(), Some("bmac::gcp::bucket_taken"), "{e:?}");
+        assert!(e.message.contains("another project"), "{}", e.message);
+        let writes = s.bucket_writes("acme-other", theirs).await;
+        assert!(
+            writes.is_empty(),
+            "another project's bucket was changed: {writes:#?}"
+        );
+
+        let denied = "acme-denied-logs";
+        s.control(
+            "storage",
+            "POST",
+            "/_bmac/faults",
+            Some(json!({"method": "GET", "path_prefix": format!("/storage/v1/b/{denied}"), "status": 403, "count": 1,
+                "message": format!("bmac@{project}.iam.gserviceaccount.com does not have storage.buckets.get access to the Google Cloud Storage bucket.")})),
+        )
+        .await;
+        let step_denied = step(
+            "audit.bucket",
+            kinds::OBJECT_BUCKET,
+            &bucket_config(denied, 30),
+        );
+        let e = apply(&p, &step_denied, &none, &ctx).await.unwrap_err();
+        assert!(!e.is_retryable(), "{e:?}");
+        assert!(e.message.contains("storage.buckets.get"), "{}", e.message);
+    });
+}

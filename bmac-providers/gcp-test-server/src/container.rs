@@ -415,15 +415,25 @@ fn create_cluster(st: &mut State, parent: &str, req: &Request) -> Reply {
         c.services_ipv4_cidr = "34.118.224.0/20".into();
     }
     let mut net = c.network_config.take().unwrap_or_default();
+    // `network` and `subnetwork` take a bare name or a resource path; networkConfig reports
+    // the path.
     if net.network.is_empty() {
-        net.network = format!("projects/{project}/global/networks/{}", c.network);
+        net.network = if c.network.starts_with("projects/") {
+            c.network.clone()
+        } else {
+            format!("projects/{project}/global/networks/{}", c.network)
+        };
     }
     if net.subnetwork.is_empty() {
-        net.subnetwork = format!(
-            "projects/{project}/regions/{}/subnetworks/{}",
-            region_of(&c.location),
-            c.subnetwork
-        );
+        net.subnetwork = if c.subnetwork.starts_with("projects/") {
+            c.subnetwork.clone()
+        } else {
+            format!(
+                "projects/{project}/regions/{}/subnetworks/{}",
+                region_of(&c.location),
+                c.subnetwork
+            )
+        };
     }
     if net.datapath_provider == DatapathProvider::Unspecified {
         net.datapath_provider = DatapathProvider::LegacyDatapath;

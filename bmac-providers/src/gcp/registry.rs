@@ -36,7 +36,7 @@ use google_cloud_artifactregistry_v1::model::remote_repository_config::{
 use google_cloud_artifactregistry_v1::model::{repository, RemoteRepositoryConfig, Repository};
 use serde_json::json;
 
-use super::error::{created, found, Context as _, Created};
+use super::error::{created, found, Created};
 use super::operation::{self, Op};
 use super::{labels, Clients, Handler};
 use crate::cloud::Boxed;

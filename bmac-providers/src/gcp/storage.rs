@@ -371,6 +371,16 @@ impl Handler<Clients> for GcsBucket {
                 }
             }
         };
+        if !created && !bucket.project_number.is_empty() {
+            let ours = super::kms::project_number(gcp).boxed().await?;
+            if bucket.project_number != ours {
+                return Err(ProviderError::permanent(format!(
+                    "the bucket {} belongs to another project (number {}), not {}: bmac adopts only an archive bucket of the cluster's project — choose another `[audit] archive` bucket",
+                    c.name, bucket.project_number, gcp.project
+                ))
+                .with_code("bmac::gcp::bucket_taken"));
+            }
+        }
         if bucket.locked()
             && bucket
                 .retention_days()
